@@ -1,0 +1,287 @@
+//! Broker configuration: defaults that run with no file, overridden by a TOML file, then by
+//! `FELIX_*` environment variables, then by command-line flags (see `main.rs`).
+//!
+//! Every bound in the broker is a field here, so that memory and latency trade-offs are
+//! explicit knobs rather than constants buried in code.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cache::CacheConfig;
+use crate::log::Retention;
+use crate::queue::GroupConfig;
+use crate::stream::{FullPolicy, StreamConfig};
+
+/// Everything the broker reads at start.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// QUIC listen address.
+    pub listen: SocketAddr,
+    /// HTTP address for `/live`, `/ready` and `/metrics`; `None` disables it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Dev mode: generated certificate, any token accepted, resources created on first use.
+    pub dev: bool,
+    /// Where dev mode writes the CA PEM clients verify against.
+    pub dev_ca_path: PathBuf,
+    /// PEM certificate chain (production).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key (production).
+    pub tls_key: Option<PathBuf>,
+    /// Create streams and caches on first use (defaults to `dev`).
+    pub auto_create: Option<bool>,
+    /// `current_thread` (lowest latency on few cores) or `multi_thread`.
+    pub runtime: RuntimeKind,
+    /// Worker threads for `multi_thread` (0 = one per core).
+    pub worker_threads: usize,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Settings of streams created on first use.
+    pub stream_defaults: StreamDefaults,
+    /// Settings of caches created on first use.
+    pub cache_defaults: CacheDefaults,
+    /// Settings of consumer groups created on first use.
+    pub group_defaults: GroupDefaults,
+    /// QUIC transport knobs.
+    pub transport: felix_transport::TransportConfig,
+    /// How long shutdown waits for in-flight work before closing connections.
+    pub shutdown_grace_ms: u64,
+}
+
+/// Runtime flavour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeKind {
+    /// One thread runs everything: fewest wake-ups, best p50 on small machines.
+    CurrentThread,
+    /// Work-stealing pool: more throughput on many cores.
+    MultiThread,
+}
+
+/// Per-broker and per-connection limits; past each the caller gets `overloaded` (or
+/// `frame_too_large`) and other clients are unaffected.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest frame payload accepted.
+    pub max_frame_bytes: u32,
+    /// Concurrent client connections.
+    pub max_connections: usize,
+    /// Open subscriptions per connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Request bytes being processed per connection (blocked publishes, long polls).
+    pub max_inflight_bytes_per_connection: usize,
+    /// Streams + caches per broker.
+    pub max_resources: usize,
+    /// Longest long-poll wait a `queue_pull` may ask for.
+    pub max_pull_wait_ms: u64,
+    /// Most messages one `queue_pull` may ask for.
+    pub max_pull_batch: u32,
+    /// Events per frame written to a subscriber.
+    pub max_event_batch: usize,
+    /// Bytes per frame written to a subscriber.
+    pub max_event_batch_bytes: usize,
+}
+
+/// Defaults for streams.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamDefaults {
+    /// Records kept per stream (ephemeral log bound).
+    pub max_records: usize,
+    /// Bytes kept per stream (ephemeral log bound).
+    pub max_bytes: usize,
+    /// Per-subscriber queue bound, in messages.
+    pub subscriber_buffer: usize,
+    /// Policy when a subscriber's queue is full.
+    pub full_policy: FullPolicy,
+    /// How long a `block` publisher waits before the stalled subscriber is disconnected.
+    pub block_timeout_ms: u64,
+}
+
+/// Defaults for caches.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheDefaults {
+    /// Byte budget per cache (LRU eviction beyond it).
+    pub max_bytes: usize,
+    /// TTL for puts that give none; `None` keeps entries until evicted.
+    pub default_ttl_ms: Option<u64>,
+    /// Largest value accepted.
+    pub max_value_bytes: usize,
+    /// How often expired entries are swept in the background.
+    pub sweep_interval_ms: u64,
+}
+
+/// Defaults for consumer groups.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupDefaults {
+    /// Lease length before redelivery.
+    pub ack_timeout_ms: u64,
+    /// Deliveries before a message is dead-lettered.
+    pub max_deliveries: u32,
+    /// Dead letters kept per group (oldest dropped beyond).
+    pub dead_letter_max: usize,
+    /// Unacknowledged deliveries per group.
+    pub max_in_flight: usize,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:5000".parse().expect("literal"),
+            metrics_listen: Some("127.0.0.1:8080".parse().expect("literal")),
+            dev: true,
+            dev_ca_path: default_ca_path(),
+            tls_cert: None,
+            tls_key: None,
+            auto_create: None,
+            runtime: RuntimeKind::CurrentThread,
+            worker_threads: 0,
+            log_format: "text".into(),
+            limits: Limits::default(),
+            stream_defaults: StreamDefaults::default(),
+            cache_defaults: CacheDefaults::default(),
+            group_defaults: GroupDefaults::default(),
+            transport: Default::default(),
+            shutdown_grace_ms: 5_000,
+        }
+    }
+}
+
+/// `$TMPDIR/felix-dev/ca.pem` (`/tmp/felix-dev/ca.pem` on Linux).
+pub fn default_ca_path() -> PathBuf {
+    std::env::temp_dir().join("felix-dev").join("ca.pem")
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: felix_wire::frame::DEFAULT_MAX_FRAME,
+            max_connections: 10_000,
+            max_subscriptions_per_connection: 10_000,
+            max_inflight_bytes_per_connection: 64 * 1024 * 1024,
+            max_resources: 100_000,
+            max_pull_wait_ms: 60_000,
+            max_pull_batch: 1_000,
+            max_event_batch: 256,
+            max_event_batch_bytes: 256 * 1024,
+        }
+    }
+}
+
+impl Default for StreamDefaults {
+    fn default() -> Self {
+        let r = Retention::default();
+        Self {
+            max_records: r.max_records,
+            max_bytes: r.max_bytes,
+            subscriber_buffer: 4_096,
+            full_policy: FullPolicy::DropOldest,
+            block_timeout_ms: 5_000,
+        }
+    }
+}
+
+impl Default for CacheDefaults {
+    fn default() -> Self {
+        let c = CacheConfig::default();
+        Self {
+            max_bytes: c.max_bytes,
+            default_ttl_ms: c.default_ttl.map(|d| d.as_millis() as u64),
+            max_value_bytes: c.max_value_bytes,
+            sweep_interval_ms: 100,
+        }
+    }
+}
+
+impl Default for GroupDefaults {
+    fn default() -> Self {
+        let g = GroupConfig::default();
+        Self {
+            ack_timeout_ms: g.ack_timeout.as_millis() as u64,
+            max_deliveries: g.max_deliveries,
+            dead_letter_max: g.dead_letter_max,
+            max_in_flight: g.max_in_flight,
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// Whether resources are created on first use.
+    pub fn auto_create(&self) -> bool {
+        self.auto_create.unwrap_or(self.dev)
+    }
+
+    /// Reads a TOML file over the defaults.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+        Self::from_toml_str(&text)
+    }
+
+    /// Parses TOML over the defaults.
+    pub fn from_toml_str(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError(e.to_string()))
+    }
+
+    /// Checks cross-field rules.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.dev && (self.tls_cert.is_none() || self.tls_key.is_none()) {
+            return Err(ConfigError(
+                "production mode (dev = false) needs tls_cert and tls_key".into(),
+            ));
+        }
+        if self.limits.max_frame_bytes < 1024 {
+            return Err(ConfigError("limits.max_frame_bytes must be at least 1024".into()));
+        }
+        if self.stream_defaults.subscriber_buffer == 0 {
+            return Err(ConfigError("stream_defaults.subscriber_buffer must be > 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Stream settings for a stream created on first use.
+    pub fn stream_config(&self) -> StreamConfig {
+        let d = &self.stream_defaults;
+        StreamConfig {
+            retention: Retention { max_records: d.max_records, max_bytes: d.max_bytes },
+            subscriber_buffer: d.subscriber_buffer,
+            full_policy: d.full_policy,
+            block_timeout: Duration::from_millis(d.block_timeout_ms),
+        }
+    }
+
+    /// Cache settings for a cache created on first use.
+    pub fn cache_config(&self) -> CacheConfig {
+        let d = &self.cache_defaults;
+        CacheConfig {
+            max_bytes: d.max_bytes,
+            default_ttl: d.default_ttl_ms.map(Duration::from_millis),
+            max_value_bytes: d.max_value_bytes,
+            ..CacheConfig::default()
+        }
+    }
+
+    /// Group settings for a group created on first use.
+    pub fn group_config(&self) -> GroupConfig {
+        let d = &self.group_defaults;
+        GroupConfig {
+            ack_timeout: Duration::from_millis(d.ack_timeout_ms),
+            max_deliveries: d.max_deliveries,
+            dead_letter_max: d.dead_letter_max,
+            max_in_flight: d.max_in_flight,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);

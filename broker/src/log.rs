@@ -1,0 +1,185 @@
+//! The one core log: an append-only sequence of records per stream, addressed by offset.
+//!
+//! Streams (fanout cursors), queues (shared group cursors with acks) and the cache
+//! (key -> latest value) are all projections over a [`Log`]. The trait is written for a
+//! durable implementation too (appends return the assigned offsets; reads are by offset and
+//! report what retention already removed), while [`MemoryLog`] is the ephemeral one: bounded
+//! by record count and by bytes, evicting the oldest records first, never touching disk.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+
+use bytes::Bytes;
+
+/// Retention bounds of a log; whichever is reached first evicts the oldest records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Maximum number of records kept.
+    pub max_records: usize,
+    /// Maximum payload bytes kept.
+    pub max_bytes: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            max_records: 100_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a read returned, and what retention had already removed before it.
+#[derive(Debug, Default, Clone)]
+pub struct ReadResult {
+    /// Records in offset order: (offset, payload).
+    pub records: Vec<(u64, Bytes)>,
+    /// First offset still held when the read ran; a `from` below this was a gap.
+    pub first_available: u64,
+    /// Offset the next append will get.
+    pub next_offset: u64,
+}
+
+/// An append-only log with offsets. Implementations must be cheap to call under a lock:
+/// callers (the stream) serialise appends so that fanout order equals log order.
+pub trait Log: Send + Sync + 'static {
+    /// Appends payloads atomically and returns the offsets they were given.
+    fn append(&mut self, payloads: &[Bytes]) -> Range<u64>;
+    /// Reads up to `max_records` records starting at `from` (or the first held one).
+    fn read(&self, from: u64, max_records: usize) -> ReadResult;
+    /// Offset the next append will get.
+    fn next_offset(&self) -> u64;
+    /// Oldest offset still held (equals `next_offset` when empty).
+    fn first_offset(&self) -> u64;
+    /// Payload bytes currently held.
+    fn bytes(&self) -> usize;
+    /// Records currently held.
+    fn len(&self) -> usize;
+    /// True when no record is held.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Ephemeral in-memory log bounded by [`Retention`]. Payloads are `Bytes`, so a record held
+/// here and in any number of subscriber queues exists once in memory.
+#[derive(Debug)]
+pub struct MemoryLog {
+    retention: Retention,
+    records: VecDeque<Bytes>,
+    first: u64,
+    bytes: usize,
+}
+
+impl MemoryLog {
+    /// An empty log with the given bounds.
+    pub fn new(retention: Retention) -> Self {
+        Self {
+            retention,
+            records: VecDeque::new(),
+            first: 0,
+            bytes: 0,
+        }
+    }
+
+    /// The bounds this log enforces.
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    fn evict(&mut self) {
+        while !self.records.is_empty()
+            && (self.records.len() > self.retention.max_records
+                || self.bytes > self.retention.max_bytes)
+        {
+            if let Some(old) = self.records.pop_front() {
+                self.bytes -= old.len();
+                self.first += 1;
+            }
+        }
+    }
+}
+
+impl Log for MemoryLog {
+    fn append(&mut self, payloads: &[Bytes]) -> Range<u64> {
+        let start = self.next_offset();
+        for p in payloads {
+            self.bytes += p.len();
+            self.records.push_back(p.clone());
+        }
+        self.evict();
+        start..start + payloads.len() as u64
+    }
+
+    fn read(&self, from: u64, max_records: usize) -> ReadResult {
+        let from = from.max(self.first);
+        let skip = (from - self.first) as usize;
+        let records = self
+            .records
+            .iter()
+            .skip(skip)
+            .take(max_records)
+            .enumerate()
+            .map(|(i, p)| (from + i as u64, p.clone()))
+            .collect();
+        ReadResult {
+            records,
+            first_available: self.first,
+            next_offset: self.next_offset(),
+        }
+    }
+
+    fn next_offset(&self) -> u64 {
+        self.first + self.records.len() as u64
+    }
+
+    fn first_offset(&self) -> u64 {
+        self.first
+    }
+
+    fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn append_assigns_consecutive_offsets() {
+        let mut log = MemoryLog::new(Retention::default());
+        assert_eq!(log.append(&[b("a"), b("b")]), 0..2);
+        assert_eq!(log.append(&[b("c")]), 2..3);
+        let r = log.read(1, 10);
+        assert_eq!(r.records, vec![(1, b("b")), (2, b("c"))]);
+        assert_eq!(r.next_offset, 3);
+    }
+
+    #[test]
+    fn count_bound_evicts_oldest_first() {
+        let mut log = MemoryLog::new(Retention { max_records: 2, max_bytes: 1 << 20 });
+        log.append(&[b("a"), b("b"), b("c")]);
+        assert_eq!(log.first_offset(), 1);
+        let r = log.read(0, 10);
+        assert_eq!(r.first_available, 1);
+        assert_eq!(r.records, vec![(1, b("b")), (2, b("c"))]);
+    }
+
+    #[test]
+    fn byte_bound_evicts_until_under_budget() {
+        let mut log = MemoryLog::new(Retention { max_records: 100, max_bytes: 5 });
+        log.append(&[b("abc"), b("de"), b("f")]);
+        assert_eq!(log.bytes(), 3);
+        assert_eq!(log.first_offset(), 1);
+        assert_eq!(log.next_offset(), 3);
+    }
+}

@@ -1,0 +1,196 @@
+//! `felix-broker`: runs a Felix broker.
+//!
+//! With no arguments it runs in dev mode: in memory, a generated certificate whose CA PEM is
+//! written to `/tmp/felix-dev/ca.pem`, QUIC on 127.0.0.1:5000, HTTP health and metrics on
+//! 127.0.0.1:8080. Settings come from defaults, then a TOML file (`--config`), then `FELIX_*`
+//! environment variables, then flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use felix_broker::auth::{Authenticator, DevAuth, StaticTokenAuth};
+use felix_broker::config::{BrokerConfig, RuntimeKind};
+use felix_broker::Broker;
+use tracing::{error, info, warn};
+
+#[derive(Parser, Debug)]
+#[command(name = "felix-broker", version, about = "Felix broker: pub/sub streams, work queues and cache over QUIC")]
+struct Args {
+    /// TOML configuration file.
+    #[arg(long, env = "FELIX_CONFIG")]
+    config: Option<PathBuf>,
+    /// QUIC listen address.
+    #[arg(long, env = "FELIX_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// HTTP address for /live, /ready and /metrics.
+    #[arg(long, env = "FELIX_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// Disable the HTTP endpoint.
+    #[arg(long, env = "FELIX_NO_METRICS")]
+    no_metrics: bool,
+    /// Production mode: requires --tls-cert and --tls-key, no auto-creation.
+    #[arg(long, env = "FELIX_PRODUCTION")]
+    production: bool,
+    /// Where dev mode writes the CA PEM.
+    #[arg(long, env = "FELIX_DEV_CA_PATH")]
+    dev_ca_path: Option<PathBuf>,
+    /// PEM certificate chain.
+    #[arg(long, env = "FELIX_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    #[arg(long, env = "FELIX_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Create streams and caches on first use.
+    #[arg(long, env = "FELIX_AUTO_CREATE")]
+    auto_create: Option<bool>,
+    /// Runtime flavour.
+    #[arg(long, env = "FELIX_RUNTIME", value_enum)]
+    runtime: Option<RuntimeKind>,
+    /// Worker threads for the multi-thread runtime.
+    #[arg(long, env = "FELIX_WORKER_THREADS")]
+    worker_threads: Option<usize>,
+    /// Accept only these tokens (comma-separated); default dev mode accepts any.
+    #[arg(long, env = "FELIX_AUTH_TOKENS", value_delimiter = ',')]
+    auth_tokens: Vec<String>,
+    /// Log format: text or json.
+    #[arg(long, env = "FELIX_LOG_FORMAT")]
+    log_format: Option<String>,
+    /// Largest frame payload in bytes.
+    #[arg(long, env = "FELIX_MAX_FRAME_BYTES")]
+    max_frame_bytes: Option<u32>,
+    /// Maximum concurrent connections.
+    #[arg(long, env = "FELIX_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// Maximum subscriptions per connection.
+    #[arg(long, env = "FELIX_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
+    max_subscriptions_per_connection: Option<usize>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+fn load(args: &Args) -> Result<BrokerConfig, String> {
+    let mut cfg = match &args.config {
+        Some(p) => BrokerConfig::from_toml_file(p).map_err(|e| e.to_string())?,
+        None => BrokerConfig::default(),
+    };
+    if let Some(v) = args.listen {
+        cfg.listen = v;
+    }
+    if let Some(v) = args.metrics_listen {
+        cfg.metrics_listen = Some(v);
+    }
+    if args.no_metrics {
+        cfg.metrics_listen = None;
+    }
+    if args.production {
+        cfg.dev = false;
+    }
+    if let Some(v) = &args.dev_ca_path {
+        cfg.dev_ca_path = v.clone();
+    }
+    if let Some(v) = &args.tls_cert {
+        cfg.tls_cert = Some(v.clone());
+    }
+    if let Some(v) = &args.tls_key {
+        cfg.tls_key = Some(v.clone());
+    }
+    if let Some(v) = args.auto_create {
+        cfg.auto_create = Some(v);
+    }
+    if let Some(v) = args.runtime {
+        cfg.runtime = v;
+    }
+    if let Some(v) = args.worker_threads {
+        cfg.worker_threads = v;
+    }
+    if let Some(v) = &args.log_format {
+        cfg.log_format = v.clone();
+    }
+    if let Some(v) = args.max_frame_bytes {
+        cfg.limits.max_frame_bytes = v;
+    }
+    if let Some(v) = args.max_connections {
+        cfg.limits.max_connections = v;
+    }
+    if let Some(v) = args.max_subscriptions_per_connection {
+        cfg.limits.max_subscriptions_per_connection = v;
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
+    Ok(cfg)
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FELIX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    let cfg = match load(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("felix-broker: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if args.print_config {
+        print!("{}", toml::to_string_pretty(&cfg).unwrap_or_default());
+        return std::process::ExitCode::SUCCESS;
+    }
+    init_tracing(&cfg.log_format);
+    let mut rt = match cfg.runtime {
+        RuntimeKind::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        RuntimeKind::MultiThread => {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            if cfg.worker_threads > 0 {
+                b.worker_threads(cfg.worker_threads);
+            }
+            b
+        }
+    };
+    let rt = rt.enable_all().build().expect("tokio runtime");
+    rt.block_on(run(cfg, args.auth_tokens))
+}
+
+async fn run(cfg: BrokerConfig, tokens: Vec<String>) -> std::process::ExitCode {
+    info!(config = %serde_json::to_string(&cfg).unwrap_or_default(), "effective configuration");
+    let auth: Box<dyn Authenticator> = if tokens.is_empty() {
+        if cfg.dev {
+            warn!("dev mode: accepting any token (or none) for any tenant; do not expose this broker");
+        }
+        Box::new(DevAuth)
+    } else {
+        info!(tokens = tokens.len(), "accepting only configured tokens");
+        Box::new(StaticTokenAuth::new(tokens))
+    };
+    if cfg.dev && cfg.tls_cert.is_none() {
+        info!(ca = %cfg.dev_ca_path.display(), "dev certificate generated; clients verify with this CA");
+    }
+    let broker = match Broker::start_with_auth(cfg, auth).await {
+        Ok(b) => b,
+        Err(e) => {
+            error!("{e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    wait_for_signal().await;
+    broker.shutdown().await;
+    std::process::ExitCode::SUCCESS
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received"),
+        _ = term.recv() => info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,181 @@
+//! Broker metrics: lock-free counters and latency histograms, rendered in the Prometheus
+//! text format by the HTTP endpoint in [`crate::http`].
+//!
+//! Everything on the hot path is a relaxed atomic add; rendering walks the registry only when
+//! scraped.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A monotonically increasing counter.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`.
+    pub fn add(&self, n: u64) {
+        self.0.fetch_add(n, Relaxed);
+    }
+    /// Adds one.
+    pub fn inc(&self) {
+        self.add(1);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub struct Gauge(AtomicU64);
+
+impl Gauge {
+    /// Adds one.
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Relaxed);
+    }
+    /// Subtracts one.
+    pub fn dec(&self) {
+        self.0.fetch_sub(1, Relaxed);
+    }
+    /// Current value.
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the latency buckets: 10 µs to 1 s.
+const BUCKETS: [f64; 16] = [
+    0.00001, 0.000025, 0.00005, 0.000075, 0.0001, 0.00015, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+    0.01, 0.025, 0.1, 0.25, 1.0,
+];
+
+/// A fixed-bucket latency histogram (Prometheus `histogram`).
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|b| secs <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(d.as_nanos() as u64, Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0;
+        for (i, b) in BUCKETS.iter().enumerate() {
+            cum += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+/// All broker metrics.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Open client connections.
+    pub connections: Gauge,
+    /// Connections accepted since start.
+    pub connections_total: Counter,
+    /// Connections refused by `max_connections`.
+    pub connections_refused: Counter,
+    /// Open subscriptions.
+    pub subscriptions: Gauge,
+    /// Messages published (appended).
+    pub published: Counter,
+    /// Payload bytes published.
+    pub published_bytes: Counter,
+    /// Events written to subscribers.
+    pub delivered: Counter,
+    /// Subscriptions ended as slow consumers.
+    pub slow_consumers: Counter,
+    /// Cache hits.
+    pub cache_hits: Counter,
+    /// Cache misses.
+    pub cache_misses: Counter,
+    /// Requests refused with `overloaded`.
+    pub overloaded: Counter,
+    /// Frames rejected as malformed.
+    pub protocol_errors: Counter,
+    /// Queue deliveries handed out.
+    pub queue_delivered: Counter,
+    /// Queue acks.
+    pub queue_acked: Counter,
+    /// Time from a publish frame's arrival to its append (and backpressure wait).
+    pub publish_latency: Histogram,
+    /// Time to serve a cache request.
+    pub cache_latency: Histogram,
+}
+
+/// Per-resource figures gathered at scrape time.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// (label, records, bytes, subscribers, dropped) per stream.
+    pub streams: Vec<(String, u64, u64, u64, u64)>,
+    /// (label, entries, bytes, evictions, expirations) per cache.
+    pub caches: Vec<(String, u64, u64, u64, u64)>,
+    /// (label, in_flight, pending, dead_letters) per group.
+    pub groups: Vec<(String, u64, u64, u64)>,
+}
+
+impl Metrics {
+    /// Renders the Prometheus text exposition.
+    pub fn render(&self, snap: &Snapshot) -> String {
+        let mut out = String::with_capacity(4096);
+        let gauge = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        gauge(&mut out, "felix_connections", "Open client connections.", self.connections.get());
+        counter(&mut out, "felix_connections_total", "Connections accepted.", self.connections_total.get());
+        counter(&mut out, "felix_connections_refused_total", "Connections refused by max_connections.", self.connections_refused.get());
+        gauge(&mut out, "felix_subscriptions", "Open subscriptions.", self.subscriptions.get());
+        counter(&mut out, "felix_published_messages_total", "Messages appended.", self.published.get());
+        counter(&mut out, "felix_published_bytes_total", "Payload bytes appended.", self.published_bytes.get());
+        counter(&mut out, "felix_delivered_events_total", "Events written to subscribers.", self.delivered.get());
+        counter(&mut out, "felix_slow_consumers_total", "Subscriptions ended as slow consumers.", self.slow_consumers.get());
+        counter(&mut out, "felix_cache_hits_total", "Cache hits.", self.cache_hits.get());
+        counter(&mut out, "felix_cache_misses_total", "Cache misses.", self.cache_misses.get());
+        counter(&mut out, "felix_overloaded_total", "Requests refused as overloaded.", self.overloaded.get());
+        counter(&mut out, "felix_protocol_errors_total", "Malformed frames.", self.protocol_errors.get());
+        counter(&mut out, "felix_queue_delivered_total", "Queue deliveries.", self.queue_delivered.get());
+        counter(&mut out, "felix_queue_acked_total", "Queue acks.", self.queue_acked.get());
+        self.publish_latency.render(&mut out, "felix_publish_seconds", "Publish handling latency.");
+        self.cache_latency.render(&mut out, "felix_cache_op_seconds", "Cache request latency.");
+        let _ = writeln!(out, "# TYPE felix_stream_records gauge\n# TYPE felix_stream_bytes gauge\n# TYPE felix_stream_subscribers gauge\n# TYPE felix_stream_dropped_total counter");
+        for (l, rec, bytes, subs, dropped) in &snap.streams {
+            let _ = writeln!(out, "felix_stream_records{{stream=\"{l}\"}} {rec}\nfelix_stream_bytes{{stream=\"{l}\"}} {bytes}\nfelix_stream_subscribers{{stream=\"{l}\"}} {subs}\nfelix_stream_dropped_total{{stream=\"{l}\"}} {dropped}");
+        }
+        let _ = writeln!(out, "# TYPE felix_cache_entries gauge\n# TYPE felix_cache_bytes gauge\n# TYPE felix_cache_evictions_total counter\n# TYPE felix_cache_expirations_total counter");
+        for (l, n, bytes, ev, ex) in &snap.caches {
+            let _ = writeln!(out, "felix_cache_entries{{cache=\"{l}\"}} {n}\nfelix_cache_bytes{{cache=\"{l}\"}} {bytes}\nfelix_cache_evictions_total{{cache=\"{l}\"}} {ev}\nfelix_cache_expirations_total{{cache=\"{l}\"}} {ex}");
+        }
+        let _ = writeln!(out, "# TYPE felix_queue_in_flight gauge\n# TYPE felix_queue_pending gauge\n# TYPE felix_queue_dead_letters gauge");
+        for (l, inf, pend, dl) in &snap.groups {
+            let _ = writeln!(out, "felix_queue_in_flight{{group=\"{l}\"}} {inf}\nfelix_queue_pending{{group=\"{l}\"}} {pend}\nfelix_queue_dead_letters{{group=\"{l}\"}} {dl}");
+        }
+        out
+    }
+}

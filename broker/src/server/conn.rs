@@ -1,0 +1,97 @@
+//! One client connection: connection limit, per-connection budgets, stream dispatch and
+//! draining on shutdown.
+
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Duration;
+
+use felix_wire::ErrorCode;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use super::framed::FrameReader;
+use super::session::{authenticate, Replier};
+use super::{request, Shared};
+
+/// Budgets shared by all streams of one connection.
+pub struct ConnState {
+    /// Request bytes being processed (permits = bytes).
+    pub inflight: Arc<Semaphore>,
+    /// Open subscriptions.
+    pub subscriptions: AtomicUsize,
+}
+
+pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            debug!(error = %e, "handshake failed");
+            return;
+        }
+    };
+    if shared.metrics.connections.get() as usize >= shared.cfg.limits.max_connections {
+        shared.metrics.connections_refused.inc();
+        conn.close(
+            quinn::VarInt::from_u32(ErrorCode::Overloaded.as_u16() as u32),
+            b"overloaded: max_connections reached",
+        );
+        return;
+    }
+    shared.metrics.connections.inc();
+    shared.metrics.connections_total.inc();
+    let remote = conn.remote_address();
+    debug!(%remote, "connection open");
+    let state = Arc::new(ConnState {
+        inflight: Arc::new(Semaphore::new(shared.cfg.limits.max_inflight_bytes_per_connection)),
+        subscriptions: AtomicUsize::new(0),
+    });
+    let mut shutdown = shared.shutdown.clone();
+    let mut streams = JoinSet::new();
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            s = conn.accept_bi(), if !draining => match s {
+                Ok((send, recv)) => {
+                    streams.spawn(stream(shared.clone(), conn.clone(), state.clone(), send, recv));
+                }
+                Err(_) => break,
+            },
+            _ = shutdown.wait_for(|s| *s), if !draining => draining = true,
+            joined = streams.join_next(), if !streams.is_empty() => {
+                if joined.is_none() && draining { break; }
+            }
+            else => break,
+        }
+        if draining && streams.is_empty() {
+            break;
+        }
+    }
+    if draining {
+        let grace = Duration::from_millis(shared.cfg.shutdown_grace_ms);
+        let _ = tokio::time::timeout(grace, async { while streams.join_next().await.is_some() {} }).await;
+        conn.close(
+            quinn::VarInt::from_u32(ErrorCode::Unavailable.as_u16() as u32),
+            b"unavailable: broker shutting down",
+        );
+    }
+    streams.abort_all();
+    shared.metrics.connections.dec();
+    shared.connection_closed.notify_waiters();
+    debug!(%remote, "connection closed");
+}
+
+async fn stream(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    state: Arc<ConnState>,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    let mut reader = FrameReader::new(recv, shared.cfg.limits.max_frame_bytes);
+    let mut replier = Replier::new(send);
+    let Ok(session) = authenticate(&shared, &mut reader, &mut replier).await else {
+        return;
+    };
+    request::serve(shared, conn, state, session, reader, replier).await;
+}

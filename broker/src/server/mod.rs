@@ -1,0 +1,197 @@
+//! The QUIC front of the broker: accepts connections, authenticates each client-opened
+//! stream, and routes it to the request loop ([`request`]) or a subscription ([`subscribe`]).
+//!
+//! Isolation rules: a malformed frame fails its stream only; a limit reached fails the one
+//! request (`overloaded`); a slow subscriber affects only itself (see `stream.rs`).
+
+mod cache_ops;
+mod conn;
+pub mod framed;
+mod queue_ops;
+mod request;
+mod session;
+mod subscribe;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+use crate::auth::{Authenticator, DevAuth};
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::registry::Registry;
+
+/// QUIC application close / stream error codes (the stable error code numbers, plus 0).
+pub mod close_code {
+    /// Normal close.
+    pub const OK: u32 = 0;
+}
+
+/// State shared by every connection.
+pub struct Shared {
+    /// Effective configuration.
+    pub cfg: Arc<BrokerConfig>,
+    /// Named resources.
+    pub registry: Registry,
+    /// Counters and histograms.
+    pub metrics: Metrics,
+    /// Token checks.
+    pub auth: Box<dyn Authenticator>,
+    /// Flips to true when shutdown starts.
+    pub shutdown: watch::Receiver<bool>,
+    /// False once shutdown starts (for `/ready`).
+    pub ready: AtomicBool,
+    /// Notified whenever a connection ends (shutdown waits on it).
+    pub connection_closed: tokio::sync::Notify,
+    next_subscription: AtomicU64,
+}
+
+impl Shared {
+    /// A broker-unique subscription id.
+    pub fn next_subscription_id(&self) -> u64 {
+        self.next_subscription.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// A running broker.
+pub struct Broker {
+    shared: Arc<Shared>,
+    endpoint: quinn::Endpoint,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: JoinSet<()>,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Broker {
+    /// Binds the QUIC endpoint (and the HTTP endpoint) and starts serving on the current
+    /// tokio runtime.
+    pub async fn start(cfg: BrokerConfig) -> Result<Self, StartError> {
+        let auth: Box<dyn Authenticator> = Box::new(DevAuth);
+        Self::start_with_auth(cfg, auth).await
+    }
+
+    /// Like [`Broker::start`] with a given authenticator.
+    pub async fn start_with_auth(
+        cfg: BrokerConfig,
+        auth: Box<dyn Authenticator>,
+    ) -> Result<Self, StartError> {
+        cfg.validate().map_err(|e| StartError(e.to_string()))?;
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => felix_transport::ServerTls::from_pem_files(cert, key),
+            _ => felix_transport::ServerTls::generate_dev(&cfg.dev_ca_path),
+        }
+        .map_err(|e| StartError(format!("tls: {e}")))?;
+        let endpoint = felix_transport::server_endpoint(cfg.listen, tls, &cfg.transport)
+            .map_err(|e| StartError(format!("listen on {}: {e}", cfg.listen)))?;
+        let cfg = Arc::new(cfg);
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            registry: Registry::new(cfg.clone()),
+            cfg: cfg.clone(),
+            metrics: Metrics::default(),
+            auth,
+            shutdown: shutdown_rx,
+            ready: AtomicBool::new(true),
+            connection_closed: tokio::sync::Notify::new(),
+            next_subscription: AtomicU64::new(1),
+        });
+        let mut tasks = JoinSet::new();
+        let metrics_addr = match cfg.metrics_listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| StartError(format!("metrics listen on {addr}: {e}")))?;
+                let local = listener.local_addr().ok();
+                tasks.spawn(crate::http::serve(listener, shared.clone()));
+                local
+            }
+            None => None,
+        };
+        tasks.spawn(sweep_caches(shared.clone()));
+        tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
+        info!(
+            quic = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            metrics = ?metrics_addr,
+            "felix broker serving"
+        );
+        Ok(Self { shared, endpoint, shutdown_tx, tasks, metrics_addr })
+    }
+
+    /// The bound QUIC address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.endpoint.local_addr().expect("bound endpoint has an address")
+    }
+
+    /// The bound HTTP address, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Shared state (metrics, registry) for embedding and tests.
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Graceful shutdown: stop accepting, end subscriptions with a reason, let in-flight
+    /// requests finish for up to `shutdown_grace_ms`, then close every connection.
+    pub async fn shutdown(mut self) {
+        info!("shutdown: no longer accepting connections");
+        self.shared.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown_tx.send(true);
+        let grace = Duration::from_millis(self.shared.cfg.shutdown_grace_ms);
+        let open = || self.shared.metrics.connections.get();
+        let deadline = tokio::time::Instant::now() + grace;
+        // Connections close themselves once their streams drain (they watch the shutdown
+        // flag); wait for that, bounded by the grace period.
+        loop {
+            let closed = self.shared.connection_closed.notified();
+            tokio::pin!(closed);
+            closed.as_mut().enable();
+            if open() == 0 || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::select! {
+                _ = closed => {}
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+        if open() > 0 {
+            warn!(connections = open(), "shutdown: grace period over, closing connections");
+        }
+        self.endpoint.close(quinn::VarInt::from_u32(close_code::OK), b"shutdown");
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
+        self.tasks.abort_all();
+        info!("shutdown complete");
+    }
+}
+
+/// The broker could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("broker failed to start: {0}")]
+pub struct StartError(pub String);
+
+async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let incoming = tokio::select! {
+            i = endpoint.accept() => match i { Some(i) => i, None => return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        };
+        tokio::spawn(conn::serve(incoming, shared.clone()));
+    }
+}
+
+async fn sweep_caches(shared: Arc<Shared>) {
+    let period = Duration::from_millis(shared.cfg.cache_defaults.sweep_interval_ms.max(1));
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        shared.registry.sweep_caches(std::time::Instant::now());
+    }
+}

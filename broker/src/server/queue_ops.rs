@@ -1,0 +1,195 @@
+//! Queue requests (queue extension): consumer groups, long-poll pulls, acks, nacks, lease
+//! extension and dead letters.
+//!
+//! A pull that finds nothing waits on the stream's append signal, the group's redelivery
+//! signal and the group's next lease/nack deadline, in its own task, so the request stream
+//! keeps serving other requests (acks in particular) meanwhile.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use felix_wire::{features, DeadLetterMessage, Message, QueueMessage, StartPos};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::request::{reply_result, Ctx};
+use crate::auth::Action;
+use crate::error::BrokerError;
+use crate::queue::{ConsumerGroup, Delivery};
+use crate::registry::StreamEntry;
+use crate::stream::Start;
+
+fn resolve(
+    ctx: &mut Ctx,
+    tenant: &str,
+    ns: &str,
+    stream: &str,
+    group: &str,
+) -> Result<(Arc<StreamEntry>, Arc<ConsumerGroup>), BrokerError> {
+    ctx.require(features::QUEUES, "queue operations")?;
+    ctx.authorize(Action::Consume, tenant, ns, stream)?;
+    let create = ctx.auto_create();
+    let entry = ctx.shared.registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
+    let g = ctx.shared.registry.group(&entry, group, create)?;
+    Ok((entry, g))
+}
+
+fn to_wire(d: Delivery, now: Instant) -> QueueMessage {
+    QueueMessage {
+        offset: d.offset,
+        payload: d.payload,
+        attempt: d.attempt,
+        lease_ms: d.lease_deadline.saturating_duration_since(now).as_millis() as u64,
+    }
+}
+
+fn pull_now(entry: &StreamEntry, group: &ConsumerGroup, max: usize) -> (Vec<Delivery>, Instant) {
+    let now = Instant::now();
+    let d = group.pull(max, now, |from, n| entry.stream.read(from, n));
+    (d, now)
+}
+
+pub async fn json(ctx: &mut Ctx, msg: Message, permit: OwnedSemaphorePermit) -> Result<(), quinn::WriteError> {
+    let (r, request_id) = match msg {
+        Message::GroupCreate { tenant_id, namespace, stream, group, request_id, start, ack_timeout_ms, max_deliveries } => {
+            let r = (|| {
+                ctx.require(features::QUEUES, "group_create")?;
+                ctx.authorize(Action::Admin, &tenant_id, &namespace, &stream)?;
+                let create = ctx.auto_create();
+                let entry = ctx.shared.registry.stream(&mut ctx.key, &tenant_id, &namespace, &stream, create)?;
+                let mut cfg = ctx.shared.cfg.group_config();
+                if let Some(ms) = ack_timeout_ms {
+                    if ms == 0 {
+                        return Err(BrokerError::invalid("ack_timeout_ms must be > 0"));
+                    }
+                    cfg.ack_timeout = Duration::from_millis(ms);
+                }
+                if let Some(n) = max_deliveries {
+                    if n == 0 {
+                        return Err(BrokerError::invalid("max_deliveries must be > 0"));
+                    }
+                    cfg.max_deliveries = n;
+                }
+                let start = match start.unwrap_or(StartPos::Earliest) {
+                    StartPos::Earliest => Start::Earliest,
+                    StartPos::Latest => Start::Latest,
+                    StartPos::Offset(o) => Start::Offset(o),
+                };
+                ctx.shared.registry.create_group(&entry, &group, cfg, start)?;
+                Ok(Message::Ok { request_id: Some(request_id) })
+            })();
+            (r, request_id)
+        }
+        Message::QueuePull { tenant_id, namespace, stream, group, request_id, max, wait_ms } => {
+            let limits = &ctx.shared.cfg.limits;
+            if max == 0 || max > limits.max_pull_batch {
+                let e = BrokerError::invalid(format!("max must be in 1..={}", limits.max_pull_batch));
+                return reply_result(ctx, Err(e), Some(request_id)).await;
+            }
+            let wait = Duration::from_millis(wait_ms.min(limits.max_pull_wait_ms));
+            let (entry, g) = match resolve(ctx, &tenant_id, &namespace, &stream, &group) {
+                Ok(x) => x,
+                Err(e) => return reply_result(ctx, Err(e), Some(request_id)).await,
+            };
+            let (d, now) = pull_now(&entry, &g, max as usize);
+            if !d.is_empty() || wait.is_zero() {
+                ctx.shared.metrics.queue_delivered.add(d.len() as u64);
+                let messages = d.into_iter().map(|d| to_wire(d, now)).collect();
+                return reply_result(ctx, Ok(Message::QueueMessages { request_id, messages }), Some(request_id)).await;
+            }
+            let replier = ctx.replier.clone();
+            let shared = ctx.shared.clone();
+            let conn = ctx.conn.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let deadline = Instant::now() + wait;
+                let (d, now) = tokio::select! {
+                    r = long_poll(&entry, &g, max as usize, deadline) => r,
+                    _ = conn.closed() => return,
+                };
+                shared.metrics.queue_delivered.add(d.len() as u64);
+                let messages = d.into_iter().map(|d| to_wire(d, now)).collect();
+                let _ = replier.msg(&Message::QueueMessages { request_id, messages }).await;
+            });
+            return Ok(());
+        }
+        Message::QueueAck { tenant_id, namespace, stream, group, request_id, offsets } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                let n = g.ack(&offsets, Instant::now());
+                ctx.shared.metrics.queue_acked.add(n as u64);
+                Message::Count { request_id, count: n as u64 }
+            });
+            (r, request_id)
+        }
+        Message::QueueNack { tenant_id, namespace, stream, group, request_id, offsets, delay_ms } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                let n = g.nack(&offsets, Duration::from_millis(delay_ms), Instant::now());
+                Message::Count { request_id, count: n as u64 }
+            });
+            (r, request_id)
+        }
+        Message::QueueExtend { tenant_id, namespace, stream, group, request_id, offsets, extend_ms } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                let n = g.extend(&offsets, Duration::from_millis(extend_ms), Instant::now());
+                Message::Count { request_id, count: n as u64 }
+            });
+            (r, request_id)
+        }
+        Message::DeadLetterList { tenant_id, namespace, stream, group, request_id, max } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                let messages = g
+                    .dead_letters(max as usize)
+                    .into_iter()
+                    .map(|d| DeadLetterMessage {
+                        offset: d.offset,
+                        payload: d.payload,
+                        attempts: d.attempts,
+                        reason: d.reason.as_str().to_owned(),
+                    })
+                    .collect();
+                Message::DeadLetters { request_id, messages }
+            });
+            (r, request_id)
+        }
+        Message::DeadLetterRedrive { tenant_id, namespace, stream, group, request_id, offsets } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group)
+                .map(|(_, g)| Message::Count { request_id, count: g.redrive(offsets.as_deref()) as u64 });
+            (r, request_id)
+        }
+        Message::DeadLetterDiscard { tenant_id, namespace, stream, group, request_id, offsets } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group)
+                .map(|(_, g)| Message::Count { request_id, count: g.discard(offsets.as_deref()) as u64 });
+            (r, request_id)
+        }
+        _ => unreachable!("routed by request::json"),
+    };
+    drop(permit);
+    reply_result(ctx, r, Some(request_id)).await
+}
+
+/// Waits until the group has something for us or the deadline passes.
+async fn long_poll(
+    entry: &StreamEntry,
+    group: &ConsumerGroup,
+    max: usize,
+    deadline: Instant,
+) -> (Vec<Delivery>, Instant) {
+    loop {
+        // Register interest before looking, so an append between the pull and the wait is
+        // not missed.
+        let appended = entry.stream.append_notify().notified();
+        let redeliverable = group.notify().notified();
+        tokio::pin!(appended, redeliverable);
+        appended.as_mut().enable();
+        redeliverable.as_mut().enable();
+        let (d, now) = pull_now(entry, group, max);
+        if !d.is_empty() || now >= deadline {
+            return (d, now);
+        }
+        let wake = group.next_wakeup().map_or(deadline, |w| w.min(deadline));
+        tokio::select! {
+            _ = appended => {}
+            _ = redeliverable => {}
+            _ = tokio::time::sleep_until(wake.into()) => {}
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The request loop of a client-opened stream after `auth`: publishes, cache and queue
+//! operations, admin requests; a `subscribe` as the first request turns the stream into a
+//! subscription instead.
+//!
+//! Requests on one stream are handled in arrival order, which gives per-publisher ordering
+//! and natural backpressure (a blocked publish stops this stream from reading more). Only a
+//! long-poll `queue_pull` is answered later, from its own task.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use felix_wire::{features, AckMode, Decoded, ErrorCode, Message, PublishBatch};
+use tokio::sync::OwnedSemaphorePermit;
+
+use super::conn::ConnState;
+use super::framed::{FrameReader, ReadFrameError};
+use super::session::{Replier, Session};
+use super::{cache_ops, queue_ops, subscribe, Shared};
+use crate::auth::Action;
+use crate::error::BrokerError;
+use crate::stream::{FullPolicy, StreamConfig};
+
+/// Per-stream context handed to the operation modules.
+pub struct Ctx {
+    pub shared: Arc<Shared>,
+    pub conn: quinn::Connection,
+    pub session: Session,
+    pub replier: Replier,
+    /// Reused key buffer for registry lookups.
+    pub key: String,
+    /// Reused encode buffer.
+    pub out: BytesMut,
+}
+
+impl Ctx {
+    /// Checks the stream's principal may do `action` on the named resource.
+    pub fn authorize(&self, action: Action, tenant: &str, ns: &str, res: &str) -> Result<(), BrokerError> {
+        self.shared
+            .auth
+            .authorize(&self.session.principal, action, tenant, ns, res)
+            .map_err(BrokerError::from)
+    }
+
+    /// Whether resources are created on first use.
+    pub fn auto_create(&self) -> bool {
+        self.shared.cfg.auto_create()
+    }
+
+    /// Rejects requests for an extension the stream did not negotiate.
+    pub fn require(&self, feature: u64, what: &str) -> Result<(), BrokerError> {
+        if self.session.has(feature) {
+            Ok(())
+        } else {
+            Err(BrokerError::new(ErrorCode::Unsupported, format!("{what} needs its feature bit in auth")))
+        }
+    }
+
+    /// Writes what is in `out` and clears it.
+    pub async fn flush(&mut self) -> Result<(), quinn::WriteError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let r = self.replier.raw(&self.out).await;
+        self.out.clear();
+        r
+    }
+}
+
+pub async fn serve(
+    shared: Arc<Shared>,
+    conn: quinn::Connection,
+    state: Arc<ConnState>,
+    session: Session,
+    mut reader: FrameReader,
+    replier: Replier,
+) {
+    let mut ctx = Ctx { shared, conn, session, replier, key: String::new(), out: BytesMut::new() };
+    let mut shutdown = ctx.shared.shutdown.clone();
+    let mut first = true;
+    loop {
+        let frame = tokio::select! {
+            f = reader.next() => f,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let frame = match frame {
+            Ok(Some(f)) => f,
+            Ok(None) => break,
+            Err(ReadFrameError::Wire(e)) => {
+                // Framing is lost: answer once, then give up on this stream only.
+                ctx.shared.metrics.protocol_errors.inc();
+                let _ = ctx.replier.error(&BrokerError::new(e.code(), e.to_string()), None).await;
+                reader.stop(e.code().as_u16() as u32);
+                break;
+            }
+            Err(_) => return,
+        };
+        let received = Instant::now();
+        let permit = match state.inflight.clone().try_acquire_many_owned(frame.payload.len().max(1) as u32) {
+            Ok(p) => p,
+            Err(_) => {
+                ctx.shared.metrics.overloaded.inc();
+                let e = BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
+                if ctx.replier.error(&e, None).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let decoded = match felix_wire::decode(frame) {
+            Ok(d) => d,
+            Err(e) => {
+                // The frame was whole, so the stream can go on after the error.
+                ctx.shared.metrics.protocol_errors.inc();
+                let err = BrokerError::new(e.code(), e.to_string());
+                if ctx.replier.error(&err, None).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        if let Decoded::Json(Message::Subscribe { .. }) = &decoded {
+            let Decoded::Json(msg) = decoded else { unreachable!() };
+            if first {
+                drop(permit);
+                subscribe::serve(ctx, state, reader, msg).await;
+                return;
+            }
+            let e = BrokerError::invalid("subscribe must be the first request on its own stream");
+            let _ = ctx.replier.error(&e, None).await;
+            continue;
+        }
+        first = false;
+        if dispatch(&mut ctx, decoded, permit, received).await.is_err() {
+            return; // the peer is gone
+        }
+    }
+    ctx.replier.finish().await;
+}
+
+/// Handles one request. `Err` only when replying failed (the stream is unusable).
+async fn dispatch(
+    ctx: &mut Ctx,
+    decoded: Decoded,
+    permit: OwnedSemaphorePermit,
+    received: Instant,
+) -> Result<(), quinn::WriteError> {
+    match decoded {
+        Decoded::Publish(PublishBatch { ack, tenant_id, namespace, stream, payloads }) => {
+            let (request_id, mode) = match ack {
+                Some((rid, mode)) => (Some(rid), mode),
+                None => (None, AckMode::None),
+            };
+            let r = publish(ctx, &tenant_id, &namespace, &stream, &payloads).await;
+            ctx.shared.metrics.publish_latency.observe(received.elapsed());
+            if let Some(rid) = request_id {
+                let acks = match (&r, mode) {
+                    (Ok(_), AckMode::PerMessage) => payloads.len(),
+                    _ => 1,
+                };
+                for _ in 0..acks {
+                    ctx.replier.encode_ack(&mut ctx.out, rid, r.as_ref().err());
+                }
+                ctx.flush().await?;
+            } else if let Err(e) = r {
+                ctx.replier.error(&e, None).await?;
+            }
+            Ok(())
+        }
+        Decoded::Ext(f) => cache_ops::binary(ctx, f, received).await,
+        Decoded::Json(msg) => json(ctx, msg, permit, received).await,
+        Decoded::Events(_) | Decoded::EventsNoSub(_) | Decoded::OffsetEvents(_) | Decoded::Ack(_) => {
+            let e = BrokerError::new(ErrorCode::Unsupported, "event and ack frames are broker-to-client only");
+            ctx.replier.error(&e, None).await
+        }
+    }
+}
+
+/// Appends to a stream (creating it in dev mode) and waits out `block` backpressure.
+pub async fn publish(
+    ctx: &mut Ctx,
+    tenant: &str,
+    ns: &str,
+    stream: &str,
+    payloads: &[Bytes],
+) -> Result<u64, BrokerError> {
+    ctx.authorize(Action::Publish, tenant, ns, stream)?;
+    if payloads.is_empty() {
+        return Err(BrokerError::invalid("a publish needs at least one payload"));
+    }
+    let entry = ctx.shared.registry.stream(&mut ctx.key, tenant, ns, stream, ctx.shared.cfg.auto_create())?;
+    let published = entry.stream.publish(payloads);
+    let m = &ctx.shared.metrics;
+    m.published.add(payloads.len() as u64);
+    m.published_bytes.add(payloads.iter().map(|p| p.len() as u64).sum());
+    if let Some(bp) = published.backpressure {
+        bp.wait().await;
+    }
+    Ok(published.offsets.start)
+}
+
+async fn json(
+    ctx: &mut Ctx,
+    msg: Message,
+    permit: OwnedSemaphorePermit,
+    received: Instant,
+) -> Result<(), quinn::WriteError> {
+    match msg {
+        Message::Publish { tenant_id, namespace, stream, payload, request_id, ack } => {
+            let mode = ack.unwrap_or(if request_id.is_some() { AckMode::PerMessage } else { AckMode::None });
+            let r = publish(ctx, &tenant_id, &namespace, &stream, std::slice::from_ref(&payload)).await;
+            ctx.shared.metrics.publish_latency.observe(received.elapsed());
+            publish_reply(ctx, r, request_id, mode, 1).await
+        }
+        Message::PublishBatch { tenant_id, namespace, stream, payloads, request_id, ack } => {
+            let mode = ack.unwrap_or(if request_id.is_some() { AckMode::PerBatch } else { AckMode::None });
+            let r = publish(ctx, &tenant_id, &namespace, &stream, &payloads).await;
+            ctx.shared.metrics.publish_latency.observe(received.elapsed());
+            publish_reply(ctx, r, request_id, mode, payloads.len()).await
+        }
+        Message::Ping { request_id } => {
+            let r = ctx.require(features::PING, "ping");
+            reply_result(ctx, r.map(|_| Message::Pong { request_id }), Some(request_id)).await
+        }
+        Message::StreamCreate { tenant_id, namespace, stream, request_id, max_records, max_bytes, subscriber_buffer, full_policy } => {
+            let r = (|| {
+                ctx.require(features::ADMIN, "stream_create")?;
+                ctx.authorize(Action::Admin, &tenant_id, &namespace, &stream)?;
+                let mut cfg: StreamConfig = ctx.shared.cfg.stream_config();
+                if let Some(n) = max_records {
+                    cfg.retention.max_records = usize::try_from(n).map_err(|_| BrokerError::invalid("max_records"))?;
+                }
+                if let Some(n) = max_bytes {
+                    cfg.retention.max_bytes = usize::try_from(n).map_err(|_| BrokerError::invalid("max_bytes"))?;
+                }
+                if let Some(n) = subscriber_buffer {
+                    if n == 0 {
+                        return Err(BrokerError::invalid("subscriber_buffer must be > 0"));
+                    }
+                    cfg.subscriber_buffer = n as usize;
+                }
+                if let Some(p) = full_policy {
+                    cfg.full_policy = p.parse::<FullPolicy>().map_err(|_| {
+                        BrokerError::invalid(format!("full_policy {p:?}: expected block, drop_newest, drop_oldest or disconnect"))
+                    })?;
+                }
+                ctx.shared.registry.create_stream(&tenant_id, &namespace, &stream, cfg)?;
+                Ok(Message::Ok { request_id: Some(request_id) })
+            })();
+            reply_result(ctx, r, Some(request_id)).await
+        }
+        Message::CacheCreate { .. }
+        | Message::CachePut { .. }
+        | Message::CacheGet { .. }
+        | Message::CacheDelete { .. }
+        | Message::CacheGetMany { .. } => cache_ops::json(ctx, msg, received).await,
+        Message::GroupCreate { .. }
+        | Message::QueuePull { .. }
+        | Message::QueueAck { .. }
+        | Message::QueueNack { .. }
+        | Message::QueueExtend { .. }
+        | Message::DeadLetterList { .. }
+        | Message::DeadLetterRedrive { .. }
+        | Message::DeadLetterDiscard { .. } => queue_ops::json(ctx, msg, permit).await,
+        other => {
+            let e = BrokerError::new(
+                ErrorCode::Unsupported,
+                format!("{} is not a request", type_name(&other)),
+            );
+            ctx.replier.error(&e, request_id_of(&other)).await
+        }
+    }
+}
+
+async fn publish_reply(
+    ctx: &mut Ctx,
+    r: Result<u64, BrokerError>,
+    request_id: Option<u64>,
+    mode: AckMode,
+    count: usize,
+) -> Result<(), quinn::WriteError> {
+    let with_offset = ctx.session.has(features::EVENT_OFFSETS);
+    match (r, request_id, mode) {
+        (Ok(_), _, AckMode::None) | (Ok(_), None, _) => Ok(()),
+        (Ok(first), Some(rid), mode) => {
+            let n = if mode == AckMode::PerMessage { count } else { 1 };
+            for i in 0..n {
+                let offset = with_offset.then_some(first + i as u64);
+                Message::PublishOk { request_id: rid, offset }.encode(&mut ctx.out);
+            }
+            ctx.flush().await
+        }
+        (Err(e), Some(rid), _) => {
+            let codes = ctx.replier.codes;
+            let m = Message::PublishError {
+                request_id: rid,
+                message: e.message.clone(),
+                code: codes.then(|| e.code.as_str().to_owned()),
+                retryable: codes.then(|| e.code.retryable()),
+            };
+            ctx.replier.msg(&m).await
+        }
+        (Err(e), None, _) => ctx.replier.error(&e, None).await,
+    }
+}
+
+/// Writes `Ok(message)` or the error for `request_id`.
+pub async fn reply_result(
+    ctx: &mut Ctx,
+    r: Result<Message, BrokerError>,
+    request_id: Option<u64>,
+) -> Result<(), quinn::WriteError> {
+    match r {
+        Ok(m) => {
+            m.encode(&mut ctx.out);
+            ctx.flush().await
+        }
+        Err(e) => ctx.replier.error(&e, request_id).await,
+    }
+}
+
+fn type_name(m: &Message) -> String {
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| "message".into())
+}
+
+fn request_id_of(m: &Message) -> Option<u64> {
+    serde_json::to_value(m).ok().and_then(|v| v.get("request_id").and_then(|r| r.as_u64()))
+}

@@ -1,0 +1,162 @@
+//! Stream authentication and negotiation, and the reply side of a stream.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use felix_wire::{features, flags, BinaryAck, AckError, ErrorCode, Message};
+use tokio::sync::Mutex;
+
+use super::framed::{FrameReader, ReadFrameError};
+use super::Shared;
+use crate::auth::Principal;
+use crate::error::BrokerError;
+
+/// What one client-opened stream negotiated in its `auth`.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// Who the stream acts as.
+    pub principal: Principal,
+    /// Frame flags both sides use.
+    pub flags: u16,
+    /// Extension features both sides use.
+    pub features: u64,
+}
+
+impl Session {
+    /// Whether an extension was negotiated.
+    pub fn has(&self, feature: u64) -> bool {
+        self.features & feature != 0
+    }
+}
+
+/// Writes replies on a stream's send side; shared with late (long-poll) replies.
+#[derive(Clone)]
+pub struct Replier {
+    send: Arc<Mutex<quinn::SendStream>>,
+    /// Errors carry codes (error-code extension negotiated).
+    pub codes: bool,
+}
+
+impl Replier {
+    pub fn new(send: quinn::SendStream) -> Self {
+        Self { send: Arc::new(Mutex::new(send)), codes: false }
+    }
+
+    /// Writes encoded frames.
+    pub async fn raw(&self, bytes: &[u8]) -> Result<(), quinn::WriteError> {
+        self.send.lock().await.write_all(bytes).await
+    }
+
+    /// Writes one JSON message.
+    pub async fn msg(&self, m: &Message) -> Result<(), quinn::WriteError> {
+        let mut buf = BytesMut::with_capacity(128);
+        m.encode(&mut buf);
+        self.raw(&buf).await
+    }
+
+    /// Writes an `error` message.
+    pub async fn error(&self, e: &BrokerError, request_id: Option<u64>) -> Result<(), quinn::WriteError> {
+        self.msg(&Message::error(e.code, &e.message, request_id, self.codes)).await
+    }
+
+    /// Writes a binary publish ack.
+    pub fn encode_ack(&self, out: &mut BytesMut, request_id: u64, err: Option<&BrokerError>) {
+        BinaryAck {
+            request_id,
+            error: err.map(|e| AckError {
+                message: e.message.clone(),
+                code: Some(e.code),
+                retryable: e.code.retryable(),
+            }),
+        }
+        .encode(out, self.codes);
+    }
+
+    /// Finishes the send side.
+    pub async fn finish(&self) {
+        let _ = self.send.lock().await.finish();
+    }
+}
+
+/// Reads and checks the `auth` frame; replies `ok` / `auth_ok` or `error`.
+pub async fn authenticate(
+    shared: &Shared,
+    reader: &mut FrameReader,
+    replier: &mut Replier,
+) -> Result<Session, ()> {
+    let first = match reader.next().await {
+        Ok(Some(f)) => f,
+        Ok(None) => return Err(()),
+        Err(ReadFrameError::Wire(e)) => {
+            shared.metrics.protocol_errors.inc();
+            let _ = replier.error(&BrokerError::new(e.code(), e.to_string()), None).await;
+            replier.finish().await;
+            return Err(());
+        }
+        Err(_) => return Err(()),
+    };
+    let (tenant_id, token, client_flags, client_features) = match felix_wire::decode(first) {
+        Ok(felix_wire::Decoded::Json(Message::Auth {
+            tenant_id,
+            token,
+            client_flags,
+            client_features,
+            client_features_hi,
+        })) => (
+            tenant_id,
+            token,
+            client_flags,
+            (client_features.is_some() || client_features_hi.is_some())
+                .then(|| features::join(client_features, client_features_hi)),
+        ),
+        Ok(_) => {
+            let e = BrokerError::new(ErrorCode::Unauthorized, "the first frame must be auth");
+            let _ = replier.error(&e, None).await;
+            replier.finish().await;
+            return Err(());
+        }
+        Err(e) => {
+            shared.metrics.protocol_errors.inc();
+            let _ = replier.error(&BrokerError::new(e.code(), e.to_string()), None).await;
+            replier.finish().await;
+            return Err(());
+        }
+    };
+    let negotiated_features = client_features.unwrap_or(0) & features::ALL;
+    replier.codes = negotiated_features & features::ERROR_CODES != 0;
+    let principal = match shared.auth.authenticate(&tenant_id, token.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = replier.error(&BrokerError::from(e), None).await;
+            replier.finish().await;
+            return Err(());
+        }
+    };
+    // Extension frame kinds are usable only together with their feature.
+    let mut supported = flags::V1_ALL;
+    if negotiated_features & features::BINARY_EXT != 0 {
+        supported |= flags::EXT_BINARY;
+    }
+    if negotiated_features & features::EVENT_OFFSETS != 0 {
+        supported |= flags::EVENT_BATCH_OFFSETS;
+    }
+    let session_flags = match client_flags {
+        Some(f) => f & supported,
+        None => flags::V1_BASELINE,
+    };
+    let reply = if client_flags.is_some() || client_features.is_some() {
+        let (lo, hi) = features::split(negotiated_features);
+        Message::AuthOk {
+            server_flags: session_flags,
+            server_features: client_features.map(|_| lo),
+            server_features_hi: client_features.map(|_| hi),
+            max_frame_bytes: client_features.map(|_| shared.cfg.limits.max_frame_bytes),
+        }
+    } else {
+        Message::Ok { request_id: None }
+    };
+    if replier.msg(&reply).await.is_err() {
+        return Err(());
+    }
+    Ok(Session { principal, flags: session_flags, features: negotiated_features })
+}

@@ -1,0 +1,219 @@
+//! A subscription: the `subscribe` request on its own stream, then a broker-opened
+//! unidirectional stream carrying `event_stream_hello` and event batches.
+//!
+//! One task per subscription drains the subscriber's bounded queue and writes batches. When
+//! the client stops reading, QUIC flow control blocks this task only; the stream's full
+//! policy then decides what happens to the queue, so publishers and other subscribers never
+//! wait on a slow one (except under the `block` policy, by choice, up to its timeout).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use felix_wire::{features, flags, ErrorCode, EventBatch, Message, OffsetEventBatch, StartPos};
+use tracing::debug;
+
+use super::conn::ConnState;
+use super::framed::FrameReader;
+use super::request::Ctx;
+use crate::auth::Action;
+use crate::error::BrokerError;
+use crate::names;
+use crate::stream::{CloseReason, Event, Start, Subscriber};
+
+/// How events are framed for this client.
+#[derive(Clone, Copy)]
+enum Encoding {
+    /// `0x0040`: stream name and offsets (event-offsets extension).
+    Offsets,
+    /// `0x0002`: v1 binary batch.
+    Binary,
+    /// JSON `event` per message (a v1 client that did not list `0x0002`).
+    Json,
+}
+
+pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg: Message) {
+    let Message::Subscribe { tenant_id, namespace, stream, subscription_id, start } = msg else {
+        unreachable!("routed by request::serve")
+    };
+    let limit = ctx.shared.cfg.limits.max_subscriptions_per_connection;
+    let r = (|| {
+        ctx.authorize(Action::Subscribe, &tenant_id, &namespace, &stream)?;
+        if names::is_pattern(&stream) {
+            ctx.require(features::WILDCARD, "wildcard subscriptions")?;
+        }
+        if start.is_some() {
+            ctx.require(features::SUBSCRIBE_FROM, "subscribe start")?;
+        }
+        if state.subscriptions.fetch_add(1, Ordering::SeqCst) >= limit {
+            state.subscriptions.fetch_sub(1, Ordering::SeqCst);
+            ctx.shared.metrics.overloaded.inc();
+            return Err(BrokerError::overloaded(format!(
+                "connection holds its maximum of {limit} subscriptions"
+            )));
+        }
+        Ok(())
+    })();
+    if let Err(e) = r {
+        let _ = ctx.replier.error(&e, None).await;
+        ctx.replier.finish().await;
+        return;
+    }
+    let id = subscription_id.unwrap_or_else(|| ctx.shared.next_subscription_id());
+    let start = match start.unwrap_or(StartPos::Latest) {
+        StartPos::Latest => Start::Latest,
+        StartPos::Earliest => Start::Earliest,
+        StartPos::Offset(o) => Start::Offset(o),
+    };
+    let subscribed = attach(&mut ctx, &tenant_id, &namespace, &stream, id, start);
+    let (sub, start_offset) = match subscribed {
+        Ok(x) => x,
+        Err(e) => {
+            state.subscriptions.fetch_sub(1, Ordering::SeqCst);
+            let _ = ctx.replier.error(&e, None).await;
+            ctx.replier.finish().await;
+            return;
+        }
+    };
+    ctx.shared.metrics.subscriptions.inc();
+    let offsets = ctx.session.has(features::EVENT_OFFSETS);
+    let reply = Message::Subscribed {
+        subscription_id: id,
+        start_offset: offsets.then_some(start_offset),
+    };
+    let encoding = if offsets {
+        Encoding::Offsets
+    } else if ctx.session.flags & flags::EVENT_BATCH != 0 {
+        Encoding::Binary
+    } else {
+        Encoding::Json
+    };
+    if ctx.replier.msg(&reply).await.is_ok() {
+        run(&ctx, &sub, id, encoding, &tenant_id, &namespace).await;
+    }
+    // The client finishes its side after `subscribed`; nothing more is read from it.
+    drop(reader);
+    sub.close(CloseReason::Unsubscribed);
+    ctx.shared.registry.unsubscribe(&tenant_id, &namespace, &stream, id);
+    state.subscriptions.fetch_sub(1, Ordering::SeqCst);
+    ctx.shared.metrics.subscriptions.dec();
+    ctx.replier.finish().await;
+}
+
+fn attach(
+    ctx: &mut Ctx,
+    tenant: &str,
+    ns: &str,
+    stream: &str,
+    id: u64,
+    start: Start,
+) -> Result<(Arc<Subscriber>, u64), BrokerError> {
+    let create = ctx.auto_create();
+    let registry = &ctx.shared.registry;
+    if names::is_pattern(stream) {
+        let d = &ctx.shared.cfg.stream_defaults;
+        let sub = Subscriber::new(id, d.subscriber_buffer, d.full_policy);
+        let info = registry.subscribe(tenant, ns, stream, &sub, start, create)?;
+        return Ok((sub, info.start_offset));
+    }
+    let entry = registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
+    let cfg = entry.stream.config();
+    let sub = Subscriber::new(id, cfg.subscriber_buffer, cfg.full_policy);
+    let info = entry.stream.subscribe(&sub, start);
+    Ok((sub, info.start_offset))
+}
+
+/// Opens the event stream and pumps batches until the subscription ends.
+async fn run(ctx: &Ctx, sub: &Arc<Subscriber>, id: u64, encoding: Encoding, tenant: &str, ns: &str) {
+    let Ok(mut uni) = ctx.conn.open_uni().await else { return };
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    Message::EventStreamHello { subscription_id: id }.encode(&mut out);
+    if uni.write_all(&out).await.is_err() {
+        return;
+    }
+    let limits = &ctx.shared.cfg.limits;
+    let mut shutdown = ctx.shared.shutdown.clone();
+    let mut batch: Vec<Event> = Vec::with_capacity(limits.max_event_batch);
+    let reason = loop {
+        batch.clear();
+        out.clear();
+        let next = tokio::select! {
+            r = sub.next_batch(&mut batch, limits.max_event_batch, limits.max_event_batch_bytes) => r,
+            _ = uni.stopped() => return,
+            _ = shutdown.wait_for(|s| *s) => Err(CloseReason::Shutdown),
+        };
+        if let Err(reason) = next {
+            break reason;
+        }
+        encode(&mut out, &batch, id, encoding, tenant, ns);
+        // A stalled client blocks this write; the policy may close the subscriber meanwhile.
+        tokio::select! {
+            w = uni.write_all(&out) => if w.is_err() { return },
+            reason = sub.closed() => {
+                // The end frame cannot get past a full window: reset with the code instead.
+                let _ = uni.reset(quinn::VarInt::from_u32(code_of(reason).as_u16() as u32));
+                if reason == CloseReason::SlowConsumer {
+                    ctx.shared.metrics.slow_consumers.inc();
+                }
+                debug!(subscription = id, reason = reason.code(), "subscription ended while blocked");
+                return;
+            }
+        }
+        ctx.shared.metrics.delivered.add(batch.len() as u64);
+    };
+    if reason == CloseReason::SlowConsumer {
+        ctx.shared.metrics.slow_consumers.inc();
+    }
+    debug!(subscription = id, reason = reason.code(), "subscription ended");
+    if matches!(encoding, Encoding::Offsets) {
+        out.clear();
+        Message::SubscriptionEnd {
+            subscription_id: id,
+            code: code_of(reason).as_str().to_owned(),
+            message: format!("subscription ended: {}", reason.code()),
+        }
+        .encode(&mut out);
+        let _ = uni.write_all(&out).await;
+    }
+    let _ = uni.finish();
+}
+
+fn code_of(reason: CloseReason) -> ErrorCode {
+    match reason {
+        CloseReason::SlowConsumer => ErrorCode::SlowConsumer,
+        CloseReason::Shutdown => ErrorCode::Unavailable,
+        CloseReason::StreamDeleted => ErrorCode::NotFound,
+        _ => ErrorCode::Cancelled,
+    }
+}
+
+fn encode(out: &mut BytesMut, batch: &[Event], id: u64, encoding: Encoding, tenant: &str, ns: &str) {
+    match encoding {
+        Encoding::Offsets => {
+            // One frame per run of events from the same stream (wildcards mix streams).
+            let mut i = 0;
+            while i < batch.len() {
+                let name = &batch[i].stream;
+                let run = batch[i..].iter().take_while(|e| Arc::ptr_eq(&e.stream, name) || e.stream == *name).count();
+                let events = batch[i..i + run].iter().map(|e| (e.offset, e.payload.as_ref()));
+                OffsetEventBatch::encode_parts(out, id, name, events);
+                i += run;
+            }
+        }
+        Encoding::Binary => {
+            EventBatch::encode_parts(out, id, batch.iter().map(|e| e.payload.as_ref()));
+        }
+        Encoding::Json => {
+            for e in batch {
+                Message::Event {
+                    tenant_id: tenant.to_owned(),
+                    namespace: ns.to_owned(),
+                    stream: e.stream.to_string(),
+                    payload: e.payload.clone(),
+                    offset: None,
+                }
+                .encode(out);
+            }
+        }
+    }
+}
