@@ -79,7 +79,10 @@ impl Authenticator for DevAuth {
     fn authenticate(&self, tenant: &str, _token: Option<&str>) -> Result<Principal, AuthError> {
         crate::names::validate_tenant(tenant)
             .map_err(|e| AuthError::Unauthorized(format!("tenant: {e}")))?;
-        Ok(Principal { tenant: tenant.to_owned(), subject: None })
+        Ok(Principal {
+            tenant: tenant.to_owned(),
+            subject: None,
+        })
     }
 
     fn authorize(
@@ -118,7 +121,12 @@ impl Authenticator for StaticTokenAuth {
     fn authenticate(&self, tenant: &str, token: Option<&str>) -> Result<Principal, AuthError> {
         let principal = DevAuth.authenticate(tenant, token)?;
         match token {
-            Some(t) if self.tokens.iter().any(|k| constant_time_eq(k.as_bytes(), t.as_bytes())) => {
+            Some(t)
+                if self
+                    .tokens
+                    .iter()
+                    .any(|k| constant_time_eq(k.as_bytes(), t.as_bytes())) =>
+            {
                 Ok(principal)
             }
             Some(_) => Err(AuthError::Unauthorized("invalid token".into())),

@@ -15,7 +15,10 @@ pub struct BrokerError {
 impl BrokerError {
     /// An error with this code and message.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into() }
+        Self {
+            code,
+            message: message.into(),
+        }
     }
 
     /// `invalid_argument`.

@@ -14,7 +14,9 @@ use crate::server::Shared;
 
 pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     loop {
-        let Ok((sock, _)) = listener.accept().await else { continue };
+        let Ok((sock, _)) = listener.accept().await else {
+            continue;
+        };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(Duration::from_secs(5), handle(sock, &shared)).await;
@@ -27,7 +29,13 @@ async fn handle(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut n = 0;
     while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
         if n == buf.len() {
-            return respond(&mut sock, "431 Request Header Fields Too Large", "text/plain", "").await;
+            return respond(
+                &mut sock,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "",
+            )
+            .await;
         }
         let r = sock.read(&mut buf[n..]).await?;
         if r == 0 {
@@ -39,7 +47,13 @@ async fn handle(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut parts = head.split_whitespace();
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
     if method != "GET" {
-        return respond(&mut sock, "405 Method Not Allowed", "text/plain", "GET only\n").await;
+        return respond(
+            &mut sock,
+            "405 Method Not Allowed",
+            "text/plain",
+            "GET only\n",
+        )
+        .await;
     }
     match path {
         "/live" => respond(&mut sock, "200 OK", "text/plain", "ok\n").await,
@@ -47,7 +61,13 @@ async fn handle(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
             if shared.ready.load(Ordering::SeqCst) {
                 respond(&mut sock, "200 OK", "text/plain", "ready\n").await
             } else {
-                respond(&mut sock, "503 Service Unavailable", "text/plain", "shutting down\n").await
+                respond(
+                    &mut sock,
+                    "503 Service Unavailable",
+                    "text/plain",
+                    "shutting down\n",
+                )
+                .await
             }
         }
         "/metrics" => {
@@ -58,7 +78,12 @@ async fn handle(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
     }
 }
 
-async fn respond(sock: &mut TcpStream, status: &str, ctype: &str, body: &str) -> std::io::Result<()> {
+async fn respond(
+    sock: &mut TcpStream,
+    status: &str,
+    ctype: &str,
+    body: &str,
+) -> std::io::Result<()> {
     let head = format!(
         "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()

@@ -166,7 +166,10 @@ mod tests {
 
     #[test]
     fn count_bound_evicts_oldest_first() {
-        let mut log = MemoryLog::new(Retention { max_records: 2, max_bytes: 1 << 20 });
+        let mut log = MemoryLog::new(Retention {
+            max_records: 2,
+            max_bytes: 1 << 20,
+        });
         log.append(&[b("a"), b("b"), b("c")]);
         assert_eq!(log.first_offset(), 1);
         let r = log.read(0, 10);
@@ -176,7 +179,10 @@ mod tests {
 
     #[test]
     fn byte_bound_evicts_until_under_budget() {
-        let mut log = MemoryLog::new(Retention { max_records: 100, max_bytes: 5 });
+        let mut log = MemoryLog::new(Retention {
+            max_records: 100,
+            max_bytes: 5,
+        });
         log.append(&[b("abc"), b("de"), b("f")]);
         assert_eq!(log.bytes(), 3);
         assert_eq!(log.first_offset(), 1);

@@ -15,7 +15,11 @@ use felix_broker::Broker;
 use tracing::{error, info, warn};
 
 #[derive(Parser, Debug)]
-#[command(name = "felix-broker", version, about = "Felix broker: pub/sub streams, work queues and cache over QUIC")]
+#[command(
+    name = "felix-broker",
+    version,
+    about = "Felix broker: pub/sub streams, work queues and cache over QUIC"
+)]
 struct Args {
     /// TOML configuration file.
     #[arg(long, env = "FELIX_CONFIG")]
@@ -124,7 +128,9 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
 fn init_tracing(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("FELIX_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
     } else {
@@ -164,7 +170,9 @@ async fn run(cfg: BrokerConfig, tokens: Vec<String>) -> std::process::ExitCode {
     info!(config = %serde_json::to_string(&cfg).unwrap_or_default(), "effective configuration");
     let auth: Box<dyn Authenticator> = if tokens.is_empty() {
         if cfg.dev {
-            warn!("dev mode: accepting any token (or none) for any tenant; do not expose this broker");
+            warn!(
+                "dev mode: accepting any token (or none) for any tenant; do not expose this broker"
+            );
         }
         Box::new(DevAuth)
     } else {

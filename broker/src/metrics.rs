@@ -146,24 +146,102 @@ impl Metrics {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
         let counter = |out: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}"
+            );
         };
-        gauge(&mut out, "felix_connections", "Open client connections.", self.connections.get());
-        counter(&mut out, "felix_connections_total", "Connections accepted.", self.connections_total.get());
-        counter(&mut out, "felix_connections_refused_total", "Connections refused by max_connections.", self.connections_refused.get());
-        gauge(&mut out, "felix_subscriptions", "Open subscriptions.", self.subscriptions.get());
-        counter(&mut out, "felix_published_messages_total", "Messages appended.", self.published.get());
-        counter(&mut out, "felix_published_bytes_total", "Payload bytes appended.", self.published_bytes.get());
-        counter(&mut out, "felix_delivered_events_total", "Events written to subscribers.", self.delivered.get());
-        counter(&mut out, "felix_slow_consumers_total", "Subscriptions ended as slow consumers.", self.slow_consumers.get());
-        counter(&mut out, "felix_cache_hits_total", "Cache hits.", self.cache_hits.get());
-        counter(&mut out, "felix_cache_misses_total", "Cache misses.", self.cache_misses.get());
-        counter(&mut out, "felix_overloaded_total", "Requests refused as overloaded.", self.overloaded.get());
-        counter(&mut out, "felix_protocol_errors_total", "Malformed frames.", self.protocol_errors.get());
-        counter(&mut out, "felix_queue_delivered_total", "Queue deliveries.", self.queue_delivered.get());
-        counter(&mut out, "felix_queue_acked_total", "Queue acks.", self.queue_acked.get());
-        self.publish_latency.render(&mut out, "felix_publish_seconds", "Publish handling latency.");
-        self.cache_latency.render(&mut out, "felix_cache_op_seconds", "Cache request latency.");
+        gauge(
+            &mut out,
+            "felix_connections",
+            "Open client connections.",
+            self.connections.get(),
+        );
+        counter(
+            &mut out,
+            "felix_connections_total",
+            "Connections accepted.",
+            self.connections_total.get(),
+        );
+        counter(
+            &mut out,
+            "felix_connections_refused_total",
+            "Connections refused by max_connections.",
+            self.connections_refused.get(),
+        );
+        gauge(
+            &mut out,
+            "felix_subscriptions",
+            "Open subscriptions.",
+            self.subscriptions.get(),
+        );
+        counter(
+            &mut out,
+            "felix_published_messages_total",
+            "Messages appended.",
+            self.published.get(),
+        );
+        counter(
+            &mut out,
+            "felix_published_bytes_total",
+            "Payload bytes appended.",
+            self.published_bytes.get(),
+        );
+        counter(
+            &mut out,
+            "felix_delivered_events_total",
+            "Events written to subscribers.",
+            self.delivered.get(),
+        );
+        counter(
+            &mut out,
+            "felix_slow_consumers_total",
+            "Subscriptions ended as slow consumers.",
+            self.slow_consumers.get(),
+        );
+        counter(
+            &mut out,
+            "felix_cache_hits_total",
+            "Cache hits.",
+            self.cache_hits.get(),
+        );
+        counter(
+            &mut out,
+            "felix_cache_misses_total",
+            "Cache misses.",
+            self.cache_misses.get(),
+        );
+        counter(
+            &mut out,
+            "felix_overloaded_total",
+            "Requests refused as overloaded.",
+            self.overloaded.get(),
+        );
+        counter(
+            &mut out,
+            "felix_protocol_errors_total",
+            "Malformed frames.",
+            self.protocol_errors.get(),
+        );
+        counter(
+            &mut out,
+            "felix_queue_delivered_total",
+            "Queue deliveries.",
+            self.queue_delivered.get(),
+        );
+        counter(
+            &mut out,
+            "felix_queue_acked_total",
+            "Queue acks.",
+            self.queue_acked.get(),
+        );
+        self.publish_latency.render(
+            &mut out,
+            "felix_publish_seconds",
+            "Publish handling latency.",
+        );
+        self.cache_latency
+            .render(&mut out, "felix_cache_op_seconds", "Cache request latency.");
         let _ = writeln!(out, "# TYPE felix_stream_records gauge\n# TYPE felix_stream_bytes gauge\n# TYPE felix_stream_subscribers gauge\n# TYPE felix_stream_dropped_total counter");
         for (l, rec, bytes, subs, dropped) in &snap.streams {
             let _ = writeln!(out, "felix_stream_records{{stream=\"{l}\"}} {rec}\nfelix_stream_bytes{{stream=\"{l}\"}} {bytes}\nfelix_stream_subscribers{{stream=\"{l}\"}} {subs}\nfelix_stream_dropped_total{{stream=\"{l}\"}} {dropped}");

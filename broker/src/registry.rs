@@ -108,7 +108,9 @@ impl Registry {
         }
         Self::validate(tenant, namespace, name)?;
         if !create {
-            return Err(BrokerError::not_found(format!("stream {tenant}/{namespace}/{name}")));
+            return Err(BrokerError::not_found(format!(
+                "stream {tenant}/{namespace}/{name}"
+            )));
         }
         self.insert_stream(tenant, namespace, name, self.cfg.stream_config())
             .map(|(e, _)| e)
@@ -210,7 +212,10 @@ impl Registry {
                 pattern,
                 sub: sub.clone(),
             });
-            return Ok(SubscribeInfo { start_offset: 0, gap: None });
+            return Ok(SubscribeInfo {
+                start_offset: 0,
+                gap: None,
+            });
         }
         let mut buf = String::new();
         let entry = self.stream(&mut buf, tenant, namespace, stream_or_pattern, create)?;
@@ -232,7 +237,11 @@ impl Registry {
             return;
         }
         let mut buf = String::new();
-        if let Some(e) = self.streams.read().get(key(&mut buf, tenant, namespace, stream_or_pattern)) {
+        if let Some(e) =
+            self.streams
+                .read()
+                .get(key(&mut buf, tenant, namespace, stream_or_pattern))
+        {
             e.stream.unsubscribe(id);
         }
     }
@@ -251,7 +260,9 @@ impl Registry {
         }
         Self::validate(tenant, namespace, name)?;
         if !create {
-            return Err(BrokerError::not_found(format!("cache {tenant}/{namespace}/{name}")));
+            return Err(BrokerError::not_found(format!(
+                "cache {tenant}/{namespace}/{name}"
+            )));
         }
         self.insert_cache(tenant, namespace, name, self.cfg.cache_config())
             .map(|(e, _)| e)
@@ -314,10 +325,15 @@ impl Registry {
         }
         names::validate_resource(group)?;
         if !create {
-            return Err(BrokerError::not_found(format!("group {group} on {}", entry.label)));
+            return Err(BrokerError::not_found(format!(
+                "group {group} on {}",
+                entry.label
+            )));
         }
         let start = entry.stream.first_offset();
-        Ok(self.insert_group(entry, group, self.cfg.group_config(), start).0)
+        Ok(self
+            .insert_group(entry, group, self.cfg.group_config(), start)
+            .0)
     }
 
     /// Creates a group with explicit settings; an existing group is returned unchanged.
@@ -356,7 +372,10 @@ impl Registry {
     /// Removes expired cache entries, bounded work per cache; returns how many.
     pub fn sweep_caches(&self, now: Instant) -> usize {
         let caches: Vec<_> = self.caches.read().values().cloned().collect();
-        caches.iter().map(|c| c.cache.sweep_expired(now, 1024)).sum()
+        caches
+            .iter()
+            .map(|c| c.cache.sweep_expired(now, 1024))
+            .sum()
     }
 
     /// Per-resource figures for `/metrics`.

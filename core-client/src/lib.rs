@@ -1,1 +1,38 @@
-//! placeholder
+//! felix-client: the one Rust client core of Felix.
+//!
+//! Every language reaches Felix through this crate (directly, through PyO3, napi-rs, or the C
+//! ABI), so all protocol, pooling, batching and reconnect logic lives here and nowhere else.
+//!
+//! - [`Client`]: a pool of QUIC connections, each with several authenticated request streams
+//!   carrying many requests in flight (matched by request id), reconnecting with jittered
+//!   backoff; every call has a deadline.
+//! - publish: [`Client::publish`], [`Client::publish_batch`] and the batching [`Publisher`];
+//! - subscribe: [`Client::subscribe`] returns a [`Subscription`] (`futures::Stream`) that
+//!   resumes after reconnects from the last offset seen and reports [`Gap`]s;
+//! - queue: [`Client::consumer`] returns a [`Consumer`] (pull with long poll, ack, nack,
+//!   extend, dead letters);
+//! - cache: get, put with TTL, delete, put-if-absent, compare-and-set, multi-get;
+//! - errors: [`Error`] with a stable [`ErrorCode`] shared with every binding.
+//!
+//! The client uses the fastest encodings the broker offers (binary cache frames, offset event
+//! batches) and falls back to plain v1 where it must.
+
+mod cache;
+mod client;
+mod config;
+mod conn;
+mod error;
+mod pool;
+mod publish;
+mod queue;
+mod subscribe;
+
+pub use bytes::Bytes;
+pub use cache::{CacheValue, PutCondition};
+pub use client::{Client, FullPolicy, StreamSettings};
+pub use config::{ClientConfig, PublisherConfig, Tls};
+pub use error::{Error, ErrorCode, Result};
+pub use felix_wire::AckMode;
+pub use publish::Publisher;
+pub use queue::{Consumer, DeadLetter, GroupSettings, QueueMessage};
+pub use subscribe::{Event, Gap, Start, Subscription};

@@ -88,15 +88,31 @@ pub fn server_endpoint(
     tls: ServerTls,
     cfg: &TransportConfig,
 ) -> Result<quinn::Endpoint, TransportError> {
+    server_endpoint_with_reset_key(addr, tls, cfg, None)
+}
+
+/// [`server_endpoint`] with a stable stateless-reset key.
+///
+/// A broker that restarts with the same key answers packets of connections it no longer
+/// knows with a stateless reset the client recognises, so clients notice the restart at
+/// once and reconnect, instead of waiting for their idle timeout. With `None` the key is
+/// random per process (quinn's default).
+pub fn server_endpoint_with_reset_key(
+    addr: SocketAddr,
+    tls: ServerTls,
+    cfg: &TransportConfig,
+    reset_key: Option<&[u8]>,
+) -> Result<quinn::Endpoint, TransportError> {
     let server = server_config(&tls, cfg)?;
     let runtime = runtime()?;
     let socket = bind_udp(addr, cfg)?;
-    let endpoint = quinn::Endpoint::new(
-        quinn::EndpointConfig::default(),
-        Some(server),
-        socket,
-        runtime,
-    )?;
+    let endpoint_config = match reset_key {
+        Some(k) => {
+            quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k)))
+        }
+        None => quinn::EndpointConfig::default(),
+    };
+    let endpoint = quinn::Endpoint::new(endpoint_config, Some(server), socket, runtime)?;
     tracing::info!(addr = %endpoint.local_addr()?, config = ?cfg, "felix server endpoint listening");
     Ok(endpoint)
 }

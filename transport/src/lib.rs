@@ -47,12 +47,13 @@ mod alpn;
 mod config;
 mod endpoint;
 mod error;
+pub mod framed;
 mod tls;
 
 pub use config::TransportConfig;
 pub use endpoint::{
     client_bind_addr, client_config, client_endpoint, client_endpoint_for, server_config,
-    server_endpoint, ClientOptions, V1_CLIENT_CONNECT_STREAMS,
+    server_endpoint, server_endpoint_with_reset_key, ClientOptions, V1_CLIENT_CONNECT_STREAMS,
 };
 pub use error::TransportError;
 pub use tls::{ClientTls, ServerTls};

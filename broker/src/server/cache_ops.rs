@@ -4,7 +4,9 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use felix_wire::{features, CacheEntry as WireEntry, CacheTarget, ErrorCode, ExtFrame, Message, PutCond};
+use felix_wire::{
+    features, CacheEntry as WireEntry, CacheTarget, ErrorCode, ExtFrame, Message, PutCond,
+};
 
 use super::request::{reply_result, Ctx};
 use crate::auth::Action;
@@ -34,7 +36,9 @@ fn lookup(
 ) -> Result<std::sync::Arc<CacheEntry>, BrokerError> {
     ctx.authorize(action, tenant, ns, cache)?;
     let create = ctx.auto_create();
-    ctx.shared.registry.cache(&mut ctx.key, tenant, ns, cache, create)
+    ctx.shared
+        .registry
+        .cache(&mut ctx.key, tenant, ns, cache, create)
 }
 
 fn ttl(ms: Option<u64>) -> Option<Duration> {
@@ -60,7 +64,13 @@ fn put(
     ttl_ms: Option<u64>,
     cond: PutCond,
 ) -> Result<u64, BrokerError> {
-    let entry = lookup(ctx, Action::CacheWrite, &t.tenant_id, &t.namespace, &t.cache)?;
+    let entry = lookup(
+        ctx,
+        Action::CacheWrite,
+        &t.tenant_id,
+        &t.namespace,
+        &t.cache,
+    )?;
     let cond = match cond {
         PutCond::Always => PutCondition::Always,
         PutCond::IfAbsent => PutCondition::IfAbsent,
@@ -73,27 +83,53 @@ fn put(
 }
 
 fn delete(ctx: &mut Ctx, t: &CacheTarget) -> Result<bool, BrokerError> {
-    let entry = lookup(ctx, Action::CacheWrite, &t.tenant_id, &t.namespace, &t.cache)?;
+    let entry = lookup(
+        ctx,
+        Action::CacheWrite,
+        &t.tenant_id,
+        &t.namespace,
+        &t.cache,
+    )?;
     Ok(entry.cache.delete(&t.key, Instant::now()))
 }
 
 /// Binary extension frames.
-pub async fn binary(ctx: &mut Ctx, f: ExtFrame, received: Instant) -> Result<(), quinn::WriteError> {
+pub async fn binary(
+    ctx: &mut Ctx,
+    f: ExtFrame,
+    received: Instant,
+) -> Result<(), quinn::WriteError> {
     let request_id = f.request_id();
     let r = if !ctx.session.has(features::BINARY_EXT) {
-        Err(BrokerError::new(ErrorCode::Unsupported, "binary extension frames need the binary_ext feature"))
+        Err(BrokerError::new(
+            ErrorCode::Unsupported,
+            "binary extension frames need the binary_ext feature",
+        ))
     } else {
         match f {
             ExtFrame::CacheGet { request_id, target } => {
                 get(ctx, &target).map(|value| ExtFrame::CacheValue { request_id, value })
             }
-            ExtFrame::CachePut { request_id, target, ttl_ms, cond, value } => {
-                put(ctx, &target, value, ttl_ms, cond).map(|version| ExtFrame::CacheOk { request_id, version })
-            }
+            ExtFrame::CachePut {
+                request_id,
+                target,
+                ttl_ms,
+                cond,
+                value,
+            } => put(ctx, &target, value, ttl_ms, cond).map(|version| ExtFrame::CacheOk {
+                request_id,
+                version,
+            }),
             ExtFrame::CacheDelete { request_id, target } => {
-                delete(ctx, &target).map(|existed| ExtFrame::CacheDeleted { request_id, existed })
+                delete(ctx, &target).map(|existed| ExtFrame::CacheDeleted {
+                    request_id,
+                    existed,
+                })
             }
-            _ => Err(BrokerError::new(ErrorCode::Unsupported, "response frames are broker-to-client only")),
+            _ => Err(BrokerError::new(
+                ErrorCode::Unsupported,
+                "response frames are broker-to-client only",
+            )),
         }
     };
     let reply = r.unwrap_or_else(|e| ExtFrame::Error {
@@ -111,8 +147,19 @@ pub async fn binary(ctx: &mut Ctx, f: ExtFrame, received: Instant) -> Result<(),
 pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), quinn::WriteError> {
     let ext = ctx.session.has(features::CACHE_EXT);
     let (r, request_id) = match msg {
-        Message::CacheGet { tenant_id, namespace, cache, key, request_id } => {
-            let t = CacheTarget { tenant_id, namespace, cache, key };
+        Message::CacheGet {
+            tenant_id,
+            namespace,
+            cache,
+            key,
+            request_id,
+        } => {
+            let t = CacheTarget {
+                tenant_id,
+                namespace,
+                cache,
+                key,
+            };
             let r = get(ctx, &t).map(|v| Message::CacheValue {
                 version: v.as_ref().filter(|_| ext).map(|(ver, _)| *ver),
                 value: v.map(|(_, b)| b),
@@ -124,8 +171,23 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
             });
             (r, request_id)
         }
-        Message::CachePut { tenant_id, namespace, cache, key, value, request_id, ttl_ms, if_absent, if_version } => {
-            let t = CacheTarget { tenant_id, namespace, cache, key };
+        Message::CachePut {
+            tenant_id,
+            namespace,
+            cache,
+            key,
+            value,
+            request_id,
+            ttl_ms,
+            if_absent,
+            if_version,
+        } => {
+            let t = CacheTarget {
+                tenant_id,
+                namespace,
+                cache,
+                key,
+            };
             let cond = match (if_absent, if_version) {
                 (Some(true), Some(_)) => {
                     let e = BrokerError::invalid("if_absent and if_version are exclusive");
@@ -135,19 +197,41 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
                 (_, Some(v)) => PutCond::IfVersion(v),
                 _ => PutCond::Always,
             };
-            let r = put(ctx, &t, value, ttl_ms, cond)
-                .map(|v| Message::CacheOk { request_id, version: ext.then_some(v) });
+            let r = put(ctx, &t, value, ttl_ms, cond).map(|v| Message::CacheOk {
+                request_id,
+                version: ext.then_some(v),
+            });
             (r, request_id)
         }
-        Message::CacheDelete { tenant_id, namespace, cache, key, request_id } => {
-            let t = CacheTarget { tenant_id, namespace, cache, key };
+        Message::CacheDelete {
+            tenant_id,
+            namespace,
+            cache,
+            key,
+            request_id,
+        } => {
+            let t = CacheTarget {
+                tenant_id,
+                namespace,
+                cache,
+                key,
+            };
             let r = ctx
                 .require(features::CACHE_EXT, "cache_delete")
                 .and_then(|_| delete(ctx, &t))
-                .map(|existed| Message::CacheDeleted { request_id, existed });
+                .map(|existed| Message::CacheDeleted {
+                    request_id,
+                    existed,
+                });
             (r, Some(request_id))
         }
-        Message::CacheGetMany { tenant_id, namespace, cache, keys, request_id } => {
+        Message::CacheGetMany {
+            tenant_id,
+            namespace,
+            cache,
+            keys,
+            request_id,
+        } => {
             let r = (|| {
                 ctx.require(features::CACHE_EXT, "cache_get_many")?;
                 let entry = lookup(ctx, Action::CacheRead, &tenant_id, &namespace, &cache)?;
@@ -172,19 +256,31 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
             })();
             (r, Some(request_id))
         }
-        Message::CacheCreate { tenant_id, namespace, cache, request_id, max_bytes, default_ttl_ms } => {
+        Message::CacheCreate {
+            tenant_id,
+            namespace,
+            cache,
+            request_id,
+            max_bytes,
+            default_ttl_ms,
+        } => {
             let r = (|| {
                 ctx.require(features::ADMIN, "cache_create")?;
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &cache)?;
                 let mut cfg = ctx.shared.cfg.cache_config();
                 if let Some(b) = max_bytes {
-                    cfg.max_bytes = usize::try_from(b).map_err(|_| BrokerError::invalid("max_bytes"))?;
+                    cfg.max_bytes =
+                        usize::try_from(b).map_err(|_| BrokerError::invalid("max_bytes"))?;
                 }
                 if let Some(ms) = default_ttl_ms {
                     cfg.default_ttl = ttl(Some(ms));
                 }
-                ctx.shared.registry.create_cache(&tenant_id, &namespace, &cache, cfg)?;
-                Ok(Message::Ok { request_id: Some(request_id) })
+                ctx.shared
+                    .registry
+                    .create_cache(&tenant_id, &namespace, &cache, cfg)?;
+                Ok(Message::Ok {
+                    request_id: Some(request_id),
+                })
             })();
             (r, Some(request_id))
         }

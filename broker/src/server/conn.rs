@@ -10,9 +10,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tracing::debug;
 
-use super::framed::FrameReader;
 use super::session::{authenticate, Replier};
 use super::{request, Shared};
+use felix_transport::framed::FrameReader;
 
 /// Budgets shared by all streams of one connection.
 pub struct ConnState {
@@ -43,7 +43,9 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
     let remote = conn.remote_address();
     debug!(%remote, "connection open");
     let state = Arc::new(ConnState {
-        inflight: Arc::new(Semaphore::new(shared.cfg.limits.max_inflight_bytes_per_connection)),
+        inflight: Arc::new(Semaphore::new(
+            shared.cfg.limits.max_inflight_bytes_per_connection,
+        )),
         subscriptions: AtomicUsize::new(0),
     });
     let mut shutdown = shared.shutdown.clone();
@@ -69,7 +71,10 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
     }
     if draining {
         let grace = Duration::from_millis(shared.cfg.shutdown_grace_ms);
-        let _ = tokio::time::timeout(grace, async { while streams.join_next().await.is_some() {} }).await;
+        let _ = tokio::time::timeout(grace, async {
+            while streams.join_next().await.is_some() {}
+        })
+        .await;
         conn.close(
             quinn::VarInt::from_u32(ErrorCode::Unavailable.as_u16() as u32),
             b"unavailable: broker shutting down",

@@ -6,7 +6,6 @@
 
 mod cache_ops;
 mod conn;
-pub mod framed;
 mod queue_ops;
 mod request;
 mod session;
@@ -86,8 +85,17 @@ impl Broker {
             _ => felix_transport::ServerTls::generate_dev(&cfg.dev_ca_path),
         }
         .map_err(|e| StartError(format!("tls: {e}")))?;
-        let endpoint = felix_transport::server_endpoint(cfg.listen, tls, &cfg.transport)
-            .map_err(|e| StartError(format!("listen on {}: {e}", cfg.listen)))?;
+        let reset_key = match cfg.reset_key_file() {
+            Some(path) => Some(load_or_create_reset_key(&path)?),
+            None => None,
+        };
+        let endpoint = felix_transport::server_endpoint_with_reset_key(
+            cfg.listen,
+            tls,
+            &cfg.transport,
+            reset_key.as_deref(),
+        )
+        .map_err(|e| StartError(format!("listen on {}: {e}", cfg.listen)))?;
         let cfg = Arc::new(cfg);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared {
@@ -119,12 +127,20 @@ impl Broker {
             metrics = ?metrics_addr,
             "felix broker serving"
         );
-        Ok(Self { shared, endpoint, shutdown_tx, tasks, metrics_addr })
+        Ok(Self {
+            shared,
+            endpoint,
+            shutdown_tx,
+            tasks,
+            metrics_addr,
+        })
     }
 
     /// The bound QUIC address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.endpoint.local_addr().expect("bound endpoint has an address")
+        self.endpoint
+            .local_addr()
+            .expect("bound endpoint has an address")
     }
 
     /// The bound HTTP address, if enabled.
@@ -161,9 +177,13 @@ impl Broker {
             }
         }
         if open() > 0 {
-            warn!(connections = open(), "shutdown: grace period over, closing connections");
+            warn!(
+                connections = open(),
+                "shutdown: grace period over, closing connections"
+            );
         }
-        self.endpoint.close(quinn::VarInt::from_u32(close_code::OK), b"shutdown");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(close_code::OK), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.tasks.abort_all();
         info!("shutdown complete");
@@ -174,6 +194,41 @@ impl Broker {
 #[derive(Debug, thiserror::Error)]
 #[error("broker failed to start: {0}")]
 pub struct StartError(pub String);
+
+/// Reads the 32-byte reset key, creating it (mode 0600) when missing.
+fn load_or_create_reset_key(path: &std::path::Path) -> Result<Vec<u8>, StartError> {
+    let err = |e: std::io::Error| StartError(format!("reset key {}: {e}", path.display()));
+    match std::fs::read(path) {
+        Ok(k) if k.len() == 32 => return Ok(k),
+        Ok(_) => {
+            return Err(StartError(format!(
+                "reset key {} is not 32 bytes",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    use rand::RngCore;
+    let mut key = vec![0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(err)?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(err)?;
+    f.write_all(&key).map_err(err)?;
+    std::fs::rename(&tmp, path).map_err(err)?;
+    Ok(key)
+}
 
 async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
     let mut shutdown = shared.shutdown.clone();

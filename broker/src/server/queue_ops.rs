@@ -28,7 +28,10 @@ fn resolve(
     ctx.require(features::QUEUES, "queue operations")?;
     ctx.authorize(Action::Consume, tenant, ns, stream)?;
     let create = ctx.auto_create();
-    let entry = ctx.shared.registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
+    let entry = ctx
+        .shared
+        .registry
+        .stream(&mut ctx.key, tenant, ns, stream, create)?;
     let g = ctx.shared.registry.group(&entry, group, create)?;
     Ok((entry, g))
 }
@@ -48,14 +51,33 @@ fn pull_now(entry: &StreamEntry, group: &ConsumerGroup, max: usize) -> (Vec<Deli
     (d, now)
 }
 
-pub async fn json(ctx: &mut Ctx, msg: Message, permit: OwnedSemaphorePermit) -> Result<(), quinn::WriteError> {
+pub async fn json(
+    ctx: &mut Ctx,
+    msg: Message,
+    permit: OwnedSemaphorePermit,
+) -> Result<(), quinn::WriteError> {
     let (r, request_id) = match msg {
-        Message::GroupCreate { tenant_id, namespace, stream, group, request_id, start, ack_timeout_ms, max_deliveries } => {
+        Message::GroupCreate {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            start,
+            ack_timeout_ms,
+            max_deliveries,
+        } => {
             let r = (|| {
                 ctx.require(features::QUEUES, "group_create")?;
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &stream)?;
                 let create = ctx.auto_create();
-                let entry = ctx.shared.registry.stream(&mut ctx.key, &tenant_id, &namespace, &stream, create)?;
+                let entry = ctx.shared.registry.stream(
+                    &mut ctx.key,
+                    &tenant_id,
+                    &namespace,
+                    &stream,
+                    create,
+                )?;
                 let mut cfg = ctx.shared.cfg.group_config();
                 if let Some(ms) = ack_timeout_ms {
                     if ms == 0 {
@@ -74,15 +96,28 @@ pub async fn json(ctx: &mut Ctx, msg: Message, permit: OwnedSemaphorePermit) -> 
                     StartPos::Latest => Start::Latest,
                     StartPos::Offset(o) => Start::Offset(o),
                 };
-                ctx.shared.registry.create_group(&entry, &group, cfg, start)?;
-                Ok(Message::Ok { request_id: Some(request_id) })
+                ctx.shared
+                    .registry
+                    .create_group(&entry, &group, cfg, start)?;
+                Ok(Message::Ok {
+                    request_id: Some(request_id),
+                })
             })();
             (r, request_id)
         }
-        Message::QueuePull { tenant_id, namespace, stream, group, request_id, max, wait_ms } => {
+        Message::QueuePull {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            max,
+            wait_ms,
+        } => {
             let limits = &ctx.shared.cfg.limits;
             if max == 0 || max > limits.max_pull_batch {
-                let e = BrokerError::invalid(format!("max must be in 1..={}", limits.max_pull_batch));
+                let e =
+                    BrokerError::invalid(format!("max must be in 1..={}", limits.max_pull_batch));
                 return reply_result(ctx, Err(e), Some(request_id)).await;
             }
             let wait = Duration::from_millis(wait_ms.min(limits.max_pull_wait_ms));
@@ -94,7 +129,15 @@ pub async fn json(ctx: &mut Ctx, msg: Message, permit: OwnedSemaphorePermit) -> 
             if !d.is_empty() || wait.is_zero() {
                 ctx.shared.metrics.queue_delivered.add(d.len() as u64);
                 let messages = d.into_iter().map(|d| to_wire(d, now)).collect();
-                return reply_result(ctx, Ok(Message::QueueMessages { request_id, messages }), Some(request_id)).await;
+                return reply_result(
+                    ctx,
+                    Ok(Message::QueueMessages {
+                        request_id,
+                        messages,
+                    }),
+                    Some(request_id),
+                )
+                .await;
             }
             let replier = ctx.replier.clone();
             let shared = ctx.shared.clone();
@@ -108,33 +151,77 @@ pub async fn json(ctx: &mut Ctx, msg: Message, permit: OwnedSemaphorePermit) -> 
                 };
                 shared.metrics.queue_delivered.add(d.len() as u64);
                 let messages = d.into_iter().map(|d| to_wire(d, now)).collect();
-                let _ = replier.msg(&Message::QueueMessages { request_id, messages }).await;
+                let _ = replier
+                    .msg(&Message::QueueMessages {
+                        request_id,
+                        messages,
+                    })
+                    .await;
             });
             return Ok(());
         }
-        Message::QueueAck { tenant_id, namespace, stream, group, request_id, offsets } => {
+        Message::QueueAck {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            offsets,
+        } => {
             let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
                 let n = g.ack(&offsets, Instant::now());
                 ctx.shared.metrics.queue_acked.add(n as u64);
-                Message::Count { request_id, count: n as u64 }
+                Message::Count {
+                    request_id,
+                    count: n as u64,
+                }
             });
             (r, request_id)
         }
-        Message::QueueNack { tenant_id, namespace, stream, group, request_id, offsets, delay_ms } => {
+        Message::QueueNack {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            offsets,
+            delay_ms,
+        } => {
             let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
                 let n = g.nack(&offsets, Duration::from_millis(delay_ms), Instant::now());
-                Message::Count { request_id, count: n as u64 }
+                Message::Count {
+                    request_id,
+                    count: n as u64,
+                }
             });
             (r, request_id)
         }
-        Message::QueueExtend { tenant_id, namespace, stream, group, request_id, offsets, extend_ms } => {
+        Message::QueueExtend {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            offsets,
+            extend_ms,
+        } => {
             let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
                 let n = g.extend(&offsets, Duration::from_millis(extend_ms), Instant::now());
-                Message::Count { request_id, count: n as u64 }
+                Message::Count {
+                    request_id,
+                    count: n as u64,
+                }
             });
             (r, request_id)
         }
-        Message::DeadLetterList { tenant_id, namespace, stream, group, request_id, max } => {
+        Message::DeadLetterList {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            max,
+        } => {
             let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
                 let messages = g
                     .dead_letters(max as usize)
@@ -146,18 +233,43 @@ pub async fn json(ctx: &mut Ctx, msg: Message, permit: OwnedSemaphorePermit) -> 
                         reason: d.reason.as_str().to_owned(),
                     })
                     .collect();
-                Message::DeadLetters { request_id, messages }
+                Message::DeadLetters {
+                    request_id,
+                    messages,
+                }
             });
             (r, request_id)
         }
-        Message::DeadLetterRedrive { tenant_id, namespace, stream, group, request_id, offsets } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group)
-                .map(|(_, g)| Message::Count { request_id, count: g.redrive(offsets.as_deref()) as u64 });
+        Message::DeadLetterRedrive {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            offsets,
+        } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                Message::Count {
+                    request_id,
+                    count: g.redrive(offsets.as_deref()) as u64,
+                }
+            });
             (r, request_id)
         }
-        Message::DeadLetterDiscard { tenant_id, namespace, stream, group, request_id, offsets } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group)
-                .map(|(_, g)| Message::Count { request_id, count: g.discard(offsets.as_deref()) as u64 });
+        Message::DeadLetterDiscard {
+            tenant_id,
+            namespace,
+            stream,
+            group,
+            request_id,
+            offsets,
+        } => {
+            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                Message::Count {
+                    request_id,
+                    count: g.discard(offsets.as_deref()) as u64,
+                }
+            });
             (r, request_id)
         }
         _ => unreachable!("routed by request::json"),

@@ -14,12 +14,12 @@ use felix_wire::{features, AckMode, Decoded, ErrorCode, Message, PublishBatch};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::conn::ConnState;
-use super::framed::{FrameReader, ReadFrameError};
 use super::session::{Replier, Session};
 use super::{cache_ops, queue_ops, subscribe, Shared};
 use crate::auth::Action;
 use crate::error::BrokerError;
 use crate::stream::{FullPolicy, StreamConfig};
+use felix_transport::framed::{FrameReader, ReadFrameError};
 
 /// Per-stream context handed to the operation modules.
 pub struct Ctx {
@@ -35,7 +35,13 @@ pub struct Ctx {
 
 impl Ctx {
     /// Checks the stream's principal may do `action` on the named resource.
-    pub fn authorize(&self, action: Action, tenant: &str, ns: &str, res: &str) -> Result<(), BrokerError> {
+    pub fn authorize(
+        &self,
+        action: Action,
+        tenant: &str,
+        ns: &str,
+        res: &str,
+    ) -> Result<(), BrokerError> {
         self.shared
             .auth
             .authorize(&self.session.principal, action, tenant, ns, res)
@@ -52,7 +58,10 @@ impl Ctx {
         if self.session.has(feature) {
             Ok(())
         } else {
-            Err(BrokerError::new(ErrorCode::Unsupported, format!("{what} needs its feature bit in auth")))
+            Err(BrokerError::new(
+                ErrorCode::Unsupported,
+                format!("{what} needs its feature bit in auth"),
+            ))
         }
     }
 
@@ -75,7 +84,14 @@ pub async fn serve(
     mut reader: FrameReader,
     replier: Replier,
 ) {
-    let mut ctx = Ctx { shared, conn, session, replier, key: String::new(), out: BytesMut::new() };
+    let mut ctx = Ctx {
+        shared,
+        conn,
+        session,
+        replier,
+        key: String::new(),
+        out: BytesMut::new(),
+    };
     let mut shutdown = ctx.shared.shutdown.clone();
     let mut first = true;
     loop {
@@ -89,18 +105,26 @@ pub async fn serve(
             Err(ReadFrameError::Wire(e)) => {
                 // Framing is lost: answer once, then give up on this stream only.
                 ctx.shared.metrics.protocol_errors.inc();
-                let _ = ctx.replier.error(&BrokerError::new(e.code(), e.to_string()), None).await;
+                let _ = ctx
+                    .replier
+                    .error(&BrokerError::new(e.code(), e.to_string()), None)
+                    .await;
                 reader.stop(e.code().as_u16() as u32);
                 break;
             }
             Err(_) => return,
         };
         let received = Instant::now();
-        let permit = match state.inflight.clone().try_acquire_many_owned(frame.payload.len().max(1) as u32) {
+        let permit = match state
+            .inflight
+            .clone()
+            .try_acquire_many_owned(frame.payload.len().max(1) as u32)
+        {
             Ok(p) => p,
             Err(_) => {
                 ctx.shared.metrics.overloaded.inc();
-                let e = BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
+                let e =
+                    BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
                 if ctx.replier.error(&e, None).await.is_err() {
                     return;
                 }
@@ -120,7 +144,9 @@ pub async fn serve(
             }
         };
         if let Decoded::Json(Message::Subscribe { .. }) = &decoded {
-            let Decoded::Json(msg) = decoded else { unreachable!() };
+            let Decoded::Json(msg) = decoded else {
+                unreachable!()
+            };
             if first {
                 drop(permit);
                 subscribe::serve(ctx, state, reader, msg).await;
@@ -146,13 +172,22 @@ async fn dispatch(
     received: Instant,
 ) -> Result<(), quinn::WriteError> {
     match decoded {
-        Decoded::Publish(PublishBatch { ack, tenant_id, namespace, stream, payloads }) => {
+        Decoded::Publish(PublishBatch {
+            ack,
+            tenant_id,
+            namespace,
+            stream,
+            payloads,
+        }) => {
             let (request_id, mode) = match ack {
                 Some((rid, mode)) => (Some(rid), mode),
                 None => (None, AckMode::None),
             };
             let r = publish(ctx, &tenant_id, &namespace, &stream, &payloads).await;
-            ctx.shared.metrics.publish_latency.observe(received.elapsed());
+            ctx.shared
+                .metrics
+                .publish_latency
+                .observe(received.elapsed());
             if let Some(rid) = request_id {
                 let acks = match (&r, mode) {
                     (Ok(_), AckMode::PerMessage) => payloads.len(),
@@ -169,8 +204,14 @@ async fn dispatch(
         }
         Decoded::Ext(f) => cache_ops::binary(ctx, f, received).await,
         Decoded::Json(msg) => json(ctx, msg, permit, received).await,
-        Decoded::Events(_) | Decoded::EventsNoSub(_) | Decoded::OffsetEvents(_) | Decoded::Ack(_) => {
-            let e = BrokerError::new(ErrorCode::Unsupported, "event and ack frames are broker-to-client only");
+        Decoded::Events(_)
+        | Decoded::EventsNoSub(_)
+        | Decoded::OffsetEvents(_)
+        | Decoded::Ack(_) => {
+            let e = BrokerError::new(
+                ErrorCode::Unsupported,
+                "event and ack frames are broker-to-client only",
+            );
             ctx.replier.error(&e, None).await
         }
     }
@@ -188,11 +229,18 @@ pub async fn publish(
     if payloads.is_empty() {
         return Err(BrokerError::invalid("a publish needs at least one payload"));
     }
-    let entry = ctx.shared.registry.stream(&mut ctx.key, tenant, ns, stream, ctx.shared.cfg.auto_create())?;
+    let entry = ctx.shared.registry.stream(
+        &mut ctx.key,
+        tenant,
+        ns,
+        stream,
+        ctx.shared.cfg.auto_create(),
+    )?;
     let published = entry.stream.publish(payloads);
     let m = &ctx.shared.metrics;
     m.published.add(payloads.len() as u64);
-    m.published_bytes.add(payloads.iter().map(|p| p.len() as u64).sum());
+    m.published_bytes
+        .add(payloads.iter().map(|p| p.len() as u64).sum());
     if let Some(bp) = published.backpressure {
         bp.wait().await;
     }
@@ -206,32 +254,83 @@ async fn json(
     received: Instant,
 ) -> Result<(), quinn::WriteError> {
     match msg {
-        Message::Publish { tenant_id, namespace, stream, payload, request_id, ack } => {
-            let mode = ack.unwrap_or(if request_id.is_some() { AckMode::PerMessage } else { AckMode::None });
-            let r = publish(ctx, &tenant_id, &namespace, &stream, std::slice::from_ref(&payload)).await;
-            ctx.shared.metrics.publish_latency.observe(received.elapsed());
+        Message::Publish {
+            tenant_id,
+            namespace,
+            stream,
+            payload,
+            request_id,
+            ack,
+        } => {
+            let mode = ack.unwrap_or(if request_id.is_some() {
+                AckMode::PerMessage
+            } else {
+                AckMode::None
+            });
+            let r = publish(
+                ctx,
+                &tenant_id,
+                &namespace,
+                &stream,
+                std::slice::from_ref(&payload),
+            )
+            .await;
+            ctx.shared
+                .metrics
+                .publish_latency
+                .observe(received.elapsed());
             publish_reply(ctx, r, request_id, mode, 1).await
         }
-        Message::PublishBatch { tenant_id, namespace, stream, payloads, request_id, ack } => {
-            let mode = ack.unwrap_or(if request_id.is_some() { AckMode::PerBatch } else { AckMode::None });
+        Message::PublishBatch {
+            tenant_id,
+            namespace,
+            stream,
+            payloads,
+            request_id,
+            ack,
+        } => {
+            let mode = ack.unwrap_or(if request_id.is_some() {
+                AckMode::PerBatch
+            } else {
+                AckMode::None
+            });
             let r = publish(ctx, &tenant_id, &namespace, &stream, &payloads).await;
-            ctx.shared.metrics.publish_latency.observe(received.elapsed());
+            ctx.shared
+                .metrics
+                .publish_latency
+                .observe(received.elapsed());
             publish_reply(ctx, r, request_id, mode, payloads.len()).await
         }
         Message::Ping { request_id } => {
             let r = ctx.require(features::PING, "ping");
-            reply_result(ctx, r.map(|_| Message::Pong { request_id }), Some(request_id)).await
+            reply_result(
+                ctx,
+                r.map(|_| Message::Pong { request_id }),
+                Some(request_id),
+            )
+            .await
         }
-        Message::StreamCreate { tenant_id, namespace, stream, request_id, max_records, max_bytes, subscriber_buffer, full_policy } => {
+        Message::StreamCreate {
+            tenant_id,
+            namespace,
+            stream,
+            request_id,
+            max_records,
+            max_bytes,
+            subscriber_buffer,
+            full_policy,
+        } => {
             let r = (|| {
                 ctx.require(features::ADMIN, "stream_create")?;
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &stream)?;
                 let mut cfg: StreamConfig = ctx.shared.cfg.stream_config();
                 if let Some(n) = max_records {
-                    cfg.retention.max_records = usize::try_from(n).map_err(|_| BrokerError::invalid("max_records"))?;
+                    cfg.retention.max_records =
+                        usize::try_from(n).map_err(|_| BrokerError::invalid("max_records"))?;
                 }
                 if let Some(n) = max_bytes {
-                    cfg.retention.max_bytes = usize::try_from(n).map_err(|_| BrokerError::invalid("max_bytes"))?;
+                    cfg.retention.max_bytes =
+                        usize::try_from(n).map_err(|_| BrokerError::invalid("max_bytes"))?;
                 }
                 if let Some(n) = subscriber_buffer {
                     if n == 0 {
@@ -244,8 +343,12 @@ async fn json(
                         BrokerError::invalid(format!("full_policy {p:?}: expected block, drop_newest, drop_oldest or disconnect"))
                     })?;
                 }
-                ctx.shared.registry.create_stream(&tenant_id, &namespace, &stream, cfg)?;
-                Ok(Message::Ok { request_id: Some(request_id) })
+                ctx.shared
+                    .registry
+                    .create_stream(&tenant_id, &namespace, &stream, cfg)?;
+                Ok(Message::Ok {
+                    request_id: Some(request_id),
+                })
             })();
             reply_result(ctx, r, Some(request_id)).await
         }
@@ -283,10 +386,18 @@ async fn publish_reply(
     match (r, request_id, mode) {
         (Ok(_), _, AckMode::None) | (Ok(_), None, _) => Ok(()),
         (Ok(first), Some(rid), mode) => {
-            let n = if mode == AckMode::PerMessage { count } else { 1 };
+            let n = if mode == AckMode::PerMessage {
+                count
+            } else {
+                1
+            };
             for i in 0..n {
                 let offset = with_offset.then_some(first + i as u64);
-                Message::PublishOk { request_id: rid, offset }.encode(&mut ctx.out);
+                Message::PublishOk {
+                    request_id: rid,
+                    offset,
+                }
+                .encode(&mut ctx.out);
             }
             ctx.flush().await
         }
@@ -327,5 +438,7 @@ fn type_name(m: &Message) -> String {
 }
 
 fn request_id_of(m: &Message) -> Option<u64> {
-    serde_json::to_value(m).ok().and_then(|v| v.get("request_id").and_then(|r| r.as_u64()))
+    serde_json::to_value(m)
+        .ok()
+        .and_then(|v| v.get("request_id").and_then(|r| r.as_u64()))
 }

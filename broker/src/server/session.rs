@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use felix_wire::{features, flags, BinaryAck, AckError, ErrorCode, Message};
+use felix_wire::{features, flags, AckError, BinaryAck, ErrorCode, Message};
 use tokio::sync::Mutex;
 
-use super::framed::{FrameReader, ReadFrameError};
 use super::Shared;
 use crate::auth::Principal;
 use crate::error::BrokerError;
+use felix_transport::framed::{FrameReader, ReadFrameError};
 
 /// What one client-opened stream negotiated in its `auth`.
 #[derive(Debug, Clone)]
@@ -39,7 +39,10 @@ pub struct Replier {
 
 impl Replier {
     pub fn new(send: quinn::SendStream) -> Self {
-        Self { send: Arc::new(Mutex::new(send)), codes: false }
+        Self {
+            send: Arc::new(Mutex::new(send)),
+            codes: false,
+        }
     }
 
     /// Writes encoded frames.
@@ -55,8 +58,13 @@ impl Replier {
     }
 
     /// Writes an `error` message.
-    pub async fn error(&self, e: &BrokerError, request_id: Option<u64>) -> Result<(), quinn::WriteError> {
-        self.msg(&Message::error(e.code, &e.message, request_id, self.codes)).await
+    pub async fn error(
+        &self,
+        e: &BrokerError,
+        request_id: Option<u64>,
+    ) -> Result<(), quinn::WriteError> {
+        self.msg(&Message::error(e.code, &e.message, request_id, self.codes))
+            .await
     }
 
     /// Writes a binary publish ack.
@@ -89,7 +97,9 @@ pub async fn authenticate(
         Ok(None) => return Err(()),
         Err(ReadFrameError::Wire(e)) => {
             shared.metrics.protocol_errors.inc();
-            let _ = replier.error(&BrokerError::new(e.code(), e.to_string()), None).await;
+            let _ = replier
+                .error(&BrokerError::new(e.code(), e.to_string()), None)
+                .await;
             replier.finish().await;
             return Err(());
         }
@@ -117,7 +127,9 @@ pub async fn authenticate(
         }
         Err(e) => {
             shared.metrics.protocol_errors.inc();
-            let _ = replier.error(&BrokerError::new(e.code(), e.to_string()), None).await;
+            let _ = replier
+                .error(&BrokerError::new(e.code(), e.to_string()), None)
+                .await;
             replier.finish().await;
             return Err(());
         }
@@ -158,5 +170,9 @@ pub async fn authenticate(
     if replier.msg(&reply).await.is_err() {
         return Err(());
     }
-    Ok(Session { principal, flags: session_flags, features: negotiated_features })
+    Ok(Session {
+        principal,
+        flags: session_flags,
+        features: negotiated_features,
+    })
 }

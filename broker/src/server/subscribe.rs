@@ -14,12 +14,12 @@ use felix_wire::{features, flags, ErrorCode, EventBatch, Message, OffsetEventBat
 use tracing::debug;
 
 use super::conn::ConnState;
-use super::framed::FrameReader;
 use super::request::Ctx;
 use crate::auth::Action;
 use crate::error::BrokerError;
 use crate::names;
 use crate::stream::{CloseReason, Event, Start, Subscriber};
+use felix_transport::framed::FrameReader;
 
 /// How events are framed for this client.
 #[derive(Clone, Copy)]
@@ -33,7 +33,14 @@ enum Encoding {
 }
 
 pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg: Message) {
-    let Message::Subscribe { tenant_id, namespace, stream, subscription_id, start } = msg else {
+    let Message::Subscribe {
+        tenant_id,
+        namespace,
+        stream,
+        subscription_id,
+        start,
+    } = msg
+    else {
         unreachable!("routed by request::serve")
     };
     let limit = ctx.shared.cfg.limits.max_subscriptions_per_connection;
@@ -59,13 +66,23 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
         ctx.replier.finish().await;
         return;
     }
-    let id = subscription_id.unwrap_or_else(|| ctx.shared.next_subscription_id());
+    // The broker-wide id keys the subscriber inside streams; the client may name the
+    // subscription on the wire with its own id (unique only within its connection).
+    let internal_id = ctx.shared.next_subscription_id();
+    let id = subscription_id.unwrap_or(internal_id);
     let start = match start.unwrap_or(StartPos::Latest) {
         StartPos::Latest => Start::Latest,
         StartPos::Earliest => Start::Earliest,
         StartPos::Offset(o) => Start::Offset(o),
     };
-    let subscribed = attach(&mut ctx, &tenant_id, &namespace, &stream, id, start);
+    let subscribed = attach(
+        &mut ctx,
+        &tenant_id,
+        &namespace,
+        &stream,
+        internal_id,
+        start,
+    );
     let (sub, start_offset) = match subscribed {
         Ok(x) => x,
         Err(e) => {
@@ -94,7 +111,9 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
     // The client finishes its side after `subscribed`; nothing more is read from it.
     drop(reader);
     sub.close(CloseReason::Unsubscribed);
-    ctx.shared.registry.unsubscribe(&tenant_id, &namespace, &stream, id);
+    ctx.shared
+        .registry
+        .unsubscribe(&tenant_id, &namespace, &stream, internal_id);
     state.subscriptions.fetch_sub(1, Ordering::SeqCst);
     ctx.shared.metrics.subscriptions.dec();
     ctx.replier.finish().await;
@@ -124,10 +143,22 @@ fn attach(
 }
 
 /// Opens the event stream and pumps batches until the subscription ends.
-async fn run(ctx: &Ctx, sub: &Arc<Subscriber>, id: u64, encoding: Encoding, tenant: &str, ns: &str) {
-    let Ok(mut uni) = ctx.conn.open_uni().await else { return };
+async fn run(
+    ctx: &Ctx,
+    sub: &Arc<Subscriber>,
+    id: u64,
+    encoding: Encoding,
+    tenant: &str,
+    ns: &str,
+) {
+    let Ok(mut uni) = ctx.conn.open_uni().await else {
+        return;
+    };
     let mut out = BytesMut::with_capacity(64 * 1024);
-    Message::EventStreamHello { subscription_id: id }.encode(&mut out);
+    Message::EventStreamHello {
+        subscription_id: id,
+    }
+    .encode(&mut out);
     if uni.write_all(&out).await.is_err() {
         return;
     }
@@ -164,7 +195,11 @@ async fn run(ctx: &Ctx, sub: &Arc<Subscriber>, id: u64, encoding: Encoding, tena
     if reason == CloseReason::SlowConsumer {
         ctx.shared.metrics.slow_consumers.inc();
     }
-    debug!(subscription = id, reason = reason.code(), "subscription ended");
+    debug!(
+        subscription = id,
+        reason = reason.code(),
+        "subscription ended"
+    );
     if matches!(encoding, Encoding::Offsets) {
         out.clear();
         Message::SubscriptionEnd {
@@ -187,15 +222,27 @@ fn code_of(reason: CloseReason) -> ErrorCode {
     }
 }
 
-fn encode(out: &mut BytesMut, batch: &[Event], id: u64, encoding: Encoding, tenant: &str, ns: &str) {
+fn encode(
+    out: &mut BytesMut,
+    batch: &[Event],
+    id: u64,
+    encoding: Encoding,
+    tenant: &str,
+    ns: &str,
+) {
     match encoding {
         Encoding::Offsets => {
             // One frame per run of events from the same stream (wildcards mix streams).
             let mut i = 0;
             while i < batch.len() {
                 let name = &batch[i].stream;
-                let run = batch[i..].iter().take_while(|e| Arc::ptr_eq(&e.stream, name) || e.stream == *name).count();
-                let events = batch[i..i + run].iter().map(|e| (e.offset, e.payload.as_ref()));
+                let run = batch[i..]
+                    .iter()
+                    .take_while(|e| Arc::ptr_eq(&e.stream, name) || e.stream == *name)
+                    .count();
+                let events = batch[i..i + run]
+                    .iter()
+                    .map(|e| (e.offset, e.payload.as_ref()));
                 OffsetEventBatch::encode_parts(out, id, name, events);
                 i += run;
             }

@@ -20,7 +20,7 @@ pub fn to_hex(b: &[u8]) -> String {
 /// Parses hex (surrounding whitespace ignored).
 pub fn from_hex(s: &str) -> Vec<u8> {
     let s = s.trim();
-    assert!(s.len().is_multiple_of(2), "odd hex length");
+    assert_eq!(s.len() & 1, 0, "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))

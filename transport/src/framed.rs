@@ -1,4 +1,5 @@
-//! Reads whole frames from a QUIC receive stream.
+//! Reads whole Felix frames from a QUIC receive stream (shared by the broker and the
+//! client core, so both enforce the same limits the same way).
 
 use felix_wire::{Frame, FrameAssembler, WireError};
 
@@ -25,7 +26,10 @@ pub struct FrameReader {
 impl FrameReader {
     /// A reader enforcing `max_frame` on payloads.
     pub fn new(recv: quinn::RecvStream, max_frame: u32) -> Self {
-        Self { recv, asm: FrameAssembler::new(max_frame) }
+        Self {
+            recv,
+            asm: FrameAssembler::new(max_frame),
+        }
     }
 
     /// The next frame; `Ok(None)` when the peer finished the stream cleanly between frames.

@@ -1,0 +1,248 @@
+//! [`Client`]: the entry point. Cheap to clone; every clone shares the connection pool.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use felix_wire::{features, AckMode, Message, PublishBatch};
+
+use crate::config::ClientConfig;
+use crate::conn::{json_frame, Negotiated, Reply};
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+
+/// A connection to a Felix broker (a pool of QUIC connections and request streams).
+///
+/// ```no_run
+/// # async fn demo() -> felix_client::Result<()> {
+/// use felix_client::{Client, ClientConfig};
+/// let client = Client::connect(ClientConfig::default()).await?;
+/// client.publish("default", "orders", "hello".into()).await?;
+/// client.cache_put("default", "sessions", "k", "v".into(), None).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) pool: Arc<Pool>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addresses", &self.pool.cfg.addresses)
+            .field("tenant", &self.pool.cfg.tenant)
+            .field("closed", &self.pool.is_closed())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects every pooled connection and authenticates its streams. Must be called within
+    /// a tokio runtime; the client's tasks run on it.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        Ok(Self {
+            pool: Pool::connect(config).await?,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.pool.cfg
+    }
+
+    /// Tenant every request acts for.
+    pub(crate) fn tenant(&self) -> &str {
+        &self.pool.cfg.tenant
+    }
+
+    /// Closes every connection; pending and later calls fail with `closed`.
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
+    /// Whether [`Client::close`] was called.
+    pub fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    /// Sends one request and waits for its reply. `build` encodes the frame for the request id
+    /// and negotiated features, and says how many replies to expect.
+    pub(crate) async fn call<F>(&self, extra_timeout: Duration, build: F) -> Result<Reply>
+    where
+        F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
+    {
+        let deadline = self.pool.deadline(extra_timeout);
+        let live = tokio::select! {
+            l = self.pool.live(deadline) => l?,
+            _ = self.pool.closed_notify.notified() => return Err(Error::Closed("client")),
+        };
+        let stream = live.stream();
+        let rid = stream.next_request_id();
+        let (frame, replies) = build(rid, &live.negotiated)?;
+        check_size(&frame, &live.negotiated)?;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
+        tokio::select! {
+            r = stream.request(rid, frame, replies, timeout) => r,
+            _ = self.pool.closed_notify.notified() => Err(Error::Closed("client")),
+        }
+    }
+
+    /// Sends a request that gets no reply.
+    pub(crate) async fn send<F>(&self, build: F) -> Result<()>
+    where
+        F: FnOnce(&Negotiated) -> Result<Bytes>,
+    {
+        let live = self.pool.live(self.pool.deadline(Duration::ZERO)).await?;
+        let frame = build(&live.negotiated)?;
+        check_size(&frame, &live.negotiated)?;
+        live.stream().send_only(frame).await
+    }
+
+    /// Fails with `unsupported` unless the broker granted `feature`.
+    pub(crate) fn require(n: &Negotiated, feature: u64, what: &str) -> Result<()> {
+        if n.has(feature) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported(format!(
+                "the broker does not offer {what}"
+            )))
+        }
+    }
+
+    /// Publishes one message and waits for the broker's acknowledgement.
+    pub async fn publish(&self, namespace: &str, stream: &str, payload: Bytes) -> Result<()> {
+        self.publish_batch(
+            namespace,
+            stream,
+            std::slice::from_ref(&payload),
+            AckMode::PerBatch,
+        )
+        .await
+    }
+
+    /// Publishes messages atomically and in order. `AckMode::None` returns once written;
+    /// otherwise the call waits for the broker (one ack per message with `PerMessage`).
+    pub async fn publish_batch(
+        &self,
+        namespace: &str,
+        stream: &str,
+        payloads: &[Bytes],
+        ack: AckMode,
+    ) -> Result<()> {
+        if payloads.is_empty() {
+            return Err(Error::InvalidArgument(
+                "a publish needs at least one payload".into(),
+            ));
+        }
+        let tenant = self.tenant();
+        let encode = |ack_part: Option<(u64, AckMode)>| {
+            let size: usize = payloads.iter().map(|p| p.len() + 4).sum();
+            let mut out =
+                bytes::BytesMut::with_capacity(64 + size + stream.len() + namespace.len());
+            PublishBatch::encode_parts(&mut out, ack_part, tenant, namespace, stream, payloads);
+            out.freeze()
+        };
+        match ack {
+            AckMode::None => self.send(|_| Ok(encode(None))).await,
+            mode => {
+                let replies = if mode == AckMode::PerMessage {
+                    payloads.len() as u32
+                } else {
+                    1
+                };
+                self.call(Duration::ZERO, |rid, _| {
+                    Ok((encode(Some((rid, mode))), replies))
+                })
+                .await
+                .map(|_| ())
+            }
+        }
+    }
+
+    /// Round trip to the broker (liveness and latency probe).
+    pub async fn ping(&self) -> Result<Duration> {
+        let start = std::time::Instant::now();
+        self.call(Duration::ZERO, |rid, n| {
+            Self::require(n, features::PING, "ping")?;
+            Ok((json_frame(&Message::Ping { request_id: rid }), 1))
+        })
+        .await?;
+        Ok(start.elapsed())
+    }
+
+    /// Creates a stream with explicit settings (idempotent for equal settings).
+    pub async fn create_stream(
+        &self,
+        namespace: &str,
+        stream: &str,
+        settings: StreamSettings,
+    ) -> Result<()> {
+        let tenant = self.tenant().to_owned();
+        self.call(Duration::ZERO, |rid, n| {
+            Self::require(n, features::ADMIN, "stream creation")?;
+            let m = Message::StreamCreate {
+                tenant_id: tenant,
+                namespace: namespace.into(),
+                stream: stream.into(),
+                request_id: rid,
+                max_records: settings.max_records,
+                max_bytes: settings.max_bytes,
+                subscriber_buffer: settings.subscriber_buffer,
+                full_policy: settings.full_policy.map(|p| p.as_str().to_owned()),
+            };
+            Ok((json_frame(&m), 1))
+        })
+        .await
+        .map(|_| ())
+    }
+}
+
+fn check_size(frame: &Bytes, n: &Negotiated) -> Result<()> {
+    let payload = frame.len().saturating_sub(felix_wire::frame::HEADER_LEN);
+    if payload > n.max_frame as usize {
+        return Err(Error::FrameTooLarge {
+            size: payload,
+            max: n.max_frame as usize,
+        });
+    }
+    Ok(())
+}
+
+/// What a subscriber's queue does when full (set per stream).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FullPolicy {
+    /// The publisher's ack waits (backpressure), up to the stream's block timeout.
+    Block,
+    /// The newest event is dropped for that subscriber.
+    DropNewest,
+    /// The oldest queued event is dropped for that subscriber.
+    DropOldest,
+    /// The slow subscriber is disconnected (`slow_consumer`).
+    Disconnect,
+}
+
+impl FullPolicy {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FullPolicy::Block => "block",
+            FullPolicy::DropNewest => "drop_newest",
+            FullPolicy::DropOldest => "drop_oldest",
+            FullPolicy::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// Settings of an explicitly created stream; `None` keeps the broker's default.
+#[derive(Debug, Clone, Default)]
+pub struct StreamSettings {
+    /// Retention bound in records.
+    pub max_records: Option<u64>,
+    /// Retention bound in bytes.
+    pub max_bytes: Option<u64>,
+    /// Per-subscriber queue bound in messages.
+    pub subscriber_buffer: Option<u32>,
+    /// Policy when a subscriber's queue is full.
+    pub full_policy: Option<FullPolicy>,
+}

@@ -1,0 +1,97 @@
+//! Client configuration. Defaults favour latency on a nearby broker; every bound is a knob.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use felix_transport::TransportConfig;
+
+/// How the client verifies the broker's certificate.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Tls {
+    /// Verify against the CA in this PEM file (the dev broker writes `/tmp/felix-dev/ca.pem`).
+    CaFile(PathBuf),
+    /// Verify against this CA PEM.
+    CaPem(Vec<u8>),
+    /// Accept any certificate. Development only: this gives up server authentication.
+    InsecureDev,
+}
+
+/// Everything [`crate::Client::connect`] needs.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// Broker addresses (`host:port`); tried in order on connect and reconnect.
+    pub addresses: Vec<String>,
+    /// TLS server name to verify (the dev certificate is for `localhost`).
+    pub server_name: String,
+    /// Certificate verification.
+    pub tls: Tls,
+    /// Tenant every request acts for.
+    pub tenant: String,
+    /// Bearer token, if the broker requires one.
+    pub token: Option<String>,
+    /// QUIC connections in the pool.
+    pub connections: usize,
+    /// Request streams per connection (requests are multiplexed on each).
+    pub streams_per_connection: usize,
+    /// Deadline of a connection attempt.
+    pub connect_timeout: Duration,
+    /// Deadline of every request (a long-poll pull adds its wait).
+    pub request_timeout: Duration,
+    /// First reconnect delay; doubles up to `reconnect_max`, with jitter.
+    pub reconnect_initial: Duration,
+    /// Longest reconnect delay.
+    pub reconnect_max: Duration,
+    /// Events buffered per subscription before the client stops reading (backpressure).
+    pub subscription_buffer: usize,
+    /// QUIC transport knobs.
+    pub transport: TransportConfig,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            addresses: vec!["127.0.0.1:5000".into()],
+            server_name: "localhost".into(),
+            tls: Tls::CaFile(std::env::temp_dir().join("felix-dev").join("ca.pem")),
+            tenant: "default".into(),
+            token: None,
+            connections: 1,
+            streams_per_connection: 4,
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(10),
+            reconnect_initial: Duration::from_millis(50),
+            reconnect_max: Duration::from_secs(5),
+            subscription_buffer: 1024,
+            transport: TransportConfig::default(),
+        }
+    }
+}
+
+/// Batching and acknowledgement settings of a [`crate::Publisher`].
+#[derive(Debug, Clone)]
+pub struct PublisherConfig {
+    /// Most messages per batch.
+    pub max_batch_messages: usize,
+    /// Most payload bytes per batch.
+    pub max_batch_bytes: usize,
+    /// How long the first message of a batch may wait for company. Zero sends whatever has
+    /// queued up as soon as the previous write is done (lowest latency).
+    pub max_delay: Duration,
+    /// Acknowledgement mode.
+    pub ack: crate::AckMode,
+    /// Messages queued in the publisher before `publish` waits (backpressure).
+    pub queue_capacity: usize,
+}
+
+impl Default for PublisherConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_messages: 256,
+            max_batch_bytes: 256 * 1024,
+            max_delay: Duration::ZERO,
+            ack: crate::AckMode::PerBatch,
+            queue_capacity: 4096,
+        }
+    }
+}

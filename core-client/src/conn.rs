@@ -1,0 +1,488 @@
+//! One live QUIC connection: authenticated request streams with many requests in flight
+//! each (matched by request id), and the router that hands broker-opened event streams to
+//! their subscriptions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use felix_transport::framed::FrameReader;
+use felix_wire::{features, flags, Decoded, ExtFrame, Message};
+use parking_lot::Mutex;
+use tokio::sync::{oneshot, OwnedMutexGuard};
+
+use crate::config::ClientConfig;
+use crate::error::{Error, Result};
+
+/// Every feature and flag this client can use; the broker grants a subset.
+pub(crate) const WANT_FEATURES: u64 = features::ALL;
+const WANT_FLAGS: u16 = flags::ALL;
+
+/// A reply routed to the request that asked for it.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    Json(Message),
+    /// A binary publish ack (success; failures become errors).
+    Ack,
+    Ext(ExtFrame),
+}
+
+struct Waiter {
+    tx: oneshot::Sender<Result<Reply>>,
+    /// Replies still expected (per-message acks of a batch send several).
+    remaining: u32,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiters: HashMap<u64, Waiter>,
+    closed: Option<String>,
+}
+
+/// What `auth` negotiated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Negotiated {
+    pub features: u64,
+    pub max_frame: u32,
+}
+
+impl Negotiated {
+    pub fn has(&self, f: u64) -> bool {
+        self.features & f != 0
+    }
+}
+
+/// One authenticated request stream.
+pub(crate) struct ReqStream {
+    send: Arc<tokio::sync::Mutex<quinn::SendStream>>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+}
+
+impl ReqStream {
+    pub fn next_request_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends `frame` and waits for `replies` replies to `request_id` (the last is returned).
+    pub async fn request(
+        &self,
+        request_id: u64,
+        frame: Bytes,
+        replies: u32,
+        timeout: Duration,
+    ) -> Result<Reply> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.pending.lock();
+            if let Some(reason) = &p.closed {
+                return Err(Error::ConnectionLost(reason.clone()));
+            }
+            p.waiters.insert(
+                request_id,
+                Waiter {
+                    tx,
+                    remaining: replies.max(1),
+                },
+            );
+        }
+        // Forget the waiter however this call ends early (error, timeout, or the caller
+        // dropping the future).
+        let guard = PendingGuard {
+            stream: self,
+            request_id,
+        };
+        self.write(frame).await?;
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(r)) => {
+                std::mem::forget(guard);
+                r
+            }
+            Ok(Err(_)) => Err(Error::ConnectionLost("request stream closed".into())),
+            Err(_) => Err(Error::Timeout(timeout)),
+        }
+    }
+
+    /// Sends without expecting a reply.
+    pub async fn send_only(&self, frame: Bytes) -> Result<()> {
+        if let Some(reason) = &self.pending.lock().closed {
+            return Err(Error::ConnectionLost(reason.clone()));
+        }
+        self.write(frame).await
+    }
+
+    /// Writes one whole frame. If the caller drops this future mid-write, the rest of the
+    /// frame is still written from a task, so the stream's framing never breaks.
+    async fn write(&self, frame: Bytes) -> Result<()> {
+        let guard = self.send.clone().lock_owned().await;
+        let mut w = FrameWrite {
+            guard: Some(guard),
+            rest: frame,
+        };
+        w.run().await
+    }
+
+    fn fail_all(&self, reason: String) {
+        let waiters = {
+            let mut p = self.pending.lock();
+            p.closed.get_or_insert(reason.clone());
+            std::mem::take(&mut p.waiters)
+        };
+        for (_, w) in waiters {
+            let _ = w.tx.send(Err(Error::ConnectionLost(reason.clone())));
+        }
+    }
+
+    fn deliver(&self, request_id: u64, r: Result<Reply>) {
+        let mut p = self.pending.lock();
+        let done = match p.waiters.get_mut(&request_id) {
+            Some(w) => {
+                w.remaining -= 1;
+                w.remaining == 0 || r.is_err()
+            }
+            None => return, // the caller gave up (timeout or drop)
+        };
+        if done {
+            if let Some(w) = p.waiters.remove(&request_id) {
+                drop(p);
+                let _ = w.tx.send(r);
+            }
+        }
+    }
+}
+
+struct PendingGuard<'a> {
+    stream: &'a ReqStream,
+    request_id: u64,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.stream.pending.lock().waiters.remove(&self.request_id);
+    }
+}
+
+struct FrameWrite {
+    guard: Option<OwnedMutexGuard<quinn::SendStream>>,
+    rest: Bytes,
+}
+
+impl FrameWrite {
+    async fn run(&mut self) -> Result<()> {
+        let send = self.guard.as_mut().expect("present until done");
+        while !self.rest.is_empty() {
+            match send.write(&self.rest).await {
+                Ok(n) => {
+                    bytes::Buf::advance(&mut self.rest, n);
+                }
+                Err(e) => {
+                    self.guard = None;
+                    return Err(Error::ConnectionLost(e.to_string()));
+                }
+            }
+        }
+        self.guard = None;
+        Ok(())
+    }
+}
+
+impl Drop for FrameWrite {
+    fn drop(&mut self) {
+        if let Some(mut guard) = self.guard.take() {
+            if !self.rest.is_empty() {
+                let rest = std::mem::take(&mut self.rest);
+                if let Ok(h) = tokio::runtime::Handle::try_current() {
+                    h.spawn(async move {
+                        let _ = guard.write_all(&rest).await;
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Subscriptions waiting for their broker-opened event stream, by subscription id.
+#[derive(Default)]
+pub(crate) struct Router {
+    waiting: Mutex<HashMap<u64, oneshot::Sender<FrameReader>>>,
+}
+
+impl Router {
+    pub fn register(&self, id: u64) -> oneshot::Receiver<FrameReader> {
+        let (tx, rx) = oneshot::channel();
+        self.waiting.lock().insert(id, tx);
+        rx
+    }
+
+    pub fn forget(&self, id: u64) {
+        self.waiting.lock().remove(&id);
+    }
+}
+
+/// A connected, authenticated connection.
+pub(crate) struct Live {
+    pub conn: quinn::Connection,
+    pub streams: Vec<Arc<ReqStream>>,
+    pub negotiated: Negotiated,
+    pub router: Arc<Router>,
+    rr: AtomicUsize,
+    dead: AtomicBool,
+    next_subscription: AtomicU64,
+}
+
+impl Live {
+    /// Picks a request stream (round robin).
+    pub fn stream(&self) -> &Arc<ReqStream> {
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % self.streams.len();
+        &self.streams[i]
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::Acquire) || self.conn.close_reason().is_some()
+    }
+
+    pub fn next_subscription_id(&self) -> u64 {
+        self.next_subscription.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// The `auth` frame this client sends on every stream.
+pub(crate) fn auth_frame(cfg: &ClientConfig) -> Bytes {
+    let (lo, hi) = features::split(WANT_FEATURES);
+    Message::Auth {
+        tenant_id: cfg.tenant.clone(),
+        token: cfg.token.clone(),
+        client_flags: Some(WANT_FLAGS),
+        client_features: Some(lo),
+        client_features_hi: Some(hi),
+    }
+    .to_frame_bytes()
+}
+
+/// Reads the broker's answer to `auth`.
+pub(crate) async fn read_auth_reply(reader: &mut FrameReader) -> Result<Negotiated> {
+    let frame = reader
+        .next()
+        .await
+        .map_err(|e| Error::ConnectionLost(e.to_string()))?
+        .ok_or_else(|| Error::ConnectionLost("stream ended during auth".into()))?;
+    match felix_wire::decode(frame).map_err(|e| Error::Protocol(e.to_string()))? {
+        Decoded::Json(Message::AuthOk {
+            server_features,
+            server_features_hi,
+            max_frame_bytes,
+            ..
+        }) => Ok(Negotiated {
+            features: features::join(server_features, server_features_hi) & WANT_FEATURES,
+            max_frame: max_frame_bytes.unwrap_or(felix_wire::frame::DEFAULT_MAX_FRAME),
+        }),
+        Decoded::Json(Message::Ok { .. }) => Ok(Negotiated {
+            features: 0,
+            max_frame: felix_wire::frame::DEFAULT_MAX_FRAME,
+        }),
+        Decoded::Json(Message::Error { message, code, .. }) => {
+            Err(Error::broker(code.as_deref(), message))
+        }
+        other => Err(Error::Protocol(format!("unexpected auth reply {other:?}"))),
+    }
+}
+
+/// Connects to one address and authenticates every request stream.
+pub(crate) async fn connect(
+    endpoint: &quinn::Endpoint,
+    cfg: &ClientConfig,
+    addr: std::net::SocketAddr,
+) -> Result<Arc<Live>> {
+    let connecting = endpoint
+        .connect(addr, &cfg.server_name)
+        .map_err(|e| Error::Connect(format!("{addr}: {e}")))?;
+    let conn = connecting.await.map_err(|e| connect_error(addr, e))?;
+    let auth = auth_frame(cfg);
+    let max_frame = felix_wire::frame::DEFAULT_MAX_FRAME;
+    let opens = (0..cfg.streams_per_connection.max(1)).map(|_| {
+        let conn = conn.clone();
+        let auth = auth.clone();
+        async move {
+            let (mut send, recv) = conn
+                .open_bi()
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            send.write_all(&auth)
+                .await
+                .map_err(|e| Error::Connect(e.to_string()))?;
+            let mut reader = FrameReader::new(recv, max_frame);
+            let negotiated = read_auth_reply(&mut reader).await?;
+            Ok::<_, Error>((send, reader, negotiated))
+        }
+    });
+    let opened = futures::future::join_all(opens).await;
+    let mut streams = Vec::new();
+    let mut readers = Vec::new();
+    let mut negotiated = None;
+    for r in opened {
+        let (send, reader, n) = r?;
+        negotiated = Some(n);
+        streams.push(Arc::new(ReqStream {
+            send: Arc::new(tokio::sync::Mutex::new(send)),
+            pending: Mutex::new(Pending::default()),
+            next_id: AtomicU64::new(1),
+        }));
+        readers.push(reader);
+    }
+    let negotiated = negotiated.expect("at least one stream");
+    let live = Arc::new(Live {
+        conn: conn.clone(),
+        streams,
+        negotiated,
+        router: Arc::new(Router::default()),
+        rr: AtomicUsize::new(0),
+        dead: AtomicBool::new(false),
+        next_subscription: AtomicU64::new(1),
+    });
+    for (stream, reader) in live.streams.iter().cloned().zip(readers) {
+        tokio::spawn(read_replies(stream, reader, Arc::downgrade(&live)));
+    }
+    tokio::spawn(route_event_streams(
+        conn,
+        live.router.clone(),
+        Arc::downgrade(&live),
+    ));
+    Ok(live)
+}
+
+fn connect_error(addr: std::net::SocketAddr, e: quinn::ConnectionError) -> Error {
+    if let quinn::ConnectionError::ApplicationClosed(c) = &e {
+        let code = u16::try_from(c.error_code.into_inner())
+            .ok()
+            .and_then(felix_wire::ErrorCode::from_u16);
+        if let Some(code) = code {
+            return Error::Broker {
+                code,
+                message: String::from_utf8_lossy(&c.reason).into_owned(),
+            };
+        }
+    }
+    Error::Connect(format!("{addr}: {e}"))
+}
+
+/// Reads replies of one request stream and completes their waiters.
+async fn read_replies(
+    stream: Arc<ReqStream>,
+    mut reader: FrameReader,
+    live: std::sync::Weak<Live>,
+) {
+    let reason = loop {
+        let frame = match reader.next().await {
+            Ok(Some(f)) => f,
+            Ok(None) => break "broker finished the request stream".to_owned(),
+            Err(e) => break e.to_string(),
+        };
+        match felix_wire::decode(frame) {
+            Ok(Decoded::Ack(ack)) => {
+                let r = match ack.error {
+                    None => Ok(Reply::Ack),
+                    Some(e) => Err(match e.code {
+                        Some(code) => Error::Broker {
+                            code,
+                            message: e.message,
+                        },
+                        None => Error::broker(None, e.message),
+                    }),
+                };
+                stream.deliver(ack.request_id, r);
+            }
+            Ok(Decoded::Ext(f)) => {
+                let rid = f.request_id();
+                let r = match f {
+                    ExtFrame::Error { code, message, .. } => Err(Error::Broker { code, message }),
+                    other => Ok(Reply::Ext(other)),
+                };
+                stream.deliver(rid, r);
+            }
+            Ok(Decoded::Json(m)) => match reply_request_id(&m) {
+                Some(rid) => {
+                    let r = match m {
+                        Message::Error { message, code, .. }
+                        | Message::PublishError { message, code, .. } => {
+                            Err(Error::broker(code.as_deref(), message))
+                        }
+                        other => Ok(Reply::Json(other)),
+                    };
+                    stream.deliver(rid, r);
+                }
+                None => {
+                    // An error that names no request means the broker could not parse what
+                    // we sent: a bug on one side; fail the stream rather than guess.
+                    let text = match m {
+                        Message::Error { message, .. } => message,
+                        other => format!("unexpected {other:?}"),
+                    };
+                    break format!("broker error without request id: {text}");
+                }
+            },
+            Ok(other) => break format!("unexpected frame on request stream: {other:?}"),
+            Err(e) => break format!("undecodable reply: {e}"),
+        }
+    };
+    stream.fail_all(reason);
+    if let Some(live) = live.upgrade() {
+        live.dead.store(true, Ordering::Release);
+    }
+}
+
+fn reply_request_id(m: &Message) -> Option<u64> {
+    match m {
+        Message::PublishOk { request_id, .. }
+        | Message::PublishError { request_id, .. }
+        | Message::CacheDeleted { request_id, .. }
+        | Message::CacheValues { request_id, .. }
+        | Message::QueueMessages { request_id, .. }
+        | Message::DeadLetters { request_id, .. }
+        | Message::Count { request_id, .. }
+        | Message::Pong { request_id } => Some(*request_id),
+        Message::Ok { request_id }
+        | Message::CacheOk { request_id, .. }
+        | Message::CacheValue { request_id, .. }
+        | Message::Error { request_id, .. } => *request_id,
+        _ => None,
+    }
+}
+
+/// Accepts broker-opened event streams, reads their hello and hands them to the waiting
+/// subscription.
+async fn route_event_streams(
+    conn: quinn::Connection,
+    router: Arc<Router>,
+    live: std::sync::Weak<Live>,
+) {
+    while let Ok(recv) = conn.accept_uni().await {
+        let router = router.clone();
+        tokio::spawn(async move {
+            let mut reader = FrameReader::new(recv, felix_wire::frame::DEFAULT_MAX_FRAME);
+            let Ok(Some(frame)) = reader.next().await else {
+                return;
+            };
+            if let Ok(Decoded::Json(Message::EventStreamHello { subscription_id })) =
+                felix_wire::decode(frame)
+            {
+                if let Some(tx) = router.waiting.lock().remove(&subscription_id) {
+                    let _ = tx.send(reader);
+                    return;
+                }
+            }
+            reader.stop(0);
+        });
+    }
+    if let Some(live) = live.upgrade() {
+        live.dead.store(true, Ordering::Release);
+    }
+}
+
+/// Encodes one JSON message into a frame.
+pub(crate) fn json_frame(m: &Message) -> Bytes {
+    let mut b = BytesMut::with_capacity(128);
+    m.encode(&mut b);
+    b.freeze()
+}

@@ -1,0 +1,173 @@
+//! The connection pool: a fixed number of slots, each holding one live connection or
+//! reconnecting it with jittered exponential backoff. Requests and subscriptions pick a slot
+//! and wait (bounded by their own deadline) for it to be live.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use rand::Rng;
+use tokio::time::Instant;
+use tracing::{debug, warn};
+
+use crate::config::{ClientConfig, Tls};
+use crate::conn::{self, Live};
+use crate::error::{Error, Result};
+
+struct Slot {
+    live: RwLock<Option<Arc<Live>>>,
+    /// Serialises reconnect attempts of this slot.
+    connecting: tokio::sync::Mutex<()>,
+    /// Which address this slot tries first.
+    next_addr: AtomicUsize,
+}
+
+pub(crate) struct Pool {
+    pub cfg: Arc<ClientConfig>,
+    endpoint: quinn::Endpoint,
+    slots: Vec<Slot>,
+    rr: AtomicUsize,
+    closed: AtomicBool,
+    pub closed_notify: tokio::sync::Notify,
+}
+
+impl Pool {
+    pub async fn connect(cfg: ClientConfig) -> Result<Arc<Self>> {
+        if cfg.addresses.is_empty() {
+            return Err(Error::InvalidArgument(
+                "at least one broker address is required".into(),
+            ));
+        }
+        if cfg.tenant.is_empty() {
+            return Err(Error::InvalidArgument("tenant must not be empty".into()));
+        }
+        let first = resolve(&cfg.addresses[0]).await?;
+        let tls = match &cfg.tls {
+            Tls::CaFile(p) => felix_transport::ClientTls::CaFile(p.clone()),
+            Tls::CaPem(p) => felix_transport::ClientTls::CaPem(p.clone()),
+            Tls::InsecureDev => felix_transport::ClientTls::InsecureSkipVerify,
+        };
+        let mut opts = felix_transport::ClientOptions::new(tls);
+        opts.server_name = cfg.server_name.clone();
+        opts.transport = cfg.transport.clone();
+        let endpoint = felix_transport::client_endpoint_for(first, &opts)
+            .map_err(|e| Error::InvalidArgument(format!("client endpoint: {e}")))?;
+        let n = cfg.connections.max(1);
+        let pool = Arc::new(Self {
+            slots: (0..n)
+                .map(|i| Slot {
+                    live: RwLock::new(None),
+                    connecting: tokio::sync::Mutex::new(()),
+                    next_addr: AtomicUsize::new(i),
+                })
+                .collect(),
+            cfg: Arc::new(cfg),
+            endpoint,
+            rr: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            closed_notify: tokio::sync::Notify::new(),
+        });
+        // Connect every slot now so that configuration errors surface at connect time.
+        let deadline = Instant::now() + pool.cfg.connect_timeout;
+        for i in 0..n {
+            pool.live_slot(i, deadline, false).await?;
+        }
+        Ok(pool)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        for s in &self.slots {
+            if let Some(l) = s.live.write().take() {
+                l.conn.close(quinn::VarInt::from_u32(0), b"client closed");
+            }
+        }
+        self.closed_notify.notify_waiters();
+    }
+
+    /// A live connection, reconnecting if needed, bounded by `deadline`.
+    pub async fn live(&self, deadline: Instant) -> Result<Arc<Live>> {
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.live_slot(i, deadline, true).await
+    }
+
+    async fn live_slot(&self, i: usize, deadline: Instant, backoff: bool) -> Result<Arc<Live>> {
+        if self.is_closed() {
+            return Err(Error::Closed("client"));
+        }
+        let slot = &self.slots[i];
+        if let Some(l) = slot.live.read().as_ref() {
+            if !l.is_dead() {
+                return Ok(l.clone());
+            }
+        }
+        let _connecting = tokio::time::timeout_at(deadline, slot.connecting.lock())
+            .await
+            .map_err(|_| Error::Timeout(self.cfg.connect_timeout))?;
+        if let Some(l) = slot.live.read().as_ref() {
+            if !l.is_dead() {
+                return Ok(l.clone());
+            }
+        }
+        let mut delay = self.cfg.reconnect_initial;
+        let mut last_err;
+        loop {
+            if self.is_closed() {
+                return Err(Error::Closed("client"));
+            }
+            let addrs = &self.cfg.addresses;
+            let k = slot.next_addr.load(Ordering::Relaxed) % addrs.len();
+            let attempt = async {
+                let addr = resolve(&addrs[k]).await?;
+                conn::connect(&self.endpoint, &self.cfg, addr).await
+            };
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let per_try = remaining.min(self.cfg.connect_timeout);
+            match tokio::time::timeout(per_try, attempt).await {
+                Ok(Ok(live)) => {
+                    debug!(slot = i, addr = %addrs[k], "connected");
+                    *slot.live.write() = Some(live.clone());
+                    return Ok(live);
+                }
+                Ok(Err(e)) => last_err = e,
+                Err(_) => last_err = Error::Timeout(per_try),
+            }
+            // Try the next address next time (failover across the configured list).
+            slot.next_addr.fetch_add(1, Ordering::Relaxed);
+            // Errors the broker chose (bad token, ...) are not cured by retrying.
+            if !backoff || !last_err.retryable() {
+                return Err(last_err);
+            }
+            let jittered = delay.mul_f64(rand::thread_rng().gen_range(0.5..1.0));
+            if Instant::now() + jittered >= deadline {
+                warn!(error = %last_err, "reconnect gave up at the deadline");
+                return Err(last_err);
+            }
+            debug!(error = %last_err, delay = ?jittered, "reconnect failed; backing off");
+            tokio::time::sleep(jittered).await;
+            delay = (delay * 2).min(self.cfg.reconnect_max);
+        }
+    }
+
+    /// Deadline for a call starting now.
+    pub fn deadline(&self, extra: Duration) -> Instant {
+        Instant::now() + self.cfg.request_timeout + extra
+    }
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr> {
+    if let Ok(a) = addr.parse() {
+        return Ok(a);
+    }
+    tokio::net::lookup_host(addr)
+        .await
+        .map_err(|e| Error::Connect(format!("resolve {addr}: {e}")))?
+        .next()
+        .ok_or_else(|| Error::Connect(format!("{addr} resolves to no address")))
+}

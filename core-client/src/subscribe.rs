@@ -1,0 +1,396 @@
+//! [`Subscription`]: a stream of events from one stream or a wildcard pattern.
+//!
+//! A background task owns the subscription's QUIC streams and feeds a bounded buffer; when the
+//! application reads slower than events arrive, the buffer fills, the task stops reading, QUIC
+//! flow control pushes back to the broker, and the stream's full policy applies there. When
+//! the connection drops, the task reconnects with backoff and resubscribes from the offset
+//! after the last event it delivered; if the broker no longer holds that offset, the skipped
+//! range is recorded as a [`Gap`].
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use felix_transport::framed::FrameReader;
+use felix_wire::{features, Decoded, Message, StartPos};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::client::Client;
+use crate::conn::{auth_frame, json_frame, read_auth_reply, Live};
+use crate::error::{Error, Result};
+
+/// One delivered event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Stream it was published to (differs per event for wildcard subscriptions).
+    pub stream: Arc<str>,
+    /// Offset in that stream (`None` from a broker without the offsets extension).
+    pub offset: Option<u64>,
+    /// Payload.
+    pub payload: Bytes,
+}
+
+/// Offsets a resumed subscription could not get back: `[from, to)` in `stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gap {
+    /// Stream.
+    pub stream: String,
+    /// First missed offset.
+    pub from: u64,
+    /// First offset delivered after the gap.
+    pub to: u64,
+}
+
+/// Where a subscription starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Start {
+    /// Only events published from now on.
+    #[default]
+    Latest,
+    /// The oldest event the broker still holds.
+    Earliest,
+    /// This offset.
+    Offset(u64),
+}
+
+/// A live subscription. Dropping it (or [`Subscription::close`]) ends it on the broker.
+pub struct Subscription {
+    rx: mpsc::Receiver<Result<Event>>,
+    gaps: Arc<Mutex<Vec<Gap>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("buffered", &self.rx.len())
+            .finish()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Subscription {
+    /// The next event; `None` once the subscription has ended (closed, or after a terminal
+    /// error was returned).
+    pub async fn next(&mut self) -> Option<Result<Event>> {
+        self.rx.recv().await
+    }
+
+    /// The next event if one is buffered, without waiting.
+    pub fn try_next(&mut self) -> Option<Result<Event>> {
+        self.rx.try_recv().ok()
+    }
+
+    /// Gaps recorded since the last call (events lost across a reconnect).
+    pub fn take_gaps(&self) -> Vec<Gap> {
+        std::mem::take(&mut self.gaps.lock())
+    }
+
+    /// Ends the subscription.
+    pub fn close(self) {}
+}
+
+impl futures::Stream for Subscription {
+    type Item = Result<Event>;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Client {
+    /// Subscribes to a stream, or with `*` / `>` wildcards to every matching stream of the
+    /// namespace (now and later). Resolves once the broker has accepted the subscription.
+    pub async fn subscribe(
+        &self,
+        namespace: &str,
+        stream: &str,
+        start: Start,
+    ) -> Result<Subscription> {
+        let (tx, rx) = mpsc::channel(self.config().subscription_buffer.max(1));
+        let gaps = Arc::new(Mutex::new(Vec::new()));
+        let mut state = SubState {
+            client: self.clone(),
+            namespace: namespace.to_owned(),
+            stream: stream.to_owned(),
+            wildcard: stream.contains('*') || stream.contains('>'),
+            start,
+            next_offset: None,
+            gaps: gaps.clone(),
+        };
+        // The first attempt reports its error to the caller; later ones retry.
+        let deadline = self.pool.deadline(Duration::ZERO);
+        let live = self.pool.live(deadline).await?;
+        let opened = state.open(&live).await?;
+        let task = tokio::spawn(async move { state.run(opened, tx).await });
+        Ok(Subscription { rx, gaps, task })
+    }
+}
+
+struct SubState {
+    client: Client,
+    namespace: String,
+    stream: String,
+    wildcard: bool,
+    start: Start,
+    /// Offset after the last delivered event (single-stream subscriptions).
+    next_offset: Option<u64>,
+    gaps: Arc<Mutex<Vec<Gap>>>,
+}
+
+struct Opened {
+    id: u64,
+    events: FrameReader,
+}
+
+enum Ended {
+    /// Reconnect and resubscribe.
+    Retry,
+    /// Terminal: report and stop.
+    Fatal(Error),
+    /// The application dropped the subscription.
+    Dropped,
+}
+
+impl SubState {
+    async fn open(&mut self, live: &Arc<Live>) -> Result<Opened> {
+        let n = live.negotiated;
+        if self.wildcard {
+            Client::require(&n, features::WILDCARD, "wildcard subscriptions")?;
+        }
+        let start = match (self.next_offset, self.start) {
+            (Some(o), _) if !self.wildcard => Some(StartPos::Offset(o)),
+            (_, Start::Latest) => None,
+            (_, Start::Earliest) => Some(StartPos::Earliest),
+            (_, Start::Offset(o)) => Some(StartPos::Offset(o)),
+        };
+        if start.is_some() {
+            Client::require(&n, features::SUBSCRIBE_FROM, "subscribing from an offset")?;
+        }
+        let id = live.next_subscription_id();
+        let routed = live.router.register(id);
+        let r = async {
+            let (mut send, recv) = live
+                .conn
+                .open_bi()
+                .await
+                .map_err(|e| Error::ConnectionLost(e.to_string()))?;
+            let cfg = &self.client.pool.cfg;
+            let mut frames = auth_frame(cfg).to_vec();
+            frames.extend_from_slice(&json_frame(&Message::Subscribe {
+                tenant_id: cfg.tenant.clone(),
+                namespace: self.namespace.clone(),
+                stream: self.stream.clone(),
+                subscription_id: Some(id),
+                start,
+            }));
+            send.write_all(&frames)
+                .await
+                .map_err(|e| Error::ConnectionLost(e.to_string()))?;
+            let mut reader = FrameReader::new(recv, n.max_frame);
+            read_auth_reply(&mut reader).await?;
+            let frame = reader
+                .next()
+                .await
+                .map_err(|e| Error::ConnectionLost(e.to_string()))?
+                .ok_or_else(|| Error::ConnectionLost("stream ended before subscribed".into()))?;
+            let start_offset =
+                match felix_wire::decode(frame).map_err(|e| Error::Protocol(e.to_string()))? {
+                    Decoded::Json(Message::Subscribed { start_offset, .. }) => start_offset,
+                    Decoded::Json(Message::Error { message, code, .. }) => {
+                        return Err(Error::broker(code.as_deref(), message))
+                    }
+                    other => {
+                        return Err(Error::Protocol(format!(
+                            "unexpected subscribe reply {other:?}"
+                        )))
+                    }
+                };
+            let _ = send.finish();
+            let events = tokio::time::timeout(cfg.connect_timeout, routed)
+                .await
+                .map_err(|_| Error::Timeout(cfg.connect_timeout))?
+                .map_err(|_| Error::ConnectionLost("event stream never arrived".into()))?;
+            Ok::<_, Error>((start_offset, events))
+        }
+        .await;
+        let (start_offset, events) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                live.router.forget(id);
+                return Err(e);
+            }
+        };
+        if !self.wildcard {
+            if let (Some(asked), Some(got)) = (self.next_offset, start_offset) {
+                if got > asked {
+                    warn!(stream = %self.stream, from = asked, to = got, "resubscribed with a gap");
+                    self.gaps.lock().push(Gap {
+                        stream: self.stream.clone(),
+                        from: asked,
+                        to: got,
+                    });
+                } else if got < asked {
+                    warn!(stream = %self.stream, asked, got, "stream offsets restarted (broker lost its log)");
+                }
+            }
+            if start_offset.is_some() {
+                self.next_offset = start_offset;
+            }
+        }
+        Ok(Opened { id, events })
+    }
+
+    async fn run(mut self, mut opened: Opened, tx: mpsc::Sender<Result<Event>>) {
+        loop {
+            match self.pump(&mut opened, &tx).await {
+                Ended::Dropped => return,
+                Ended::Fatal(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+                Ended::Retry => {}
+            }
+            opened = loop {
+                if self.client.is_closed() || tx.is_closed() {
+                    return;
+                }
+                // Keep trying until the client is closed; the pool backs off between attempts.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(3600);
+                let live = match self.client.pool.live(deadline).await {
+                    Ok(l) => l,
+                    Err(e) if e.retryable() => continue,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                match self.open(&live).await {
+                    Ok(o) => break o,
+                    Err(e) if e.retryable() => {
+                        debug!(error = %e, "resubscribe failed; retrying");
+                        tokio::time::sleep(self.client.pool.cfg.reconnect_initial).await;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                }
+            };
+        }
+    }
+
+    async fn pump(&mut self, opened: &mut Opened, tx: &mpsc::Sender<Result<Event>>) -> Ended {
+        loop {
+            let frame = tokio::select! {
+                f = opened.events.next() => f,
+                _ = tx.closed() => return Ended::Dropped,
+            };
+            let frame = match frame {
+                Ok(Some(f)) => f,
+                Ok(None) => return Ended::Retry,
+                Err(e) => {
+                    if let felix_transport::framed::ReadFrameError::Read(quinn::ReadError::Reset(
+                        code,
+                    )) = &e
+                    {
+                        let code = u16::try_from(code.into_inner())
+                            .ok()
+                            .and_then(felix_wire::ErrorCode::from_u16);
+                        if code == Some(felix_wire::ErrorCode::SlowConsumer) {
+                            return Ended::Fatal(Error::SlowConsumer(
+                                "the broker ended the subscription".into(),
+                            ));
+                        }
+                    }
+                    return Ended::Retry;
+                }
+            };
+            let events: Vec<Event> = match felix_wire::decode(frame) {
+                Ok(Decoded::OffsetEvents(b)) => {
+                    let stream: Arc<str> = b.stream.into();
+                    b.events
+                        .into_iter()
+                        .map(|(o, payload)| Event {
+                            stream: stream.clone(),
+                            offset: Some(o),
+                            payload,
+                        })
+                        .collect()
+                }
+                Ok(Decoded::Events(b)) => {
+                    let stream: Arc<str> = self.stream.as_str().into();
+                    b.payloads
+                        .into_iter()
+                        .map(|payload| Event {
+                            stream: stream.clone(),
+                            offset: None,
+                            payload,
+                        })
+                        .collect()
+                }
+                Ok(Decoded::Json(Message::Event {
+                    stream,
+                    payload,
+                    offset,
+                    ..
+                })) => {
+                    vec![Event {
+                        stream: stream.into(),
+                        offset,
+                        payload,
+                    }]
+                }
+                Ok(Decoded::Json(Message::EventBatch {
+                    stream,
+                    payloads,
+                    offsets,
+                    ..
+                })) => {
+                    let s: Arc<str> = stream.into();
+                    payloads
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, payload)| Event {
+                            stream: s.clone(),
+                            offset: offsets.as_ref().and_then(|o| o.get(i).copied()),
+                            payload,
+                        })
+                        .collect()
+                }
+                Ok(Decoded::Json(Message::SubscriptionEnd { code, message, .. })) => {
+                    return match code.as_str() {
+                        "unavailable" => Ended::Retry,
+                        "slow_consumer" => Ended::Fatal(Error::SlowConsumer(message)),
+                        other => Ended::Fatal(Error::broker(Some(other), message)),
+                    };
+                }
+                Ok(other) => {
+                    return Ended::Fatal(Error::Protocol(format!(
+                        "unexpected frame on event stream {}: {other:?}",
+                        opened.id
+                    )))
+                }
+                Err(e) => return Ended::Fatal(Error::Protocol(e.to_string())),
+            };
+            for ev in events {
+                if !self.wildcard {
+                    if let Some(o) = ev.offset {
+                        self.next_offset = Some(o + 1);
+                    }
+                }
+                if tx.send(Ok(ev)).await.is_err() {
+                    return Ended::Dropped;
+                }
+            }
+        }
+    }
+}
