@@ -115,22 +115,7 @@ pub async fn serve(
             Err(_) => return,
         };
         let received = Instant::now();
-        let permit = match state
-            .inflight
-            .clone()
-            .try_acquire_many_owned(frame.payload.len().max(1) as u32)
-        {
-            Ok(p) => p,
-            Err(_) => {
-                ctx.shared.metrics.overloaded.inc();
-                let e =
-                    BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
-                if ctx.replier.error(&e, None).await.is_err() {
-                    return;
-                }
-                continue;
-            }
-        };
+        let size = frame.payload.len().max(1);
         let decoded = match felix_wire::decode(frame) {
             Ok(d) => d,
             Err(e) => {
@@ -138,6 +123,20 @@ pub async fn serve(
                 ctx.shared.metrics.protocol_errors.inc();
                 let err = BrokerError::new(e.code(), e.to_string());
                 if ctx.replier.error(&err, None).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+        };
+        let permit = match u32::try_from(size)
+            .ok()
+            .and_then(|n| state.inflight.clone().try_acquire_many_owned(n).ok())
+        {
+            Some(p) => p,
+            None => {
+                ctx.shared.metrics.overloaded.inc();
+                let e = BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
+                if reject(&mut ctx, &decoded, &e).await.is_err() {
                     return;
                 }
                 continue;
@@ -162,6 +161,29 @@ pub async fn serve(
         }
     }
     ctx.replier.finish().await;
+}
+
+/// Answers a request with `e` in the form its sender expects.
+async fn reject(ctx: &mut Ctx, decoded: &Decoded, e: &BrokerError) -> Result<(), quinn::WriteError> {
+    match decoded {
+        Decoded::Publish(PublishBatch { ack: Some((rid, _)), .. }) => {
+            ctx.replier.encode_ack(&mut ctx.out, *rid, Some(e));
+            ctx.flush().await
+        }
+        Decoded::Publish(_) => ctx.replier.error(e, None).await,
+        Decoded::Ext(f) => {
+            felix_wire::ExtFrame::Error {
+                request_id: f.request_id(),
+                code: e.code,
+                retryable: e.code.retryable(),
+                message: e.message.clone(),
+            }
+            .encode(&mut ctx.out);
+            ctx.flush().await
+        }
+        Decoded::Json(m) => ctx.replier.error(e, request_id_of(m)).await,
+        _ => ctx.replier.error(e, None).await,
+    }
 }
 
 /// Handles one request. `Err` only when replying failed (the stream is unusable).
