@@ -64,13 +64,32 @@ impl ServerTls {
     /// directories, so clients can verify the broker with
     /// [`ClientTls::CaFile`].
     ///
-    /// A new CA is generated on every call: clients must re-read the file
-    /// after a broker restart. The CA key never leaves memory, so nothing
-    /// written to disk can be used to mint further certificates. The file is
-    /// written to a temporary name and renamed into place, so a client
-    /// polling for it never reads a half-written PEM.
+    /// The leaf certificate and its key are kept beside the CA
+    /// (`dev-server.pem`, `dev-server.key`, mode 0600) and reused on the next
+    /// start while all three files are present and valid, so a restarted dev
+    /// broker keeps its identity and connected clients can reconnect without
+    /// re-reading the CA. The CA key itself never leaves memory, so nothing
+    /// written to disk can mint further certificates. Files are written to a
+    /// temporary name and renamed into place, so a client polling for the CA
+    /// never reads a half-written PEM.
     pub fn generate_dev(ca_pem_path: &Path) -> Result<Self, TransportError> {
+        let leaf_path = ca_pem_path.with_file_name("dev-server.pem");
+        let key_path = ca_pem_path.with_file_name("dev-server.key");
+        if ca_pem_path.exists() && leaf_path.exists() && key_path.exists() {
+            match Self::from_pem_files(&leaf_path, &key_path) {
+                Ok(tls) => {
+                    tracing::info!(ca = %ca_pem_path.display(), "reusing development certificate");
+                    return Ok(tls);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "development certificate unusable; generating a new one")
+                }
+            }
+        }
         let dev = generate_dev_material()?;
+        write_atomically(&key_path, dev.leaf_key_pem.as_bytes())?;
+        restrict_permissions(&key_path)?;
+        write_atomically(&leaf_path, dev.leaf_pem.as_bytes())?;
         write_atomically(ca_pem_path, dev.ca_pem.as_bytes())?;
         tracing::info!(ca = %ca_pem_path.display(), "generated development CA and localhost certificate");
         Ok(dev.tls)
@@ -214,6 +233,8 @@ fn root_store(pem: &[u8], origin: &Path) -> Result<RootCertStore, TransportError
 pub(crate) struct DevMaterial {
     pub(crate) tls: ServerTls,
     pub(crate) ca_pem: String,
+    pub(crate) leaf_pem: String,
+    pub(crate) leaf_key_pem: String,
 }
 
 pub(crate) fn generate_dev_material() -> Result<DevMaterial, TransportError> {
@@ -260,7 +281,21 @@ pub(crate) fn generate_dev_material() -> Result<DevMaterial, TransportError> {
             key: PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
         },
         ca_pem: ca_cert.pem(),
+        leaf_pem: leaf.pem(),
+        leaf_key_pem: leaf_key.serialize_pem(),
     })
+}
+
+#[cfg(unix)]
+fn restrict_permissions(path: &Path) -> Result<(), TransportError> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(|e| TransportError::cert(path, e))
+}
+
+#[cfg(not(unix))]
+fn restrict_permissions(_path: &Path) -> Result<(), TransportError> {
+    Ok(())
 }
 
 fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), TransportError> {

@@ -272,3 +272,27 @@ async fn plain_rustls_with_alpn_would_reject_v1_clients() {
         "{err:?}"
     );
 }
+
+#[test]
+fn dev_identity_survives_a_restart_and_is_regenerated_when_broken() {
+    let dir = TempDir::new("dev-restart");
+    let ca = dir.path().join("ca.pem");
+    let first = ServerTls::generate_dev(&ca).expect("first start");
+    let ca_before = std::fs::read(&ca).expect("ca written");
+    let second = ServerTls::generate_dev(&ca).expect("restart");
+    assert_eq!(
+        std::fs::read(&ca).unwrap(),
+        ca_before,
+        "restart must keep the CA clients trust"
+    );
+    assert_eq!(
+        first.cert_chain(),
+        second.cert_chain(),
+        "restart must keep the leaf"
+    );
+    // A damaged leaf key is replaced by a fresh identity instead of failing the start.
+    std::fs::write(dir.path().join("dev-server.key"), b"garbage").unwrap();
+    let third = ServerTls::generate_dev(&ca).expect("start with broken key");
+    assert_ne!(third.cert_chain(), first.cert_chain());
+    assert_ne!(std::fs::read(&ca).unwrap(), ca_before);
+}
