@@ -55,6 +55,11 @@ pub trait Log: Send + Sync + 'static {
     fn bytes(&self) -> usize;
     /// Records currently held.
     fn len(&self) -> usize;
+    /// Identity of this log's offset space. Offsets are only comparable within one epoch: an
+    /// ephemeral log that is recreated (broker restart) starts again at 0 with a new epoch, so
+    /// a resuming client can tell "offset 5 of the old log" from "offset 5 of the new one".
+    /// A durable log keeps its epoch across restarts.
+    fn epoch(&self) -> u64;
     /// True when no record is held.
     fn is_empty(&self) -> bool {
         self.len() == 0
@@ -65,6 +70,7 @@ pub trait Log: Send + Sync + 'static {
 /// here and in any number of subscriber queues exists once in memory.
 #[derive(Debug)]
 pub struct MemoryLog {
+    epoch: u64,
     retention: Retention,
     records: VecDeque<Bytes>,
     first: u64,
@@ -75,6 +81,8 @@ impl MemoryLog {
     /// An empty log with the given bounds.
     pub fn new(retention: Retention) -> Self {
         Self {
+            // Random, so that two incarnations of the same stream never share an epoch.
+            epoch: rand::random(),
             retention,
             records: VecDeque::new(),
             first: 0,
@@ -143,6 +151,10 @@ impl Log for MemoryLog {
 
     fn len(&self) -> usize {
         self.records.len()
+    }
+
+    fn epoch(&self) -> u64 {
+        self.epoch
     }
 }
 

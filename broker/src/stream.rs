@@ -560,6 +560,7 @@ impl StreamState {
 pub struct Stream {
     name: Arc<str>,
     config: StreamConfig,
+    epoch: u64,
     state: Mutex<StreamState>,
     append_notify: Notify,
 }
@@ -578,6 +579,7 @@ impl Stream {
         Arc::new(Self {
             name,
             config,
+            epoch: log.epoch(),
             state: Mutex::new(StreamState {
                 log,
                 subs: Vec::new(),
@@ -591,6 +593,11 @@ impl Stream {
 
     pub fn config(&self) -> &StreamConfig {
         &self.config
+    }
+
+    /// The log's epoch (see [`Log::epoch`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     pub fn name(&self) -> &Arc<str> {

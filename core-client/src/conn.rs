@@ -322,7 +322,15 @@ pub(crate) async fn connect(
     let mut readers = Vec::new();
     let mut negotiated = None;
     for r in opened {
-        let (send, reader, n) = r?;
+        let (send, reader, n) = match r {
+            Ok(x) => x,
+            // The broker may have closed the connection on purpose (max_connections,
+            // shutdown): report its reason and code rather than a generic failure.
+            Err(e) => match conn.close_reason() {
+                Some(reason) => return Err(connect_error(addr, reason)),
+                None => return Err(e),
+            },
+        };
         negotiated = Some(n);
         streams.push(Arc::new(ReqStream {
             send: Arc::new(tokio::sync::Mutex::new(send)),

@@ -27,6 +27,8 @@ struct Slot {
 pub(crate) struct Pool {
     pub cfg: Arc<ClientConfig>,
     endpoint: quinn::Endpoint,
+    /// TLS and transport options the endpoint was built with (to rebuild its client config).
+    opts: felix_transport::ClientOptions,
     slots: Vec<Slot>,
     rr: AtomicUsize,
     closed: AtomicBool,
@@ -65,6 +67,7 @@ impl Pool {
                 .collect(),
             cfg: Arc::new(cfg),
             endpoint,
+            opts,
             rr: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             closed_notify: tokio::sync::Notify::new(),
@@ -125,7 +128,8 @@ impl Pool {
             let k = slot.next_addr.load(Ordering::Relaxed) % addrs.len();
             let attempt = async {
                 let addr = resolve(&addrs[k]).await?;
-                conn::connect(&self.endpoint, &self.cfg, addr).await
+                let endpoint = self.endpoint_for_attempt()?;
+                conn::connect(&endpoint, &self.cfg, addr).await
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let per_try = remaining.min(self.cfg.connect_timeout);
@@ -153,6 +157,24 @@ impl Pool {
             tokio::time::sleep(jittered).await;
             delay = (delay * 2).min(self.cfg.reconnect_max);
         }
+    }
+
+    /// The endpoint handle for one connection attempt. With `Tls::CaFile` the CA file is
+    /// re-read each time: it used to be read only once, when the endpoint was built, so a
+    /// broker that came back with a new CA (a dev broker that regenerated it, a rotated
+    /// production CA) failed verification on every reconnect until the client was rebuilt.
+    /// The client config is per handle, so a clone carries the fresh one.
+    fn endpoint_for_attempt(&self) -> Result<quinn::Endpoint> {
+        if !matches!(self.cfg.tls, Tls::CaFile(_)) {
+            return Ok(self.endpoint.clone());
+        }
+        // A missing or half-replaced file is a retryable connect failure, like the broker
+        // being down, not a configuration error.
+        let client = felix_transport::client_config(&self.opts)
+            .map_err(|e| Error::Connect(format!("client TLS config: {e}")))?;
+        let mut endpoint = self.endpoint.clone();
+        endpoint.set_default_client_config(client);
+        Ok(endpoint)
     }
 
     /// Deadline for a call starting now.

@@ -124,6 +124,7 @@ impl Client {
             wildcard: stream.contains('*') || stream.contains('>'),
             start,
             next_offset: None,
+            epoch: None,
             gaps: gaps.clone(),
         };
         // The first attempt reports its error to the caller; later ones retry.
@@ -143,6 +144,8 @@ struct SubState {
     start: Start,
     /// Offset after the last delivered event (single-stream subscriptions).
     next_offset: Option<u64>,
+    /// Epoch of the stream's offset space seen at the last subscribe.
+    epoch: Option<u64>,
     gaps: Arc<Mutex<Vec<Gap>>>,
 }
 
@@ -202,9 +205,13 @@ impl SubState {
                 .await
                 .map_err(|e| Error::ConnectionLost(e.to_string()))?
                 .ok_or_else(|| Error::ConnectionLost("stream ended before subscribed".into()))?;
-            let start_offset =
+            let (start_offset, epoch) =
                 match felix_wire::decode(frame).map_err(|e| Error::Protocol(e.to_string()))? {
-                    Decoded::Json(Message::Subscribed { start_offset, .. }) => start_offset,
+                    Decoded::Json(Message::Subscribed {
+                        start_offset,
+                        epoch,
+                        ..
+                    }) => (start_offset, epoch),
                     Decoded::Json(Message::Error { message, code, .. }) => {
                         return Err(Error::broker(code.as_deref(), message))
                     }
@@ -219,10 +226,10 @@ impl SubState {
                 .await
                 .map_err(|_| Error::Timeout(cfg.connect_timeout))?
                 .map_err(|_| Error::ConnectionLost("event stream never arrived".into()))?;
-            Ok::<_, Error>((start_offset, events))
+            Ok::<_, Error>((start_offset, epoch, events))
         }
         .await;
-        let (start_offset, events) = match r {
+        let (start_offset, epoch, mut events) = match r {
             Ok(x) => x,
             Err(e) => {
                 live.router.forget(id);
@@ -230,6 +237,26 @@ impl SubState {
             }
         };
         if !self.wildcard {
+            // A new epoch means the broker recreated the stream's log (an in-memory broker
+            // restarted): old offsets say nothing about the new log, all of which is new to
+            // us. Without epochs (older brokers), a start offset below the one asked for is
+            // the same signal. Resubscribe from offset 0 (the retry loop in `run` does so at
+            // once); anything the new log already evicted is then reported as a gap.
+            let restarted = match (self.epoch, epoch) {
+                (Some(old), Some(new)) => old != new,
+                _ => matches!((self.next_offset, start_offset), (Some(a), Some(g)) if g < a),
+            };
+            if epoch.is_some() {
+                self.epoch = epoch;
+            }
+            if restarted && self.next_offset != Some(0) {
+                warn!(stream = %self.stream, "stream log was recreated; resubscribing from offset 0");
+                self.next_offset = Some(0);
+                events.stop(0);
+                return Err(Error::ConnectionLost(
+                    "stream log recreated; resubscribing from offset 0".into(),
+                ));
+            }
             if let (Some(asked), Some(got)) = (self.next_offset, start_offset) {
                 if got > asked {
                     warn!(stream = %self.stream, from = asked, to = got, "resubscribed with a gap");
@@ -238,8 +265,6 @@ impl SubState {
                         from: asked,
                         to: got,
                     });
-                } else if got < asked {
-                    warn!(stream = %self.stream, asked, got, "stream offsets restarted (broker lost its log)");
                 }
             }
             if start_offset.is_some() {

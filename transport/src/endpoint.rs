@@ -108,7 +108,21 @@ pub fn server_endpoint_with_reset_key(
     let socket = bind_udp(addr, cfg)?;
     let endpoint_config = match reset_key {
         Some(k) => {
-            quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k)))
+            let reset_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, k);
+            // quinn's default connection-ID generator signs CIDs with a random per-process
+            // key, and the endpoint silently drops short-header packets whose CID fails that
+            // check *before* considering a stateless reset. After a restart every old CID
+            // fails it, so a stable reset key alone never produced a reset (clients waited
+            // for their idle timeout). Derive the CID-signing key from the reset key too.
+            let tag = ring::hmac::sign(&reset_key, b"felix connection id generator key");
+            let mut cid_key = [0u8; 8];
+            cid_key.copy_from_slice(&tag.as_ref()[..8]);
+            let cid_key = u64::from_le_bytes(cid_key);
+            let mut c = quinn::EndpointConfig::new(Arc::new(reset_key));
+            c.cid_generator(move || {
+                Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key))
+            });
+            c
         }
         None => quinn::EndpointConfig::default(),
     };

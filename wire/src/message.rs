@@ -227,6 +227,10 @@ pub enum Message {
         /// First offset that will be delivered (event-offsets extension).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         start_offset: Option<u64>,
+        /// Epoch of the stream's offset space; a change means the log was recreated and old
+        /// offsets mean nothing (event-offsets extension, single-stream subscriptions).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        epoch: Option<u64>,
     },
     /// First frame of the broker-opened event stream.
     EventStreamHello {

@@ -278,6 +278,7 @@ fn all_vectors() -> Vec<Vector> {
         Message::Subscribed {
             subscription_id: 7,
             start_offset: None,
+            epoch: None,
         },
     );
     json(
@@ -285,6 +286,7 @@ fn all_vectors() -> Vec<Vector> {
         Message::Subscribed {
             subscription_id: 8,
             start_offset: Some(120),
+            epoch: Some(0x5eed_f00d),
         },
     );
     json(

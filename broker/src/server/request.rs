@@ -14,12 +14,12 @@ use felix_wire::{features, AckMode, Decoded, ErrorCode, Message, PublishBatch};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::conn::ConnState;
-use super::session::{Replier, Session};
+use super::session::{framing_error, Replier, Session};
 use super::{cache_ops, queue_ops, subscribe, Shared};
 use crate::auth::Action;
 use crate::error::BrokerError;
 use crate::stream::{FullPolicy, StreamConfig};
-use felix_transport::framed::{FrameReader, ReadFrameError};
+use felix_transport::framed::FrameReader;
 
 /// Per-stream context handed to the operation modules.
 pub struct Ctx {
@@ -102,7 +102,10 @@ pub async fn serve(
         let frame = match frame {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(ReadFrameError::Wire(e)) => {
+            Err(e) => {
+                // A stream finished inside a frame is a framing error too (it used to get no
+                // answer); only I/O failures end the stream silently.
+                let Some(e) = framing_error(&e) else { return };
                 // Framing is lost: answer once, then give up on this stream only.
                 ctx.shared.metrics.protocol_errors.inc();
                 let _ = ctx
@@ -112,7 +115,6 @@ pub async fn serve(
                 reader.stop(e.code().as_u16() as u32);
                 break;
             }
-            Err(_) => return,
         };
         let received = Instant::now();
         let size = frame.payload.len().max(1);
@@ -135,7 +137,8 @@ pub async fn serve(
             Some(p) => p,
             None => {
                 ctx.shared.metrics.overloaded.inc();
-                let e = BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
+                let e =
+                    BrokerError::overloaded("connection exceeds max_inflight_bytes_per_connection");
                 if reject(&mut ctx, &decoded, &e).await.is_err() {
                     return;
                 }
@@ -164,13 +167,35 @@ pub async fn serve(
 }
 
 /// Answers a request with `e` in the form its sender expects.
-async fn reject(ctx: &mut Ctx, decoded: &Decoded, e: &BrokerError) -> Result<(), quinn::WriteError> {
+async fn reject(
+    ctx: &mut Ctx,
+    decoded: &Decoded,
+    e: &BrokerError,
+) -> Result<(), quinn::WriteError> {
     match decoded {
-        Decoded::Publish(PublishBatch { ack: Some((rid, _)), .. }) => {
+        Decoded::Publish(PublishBatch {
+            ack: Some((rid, _)),
+            ..
+        }) => {
             ctx.replier.encode_ack(&mut ctx.out, *rid, Some(e));
             ctx.flush().await
         }
-        Decoded::Publish(_) => ctx.replier.error(e, None).await,
+        // Ack none: never answered, not even on failure (wire-protocol 7.3).
+        Decoded::Publish(_) => Ok(()),
+        // JSON publishes fail the way they are acknowledged: `publish_error` (what a v1
+        // client waits for), or nothing for ack none.
+        Decoded::Json(Message::Publish {
+            request_id, ack, ..
+        }) => {
+            let mode = effective_ack(*ack, *request_id, AckMode::PerMessage);
+            publish_reply(ctx, Err(e.clone()), *request_id, mode, 1).await
+        }
+        Decoded::Json(Message::PublishBatch {
+            request_id, ack, ..
+        }) => {
+            let mode = effective_ack(*ack, *request_id, AckMode::PerBatch);
+            publish_reply(ctx, Err(e.clone()), *request_id, mode, 1).await
+        }
         Decoded::Ext(f) => {
             felix_wire::ExtFrame::Error {
                 request_id: f.request_id(),
@@ -219,9 +244,10 @@ async fn dispatch(
                     ctx.replier.encode_ack(&mut ctx.out, rid, r.as_ref().err());
                 }
                 ctx.flush().await?;
-            } else if let Err(e) = r {
-                ctx.replier.error(&e, None).await?;
             }
+            // A `0x0001` publish (ack none) is never answered, not even on failure
+            // (wire-protocol 7.3): an `error` without request id here made felix-client drop
+            // the whole request stream with every request in flight on it.
             Ok(())
         }
         Decoded::Ext(f) => cache_ops::binary(ctx, f, received).await,
@@ -406,7 +432,8 @@ async fn publish_reply(
 ) -> Result<(), quinn::WriteError> {
     let with_offset = ctx.session.has(features::EVENT_OFFSETS);
     match (r, request_id, mode) {
-        (Ok(_), _, AckMode::None) | (Ok(_), None, _) => Ok(()),
+        // Ack none is never answered, not even on failure (wire-protocol 7.3).
+        (_, _, AckMode::None) | (Ok(_), None, _) => Ok(()),
         (Ok(first), Some(rid), mode) => {
             let n = if mode == AckMode::PerMessage {
                 count
@@ -435,6 +462,15 @@ async fn publish_reply(
         }
         (Err(e), None, _) => ctx.replier.error(&e, None).await,
     }
+}
+
+/// The ack mode of a JSON publish: `ack`, else `default` with a request id, else none.
+fn effective_ack(ack: Option<AckMode>, request_id: Option<u64>, default: AckMode) -> AckMode {
+    ack.unwrap_or(if request_id.is_some() {
+        default
+    } else {
+        AckMode::None
+    })
 }
 
 /// Writes `Ok(message)` or the error for `request_id`.

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use felix_wire::{features, flags, AckError, BinaryAck, ErrorCode, Message};
+use felix_wire::{features, flags, AckError, BinaryAck, ErrorCode, Message, WireError};
 use tokio::sync::Mutex;
 
 use super::Shared;
@@ -86,6 +86,17 @@ impl Replier {
     }
 }
 
+/// The decode error behind a failed frame read when the peer's bytes are at fault: a bad
+/// header, or a stream finished inside a frame (`protocol`, like a truncated body). `None`
+/// for I/O failures (reset stream, lost connection), which nobody can be told about.
+pub fn framing_error(e: &ReadFrameError) -> Option<WireError> {
+    match e {
+        ReadFrameError::Wire(w) => Some(w.clone()),
+        ReadFrameError::Truncated => Some(WireError::Truncated("frame")),
+        ReadFrameError::Read(_) => None,
+    }
+}
+
 /// Reads and checks the `auth` frame; replies `ok` / `auth_ok` or `error`.
 pub async fn authenticate(
     shared: &Shared,
@@ -95,15 +106,20 @@ pub async fn authenticate(
     let first = match reader.next().await {
         Ok(Some(f)) => f,
         Ok(None) => return Err(()),
-        Err(ReadFrameError::Wire(e)) => {
-            shared.metrics.protocol_errors.inc();
-            let _ = replier
-                .error(&BrokerError::new(e.code(), e.to_string()), None)
-                .await;
-            replier.finish().await;
+        Err(e) => {
+            // A bad header, or a stream that ends inside a frame (which used to get no
+            // answer at all): framing is lost, so answer once, stop reading with the code
+            // number and finish (wire-protocol 7.9). I/O failures need no answer.
+            if let Some(e) = framing_error(&e) {
+                shared.metrics.protocol_errors.inc();
+                let _ = replier
+                    .error(&BrokerError::new(e.code(), e.to_string()), None)
+                    .await;
+                reader.stop(e.code().as_u16() as u32);
+                replier.finish().await;
+            }
             return Err(());
         }
-        Err(_) => return Err(()),
     };
     let (tenant_id, token, client_flags, client_features) = match felix_wire::decode(first) {
         Ok(felix_wire::Decoded::Json(Message::Auth {
@@ -136,6 +152,13 @@ pub async fn authenticate(
     };
     let negotiated_features = client_features.unwrap_or(0) & features::ALL;
     replier.codes = negotiated_features & features::ERROR_CODES != 0;
+    // An invalid tenant name is a malformed request, `invalid_argument` (wire-protocol 7.2
+    // and 7.8), whatever the authenticator would say about it (DevAuth said `unauthorized`).
+    if let Err(e) = crate::names::validate_tenant(&tenant_id) {
+        let _ = replier.error(&BrokerError::from(e), None).await;
+        replier.finish().await;
+        return Err(());
+    }
     let principal = match shared.auth.authenticate(&tenant_id, token.as_deref()) {
         Ok(p) => p,
         Err(e) => {

@@ -83,7 +83,7 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
         internal_id,
         start,
     );
-    let (sub, start_offset) = match subscribed {
+    let (sub, start_offset, epoch) = match subscribed {
         Ok(x) => x,
         Err(e) => {
             state.subscriptions.fetch_sub(1, Ordering::SeqCst);
@@ -97,6 +97,7 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
     let reply = Message::Subscribed {
         subscription_id: id,
         start_offset: offsets.then_some(start_offset),
+        epoch: epoch.filter(|_| offsets),
     };
     let encoding = if offsets {
         Encoding::Offsets
@@ -126,20 +127,20 @@ fn attach(
     stream: &str,
     id: u64,
     start: Start,
-) -> Result<(Arc<Subscriber>, u64), BrokerError> {
+) -> Result<(Arc<Subscriber>, u64, Option<u64>), BrokerError> {
     let create = ctx.auto_create();
     let registry = &ctx.shared.registry;
     if names::is_pattern(stream) {
         let d = &ctx.shared.cfg.stream_defaults;
         let sub = Subscriber::new(id, d.subscriber_buffer, d.full_policy);
         let info = registry.subscribe(tenant, ns, stream, &sub, start, create)?;
-        return Ok((sub, info.start_offset));
+        return Ok((sub, info.start_offset, None));
     }
     let entry = registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
     let cfg = entry.stream.config();
     let sub = Subscriber::new(id, cfg.subscriber_buffer, cfg.full_policy);
     let info = entry.stream.subscribe(&sub, start);
-    Ok((sub, info.start_offset))
+    Ok((sub, info.start_offset, Some(entry.stream.epoch())))
 }
 
 /// Opens the event stream and pumps batches until the subscription ends.

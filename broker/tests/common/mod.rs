@@ -164,3 +164,124 @@ pub fn free_udp_port() -> SocketAddr {
     let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     s.local_addr().unwrap()
 }
+
+// ---- Helpers added for the queue, cache and reconnect suites. ----
+
+/// A `BrokerConfig` for tests in which nothing is created on first use: streams, caches and
+/// groups must be created explicitly (`create_stream`, `create_cache`, `create_group`).
+pub fn test_config_no_auto_create(name: &str) -> BrokerConfig {
+    let mut cfg = test_config(name);
+    cfg.auto_create = Some(false);
+    cfg
+}
+
+/// The broker's `/metrics` text, fetched over plain HTTP/1.1.
+pub async fn scrape_metrics(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut sock = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut body = String::new();
+    sock.read_to_string(&mut body).await.unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "metrics reply: {body}");
+    body
+}
+
+/// The value of the metric line starting with `series` (name plus labels, e.g.
+/// `felix_cache_evictions_total{cache="t1/ns/c"}`), if present.
+pub fn metric(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?;
+        rest.strip_prefix(' ')?.trim().parse().ok()
+    })
+}
+
+/// Calls `op` until it succeeds or `secs` pass, asserting every failure is retryable.
+/// Returns the value, the time to the first success, and the first error seen (if any)
+/// with the time at which it was seen.
+pub async fn retry_until<T, F, Fut>(
+    secs: u64,
+    what: &str,
+    mut op: F,
+) -> (T, Duration, Option<(felix_client::Error, Duration)>)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = felix_client::Result<T>>,
+{
+    let start = tokio::time::Instant::now();
+    let deadline = start + Duration::from_secs(secs);
+    let mut first_err = None;
+    loop {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(remaining, op()).await {
+            Ok(Ok(v)) => return (v, start.elapsed(), first_err),
+            Ok(Err(e)) => {
+                assert!(e.retryable(), "{what}: non-retryable error {e:?}");
+                if first_err.is_none() {
+                    first_err = Some((e, start.elapsed()));
+                }
+            }
+            Err(_) => {}
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: still failing after {secs}s (first error: {first_err:?})"
+        );
+        // Back off a little between failed attempts (the client's own reconnect backoff
+        // bounds the pace too); this is a retry pace, not a wait for a condition.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+impl BrokerProcess {
+    /// Starts `felix-broker` on `addr` with `dir` as its dev directory, keeping the dev
+    /// identity (CA, certificate, stateless-reset key) a previous broker left there, as a
+    /// restarted production-like dev broker would. (`spawn` deletes the CA so it can tell
+    /// when the broker is up, which forces a new CA.) Waits until a QUIC handshake with the
+    /// broker succeeds.
+    pub async fn spawn_keeping_identity(dir: PathBuf, addr: SocketAddr) -> Self {
+        let ca = dir.join("ca.pem");
+        let child = Command::new(env!("CARGO_BIN_EXE_felix-broker"))
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--no-metrics",
+                "--dev-ca-path",
+            ])
+            .arg(&ca)
+            .env("FELIX_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn felix-broker");
+        let p = Self {
+            child,
+            addr,
+            ca,
+            dir,
+        };
+        wait_for_handshake(addr, 20).await;
+        p
+    }
+}
+
+/// Waits until a QUIC handshake with `addr` succeeds (the broker is serving).
+pub async fn wait_for_handshake(addr: SocketAddr, secs: u64) {
+    let opts = felix_transport::ClientOptions::new(felix_transport::ClientTls::InsecureSkipVerify);
+    let endpoint = felix_transport::client_endpoint_for(addr, &opts).expect("probe endpoint");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let attempt = async { endpoint.connect(addr, "localhost").ok()?.await.ok() };
+        if let Ok(Some(conn)) = tokio::time::timeout(Duration::from_millis(250), attempt).await {
+            conn.close(0u32.into(), b"probe");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "broker at {addr} did not complete a handshake within {secs}s"
+        );
+    }
+}
