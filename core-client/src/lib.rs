@@ -29,7 +29,7 @@ mod subscribe;
 
 pub use bytes::Bytes;
 pub use cache::{CacheValue, PutCondition};
-pub use client::{Client, FullPolicy, StreamSettings};
+pub use client::{block_on, Client, FullPolicy, StreamSettings};
 pub use config::{ClientConfig, PublisherConfig, Tls};
 pub use error::{Error, ErrorCode, Result};
 pub use felix_wire::AckMode;

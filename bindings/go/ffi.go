@@ -1,0 +1,199 @@
+package felix
+
+// cgo flags, the ABI check and the completion-queue dispatcher: the only place that knows how
+// the static library is found and how asynchronous calls come back.
+//
+// Linking: by default the package links the static library the workspace builds with
+// `cargo build -p felix-ffi` (target/debug/libfelix_ffi.a). Build with `-tags felix_release`
+// to link target/release instead (after `cargo build --release -p felix-ffi`), or with
+// `-tags felix_custom` and CGO_LDFLAGS="/path/to/libfelix_ffi.a -lpthread -ldl -lm" to link
+// a library elsewhere. `go generate` runs the cargo build.
+//
+// Threads: every call is started with a non-blocking `_start` function and its outcome comes
+// back through one process-wide completion queue, drained by one goroutine blocked in
+// felix_completion_queue_wait. However many goroutines call Felix at once, one OS thread is
+// blocked in C (plus the library's runtime thread).
+
+//go:generate cargo build -p felix-ffi --manifest-path ../../Cargo.toml
+
+/*
+#cgo CFLAGS: -I${SRCDIR}/../../include
+#cgo !felix_release,!felix_custom LDFLAGS: ${SRCDIR}/../../target/debug/libfelix_ffi.a -lpthread -ldl -lm
+#cgo felix_release,!felix_custom LDFLAGS: ${SRCDIR}/../../target/release/libfelix_ffi.a -lpthread -ldl -lm
+#include "felix.h"
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// ABIVersion is the C ABI version this package was written for.
+const ABIVersion = 1
+
+// initErr is non-nil when the linked library does not match this package; Connect returns it.
+var initErr error
+
+var (
+	queue     *C.FelixCompletionQueue
+	pendingMu sync.Mutex
+	pending   = map[uint64]chan completion{}
+	nextToken atomic.Uint64
+	chanPool  = sync.Pool{New: func() any { return make(chan completion, 1) }}
+)
+
+type completion struct {
+	status C.FelixStatus
+	result *C.FelixResult
+	err    *C.FelixError
+}
+
+func init() {
+	if v := uint32(C.felix_abi_version()); v != ABIVersion || C.FELIX_ABI_VERSION != ABIVersion {
+		initErr = fmt.Errorf("felix: the linked libfelix_ffi has C ABI version %d, this Go package needs %d: rebuild the library (cargo build -p felix-ffi) from the same checkout", v, ABIVersion)
+		return
+	}
+	queue = C.felix_completion_queue_new()
+	go dispatch()
+}
+
+// dispatch hands every completion to the goroutine waiting for its token.
+func dispatch() {
+	const max = 128
+	var buf [max]C.FelixCompletion
+	for {
+		var n C.size_t
+		if C.felix_completion_queue_wait(queue, &buf[0], max, -1, &n, nil) != C.FELIX_STATUS_OK {
+			return
+		}
+		pendingMu.Lock()
+		for i := 0; i < int(n); i++ {
+			c := &buf[i]
+			ch := pending[uint64(c.token)]
+			delete(pending, uint64(c.token))
+			ch <- completion{status: c.status, result: c.result, err: c.error}
+		}
+		pendingMu.Unlock()
+	}
+}
+
+// startFn starts one call with the given token.
+type startFn func(token C.uint64_t, errp **C.FelixError) C.FelixStatus
+
+// await starts a call and waits for its completion or for ctx. On cancellation the call is
+// cancelled in the core and its completion collected, so nothing leaks.
+func await(ctx context.Context, start startFn) (*C.FelixResult, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, ctxError(err)
+	}
+	token := nextToken.Add(1)
+	ch := chanPool.Get().(chan completion)
+	pendingMu.Lock()
+	pending[token] = ch
+	pendingMu.Unlock()
+	var cerr *C.FelixError
+	if st := start(C.uint64_t(token), &cerr); st != C.FELIX_STATUS_OK {
+		pendingMu.Lock()
+		delete(pending, token)
+		pendingMu.Unlock()
+		chanPool.Put(ch)
+		return nil, takeError(st, cerr)
+	}
+	var r completion
+	select {
+	case r = <-ch:
+	case <-ctx.Done():
+		C.felix_completion_queue_cancel(queue, C.uint64_t(token))
+		r = <-ch
+		if r.status != C.FELIX_STATUS_OK {
+			C.felix_error_free(r.err)
+			chanPool.Put(ch)
+			return nil, ctxError(ctx.Err())
+		}
+	}
+	chanPool.Put(ch)
+	if r.status != C.FELIX_STATUS_OK {
+		return nil, takeError(r.status, r.err)
+	}
+	return r.result, nil
+}
+
+// awaitValue runs a call whose answer is the result's scalar value.
+func awaitValue(ctx context.Context, start startFn) (uint64, error) {
+	r, err := await(ctx, start)
+	if err != nil {
+		return 0, err
+	}
+	defer C.felix_result_free(r)
+	if r == nil {
+		return 0, nil
+	}
+	return uint64(r.value), nil
+}
+
+// cbytes views a Go string as FelixBytes (valid for the duration of one C call, which copies).
+func cstr(s string) C.FelixBytes {
+	return C.FelixBytes{ptr: (*C.uint8_t)(unsafe.Pointer(unsafe.StringData(s))), len: C.size_t(len(s))}
+}
+
+// cbytes views a Go byte slice as FelixBytes (valid for the duration of one C call).
+func cbytes(b []byte) C.FelixBytes {
+	return C.FelixBytes{ptr: (*C.uint8_t)(unsafe.Pointer(unsafe.SliceData(b))), len: C.size_t(len(b))}
+}
+
+// cstrs views strings as a FelixBytes array; the pinner keeps the strings pinned while C reads.
+func cstrs(p *runtime.Pinner, ss []string) []C.FelixBytes {
+	out := make([]C.FelixBytes, len(ss))
+	for i, s := range ss {
+		if len(s) > 0 {
+			p.Pin(unsafe.StringData(s))
+		}
+		out[i] = cstr(s)
+	}
+	return out
+}
+
+func cbytesList(p *runtime.Pinner, bs [][]byte) []C.FelixBytes {
+	out := make([]C.FelixBytes, len(bs))
+	for i, b := range bs {
+		if len(b) > 0 {
+			p.Pin(unsafe.SliceData(b))
+		}
+		out[i] = cbytes(b)
+	}
+	return out
+}
+
+func firstOrNil(bs []C.FelixBytes) *C.FelixBytes {
+	if len(bs) == 0 {
+		return nil
+	}
+	return &bs[0]
+}
+
+// items views a result's items.
+func items(r *C.FelixResult) []C.FelixItem {
+	if r == nil || r.len == 0 {
+		return nil
+	}
+	return unsafe.Slice(r.items, int(r.len))
+}
+
+func goBytes(b C.FelixBytes) []byte {
+	if b.len == 0 {
+		return []byte{}
+	}
+	return C.GoBytes(unsafe.Pointer(b.ptr), C.int(b.len))
+}
+
+func goString(b C.FelixBytes) string {
+	if b.len == 0 {
+		return ""
+	}
+	return C.GoStringN((*C.char)(unsafe.Pointer(b.ptr)), C.int(b.len))
+}

@@ -1,0 +1,3 @@
+module github.com/felix-rs/felix/bindings/go
+
+go 1.22

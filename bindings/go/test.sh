@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Tests of the Go binding, called by scripts/test. Builds the broker and the static C ABI
+# library from this workspace (never downloads one), then vets and race-tests the binding
+# against a real broker (started by TestMain), runs examples/go (inside the tests) and a short
+# Go-vs-Rust bench. Only the Go standard library is used: no module downloads.
+set -euo pipefail
+cd "$(dirname "$0")"
+root="$(cd ../.. && pwd)"
+export GOFLAGS=-mod=mod
+export FELIX_BROKER_BIN="${FELIX_BROKER_BIN:-$root/target/debug/felix-broker}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+if ! command -v go >/dev/null; then
+    echo "go not found: install Go >= 1.22 (https://go.dev/dl)" >&2
+    exit 1
+fi
+go version
+
+step "cargo build -p felix-broker -p felix-ffi (debug: what the tests link)"
+(cd "$root" && cargo build --locked -p felix-broker -p felix-ffi)
+
+step "gofmt + go vet (bindings/go, examples/go)"
+unformatted="$(gofmt -l . ../../examples/go)"
+if [ -n "$unformatted" ]; then
+    echo "gofmt needed: $unformatted" >&2
+    exit 1
+fi
+go vet ./...
+(cd ../../examples/go && go vet ./...)
+
+step "go test -race ./... (real broker; includes examples/go)"
+go test -race -count=1 -v ./... 2>&1 | grep -v '^=== ' 
+
+if [ "${FELIX_GO_BENCH:-1}" = 1 ]; then
+    step "bench smoke: Go binding vs Rust core, cache get (release)"
+    (cd "$root" && cargo build --locked --release -p felix-broker && cargo build --locked --release -p felix-ffi --lib --example rust_cache_bench)
+    go run -tags felix_release ./bench -ops "${FELIX_GO_BENCH_OPS:-20000}"
+fi
