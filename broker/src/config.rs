@@ -306,3 +306,57 @@ impl BrokerConfig {
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
 pub struct ConfigError(pub String);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_toml_gives_the_documented_defaults() {
+        let cfg = BrokerConfig::from_toml_str("").unwrap();
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:5000");
+        assert_eq!(cfg.metrics_listen.unwrap().to_string(), "127.0.0.1:8080");
+        assert!(cfg.dev && cfg.auto_create());
+        cfg.validate().unwrap();
+    }
+
+    #[test]
+    fn toml_overrides_nested_settings_and_printed_config_reads_back() {
+        let cfg = BrokerConfig::from_toml_str(
+            r#"
+            listen = "127.0.0.1:7000"
+            runtime = "multi_thread"
+            [limits]
+            max_connections = 3
+            [stream_defaults]
+            full_policy = "block"
+            subscriber_buffer = 8
+            [transport]
+            idle_timeout_ms = 10000
+            "#,
+        )
+        .unwrap();
+        assert_eq!(cfg.listen.port(), 7000);
+        assert_eq!(cfg.runtime, RuntimeKind::MultiThread);
+        assert_eq!(cfg.limits.max_connections, 3);
+        assert_eq!(cfg.stream_config().full_policy, FullPolicy::Block);
+        assert_eq!(cfg.stream_config().subscriber_buffer, 8);
+        assert_eq!(cfg.transport.idle_timeout_ms, 10_000);
+        // What --print-config writes must load back to the same settings.
+        let printed = toml::to_string_pretty(&cfg).unwrap();
+        let again = BrokerConfig::from_toml_str(&printed).unwrap();
+        assert_eq!(toml::to_string_pretty(&again).unwrap(), printed);
+    }
+
+    #[test]
+    fn unknown_keys_and_unsafe_production_settings_are_rejected() {
+        assert!(BrokerConfig::from_toml_str("listne = \"127.0.0.1:1\"").is_err());
+        let cfg = BrokerConfig::from_toml_str("dev = false").unwrap();
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("tls_cert"), "{err}");
+        assert!(
+            !cfg.auto_create(),
+            "production mode must not create resources on first use"
+        );
+    }
+}

@@ -140,7 +140,11 @@ impl Pool {
                     return Ok(live);
                 }
                 Ok(Err(e)) => last_err = e,
-                Err(_) => last_err = Error::Timeout(per_try),
+                // Over UDP an absent broker is silence, not a refusal: a connect attempt
+                // that hears nothing means "unavailable" (retryable), not a request timeout.
+                Err(_) => {
+                    last_err = Error::Connect(format!("{}: no answer within {per_try:?}", addrs[k]))
+                }
             }
             // Try the next address next time (failover across the configured list).
             slot.next_addr.fetch_add(1, Ordering::Relaxed);

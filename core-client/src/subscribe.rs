@@ -90,6 +90,13 @@ impl Subscription {
         self.rx.try_recv().ok()
     }
 
+    /// True once the subscription has ended and every buffered event was read: `next` would
+    /// return `None`. Tells "nothing buffered yet" (`try_next` gives `None`, not ended) from
+    /// "over".
+    pub fn is_ended(&self) -> bool {
+        self.rx.is_closed() && self.rx.is_empty()
+    }
+
     /// Gaps recorded since the last call (events lost across a reconnect).
     pub fn take_gaps(&self) -> Vec<Gap> {
         std::mem::take(&mut self.gaps.lock())
