@@ -81,9 +81,15 @@ impl Client {
         let (frame, replies) = build(rid, &live.negotiated)?;
         check_size(&frame, &live.negotiated)?;
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
-        tokio::select! {
+        let r = tokio::select! {
             r = stream.request(rid, frame, replies, timeout) => r,
             _ = self.pool.closed_notify.notified() => Err(Error::Closed("client")),
+        };
+        match r {
+            // Closing the client tears its connections down; a call caught in that reports
+            // why it failed (`closed`), not the connection loss it saw.
+            Err(Error::ConnectionLost(_)) if self.pool.is_closed() => Err(Error::Closed("client")),
+            other => other,
         }
     }
 

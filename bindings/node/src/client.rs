@@ -1,0 +1,297 @@
+//! `NativeClient`: connect with options, ping, close, stream creation. The JavaScript class
+//! `Client` (`lib/client.js`) wraps it; every I/O method returns a promise (see `runtime`).
+
+use std::sync::{Arc, Weak};
+
+use felix_client::{Client, ClientConfig, FullPolicy, StreamSettings, Tls};
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+use parking_lot::Mutex;
+
+use crate::error::{closed, invalid, Failure, Outcome};
+use crate::runtime::{self, cancellable, promise, rejected, Cancel};
+use crate::value::{millis, uint, Js};
+use crate::CancelToken;
+
+/// Connection options (all optional; defaults are the core's `ClientConfig::default()`).
+#[napi(object)]
+pub struct ConnectOptions {
+    /// Broker addresses `host:port`, tried in order (default `["127.0.0.1:5000"]`).
+    pub addresses: Option<Vec<String>>,
+    /// TLS server name to verify (default `localhost`).
+    pub server_name: Option<String>,
+    /// CA certificate file (PEM) to verify the broker with (default `$TMPDIR/felix-dev/ca.pem`).
+    pub ca_file: Option<String>,
+    /// CA certificate PEM text (instead of `caFile`).
+    pub ca_pem: Option<String>,
+    /// Accept any certificate. Development only.
+    pub insecure_dev: Option<bool>,
+    /// Tenant every request acts for (default `default`).
+    pub tenant: Option<String>,
+    /// Bearer token, if the broker requires one.
+    pub token: Option<String>,
+    /// QUIC connections in the pool (default 1).
+    pub connections: Option<u32>,
+    /// Request streams per connection (default 4).
+    pub streams_per_connection: Option<u32>,
+    /// Deadline of a connection attempt, ms (default 5000).
+    pub connect_timeout_ms: Option<f64>,
+    /// Deadline of every request, ms (default 10000; a long-poll pull adds its wait).
+    pub request_timeout_ms: Option<f64>,
+    /// First reconnect delay, ms (default 50; doubles with jitter).
+    pub reconnect_initial_ms: Option<f64>,
+    /// Longest reconnect delay, ms (default 5000).
+    pub reconnect_max_ms: Option<f64>,
+    /// Events buffered per subscription before the client stops reading (default 1024).
+    pub subscription_buffer: Option<u32>,
+}
+
+fn config(o: ConnectOptions) -> Outcome<ClientConfig> {
+    let mut c = ClientConfig::default();
+    if let Some(a) = o.addresses {
+        if a.is_empty() {
+            return Err(invalid("addresses must not be empty"));
+        }
+        c.addresses = a;
+    }
+    if let Some(s) = o.server_name {
+        c.server_name = s;
+    }
+    let tls_choices = [
+        o.ca_file.is_some(),
+        o.ca_pem.is_some(),
+        o.insecure_dev == Some(true),
+    ];
+    if tls_choices.iter().filter(|b| **b).count() > 1 {
+        return Err(invalid("give at most one of caFile, caPem and insecureDev"));
+    }
+    if let Some(f) = o.ca_file {
+        c.tls = Tls::CaFile(f.into());
+    }
+    if let Some(p) = o.ca_pem {
+        c.tls = Tls::CaPem(p.into_bytes());
+    }
+    if o.insecure_dev == Some(true) {
+        c.tls = Tls::InsecureDev;
+    }
+    if let Some(t) = o.tenant {
+        c.tenant = t;
+    }
+    c.token = o.token;
+    let positive = |what: &str, v: u32| {
+        if v == 0 {
+            Err(invalid(format!("{what} must be at least 1")))
+        } else {
+            Ok(v as usize)
+        }
+    };
+    if let Some(n) = o.connections {
+        c.connections = positive("connections", n)?;
+    }
+    if let Some(n) = o.streams_per_connection {
+        c.streams_per_connection = positive("streamsPerConnection", n)?;
+    }
+    if let Some(n) = o.subscription_buffer {
+        c.subscription_buffer = positive("subscriptionBuffer", n)?;
+    }
+    for (what, v, slot) in [
+        (
+            "connectTimeoutMs",
+            o.connect_timeout_ms,
+            &mut c.connect_timeout,
+        ),
+        (
+            "requestTimeoutMs",
+            o.request_timeout_ms,
+            &mut c.request_timeout,
+        ),
+        (
+            "reconnectInitialMs",
+            o.reconnect_initial_ms,
+            &mut c.reconnect_initial,
+        ),
+        ("reconnectMaxMs", o.reconnect_max_ms, &mut c.reconnect_max),
+    ] {
+        if let Some(v) = v {
+            let d = millis(what, v)?;
+            if d.is_zero() {
+                return Err(invalid(format!("{what} must be positive")));
+            }
+            *slot = d;
+        }
+    }
+    Ok(c)
+}
+
+/// Settings of `createStream` (absent ones keep the broker's defaults).
+#[napi(object)]
+pub struct StreamOptions {
+    /// Retention bound in records.
+    pub max_records: Option<f64>,
+    /// Retention bound in bytes.
+    pub max_bytes: Option<f64>,
+    /// Per-subscriber queue bound in messages.
+    pub subscriber_buffer: Option<u32>,
+    /// `block`, `drop_newest`, `drop_oldest` or `disconnect`.
+    pub full_policy: Option<String>,
+}
+
+fn stream_settings(o: Option<StreamOptions>) -> Outcome<StreamSettings> {
+    let Some(o) = o else {
+        return Ok(StreamSettings::default());
+    };
+    let full_policy = match o.full_policy.as_deref() {
+        None => None,
+        Some("block") => Some(FullPolicy::Block),
+        Some("drop_newest") => Some(FullPolicy::DropNewest),
+        Some("drop_oldest") => Some(FullPolicy::DropOldest),
+        Some("disconnect") => Some(FullPolicy::Disconnect),
+        Some(other) => {
+            return Err(invalid(format!(
+                "fullPolicy must be block, drop_newest, drop_oldest or disconnect, got {other:?}"
+            )))
+        }
+    };
+    Ok(StreamSettings {
+        max_records: o.max_records.map(|v| uint("maxRecords", v)).transpose()?,
+        max_bytes: o.max_bytes.map(|v| uint("maxBytes", v)).transpose()?,
+        subscriber_buffer: o.subscriber_buffer,
+        full_policy,
+    })
+}
+
+/// The client's state shared with its subscriptions: closing the client ends them.
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    subscriptions: Mutex<Vec<Weak<Cancel>>>,
+}
+
+impl Shared {
+    /// Registers a subscription's close signal; fails if the client is already closed.
+    pub(crate) fn track(&self, c: &Arc<Cancel>) -> Outcome<()> {
+        let mut subs = self.subscriptions.lock();
+        if self.client.is_closed() {
+            return Err(closed("client"));
+        }
+        subs.retain(|w| w.strong_count() > 0);
+        subs.push(Arc::downgrade(c));
+        Ok(())
+    }
+}
+
+/// A connected client (pool of QUIC connections). Use `Client` from the package instead.
+#[napi]
+pub struct NativeClient {
+    pub(crate) shared: Arc<Shared>,
+}
+
+#[napi]
+impl NativeClient {
+    /// Connects (every pooled connection, authenticated).
+    #[napi(ts_return_type = "Promise<NativeClient>")]
+    pub fn connect(
+        env: Env,
+        options: Option<ConnectOptions>,
+        cancel: Option<&CancelToken>,
+    ) -> Result<sys::napi_value> {
+        let cfg = match config(options.unwrap_or_else(empty_options)) {
+            Ok(c) => c,
+            Err(f) => return rejected(&env, f),
+        };
+        let cancel = CancelToken::arc(cancel);
+        promise(
+            &env,
+            cancellable(cancel, async move { Ok(Client::connect(cfg).await?) }),
+            |env, client| {
+                let c = NativeClient {
+                    shared: Arc::new(Shared {
+                        client,
+                        subscriptions: Mutex::new(Vec::new()),
+                    }),
+                };
+                // SAFETY: JavaScript thread (promise settlement).
+                unsafe { NativeClient::to_napi_value(env, c) }
+                    .map_err(|e| Failure::new(felix_client::ErrorCode::Internal, e.reason.clone()))
+            },
+        )
+    }
+
+    /// Closes every connection; pending calls fail with `closed`, subscriptions end.
+    #[napi]
+    pub fn close(&self) {
+        let subs = {
+            let mut s = self.shared.subscriptions.lock();
+            self.shared.client.close();
+            std::mem::take(&mut *s)
+        };
+        for s in subs.iter().filter_map(Weak::upgrade) {
+            s.fire();
+        }
+    }
+
+    /// Whether `close()` was called.
+    #[napi]
+    pub fn is_closed(&self) -> bool {
+        self.shared.client.is_closed()
+    }
+
+    /// Round trip to the broker; resolves to the time taken in milliseconds.
+    #[napi(ts_return_type = "Promise<number>")]
+    pub fn ping(&self, env: Env, cancel: Option<&CancelToken>) -> Result<sys::napi_value> {
+        let client = self.shared.client.clone();
+        promise(
+            &env,
+            cancellable(
+                CancelToken::arc(cancel),
+                async move { Ok(client.ping().await?) },
+            ),
+            |env, d| Js(env).number(d.as_secs_f64() * 1000.0),
+        )
+    }
+
+    /// Creates a stream with settings (idempotent for equal settings).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn create_stream(
+        &self,
+        env: Env,
+        namespace: String,
+        stream: String,
+        options: Option<StreamOptions>,
+    ) -> Result<sys::napi_value> {
+        let settings = match stream_settings(options) {
+            Ok(s) => s,
+            Err(f) => return rejected(&env, f),
+        };
+        let client = self.shared.client.clone();
+        promise(
+            &env,
+            async move { Ok(client.create_stream(&namespace, &stream, settings).await?) },
+            |env, ()| Js(env).undefined(),
+        )
+    }
+}
+
+fn empty_options() -> ConnectOptions {
+    ConnectOptions {
+        addresses: None,
+        server_name: None,
+        ca_file: None,
+        ca_pem: None,
+        insecure_dev: None,
+        tenant: None,
+        token: None,
+        connections: None,
+        streams_per_connection: None,
+        connect_timeout_ms: None,
+        request_timeout_ms: None,
+        reconnect_initial_ms: None,
+        reconnect_max_ms: None,
+        subscription_buffer: None,
+    }
+}
+
+/// Enters the runtime (for core calls that spawn tasks synchronously).
+pub(crate) fn enter() -> tokio::runtime::EnterGuard<'static> {
+    runtime::handle().enter()
+}

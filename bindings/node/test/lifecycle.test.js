@@ -1,0 +1,126 @@
+'use strict'
+const test = require('node:test')
+const assert = require('node:assert/strict')
+const { spawn } = require('node:child_process')
+const path = require('node:path')
+const { startBroker, uniqueNs, waitFor, take } = require('./helpers.js')
+
+let broker
+test.before(async () => {
+  broker = await startBroker()
+})
+test.after(() => broker.stop())
+
+function runChild(source, env) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['-e', source], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    const killer = setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new Error(`child did not exit within 15 s; output:\n${out}`))
+    }, 15000)
+    child.on('exit', (code) => {
+      clearTimeout(killer)
+      resolve({ code, out })
+    })
+  })
+}
+
+test('a process with a pending subscription exits after close()', async () => {
+  const pkg = path.resolve(__dirname, '..')
+  const source = `
+    const { Client } = require(${JSON.stringify(pkg)})
+    ;(async () => {
+      const client = await Client.connect({ addresses: [process.env.ADDR], caFile: process.env.CA })
+      const sub = await client.subscribe('lifecycle', 'never')
+      const consumer = client.consumer('lifecycle', 'never', 'g')
+      const loop = (async () => { for await (const _ of sub) {} console.log('loop ended') })()
+      const pull = consumer.pull(1, { waitMs: 60000 }).catch((e) => console.log('pull', e.code))
+      setTimeout(() => { client.close(); console.log('closed') }, 200)
+      await Promise.all([loop, pull])
+    })()
+  `
+  const started = Date.now()
+  const { code, out } = await runChild(source, { ADDR: broker.addr, CA: broker.ca })
+  assert.equal(code, 0, out)
+  assert.match(out, /closed/)
+  assert.match(out, /loop ended/)
+  // A pull in flight at close() fails with closed, or unavailable when the core sees the
+  // connection drop first (Client::call races the two; reported to the core).
+  assert.match(out, /pull (closed|unavailable)/)
+  assert.ok(Date.now() - started < 10000)
+})
+
+test('an idle client does not hold the process open', async () => {
+  const pkg = path.resolve(__dirname, '..')
+  const source = `
+    const { Client } = require(${JSON.stringify(pkg)})
+    Client.connect({ addresses: [process.env.ADDR], caFile: process.env.CA }).then(async (c) => {
+      await c.subscribe('lifecycle', 'idle')
+      console.log('connected')
+    })
+  `
+  const { code, out } = await runChild(source, { ADDR: broker.addr, CA: broker.ca })
+  assert.equal(code, 0, out)
+  assert.match(out, /connected/)
+})
+
+test('the event loop keeps running while calls wait', async () => {
+  const client = await broker.connect()
+  let ticks = 0
+  const timer = setInterval(() => ticks++, 20)
+  const started = Date.now()
+  await client.consumer(uniqueNs(), 's', 'g').pull(1, { waitMs: 600 })
+  clearInterval(timer)
+  const elapsed = Date.now() - started
+  assert.ok(elapsed >= 500, `long poll returned after ${elapsed} ms`)
+  assert.ok(ticks >= 10, `only ${ticks} timer ticks during a ${elapsed} ms wait`)
+  client.close()
+})
+
+test('the client reconnects after a broker restart on the same address', async () => {
+  const first = await startBroker()
+  let second
+  try {
+    const client = await first.connect({ reconnectInitialMs: 20, reconnectMaxMs: 200 })
+    const ns = uniqueNs()
+    const sub = await client.subscribe(ns, 'events')
+    await client.publish(ns, 'events', 'before')
+    assert.equal((await take(sub, 1))[0].payload.toString(), 'before')
+    await first.stop()
+    await assert.rejects(client.cacheGet(ns, 'c', 'k'), (e) => e.retryable === true)
+    second = await startBroker({ port: first.port, dir: first.dir })
+    await waitFor(
+      async () => {
+        try {
+          await client.cachePut(ns, 'c', 'k', 'v')
+          return true
+        } catch (e) {
+          if (!e.retryable) throw e
+          return false
+        }
+      },
+      { timeoutMs: 20000, what: 'the client to reconnect' },
+    )
+    // The subscription resubscribes on its own; publish until it sees an event again.
+    let got = null
+    await waitFor(
+      async () => {
+        await client.publish(ns, 'events', 'after')
+        got = await sub.next({ signal: AbortSignal.timeout(500) }).catch(() => null)
+        return got
+      },
+      { timeoutMs: 20000, what: 'the subscription to resume' },
+    )
+    assert.equal(got.payload.toString(), 'after')
+    client.close()
+  } finally {
+    await first.stop()
+    if (second) await second.stop()
+  }
+})

@@ -1,0 +1,109 @@
+"""Reconnect after a broker restart, cancellation, fork safety."""
+
+import asyncio
+import os
+import time
+
+import pytest
+
+import felix
+from conftest import wait_until
+
+
+def _retry(fn, timeout=20):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except felix.FelixError as e:
+            if not e.retryable or time.monotonic() > deadline:
+                raise
+
+
+def test_client_reconnects_after_broker_restart(own_broker, ns):
+    with own_broker.client(request_timeout=2.0) as c:
+        sub = c.subscribe(ns, "r")
+        c.cache_put(ns, "c", "k", b"before")
+        own_broker.restart()
+        # The restarted broker is in memory: the key is gone, the client works again.
+        assert _retry(lambda: c.cache_get(ns, "c", "k")) is None
+        c.cache_put(ns, "c", "k", b"after")
+        assert c.cache_get(ns, "c", "k").value == b"after"
+        # The subscription resumed on its own: a new event reaches it.
+        def delivered():
+            c.publish(ns, "r", b"x")
+            try:
+                return sub.next(timeout=0.2)
+            except felix.TimeoutError:
+                return None
+        assert wait_until(delivered, 20, "the resumed subscription").payload == b"x"
+
+
+async def test_async_client_reconnects(own_broker, ns):
+    c = await own_broker.aclient(request_timeout=2.0)
+    try:
+        await c.cache_put(ns, "c", "k", b"v")
+        own_broker.restart()
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                await c.cache_put(ns, "c", "k", b"w")
+                break
+            except felix.FelixError as e:
+                assert e.retryable and time.monotonic() < deadline
+        assert (await c.cache_get(ns, "c", "k")).value == b"w"
+    finally:
+        await c.close()
+
+
+async def test_cancelling_a_task_cancels_the_core_operation(aclient, ns):
+    consumer = aclient.consumer(ns, "cq", "g")
+    task = asyncio.ensure_future(consumer.pull(1, wait=30))
+    await asyncio.sleep(0.2)
+    assert aclient._c.pending_count() == 1
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert aclient._c.pending_count() == 0
+    sub = await aclient.subscribe(ns, "cs")
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(sub.next(), 0.2)
+    assert aclient._c.pending_count() == 0
+    await aclient.publish(ns, "cs", b"still works")
+    assert (await sub.next(timeout=5)).payload == b"still works"
+
+
+async def test_many_concurrent_calls_complete(aclient, ns):
+    await aclient.cache_put(ns, "c", "k", b"v")
+    got = await asyncio.gather(*(aclient.cache_get(ns, "c", "k") for _ in range(500)))
+    assert all(g.value == b"v" for g in got)
+
+
+async def test_close_fails_later_calls(broker):
+    c = await broker.aclient()
+    await c.close()
+    with pytest.raises(felix.ClosedError):
+        await c.ping()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_client_used_after_fork_raises_forked_error(broker, ns):
+    with broker.client() as c:
+        c.ping()
+        pid = os.fork()
+        if pid == 0:  # child
+            code = 1
+            try:
+                try:
+                    c.ping()
+                    code = 2
+                except felix.ForkedError as e:
+                    assert "fork" in str(e) and e.code == "closed"
+                    with broker.client() as fresh:  # a new client works in the child
+                        fresh.publish(ns, "forked", b"from child")
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.WEXITSTATUS(status) == 0
+        c.ping()  # the parent's client is unaffected
