@@ -3,15 +3,6 @@
 //! run time per thread; Linux only, absent elsewhere). Divided by the operation count this
 //! says where the work goes, independently of scheduling noise.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-
-static SERVER_PID: AtomicU32 = AtomicU32::new(0);
-
-/// Sets the process whose CPU time is reported as "server" (0 = none).
-pub fn set_server(pid: u32) {
-    SERVER_PID.store(pid, Ordering::Relaxed);
-}
-
 /// Total on-CPU time of every thread of `pid`, nanoseconds.
 pub fn process_cpu_ns(pid: u32) -> Option<u64> {
     let dir = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
@@ -33,6 +24,21 @@ pub struct CpuUsage {
 }
 
 impl CpuUsage {
+    /// Accumulates another phase.
+    pub fn add(&mut self, o: CpuUsage) {
+        let sum = |a: Option<u64>, b: Option<u64>, first: bool| {
+            if first {
+                b
+            } else {
+                Some(a? + b?)
+            }
+        };
+        let first = self.ops == 0;
+        self.client_ns = sum(self.client_ns, o.client_ns, first);
+        self.server_ns = sum(self.server_ns, o.server_ns, first);
+        self.ops += o.ops;
+    }
+
     pub fn client_us_per_op(&self) -> Option<f64> {
         Some(self.client_ns? as f64 / 1e3 / self.ops.max(1) as f64)
     }
@@ -50,8 +56,8 @@ pub struct CpuMeter {
 }
 
 impl CpuMeter {
-    pub fn start() -> Self {
-        let server_pid = SERVER_PID.load(Ordering::Relaxed);
+    /// `server_pid` 0: no server process to meter.
+    pub fn start(server_pid: u32) -> Self {
         Self {
             client: process_cpu_ns(std::process::id()),
             server: (server_pid != 0)

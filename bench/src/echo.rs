@@ -1,7 +1,8 @@
 //! The floor: a bare quinn echo over the same transport settings and TLS setup as Felix
 //! (felix_transport defaults, dev certificate), between two processes, both on current-thread
 //! runtimes like the broker's default. Nothing Felix-specific is on this path: no framing,
-//! no request ids, no tasks besides quinn's own.
+//! no request ids, no tasks besides quinn's own. (The same process also serves the relay
+//! diagnostics of [`crate::relay`]; a stream picks its role with its first byte.)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,8 @@ use felix_transport::{
     client_endpoint_for, server_endpoint, ClientOptions, ClientTls, ServerTls, TransportConfig,
 };
 
-use crate::cpu::CpuMeter;
 use crate::procs::BoxError;
-use crate::stats::{histogram, record, Figure};
+use crate::stats::{record, Rec};
 
 /// `felix-bench echo-server`: echoes every byte of every bidi stream back on it.
 pub fn serve(listen: SocketAddr, ca_path: &Path) -> Result<(), BoxError> {
@@ -38,11 +38,13 @@ pub fn serve(listen: SocketAddr, ca_path: &Path) -> Result<(), BoxError> {
             writeln!(out, "listening {}", endpoint.local_addr()?)?;
             out.flush()?;
         }
+        let hub = std::sync::Arc::new(crate::relay::Hub::default());
         while let Some(incoming) = endpoint.accept().await {
+            let hub = hub.clone();
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
                 while let Ok((send, recv)) = conn.accept_bi().await {
-                    tokio::spawn(echo(send, recv));
+                    tokio::spawn(crate::relay::serve_stream(hub.clone(), send, recv));
                 }
             });
         }
@@ -50,56 +52,56 @@ pub fn serve(listen: SocketAddr, ca_path: &Path) -> Result<(), BoxError> {
     })
 }
 
-async fn echo(mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-    while let Ok(Some(chunk)) = recv.read_chunk(64 * 1024, true).await {
-        if send.write_all(&chunk.bytes).await.is_err() {
-            return;
-        }
-    }
-    let _ = send.finish();
+/// Echo round trips of one size on one long-lived bidi stream.
+pub struct EchoRunner {
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+    out: Vec<u8>,
+    back: Vec<u8>,
 }
 
-/// Echo round trips of each size on one long-lived bidi stream.
-pub async fn measure(
-    addr: SocketAddr,
-    ca: PathBuf,
-    sizes: &[usize],
-    warmup: usize,
-    ops: usize,
-) -> Result<Vec<Figure>, BoxError> {
-    let opts = ClientOptions::new(ClientTls::CaFile(ca));
-    let endpoint = client_endpoint_for(addr, &opts)?;
-    let conn = endpoint.connect(addr, &opts.server_name)?.await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let mut figures = Vec::new();
-    for &size in sizes {
-        let out = vec![0x5au8; size];
-        let mut back = vec![0u8; size];
-        for _ in 0..warmup {
-            send.write_all(&out).await?;
-            recv.read_exact(&mut back).await?;
-        }
-        let mut h = histogram();
-        let start = Instant::now();
-        let meter = CpuMeter::start();
-        for _ in 0..ops {
-            let t = Instant::now();
-            send.write_all(&out).await?;
-            recv.read_exact(&mut back).await?;
-            record(&mut h, t.elapsed());
-        }
-        figures.push(
-            Figure::new(
-                &format!("floor.echo{size}"),
-                &format!("raw quinn echo round trip, {size} B, one bidi stream"),
-                h,
-                start.elapsed(),
-            )
-            .with_cpu(meter.stop(ops)),
-        );
+/// One client connection to the echo server.
+pub struct EchoConn {
+    endpoint: quinn::Endpoint,
+    conn: quinn::Connection,
+}
+
+impl EchoConn {
+    pub async fn connect(addr: SocketAddr, ca: PathBuf) -> Result<Self, BoxError> {
+        let opts = ClientOptions::new(ClientTls::CaFile(ca));
+        let endpoint = client_endpoint_for(addr, &opts)?;
+        let conn = endpoint.connect(addr, &opts.server_name)?.await?;
+        Ok(Self { endpoint, conn })
     }
-    send.finish()?;
-    conn.close(0u32.into(), b"done");
-    endpoint.wait_idle().await;
-    Ok(figures)
+
+    /// A new echo stream for `size`-byte messages.
+    pub async fn runner(&self, size: usize) -> Result<EchoRunner, BoxError> {
+        let (mut send, recv) = self.conn.open_bi().await?;
+        send.write_all(b"E").await?; // role: echo
+        Ok(EchoRunner {
+            send,
+            recv,
+            out: vec![0x5au8; size],
+            back: vec![0u8; size],
+        })
+    }
+
+    pub async fn close(self) {
+        self.conn.close(0u32.into(), b"done");
+        self.endpoint.wait_idle().await;
+    }
+}
+
+impl EchoRunner {
+    pub async fn round(&mut self, n: usize, mut rec: Rec<'_>) -> Result<(), BoxError> {
+        for _ in 0..n {
+            let t = Instant::now();
+            self.send.write_all(&self.out).await?;
+            self.recv.read_exact(&mut self.back).await?;
+            if let Some(h) = rec.as_deref_mut() {
+                record(&mut h[0], t.elapsed());
+            }
+        }
+        Ok(())
+    }
 }

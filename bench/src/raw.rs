@@ -12,9 +12,8 @@ use felix_transport::framed::FrameReader;
 use felix_transport::{client_endpoint_for, ClientOptions, ClientTls};
 use felix_wire::{features, flags, AckMode, CacheTarget, Decoded, ExtFrame, Message, PublishBatch};
 
-use crate::cpu::CpuMeter;
 use crate::procs::BoxError;
-use crate::stats::{histogram, record, Figure};
+use crate::stats::{record, Rec};
 
 const MAX_FRAME: u32 = felix_wire::frame::DEFAULT_MAX_FRAME;
 const TENANT: &str = "default";
@@ -173,112 +172,153 @@ impl RawStream {
     }
 }
 
-/// Ping and cache get (concurrency 1) through the raw client.
-pub async fn requests(
-    addr: SocketAddr,
-    ca: &Path,
-    ns: &str,
-    cache: &str,
-    keys: &[String],
-    warmup: usize,
-    ops: usize,
-) -> Result<Vec<Figure>, BoxError> {
-    let conn = RawConn::connect(addr, ca).await?;
-    let mut s = conn.stream().await?;
-    let mut out = Vec::new();
-    for _ in 0..warmup {
-        s.ping().await?;
+/// What a [`RawReqRunner`] sends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum RawReq {
+    Ping,
+    CacheGet,
+}
+
+/// Ping or cache get (concurrency 1) through the raw client, on one request stream.
+pub struct RawReqRunner {
+    conn: RawConn,
+    stream: RawStream,
+    kind: RawReq,
+    ns: String,
+    cache: String,
+    keys: Vec<String>,
+    i: usize,
+}
+
+impl RawReqRunner {
+    pub async fn new(
+        addr: SocketAddr,
+        ca: &Path,
+        kind: RawReq,
+        ns: &str,
+        cache: &str,
+        keys: Vec<String>,
+    ) -> Result<Self, BoxError> {
+        let conn = RawConn::connect(addr, ca).await?;
+        let stream = conn.stream().await?;
+        Ok(Self {
+            conn,
+            stream,
+            kind,
+            ns: ns.into(),
+            cache: cache.into(),
+            keys,
+            i: 0,
+        })
     }
-    let mut h = histogram();
-    let start = Instant::now();
-    let meter = CpuMeter::start();
-    for _ in 0..ops {
-        let t = Instant::now();
-        s.ping().await?;
-        record(&mut h, t.elapsed());
+
+    pub fn labels(kind: RawReq) -> Vec<(String, String)> {
+        vec![match kind {
+            RawReq::Ping => (
+                "raw.ping".into(),
+                "diag: ping via raw quinn client (no client lib)".into(),
+            ),
+            RawReq::CacheGet => (
+                "raw.cache.get.c1".into(),
+                "diag: binary cache_get via raw quinn client".into(),
+            ),
+        }]
     }
-    out.push(
-        Figure::new(
-            "raw.ping",
-            "diag: ping via raw quinn client (no client lib)",
-            h,
-            start.elapsed(),
-        )
-        .with_cpu(meter.stop(ops)),
-    );
-    for i in 0..warmup {
-        s.cache_get(ns, cache, &keys[i % keys.len()]).await?;
+
+    pub async fn round(&mut self, n: usize, mut rec: Rec<'_>) -> Result<(), BoxError> {
+        for _ in 0..n {
+            let t = Instant::now();
+            match self.kind {
+                RawReq::Ping => self.stream.ping().await?,
+                RawReq::CacheGet => {
+                    let key = &self.keys[(self.i * 7) % self.keys.len()];
+                    self.i += 1;
+                    self.stream.cache_get(&self.ns, &self.cache, key).await?
+                }
+            }
+            if let Some(h) = rec.as_deref_mut() {
+                record(&mut h[0], t.elapsed());
+            }
+        }
+        Ok(())
     }
-    let mut h = histogram();
-    let start = Instant::now();
-    let meter = CpuMeter::start();
-    for i in 0..ops {
-        let t = Instant::now();
-        s.cache_get(ns, cache, &keys[(i * 7) % keys.len()]).await?;
-        record(&mut h, t.elapsed());
+
+    pub async fn close(self) {
+        self.conn.close().await;
     }
-    out.push(
-        Figure::new(
-            "raw.cache.get.c1",
-            "diag: binary cache_get via raw quinn client",
-            h,
-            start.elapsed(),
-        )
-        .with_cpu(meter.stop(ops)),
-    );
-    conn.close().await;
-    Ok(out)
 }
 
 /// Closed-loop pub/sub through raw publisher and subscriber connections.
-pub async fn pubsub(
-    addr: SocketAddr,
-    ca: &Path,
-    ns: &str,
-    stream: &str,
+pub struct RawPubsubRunner {
+    pc: RawConn,
+    sc: RawConn,
+    events: FrameReader,
+    ps: RawStream,
+    ns: String,
+    stream: String,
     ack: bool,
-    warmup: usize,
-    ops: usize,
-) -> Result<Figure, BoxError> {
-    let pc = RawConn::connect(addr, ca).await?;
-    let sc = RawConn::connect(addr, ca).await?;
-    let mut events = sc.subscribe(ns, stream).await?;
-    let mut ps = pc.stream().await?;
-    let payload = Bytes::from(vec![0x11u8; crate::pubsub::PAYLOAD]);
-    let mut h = histogram();
-    let mut start = Instant::now();
-    let mut meter = CpuMeter::start();
-    for i in 0..(warmup + ops) {
-        if i == warmup {
-            start = Instant::now();
-            meter = CpuMeter::start();
-        }
-        let t = Instant::now();
-        let recv = async {
-            let d = next(&mut events).await?;
-            let at = Instant::now();
-            match d {
-                Decoded::OffsetEvents(b) if b.events.len() == 1 => Ok::<_, BoxError>(at),
-                other => Err(format!("event: {other:?}").into()),
-            }
-        };
-        let (p, r) = tokio::join!(ps.publish(ns, stream, payload.clone(), ack), recv);
-        p?;
-        let at = r?;
-        if i >= warmup {
-            record(&mut h, at.duration_since(t));
-        }
+    payload: Bytes,
+}
+
+impl RawPubsubRunner {
+    pub async fn new(
+        addr: SocketAddr,
+        ca: &Path,
+        ns: &str,
+        stream: &str,
+        ack: bool,
+    ) -> Result<Self, BoxError> {
+        let pc = RawConn::connect(addr, ca).await?;
+        let sc = RawConn::connect(addr, ca).await?;
+        let events = sc.subscribe(ns, stream).await?;
+        let ps = pc.stream().await?;
+        Ok(Self {
+            pc,
+            sc,
+            events,
+            ps,
+            ns: ns.into(),
+            stream: stream.into(),
+            ack,
+            payload: Bytes::from(vec![0x11u8; crate::pubsub::PAYLOAD]),
+        })
     }
-    let elapsed = start.elapsed();
-    let cpu = meter.stop(ops);
-    pc.close().await;
-    sc.close().await;
-    let tag = if ack { "ack" } else { "noack" };
-    Ok(Figure::new(
-        &format!("raw.pubsub.e2e.{tag}"),
-        &format!("diag: pub→sub e2e via raw quinn clients ({tag})"),
-        h,
-        elapsed,
-    )
-    .with_cpu(cpu))
+
+    pub fn labels(ack: bool) -> Vec<(String, String)> {
+        let tag = if ack { "ack" } else { "noack" };
+        vec![(
+            format!("raw.pubsub.e2e.{tag}"),
+            format!("diag: pub→sub e2e via raw quinn clients ({tag})"),
+        )]
+    }
+
+    pub async fn round(&mut self, n: usize, mut rec: Rec<'_>) -> Result<(), BoxError> {
+        for _ in 0..n {
+            let t = Instant::now();
+            let events = &mut self.events;
+            let recv = async {
+                let d = next(events).await?;
+                let at = Instant::now();
+                match d {
+                    Decoded::OffsetEvents(b) if b.events.len() == 1 => Ok::<_, BoxError>(at),
+                    other => Err(format!("event: {other:?}").into()),
+                }
+            };
+            let publish = self
+                .ps
+                .publish(&self.ns, &self.stream, self.payload.clone(), self.ack);
+            let (p, r) = tokio::join!(publish, recv);
+            p?;
+            let at = r?;
+            if let Some(h) = rec.as_deref_mut() {
+                record(&mut h[0], at.duration_since(t));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn close(self) {
+        self.pc.close().await;
+        self.sc.close().await;
+    }
 }

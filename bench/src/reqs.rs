@@ -1,15 +1,15 @@
 //! Request/reply figures: `Client::ping` (the broker's minimal request path) and cache
 //! get/put at concurrency 1 and N over a fixed key set.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use felix_client::Client;
 use hdrhistogram::Histogram;
 
-use crate::cpu::CpuMeter;
 use crate::procs::BoxError;
-use crate::stats::{histogram, record, Figure};
+use crate::stats::{histogram, record, Rec};
 
 pub const NAMESPACE: &str = "bench";
 pub const CACHE: &str = "bench-cache";
@@ -17,25 +17,21 @@ pub const KEYS: usize = 1024;
 pub const VALUE: usize = 256;
 
 /// Ping round trips, one at a time.
-pub async fn ping(client: &Client, warmup: usize, ops: usize) -> Result<Figure, BoxError> {
-    for _ in 0..warmup {
-        client.ping().await?;
+pub struct PingRunner {
+    pub client: Client,
+}
+
+impl PingRunner {
+    pub async fn round(&mut self, n: usize, mut rec: Rec<'_>) -> Result<(), BoxError> {
+        for _ in 0..n {
+            let t = Instant::now();
+            self.client.ping().await?;
+            if let Some(h) = rec.as_deref_mut() {
+                record(&mut h[0], t.elapsed());
+            }
+        }
+        Ok(())
     }
-    let mut h = histogram();
-    let start = Instant::now();
-    let meter = CpuMeter::start();
-    for _ in 0..ops {
-        let t = Instant::now();
-        client.ping().await?;
-        record(&mut h, t.elapsed());
-    }
-    Ok(Figure::new(
-        "ping",
-        "Client::ping round trip (JSON ping/pong)",
-        h,
-        start.elapsed(),
-    )
-    .with_cpu(meter.stop(ops)))
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -98,7 +94,7 @@ async fn one(client: &Client, op: Op, key: &str, v: &Bytes) -> Result<(), BoxErr
 async fn worker(
     client: Client,
     op: Op,
-    keys: std::sync::Arc<Vec<String>>,
+    keys: Arc<Vec<String>>,
     offset: usize,
     n: usize,
     mut h: Option<Histogram<u64>>,
@@ -115,56 +111,80 @@ async fn worker(
     Ok(h)
 }
 
-/// Runs `ops` operations with `concurrency` workers (tasks sharing one `Client`, i.e. one
-/// QUIC connection with its request streams), after an unrecorded warm-up.
-pub async fn cache_figure(
-    client: &Client,
-    keys: &std::sync::Arc<Vec<String>>,
-    op: Op,
-    concurrency: usize,
-    warmup: usize,
-    ops: usize,
-) -> Result<Figure, BoxError> {
-    let c = concurrency.max(1);
-    let run = |total: usize, recorded: bool| {
+/// Cache operations with `concurrency` workers (tasks sharing one `Client`, i.e. one QUIC
+/// connection and its request streams).
+pub struct CacheRunner {
+    pub client: Client,
+    pub keys: Arc<Vec<String>>,
+    pub op: Op,
+    pub concurrency: usize,
+    cursor: usize,
+}
+
+impl CacheRunner {
+    pub fn new(client: Client, keys: Arc<Vec<String>>, op: Op, concurrency: usize) -> Self {
+        Self {
+            client,
+            keys,
+            op,
+            concurrency: concurrency.max(1),
+            cursor: 0,
+        }
+    }
+
+    /// (name, description).
+    pub fn label(op: Op, c: usize) -> (String, String) {
+        (
+            format!("cache.{}.c{c}", op.label()),
+            format!(
+                "cache_{} {VALUE} B, {KEYS} keys, concurrency {c}",
+                op.label()
+            ),
+        )
+    }
+
+    pub async fn round(&mut self, total: usize, rec: Rec<'_>) -> Result<(), BoxError> {
+        let c = self.concurrency;
+        let recorded = rec.is_some();
+        if c == 1 {
+            let part = worker(
+                self.client.clone(),
+                self.op,
+                self.keys.clone(),
+                self.cursor,
+                total,
+                rec.is_some().then(histogram),
+            )
+            .await?;
+            self.cursor += total * 7;
+            if let (Some(h), Some(part)) = (rec, part) {
+                h[0].add(&part)?;
+            }
+            return Ok(());
+        }
         let mut tasks = Vec::with_capacity(c);
         for w in 0..c {
             let n = total / c + usize::from(w < total % c);
-            let h = recorded.then(histogram);
-            let offset = w * (keys.len() / c).max(1);
+            let offset = self.cursor + w * (self.keys.len() / c).max(1);
             tasks.push(tokio::spawn(worker(
-                client.clone(),
-                op,
-                keys.clone(),
+                self.client.clone(),
+                self.op,
+                self.keys.clone(),
                 offset,
                 n,
-                h,
+                recorded.then(histogram),
             )));
         }
-        tasks
-    };
-    for t in run(warmup, false) {
-        t.await??;
-    }
-    let start = Instant::now();
-    let meter = CpuMeter::start();
-    let tasks = run(ops, true);
-    let mut h = histogram();
-    for t in tasks {
-        if let Some(part) = t.await?? {
-            h.add(&part)?;
+        self.cursor += 1;
+        let mut parts = Vec::with_capacity(c);
+        for t in tasks {
+            parts.push(t.await??);
         }
+        if let Some(h) = rec {
+            for part in parts.into_iter().flatten() {
+                h[0].add(&part)?;
+            }
+        }
+        Ok(())
     }
-    let elapsed = start.elapsed();
-    let cpu = meter.stop(ops);
-    Ok(Figure::new(
-        &format!("cache.{}.c{c}", op.label()),
-        &format!(
-            "cache_{} {VALUE} B, {KEYS} keys, concurrency {c}",
-            op.label()
-        ),
-        h,
-        elapsed,
-    )
-    .with_cpu(cpu))
 }

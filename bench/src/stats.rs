@@ -7,6 +7,10 @@ use serde_json::{json, Value};
 
 use crate::cpu::CpuUsage;
 
+/// Where a measuring round records: one histogram per figure the runner produces, or `None`
+/// during warm-up.
+pub type Rec<'a> = Option<&'a mut [Histogram<u64>]>;
+
 /// A fresh histogram: 1 ns .. 60 s, 3 significant digits.
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).expect("valid histogram bounds")
@@ -85,7 +89,10 @@ impl Figure {
             "name": self.name,
             "what": self.what,
             "ops": self.ops(),
+            "p10_us": self.q_us(0.10),
+            "p25_us": self.q_us(0.25),
             "p50_us": self.p50_us(),
+            "p75_us": self.q_us(0.75),
             "p90_us": self.q_us(0.90),
             "p99_us": self.q_us(0.99),
             "p999_us": self.q_us(0.999),
@@ -107,6 +114,9 @@ pub struct Ratio {
     pub numerator: String,
     pub denominator: String,
     pub value: f64,
+    /// The same ratio of means: steadier when a distribution is bimodal (a VM whose idle
+    /// vCPUs are slow to wake flips between two latency modes, and the p50 can jump).
+    pub mean_value: f64,
     pub target: Option<f64>,
 }
 
@@ -126,6 +136,7 @@ impl Ratio {
             numerator: num.to_owned(),
             denominator: den.to_owned(),
             value: a.p50_us() / b.p50_us(),
+            mean_value: a.mean_us() / b.mean_us(),
             target,
         })
     }
@@ -151,7 +162,7 @@ fn fmt_us(v: f64) -> String {
 pub fn table(figures: &[Figure]) -> String {
     let mut s = String::new();
     s.push_str(&format!(
-        "{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6}  {}\n",
+        "{:<26} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6}  {}\n",
         "figure",
         "ops",
         "p50µs",
@@ -167,7 +178,7 @@ pub fn table(figures: &[Figure]) -> String {
     let cpu = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.1}"));
     for f in figures {
         s.push_str(&format!(
-            "{:<22} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.0} {:>6} {:>6}  {}{}\n",
+            "{:<26} {:>6} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7.0} {:>6} {:>6}  {}{}\n",
             f.name,
             f.ops(),
             fmt_us(f.p50_us()),
@@ -189,7 +200,7 @@ pub fn table(figures: &[Figure]) -> String {
     s
 }
 
-/// The ratio lines.
+/// The ratio lines: p50 / p50 (and mean / mean).
 pub fn ratios_text(ratios: &[Ratio]) -> String {
     let mut s = String::new();
     for r in ratios {
@@ -198,8 +209,8 @@ pub fn ratios_text(ratios: &[Ratio]) -> String {
             None => String::new(),
         };
         s.push_str(&format!(
-            "{:<34} {:>5.2}x  ({} p50 / {} p50{})\n",
-            r.name, r.value, r.numerator, r.denominator, target
+            "{:<36} {:>5.2}x  (means {:.2}x; {} / {}{})\n",
+            r.name, r.value, r.mean_value, r.numerator, r.denominator, target
         ));
     }
     s
@@ -215,6 +226,7 @@ pub fn report_json(figures: &[Figure], ratios: &[Ratio], meta: Value) -> Value {
             "numerator": r.numerator,
             "denominator": r.denominator,
             "value": r.value,
+            "mean_value": r.mean_value,
             "target": r.target,
             "met": r.target.map(|t| r.value <= t),
         })).collect::<Vec<_>>(),

@@ -477,6 +477,8 @@ pub struct Published {
     pub offsets: Range<u64>,
     /// Present when a `Block` subscriber is at/over capacity: await it before acknowledging.
     pub backpressure: Option<Backpressure>,
+    /// Subscribers the records were handed to (their writer tasks were woken).
+    pub fanout: usize,
 }
 
 /// Full `Block` subscribers a publisher must wait for.
@@ -610,6 +612,7 @@ impl Stream {
     /// awaits before acknowledging the publish. Closed subscribers are detached here.
     pub fn publish(&self, payloads: &[Bytes]) -> Published {
         let mut blocked: Vec<Arc<Subscriber>> = Vec::new(); // allocates only if used
+        let fanout;
         let offsets = {
             let mut guard = self.state.lock();
             let st = &mut *guard;
@@ -618,6 +621,7 @@ impl Stream {
                 return Published {
                     offsets,
                     backpressure: None,
+                    fanout: 0,
                 };
             }
             st.published += payloads.len() as u64;
@@ -639,6 +643,7 @@ impl Stream {
                 });
             st.dropped += dropped;
             st.disconnected += disconnected;
+            fanout = st.subs.len();
             if disconnected > 0 {
                 tracing::info!(
                     stream = %self.name,
@@ -651,6 +656,7 @@ impl Stream {
         self.append_notify.notify_waiters();
         Published {
             offsets,
+            fanout,
             backpressure: (!blocked.is_empty()).then(|| Backpressure {
                 subs: blocked,
                 timeout: self.config.block_timeout,

@@ -292,6 +292,13 @@ pub async fn publish(
     if let Some(bp) = published.backpressure {
         bp.wait().await;
     }
+    if published.fanout > 0 {
+        // Let the woken subscriber writers run before this task writes the ack: on one
+        // thread, the ack would otherwise leave first and the events queue behind it.
+        // Measured: pub/sub e2e p50 1.30x -> 1.16x of the raw QUIC round trip, at the cost of
+        // the ack leaving a few microseconds later.
+        tokio::task::yield_now().await;
+    }
     Ok(published.offsets.start)
 }
 
