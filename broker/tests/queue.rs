@@ -541,3 +541,40 @@ async fn pull_arguments_are_checked() {
     // The request stream keeps serving after rejected requests.
     assert!(consumer.pull(1, Duration::ZERO).await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn abandoned_long_poll_hands_its_messages_back_at_once() {
+    let b = TestBroker::start("queue-orphan").await;
+    let publisher = b.client().await;
+    publisher
+        .create_group(NS, "orphan", "g", settings(Some(60_000), None))
+        .await
+        .unwrap();
+    // One request stream, so a ping answered after the pull proves the broker holds the pull.
+    let mut cfg = b.client_config();
+    cfg.streams_per_connection = 1;
+    let quitter = felix_client::Client::connect(cfg).await.unwrap();
+    let abandoned = {
+        let consumer = quitter.consumer(NS, "orphan", "g");
+        tokio::spawn(async move { consumer.pull(1, Duration::from_secs(30)).await })
+    };
+    within(5, "ping behind the pull", quitter.ping())
+        .await
+        .unwrap();
+    abandoned.abort();
+    assert!(abandoned.await.unwrap_err().is_cancelled());
+    // The broker leases the message to the abandoned pull; the client hands it back.
+    publish_n(&publisher, "orphan", 1).await;
+    let worker = publisher.consumer(NS, "orphan", "g");
+    let started = Instant::now();
+    let got = pull_exactly(&worker, 1).await;
+    assert_eq!(
+        got[0].attempt, 2,
+        "the message went through the abandoned pull first"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "redelivered in {:?}, i.e. not after the 60 s lease",
+        started.elapsed()
+    );
+}

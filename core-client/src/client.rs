@@ -7,7 +7,7 @@ use bytes::Bytes;
 use felix_wire::{features, AckMode, Message, PublishBatch};
 
 use crate::config::ClientConfig;
-use crate::conn::{json_frame, Negotiated, Reply};
+use crate::conn::{json_frame, Negotiated, Orphan, Reply};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
@@ -71,6 +71,19 @@ impl Client {
     where
         F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
     {
+        self.call_with_orphan(extra_timeout, build, None).await
+    }
+
+    /// [`Client::call`] with a handler for a reply that arrives after this call gave up.
+    pub(crate) async fn call_with_orphan<F>(
+        &self,
+        extra_timeout: Duration,
+        build: F,
+        orphan: Option<Orphan>,
+    ) -> Result<Reply>
+    where
+        F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
+    {
         let deadline = self.pool.deadline(extra_timeout);
         let live = tokio::select! {
             l = self.pool.live(deadline) => l?,
@@ -82,7 +95,7 @@ impl Client {
         check_size(&frame, &live.negotiated)?;
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         let r = tokio::select! {
-            r = stream.request(rid, frame, replies, timeout) => r,
+            r = stream.request(rid, frame, replies, timeout, orphan) => r,
             _ = self.pool.closed_notify.notified() => Err(Error::Closed("client")),
         };
         match r {

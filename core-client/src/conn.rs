@@ -38,8 +38,15 @@ struct Waiter {
 #[derive(Default)]
 struct Pending {
     waiters: HashMap<u64, Waiter>,
+    /// Replies nobody waits for any more that still need handling (see [`Orphan`]).
+    orphans: HashMap<u64, Orphan>,
     closed: Option<String>,
 }
+
+/// What to do with a reply that arrives after its caller gave up (timeout, cancellation).
+/// A long-poll pull uses it to hand back messages the broker leased to the abandoned call, so
+/// they are redelivered now instead of after the lease expires.
+pub(crate) type Orphan = Box<dyn FnOnce(Reply) + Send>;
 
 /// What `auth` negotiated.
 #[derive(Debug, Clone, Copy)]
@@ -73,6 +80,7 @@ impl ReqStream {
         frame: Bytes,
         replies: u32,
         timeout: Duration,
+        orphan: Option<Orphan>,
     ) -> Result<Reply> {
         let (tx, rx) = oneshot::channel();
         {
@@ -89,15 +97,17 @@ impl ReqStream {
             );
         }
         // Forget the waiter however this call ends early (error, timeout, or the caller
-        // dropping the future).
-        let guard = PendingGuard {
+        // dropping the future); a late reply then goes to `orphan`, if any.
+        let mut guard = PendingGuard {
             stream: self,
             request_id,
+            orphan,
+            armed: true,
         };
         self.write(frame).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => {
-                std::mem::forget(guard);
+                guard.armed = false;
                 r
             }
             Ok(Err(_)) => Err(Error::ConnectionLost("request stream closed".into())),
@@ -128,6 +138,7 @@ impl ReqStream {
         let waiters = {
             let mut p = self.pending.lock();
             p.closed.get_or_insert(reason.clone());
+            p.orphans.clear();
             std::mem::take(&mut p.waiters)
         };
         for (_, w) in waiters {
@@ -142,7 +153,16 @@ impl ReqStream {
                 w.remaining -= 1;
                 w.remaining == 0 || r.is_err()
             }
-            None => return, // the caller gave up (timeout or drop)
+            None => {
+                // The caller gave up (timeout or drop).
+                if let Some(orphan) = p.orphans.remove(&request_id) {
+                    drop(p);
+                    if let Ok(reply) = r {
+                        orphan(reply);
+                    }
+                }
+                return;
+            }
         };
         if done {
             if let Some(w) = p.waiters.remove(&request_id) {
@@ -156,11 +176,23 @@ impl ReqStream {
 struct PendingGuard<'a> {
     stream: &'a ReqStream,
     request_id: u64,
+    orphan: Option<Orphan>,
+    /// False once the reply was received.
+    armed: bool,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.stream.pending.lock().waiters.remove(&self.request_id);
+        if !self.armed {
+            return;
+        }
+        let mut p = self.stream.pending.lock();
+        // Still waiting means the reply has not come: route it to the orphan handler.
+        if p.waiters.remove(&self.request_id).is_some() && p.closed.is_none() {
+            if let Some(orphan) = self.orphan.take() {
+                p.orphans.insert(self.request_id, orphan);
+            }
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use felix_wire::{features, Message, StartPos};
 
 use crate::client::Client;
-use crate::conn::{json_frame, Reply};
+use crate::conn::{json_frame, Orphan, Reply};
 use crate::error::{Error, Result};
 
 /// A leased delivery.
@@ -132,21 +132,39 @@ impl Consumer {
             return Err(Error::InvalidArgument("max must be at least 1".into()));
         }
         let tenant = self.client.tenant().to_owned();
+        // If this call is abandoned (cancelled, timed out) while the broker holds it, whatever
+        // the broker then leases to it is nacked at once, so those messages go to another
+        // consumer now rather than after their lease expires.
+        let owner = self.clone();
+        let orphan: Orphan = Box::new(move |reply| {
+            if let Reply::Json(Message::QueueMessages { messages, .. }) = reply {
+                let offsets: Vec<u64> = messages.iter().map(|m| m.offset).collect();
+                if !offsets.is_empty() {
+                    tokio::spawn(async move {
+                        let _ = owner.nack(&offsets, Duration::ZERO).await;
+                    });
+                }
+            }
+        });
         let r = self
             .client
-            .call(wait, |rid, n| {
-                Client::require(n, features::QUEUES, "queues")?;
-                let m = Message::QueuePull {
-                    tenant_id: tenant,
-                    namespace: self.namespace.clone(),
-                    stream: self.stream.clone(),
-                    group: self.group.clone(),
-                    request_id: rid,
-                    max,
-                    wait_ms: wait.as_millis() as u64,
-                };
-                Ok((json_frame(&m), 1))
-            })
+            .call_with_orphan(
+                wait,
+                |rid, n| {
+                    Client::require(n, features::QUEUES, "queues")?;
+                    let m = Message::QueuePull {
+                        tenant_id: tenant,
+                        namespace: self.namespace.clone(),
+                        stream: self.stream.clone(),
+                        group: self.group.clone(),
+                        request_id: rid,
+                        max,
+                        wait_ms: wait.as_millis() as u64,
+                    };
+                    Ok((json_frame(&m), 1))
+                },
+                Some(orphan),
+            )
             .await?;
         match r {
             Reply::Json(Message::QueueMessages { messages, .. }) => Ok(messages
