@@ -147,8 +147,35 @@ pub fn client_config(opts: &ClientOptions) -> Result<quinn::ClientConfig, Transp
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
     client.transport_config(Arc::new(opts.transport.to_quinn()?));
+    client.initial_dst_cid_provider(Arc::new(initial_dst_cid));
     Ok(client)
 }
+
+/// The connection ID a client puts in its first Initial packet, drawn from the OS.
+///
+/// quinn's default draws it from the calling thread's userspace RNG, which a forked child
+/// inherits: a child and its parent then open connections with the same ID, and a server
+/// routes Initial packets by that ID alone, so one of the two handshakes went to the
+/// other's connection and timed out (seen in the Python fork test). One getrandom call per
+/// connection attempt costs nothing next to a handshake.
+fn initial_dst_cid() -> quinn::ConnectionId {
+    use ring::rand::SecureRandom;
+    let mut id = [0u8; INITIAL_DST_CID_LEN];
+    if ring::rand::SystemRandom::new().fill(&mut id).is_err() {
+        // Not expected on any supported OS; a time-and-counter ID still differs between
+        // processes, which is all routing needs (the ID is not a secret).
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        id[..16].copy_from_slice(&nanos.to_le_bytes());
+        id[16..].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    quinn::ConnectionId::new(&id)
+}
+
+/// Length of [`initial_dst_cid`]: quinn's default (the maximum QUIC allows).
+const INITIAL_DST_CID_LEN: usize = 20;
 
 /// Client endpoint bound to `bind` (normally [`client_bind_addr`]), with
 /// `opts` as its default client config, so `endpoint.connect(addr,

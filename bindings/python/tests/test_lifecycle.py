@@ -107,3 +107,25 @@ def test_client_used_after_fork_raises_forked_error(broker, ns):
         _, status = os.waitpid(pid, 0)
         assert os.WEXITSTATUS(status) == 0
         c.ping()  # the parent's client is unaffected
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork")
+def test_parent_and_child_connections_do_not_collide(broker, ns):
+    # A child inherits its parent's userspace RNG. Its connection, left open by an abrupt
+    # exit, stays known to the broker for a while; the parent's next connection must not
+    # reuse its connection ID (the broker routes a handshake by that ID alone).
+    with broker.client() as c:
+        c.ping()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            orphan = broker.client()
+            orphan.publish(ns, "forked", b"from child")
+            code = 0
+        finally:
+            os._exit(code)  # no close: the broker keeps the connection until its idle timeout
+    _, status = os.waitpid(pid, 0)
+    assert os.WEXITSTATUS(status) == 0
+    with broker.client(connect_timeout=2.0) as fresh:
+        fresh.ping()
