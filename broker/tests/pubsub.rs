@@ -28,6 +28,36 @@ async fn events_arrive_in_publish_order() {
 }
 
 #[tokio::test]
+async fn unacked_publishes_keep_their_order() {
+    // Several connections and request streams: unacked publishes to one stream must still
+    // take one path (they used to be spread round robin and could overtake each other).
+    let b = TestBroker::start("order-noack").await;
+    let mut cfg = b.client_config();
+    cfg.connections = 3;
+    cfg.streams_per_connection = 4;
+    let c = felix_client::Client::connect(cfg).await.unwrap();
+    let sub_client = b.client().await;
+    let mut sub = sub_client
+        .subscribe("ns", "noack", Start::Latest)
+        .await
+        .unwrap();
+    let mut expected = Vec::new();
+    for batch in 0..300u32 {
+        let payloads: Vec<Bytes> = (0..8u32)
+            .map(|j| Bytes::from((batch * 8 + j).to_be_bytes().to_vec()))
+            .collect();
+        c.publish_batch("ns", "noack", &payloads, AckMode::None)
+            .await
+            .unwrap();
+        expected.extend(payloads);
+    }
+    for want in expected {
+        let ev = within(5, "event", sub.next()).await.unwrap().unwrap();
+        assert_eq!(ev.payload, want);
+    }
+}
+
+#[tokio::test]
 async fn fanout_reaches_every_subscriber() {
     let b = TestBroker::start("fanout").await;
     let c = b.client().await;

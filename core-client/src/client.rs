@@ -107,14 +107,18 @@ impl Client {
     }
 
     /// Sends a request that gets no reply.
-    pub(crate) async fn send<F>(&self, build: F) -> Result<()>
+    pub(crate) async fn send<F>(&self, order_key: u64, build: F) -> Result<()>
     where
         F: FnOnce(&Negotiated) -> Result<Bytes>,
     {
-        let live = self.pool.live(self.pool.deadline(Duration::ZERO)).await?;
+        // Unanswered frames with one key go down one connection and one QUIC stream: the
+        // broker reads a stream in order, so they are applied in the order written. Round
+        // robin here let two sequential unacked publishes to one stream overtake each other.
+        let deadline = self.pool.deadline(Duration::ZERO);
+        let live = self.pool.live_keyed(order_key, deadline).await?;
         let frame = build(&live.negotiated)?;
         check_size(&frame, &live.negotiated)?;
-        live.stream().send_only(frame).await
+        live.stream_keyed(order_key).send_only(frame).await
     }
 
     /// Fails with `unsupported` unless the broker granted `feature`.
@@ -139,7 +143,8 @@ impl Client {
         .await
     }
 
-    /// Publishes messages atomically and in order. `AckMode::None` returns once written;
+    /// Publishes messages atomically and in order. `AckMode::None` returns once written (one
+    /// client's unacknowledged publishes to one stream keep their order);
     /// otherwise the call waits for the broker (one ack per message with `PerMessage`).
     pub async fn publish_batch(
         &self,
@@ -162,7 +167,10 @@ impl Client {
             out.freeze()
         };
         match ack {
-            AckMode::None => self.send(|_| Ok(encode(None))).await,
+            AckMode::None => {
+                let key = order_key(namespace, stream);
+                self.send(key, |_| Ok(encode(None))).await
+            }
             mode => {
                 let replies = if mode == AckMode::PerMessage {
                     payloads.len() as u32
@@ -214,6 +222,15 @@ impl Client {
         .await
         .map(|_| ())
     }
+}
+
+/// The ordering key of a stream's unacknowledged publishes (see `Client::send`).
+fn order_key(namespace: &str, stream: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    namespace.hash(&mut h);
+    stream.hash(&mut h);
+    h.finish()
 }
 
 /// Runs a client future to completion on the calling thread, for bindings' blocking calls.

@@ -271,6 +271,12 @@ impl Live {
         &self.streams[i]
     }
 
+    /// The request stream `key` maps to (bits independent of the connection choice in
+    /// `Pool::live_keyed`): frames written with one key arrive in the order written.
+    pub fn stream_keyed(&self, key: u64) -> &Arc<ReqStream> {
+        &self.streams[(key.rotate_right(32) % self.streams.len() as u64) as usize]
+    }
+
     pub fn is_dead(&self) -> bool {
         self.dead.load(Ordering::Acquire) || self.conn.close_reason().is_some()
     }

@@ -100,6 +100,13 @@ impl Pool {
         self.live_slot(i, deadline, true).await
     }
 
+    /// The live connection of the slot `key` maps to: calls with one key share a connection,
+    /// so what they write keeps its order.
+    pub async fn live_keyed(&self, key: u64, deadline: Instant) -> Result<Arc<Live>> {
+        let i = (key % self.slots.len() as u64) as usize;
+        self.live_slot(i, deadline, true).await
+    }
+
     async fn live_slot(&self, i: usize, deadline: Instant, backoff: bool) -> Result<Arc<Live>> {
         if self.is_closed() {
             return Err(Error::Closed("client"));
