@@ -8,6 +8,7 @@
 //! are measured in interleaved rounds (see `plan`). Prints a table, the ratios against the
 //! floor, and optionally writes JSON. See bench/README.md.
 
+mod compare;
 mod cpu;
 mod echo;
 mod plan;
@@ -98,7 +99,7 @@ pub struct Args {
     pub json: Option<PathBuf>,
 }
 
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum Cmd {
     /// Internal: the raw quinn echo server used for the floor.
     EchoServer {
@@ -109,6 +110,14 @@ pub enum Cmd {
         #[arg(long)]
         ca_path: PathBuf,
     },
+    /// Internal: the TCP echo server used for the TCP floor.
+    TcpEchoServer {
+        /// Address to bind (port 0 picks one; the bound address is printed on stdout).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
+    /// Felix side by side with the raw floors, NATS and Valkey (see bench/README.md).
+    Compare(compare::CompareArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -118,6 +127,15 @@ fn main() -> std::process::ExitCode {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("echo-server: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
+    if let Some(Cmd::TcpEchoServer { listen }) = &args.cmd {
+        return match compare::serve_tcp_echo(*listen) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("tcp-echo-server: {e}");
                 std::process::ExitCode::FAILURE
             }
         };
@@ -136,7 +154,11 @@ fn main() -> std::process::ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(args)) {
+    let result = match args.cmd.clone() {
+        Some(Cmd::Compare(c)) => rt.block_on(compare::run(c)),
+        _ => rt.block_on(run(args)),
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("felix-bench: {e}");
@@ -160,7 +182,7 @@ pub fn wants(args: &Args, group: &str) -> bool {
         })
 }
 
-fn loadavg() -> String {
+pub fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
         .unwrap_or_else(|_| "?".into())
@@ -174,7 +196,7 @@ fn uname() -> String {
         .unwrap_or_default()
 }
 
-fn cpu_model() -> String {
+pub fn cpu_model() -> String {
     std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|s| {
