@@ -170,7 +170,10 @@ impl Default for Limits {
         Self {
             max_frame_bytes: felix_wire::frame::DEFAULT_MAX_FRAME,
             max_connections: 10_000,
-            max_subscriptions_per_connection: 10_000,
+            // At most the client's uni-stream limit (one event stream per subscription; 4096
+            // by default): beyond it the broker could not open the event stream, and the
+            // subscribe would hang instead of failing with `overloaded`.
+            max_subscriptions_per_connection: 4_096,
             max_inflight_bytes_per_connection: 64 * 1024 * 1024,
             max_resources: 100_000,
             max_pull_wait_ms: 60_000,

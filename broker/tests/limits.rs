@@ -142,6 +142,58 @@ async fn max_connections_refuses_only_the_extra_connection() {
 }
 
 #[tokio::test]
+async fn one_connection_holds_more_subscriptions_than_its_bidi_stream_limit() {
+    // The subscribe stream is closed once `subscribed` is sent: held open, each
+    // subscription pinned one of the 1024 bidirectional streams and the 1025th hung.
+    let b = TestBroker::start("many-subs").await;
+    let mut cfg = b.client_config();
+    cfg.connections = 1;
+    let c = within(10, "client", felix_client::Client::connect(cfg))
+        .await
+        .unwrap();
+    let n = 1_200;
+    let subscribe_all = futures::stream::iter(0..n)
+        .map(|i| {
+            let c = c.clone();
+            async move { c.subscribe(NS, &format!("s{i}"), Start::Latest).await }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<_>>();
+    let mut subs: Vec<_> = within(30, "subscriptions", subscribe_all)
+        .await
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .expect("every subscription accepted");
+    assert_eq!(subs.len(), n);
+    assert_eq!(
+        b.broker.shared().metrics.subscriptions.get() as usize,
+        n,
+        "all held at once"
+    );
+    // Some subscription (not knowing which stream) still receives.
+    within(5, "publish", c.publish(NS, "s7", "x".into()))
+        .await
+        .unwrap();
+    let mut got = 0;
+    for s in subs.iter_mut() {
+        if let Some(Some(Ok(ev))) = futures::FutureExt::now_or_never(s.next()) {
+            assert_eq!(ev.payload.as_ref(), b"x");
+            got += 1;
+        }
+    }
+    if got == 0 {
+        // The event may still be in flight: wait on the many with a deadline.
+        let all = futures::stream::select_all(subs.iter_mut());
+        let ev = within(5, "event", all.into_future())
+            .await
+            .0
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.payload.as_ref(), b"x");
+    }
+}
+
+#[tokio::test]
 async fn max_subscriptions_per_connection_refuses_only_the_extra_subscription() {
     let mut cfg = test_config("limit-subs");
     cfg.limits.max_subscriptions_per_connection = 3;
