@@ -48,6 +48,10 @@ pub async fn measure(
         }
     };
     let setup = started.elapsed();
+    crate::progress(&format!(
+        "memory {}: {holding:?} ready in {setup:.1?}",
+        sys.name()
+    ));
     // Let allocator and background work settle before reading.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let rss = rss_mib(pid).ok_or("could not read the server's RSS")?;
