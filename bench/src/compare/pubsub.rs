@@ -220,29 +220,53 @@ pub async fn e2e_closed(
     let rec = Recorder::new();
     let base = Instant::now();
     let mut measured_from = base;
+    let mut lost = 0usize;
     for i in 0..warm + ops {
         if i == warm {
             rec.on.set(true);
             measured_from = Instant::now();
+            lost = 0;
         }
         let sent = Instant::now();
         topic.publish(&[stamped(payload, i as u64, base)]).await?;
-        for _ in 0..topic.subscribers {
-            let (_, p, at) = topic.next().await?;
+        let mut got = 0;
+        while got < topic.subscribers {
+            // A delivery that never comes is counted as lost after 1 s (and reported), so
+            // one dropped message does not end the whole run.
+            let d = tokio::time::timeout(Duration::from_secs(1), topic.events.next()).await;
+            let (_, p, at) = match d {
+                Err(_) => {
+                    lost += topic.subscribers - got;
+                    crate::progress(&format!(
+                        "message {i}: {} of {} deliveries missing after 1 s",
+                        topic.subscribers - got,
+                        topic.subscribers
+                    ));
+                    break;
+                }
+                Ok(None) => return Err("subscriptions ended".into()),
+                Ok(Some(Err(e))) => return Err(e.into()),
+                Ok(Some(Ok(d))) => d,
+            };
             if let Some((seq, _)) = stamp_of(&p, base) {
+                if seq < i as u64 {
+                    continue; // late delivery of a message already counted as lost
+                }
                 if seq != i as u64 {
                     return Err(format!("expected message {i}, got {seq}").into());
                 }
             }
+            got += 1;
             rec.record(at.duration_since(sent));
         }
     }
     let elapsed = measured_from.elapsed();
-    Ok(Trial::from_hist(
-        &rec.hist.into_inner(),
-        elapsed,
-        ops as u64,
-    ))
+    let t = Trial::from_hist(&rec.hist.into_inner(), elapsed, ops as u64);
+    Ok(if lost > 0 {
+        t.with("lost", lost as f64)
+    } else {
+        t
+    })
 }
 
 /// Open loop: message `i` is published when due (`i / rate`), stamped with that due time;
