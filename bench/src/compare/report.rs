@@ -32,7 +32,10 @@ impl Results {
                 "date": date(),
                 "uname": cmd("uname", &["-a"]),
                 "cpu": crate::cpu_model(),
-                "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                // The machine's CPUs, not this process's: `bench/run` pins the bench to one.
+                "cores": std::fs::read_to_string("/proc/cpuinfo")
+                    .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+                    .unwrap_or(0),
                 "load_start": crate::loadavg(),
                 "quick": args.quick,
                 "trials": trials,
