@@ -128,13 +128,48 @@ impl Topic {
         } else {
             None
         };
-        Ok(Self {
+        let mut topic = Self {
             publisher,
             events: select_all(streams).boxed_local(),
             subscribers: spec.subscribers,
             clients,
             _stalled: stalled,
-        })
+        };
+        topic.until_all_subscribed().await?;
+        Ok(topic)
+    }
+
+    /// Publishes short probes until every subscriber has received one, then drains them.
+    /// A NATS `flush` only proves the SUB left the client: the server runs each connection
+    /// on its own, so a publish on another connection could still overtake it, and the first
+    /// messages of a figure went missing for one subscriber. (A Felix subscription is
+    /// attached when `subscribe` returns; the probe costs it one round.)
+    async fn until_all_subscribed(&mut self) -> Result<(), BoxError> {
+        let probe = Bytes::from_static(b"probe");
+        let mut seen = vec![false; self.subscribers];
+        let mut left = self.subscribers;
+        let deadline = Instant::now() + STALL;
+        while left > 0 {
+            if Instant::now() > deadline {
+                return Err(format!("{left} subscribers never saw a probe").into());
+            }
+            self.publish(std::slice::from_ref(&probe)).await?;
+            let round = tokio::time::Instant::now() + Duration::from_millis(5);
+            while let Ok(Some(d)) = tokio::time::timeout_at(round, self.events.next()).await {
+                let (i, _, _) = d.map_err(|e| -> BoxError { e.into() })?;
+                if !seen[i] {
+                    seen[i] = true;
+                    left -= 1;
+                }
+            }
+        }
+        // Later probes still in flight: drain until quiet.
+        while let Ok(Some(d)) =
+            tokio::time::timeout(Duration::from_millis(50), self.events.next()).await
+        {
+            d.map_err(|e| -> BoxError { e.into() })?;
+        }
+        Ok(())
     }
 
     /// Publishes without waiting for the server (NATS core has no publish ack; Felix's
