@@ -578,3 +578,28 @@ async fn abandoned_long_poll_hands_its_messages_back_at_once() {
         started.elapsed()
     );
 }
+
+#[tokio::test]
+async fn closing_the_client_ends_a_parked_long_poll_with_closed() {
+    // A call already sent learns of `close` from its connection, not from a per-call
+    // listener: the parked pull must still end at once, with `closed`.
+    let b = TestBroker::start("close-parked").await;
+    let c = b.client().await;
+    let consumer = c.consumer(NS, "parked", "g");
+    let pull = tokio::spawn({
+        let consumer = consumer.clone();
+        async move { consumer.pull(1, Duration::from_secs(30)).await }
+    });
+    // The group exists once the broker has taken the pull (dev mode creates it then).
+    eventually(5, "the pull to reach the broker", || async {
+        let snap = b.broker.shared().registry.snapshot();
+        snap.groups.iter().any(|g| g.0.contains("parked"))
+    })
+    .await;
+    c.close();
+    let err = within(5, "the pull to end", pull)
+        .await
+        .unwrap()
+        .expect_err("closed");
+    assert_eq!(err.code(), ErrorCode::Closed, "{err}");
+}

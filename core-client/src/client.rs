@@ -85,19 +85,22 @@ impl Client {
         F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
     {
         let deadline = self.pool.deadline(extra_timeout);
-        let live = tokio::select! {
-            l = self.pool.live(deadline) => l?,
-            _ = self.pool.closed_notify.notified() => return Err(Error::Closed("client")),
+        // Only a call that must wait for a connection listens for `close`: registering with
+        // the Notify on every call cost two lock round trips. A call already sent learns of
+        // `close` from its stream, which fails every waiter when the connection goes.
+        let live = match self.pool.try_live() {
+            Some(l) => l,
+            None => tokio::select! {
+                l = self.pool.live(deadline) => l?,
+                _ = self.pool.closed_notify.notified() => return Err(Error::Closed("client")),
+            },
         };
         let stream = live.stream();
         let rid = stream.next_request_id();
         let (frame, replies) = build(rid, &live.negotiated)?;
         check_size(&frame, &live.negotiated)?;
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
-        let r = tokio::select! {
-            r = stream.request(rid, frame, replies, timeout, orphan) => r,
-            _ = self.pool.closed_notify.notified() => Err(Error::Closed("client")),
-        };
+        let r = stream.request(rid, frame, replies, timeout, orphan).await;
         match r {
             // Closing the client tears its connections down; a call caught in that reports
             // why it failed (`closed`), not the connection loss it saw.

@@ -94,6 +94,17 @@ impl Pool {
         self.closed_notify.notify_waiters();
     }
 
+    /// A live connection if one is at hand (no waiting, no reconnecting): the fast path of
+    /// every call.
+    pub fn try_live(&self) -> Option<Arc<Live>> {
+        if self.is_closed() {
+            return None;
+        }
+        let i = self.rr.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let l = self.slots[i].live.read().as_ref()?.clone();
+        (!l.is_dead()).then_some(l)
+    }
+
     /// A live connection, reconnecting if needed, bounded by `deadline`.
     pub async fn live(&self, deadline: Instant) -> Result<Arc<Live>> {
         let i = self.rr.fetch_add(1, Ordering::Relaxed) % self.slots.len();
