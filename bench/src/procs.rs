@@ -207,15 +207,31 @@ async fn start_broker_once(spec: &BrokerSpec) -> Result<Broker, BoxError> {
 
 /// Re-executes this binary as `felix-bench echo-server` and reads the address it bound.
 pub fn start_echo_server() -> Result<(ChildProc, SocketAddr, PathBuf), BoxError> {
-    let dir = private_dir("echo")?;
+    start_internal_server(&[], "echo-server")
+}
+
+/// Re-executes this binary as one of its internal servers (`echo-server`, the quinn floor;
+/// `tcp-echo-server`), under `prefix` (e.g. `taskset -c 1`), and reads the address it bound.
+pub fn start_internal_server(
+    prefix: &[String],
+    sub: &str,
+) -> Result<(ChildProc, SocketAddr, PathBuf), BoxError> {
+    let dir = private_dir(sub)?;
     let ca = dir.join("ca.pem");
     let exe = std::env::current_exe()?;
-    let mut child = Command::new(exe)
-        .arg("echo-server")
-        .arg("--listen")
-        .arg("127.0.0.1:0")
-        .arg("--ca-path")
-        .arg(&ca)
+    let mut cmd = match prefix.split_first() {
+        Some((p, rest)) => {
+            let mut c = Command::new(p);
+            c.args(rest).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    };
+    cmd.arg(sub).arg("--listen").arg("127.0.0.1:0");
+    if sub == "echo-server" {
+        cmd.arg("--ca-path").arg(&ca);
+    }
+    let mut child = cmd
         // The server exits when its stdin closes, so it never outlives the bench.
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -234,7 +250,7 @@ pub fn start_echo_server() -> Result<(ChildProc, SocketAddr, PathBuf), BoxError>
     let addr = line
         .trim()
         .strip_prefix("listening ")
-        .ok_or_else(|| format!("echo server said {line:?}"))?
+        .ok_or_else(|| format!("{sub} said {line:?}"))?
         .parse()?;
     Ok((proc, addr, ca))
 }

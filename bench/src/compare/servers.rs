@@ -2,7 +2,6 @@
 //! felix-broker, nats-server (JetStream on, memory only), valkey-server (no persistence),
 //! and the two floors (the quinn echo server and a TCP echo server, both this binary).
 
-use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -131,38 +130,10 @@ pub fn valkey(spec: &ServerSpec) -> Result<TcpServer, BoxError> {
     Ok(TcpServer { proc, addr })
 }
 
-/// Re-executes this binary as one of its internal echo servers (`echo-server` for quinn,
-/// `tcp-echo-server`), pinned like the others, and reads the address it bound.
+/// One of this binary's internal echo servers (`echo-server` for quinn, `tcp-echo-server`),
+/// pinned like the others.
 pub fn echo(spec: &ServerSpec, sub: &str) -> Result<(ChildProc, SocketAddr, PathBuf), BoxError> {
-    let dir = private_dir(sub)?;
-    let ca = dir.join("ca.pem");
-    let mut cmd = spec.command(&std::env::current_exe()?);
-    cmd.arg(sub).arg("--listen").arg("127.0.0.1:0");
-    if sub == "echo-server" {
-        cmd.arg("--ca-path").arg(&ca);
-    }
-    // The echo servers exit when their stdin closes, so they never outlive the bench.
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdout = child.stdout.take().expect("piped stdout");
-    let proc = ChildProc {
-        name: "echo-server",
-        child,
-        dir,
-        log: None,
-        keep_dir: false,
-    };
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let addr = line
-        .trim()
-        .strip_prefix("listening ")
-        .ok_or_else(|| format!("{sub} said {line:?}"))?
-        .parse()?;
-    Ok((proc, addr, ca))
+    procs::start_internal_server(&spec.prefix(), sub)
 }
 
 /// Resident set size of a process, MiB.
