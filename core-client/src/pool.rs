@@ -24,6 +24,13 @@ struct Slot {
     next_addr: AtomicUsize,
 }
 
+impl Slot {
+    /// Its connection, if it has one that is not dead.
+    fn live_now(&self) -> Option<Arc<Live>> {
+        self.live.read().as_ref().filter(|l| !l.is_dead()).cloned()
+    }
+}
+
 pub(crate) struct Pool {
     pub cfg: Arc<ClientConfig>,
     endpoint: quinn::Endpoint,
@@ -101,8 +108,7 @@ impl Pool {
             return None;
         }
         let i = self.rr.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let l = self.slots[i].live.read().as_ref()?.clone();
-        (!l.is_dead()).then_some(l)
+        self.slots[i].live_now()
     }
 
     /// A live connection, reconnecting if needed, bounded by `deadline`.
@@ -123,18 +129,14 @@ impl Pool {
             return Err(Error::Closed("client"));
         }
         let slot = &self.slots[i];
-        if let Some(l) = slot.live.read().as_ref() {
-            if !l.is_dead() {
-                return Ok(l.clone());
-            }
+        if let Some(l) = slot.live_now() {
+            return Ok(l);
         }
         let _connecting = tokio::time::timeout_at(deadline, slot.connecting.lock())
             .await
             .map_err(|_| Error::Timeout(self.cfg.connect_timeout))?;
-        if let Some(l) = slot.live.read().as_ref() {
-            if !l.is_dead() {
-                return Ok(l.clone());
-            }
+        if let Some(l) = slot.live_now() {
+            return Ok(l);
         }
         let mut delay = self.cfg.reconnect_initial;
         let mut last_err;
