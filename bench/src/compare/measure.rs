@@ -228,10 +228,15 @@ pub fn spread(trials: &[Trial], key: &str) -> Option<(f64, f64, f64)> {
 /// A payload of `size` bytes that starts (room permitting) with a sequence number and the
 /// send time in ns since `base`, so a receiver can compute end-to-end latency on its own.
 pub fn stamped(size: usize, seq: u64, base: Instant) -> bytes::Bytes {
+    stamp_ns(size, seq, base.elapsed().as_nanos() as u64)
+}
+
+/// [`stamped`] with the send time given (ns since the receiver's `base`): an open loop
+/// stamps the time a message was due, not when it went out.
+pub fn stamp_ns(size: usize, seq: u64, ns: u64) -> bytes::Bytes {
     let mut b = vec![0xa5u8; size];
     if size >= 16 {
         b[0..8].copy_from_slice(&seq.to_le_bytes());
-        let ns = base.elapsed().as_nanos() as u64;
         b[8..16].copy_from_slice(&ns.to_le_bytes());
     }
     b.into()

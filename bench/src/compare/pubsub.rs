@@ -11,7 +11,7 @@ use futures::stream::{select_all, LocalBoxStream, StreamExt};
 use futures::FutureExt;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
-use super::measure::{pace, stamp_of, stamped, Recorder, Trial};
+use super::measure::{pace, stamp_ns, stamp_of, stamped, Recorder, Trial};
 use super::reqs::NAMESPACE;
 use super::{Env, Sys};
 use crate::procs::BoxError;
@@ -357,7 +357,7 @@ pub async fn e2e_open(
                     }
                     // Stamped with the due time: a late send is charged to the system.
                     let due_ns = due.into_std().duration_since(base).as_nanos() as u64;
-                    topic.publish(&[stamp_at(payload, published as u64, due_ns)]).await?;
+                    topic.publish(&[stamp_ns(payload.max(16), published as u64, due_ns)]).await?;
                     published += 1;
                 } else if last_arrival.elapsed() > STALL {
                     break;
@@ -376,13 +376,6 @@ pub async fn e2e_open(
     )
     .with("lost", lost)
     .with("delivered", measured as f64))
-}
-
-fn stamp_at(size: usize, seq: u64, ns: u64) -> Bytes {
-    let mut b = vec![0xa5u8; size.max(16)];
-    b[0..8].copy_from_slice(&seq.to_le_bytes());
-    b[8..16].copy_from_slice(&ns.to_le_bytes());
-    b.into()
 }
 
 /// Throughput with no loss: `total` messages of `payload` bytes in batches of `batch`, the
