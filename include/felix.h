@@ -19,16 +19,23 @@
  *
  * Threads
  *   - Every function is thread-safe; handles may be shared between threads.
- *   - The library runs one tokio runtime on a background thread ("felix-runtime"; with
- *     FELIX_FFI_RUNTIME=multi-thread a pool of FELIX_FFI_WORKERS "felix-worker" threads),
- *     started on first use and shared by every handle.
+ *   - The library runs one tokio runtime, started on first use and shared by every handle.
+ *     A thread waiting in a blocking call (or felix_completion_queue_wait_one) drives it itself
+ *     when no other thread does, so its request and reply need no hand-off between threads;
+ *     otherwise a background thread ("felix-runtime") drives it. With
+ *     FELIX_FFI_RUNTIME=multi-thread a pool of FELIX_FFI_WORKERS "felix-worker" threads does.
  *   - Blocking calls (felix_cache_get, ...) park the calling thread until the outcome is known.
  *   - _start calls return at once; the outcome is delivered as a FelixCompletion to the given
  *     FelixCompletionQueue, drained by felix_completion_queue_wait on any thread(s). One
- *     waiting thread serves any number of calls in flight.
- *   - The subscription wake callback runs on a Felix runtime thread: it must not block and must
- *     not make blocking Felix calls (they fail with FELIX_STATUS_INVALID_ARGUMENT there);
- *     felix_subscription_try_next and _start calls are fine.
+ *     waiting thread serves any number of calls in flight. On a deferred queue
+ *     (felix_completion_queue_new_deferred) a call runs when a thread waits for it with
+ *     felix_completion_queue_wait_one, on that thread: a blocking call that another thread can
+ *     cancel.
+ *   - Callbacks (the subscription wake callback) run on whichever thread drives the runtime:
+ *     the background thread or a thread inside a blocking Felix call. They must not block, take
+ *     locks held around Felix calls, or make blocking Felix calls (those fail with
+ *     FELIX_STATUS_INVALID_ARGUMENT there); felix_subscription_try_next and _start calls are
+ *     fine.
  */
 
 #ifndef FELIX_H
@@ -685,6 +692,15 @@ FelixStatus felix_consumer_nack(const FelixConsumer *consumer,
 // Creates a completion queue. Release with `felix_completion_queue_free`.
 FelixCompletionQueue *felix_completion_queue_new(void);
 
+// Creates a deferred completion queue: a call started on it does not run until a thread
+// waits for it with `felix_completion_queue_wait_one`, and then runs on that thread, which
+// drives the library's runtime itself while it waits (no hand-off between threads: the
+// lowest latency for "start one call, wait for it"). `felix_completion_queue_cancel` works as
+// on any queue, including from another thread while the call runs; a call cancelled before it
+// was waited for never runs. `felix_completion_queue_wait` is refused on it. Release with
+// `felix_completion_queue_free`.
+FelixCompletionQueue *felix_completion_queue_new_deferred(void);
+
 // Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
 // to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
 // `FELIX_STATUS_OK`). The caller owns each completion's result and error. Returns
@@ -699,6 +715,31 @@ FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
                                         size_t *n_out,
                                         FelixError **error);
 
+// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
+// `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
+// a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
+// then call `felix_completion_queue_wait` with `timeout_ms` 0 until it returns fewer than
+// `max` completions. Completions already waiting when the descriptor is first asked for do not
+// make it readable: drain once after setting it up. The descriptor is non-blocking and owned
+// by the queue (closed by `felix_completion_queue_free`): do not close it. Not available on a
+// deferred queue.
+//
+// # Safety
+// `queue` is NULL or live; `fd_out` is NULL or valid.
+FelixStatus felix_completion_queue_fd(const FelixCompletionQueue *queue,
+                                      int *fd_out,
+                                      FelixError **error);
+
+// Holds back the start of calls made with `_start` functions until the matching
+// `felix_submit_release`, so that calls started by several threads in a burst begin together:
+// their requests share packets and wake-ups. For a dispatcher that hands a batch of
+// completions to waiting threads (or goroutines) which each start their next call: hold,
+// hand over, let them run, release. Holds nest; a hold must always be released.
+void felix_submit_hold(void);
+
+// Ends a `felix_submit_hold`; the last release starts every call held back.
+void felix_submit_release(void);
+
 // Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
 // (or with its real outcome if it finished first). Exactly one completion is delivered per
 // started call either way. Unknown tokens are a no-op.
@@ -706,6 +747,21 @@ FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
 // # Safety
 // `queue` is NULL or live.
 FelixStatus felix_completion_queue_cancel(const FelixCompletionQueue *queue, uint64_t token);
+
+// Waits for the call started on deferred `queue` under `token` and writes its completion to
+// `*out` (the caller owns its result and error). The call runs on this thread, which drives
+// the library's runtime while it waits (when no other thread is driving it). Returns
+// `FELIX_STATUS_OK` when a completion was written — its own `status` says how the call went —
+// or an error status when none was (NULL arguments, a queue that is not deferred, an unknown
+// token, or a token another thread already waits for). Must not be called from a Felix
+// callback.
+//
+// # Safety
+// `queue` is NULL or live; `out` is NULL or valid for one completion.
+FelixStatus felix_completion_queue_wait_one(const FelixCompletionQueue *queue,
+                                            uint64_t token,
+                                            FelixCompletion *out,
+                                            FelixError **error);
 
 // Frees a queue: calls still in flight are cancelled and their completions dropped,
 // undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return

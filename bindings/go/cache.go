@@ -24,8 +24,8 @@ func ttlMs(ttl time.Duration) C.uint64_t {
 
 // CacheGet reads a key; found is false when it is missing or expired.
 func (c *Client) CacheGet(ctx context.Context, namespace, cache, key string) (v CacheValue, found bool, err error) {
-	r, err := c.start(ctx, func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_cache_get_start(p, cstr(namespace), cstr(cache), cstr(key), queue, tok, e))
+	r, err := c.start(ctx, func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_cache_get_start(p, cstr(namespace), cstr(cache), cstr(key), cq, tok, e))
 	})
 	if err != nil {
 		return CacheValue{}, false, err
@@ -39,8 +39,8 @@ func (c *Client) CacheGet(ctx context.Context, namespace, cache, key string) (v 
 }
 
 func (c *Client) put(ctx context.Context, namespace, cache, key string, value []byte, ttl time.Duration, cond C.uint32_t, version uint64) (uint64, error) {
-	r, err := c.start(ctx, func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_cache_put_start(p, cstr(namespace), cstr(cache), cstr(key), cbytes(value), ttlMs(ttl), cond, C.uint64_t(version), queue, tok, e))
+	r, err := c.start(ctx, func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_cache_put_start(p, cstr(namespace), cstr(cache), cstr(key), cbytes(value), ttlMs(ttl), cond, C.uint64_t(version), cq, tok, e))
 	})
 	runtime.KeepAlive(value)
 	if err != nil {
@@ -68,8 +68,8 @@ func (c *Client) CachePutIfVersion(ctx context.Context, namespace, cache, key st
 
 // CacheDelete deletes a key and reports whether a live entry existed.
 func (c *Client) CacheDelete(ctx context.Context, namespace, cache, key string) (bool, error) {
-	r, err := c.start(ctx, func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_cache_delete_start(p, cstr(namespace), cstr(cache), cstr(key), queue, tok, e))
+	r, err := c.start(ctx, func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_cache_delete_start(p, cstr(namespace), cstr(cache), cstr(key), cq, tok, e))
 	})
 	if err != nil {
 		return false, err
@@ -84,8 +84,8 @@ func (c *Client) CacheGetMany(ctx context.Context, namespace, cache string, keys
 	var pin runtime.Pinner
 	defer pin.Unpin()
 	ks := cstrs(&pin, keys)
-	r, err := c.start(ctx, func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_cache_get_many_start(p, cstr(namespace), cstr(cache), firstOrNil(ks), C.size_t(len(ks)), queue, tok, e))
+	r, err := c.start(ctx, func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_cache_get_many_start(p, cstr(namespace), cstr(cache), firstOrNil(ks), C.size_t(len(ks)), cq, tok, e))
 	})
 	if err != nil {
 		return nil, err

@@ -88,8 +88,8 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	opts.connect_timeout_ms = ms(o.ConnectTimeout)
 	opts.request_timeout_ms = ms(o.RequestTimeout)
 	opts.subscription_buffer = C.uint32_t(max(o.SubscriptionBuffer, 0))
-	r, err := await(ctx, func(tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_client_connect_start(opts, queue, tok, e))
+	r, err := await(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_client_connect_start(opts, cq, tok, e))
 	})
 	if err != nil {
 		return nil, err
@@ -116,14 +116,14 @@ func (c *Client) Close() error {
 }
 
 // start runs fn with the live handle (or fails with ErrClosed) and waits for the completion.
-func (c *Client) start(ctx context.Context, fn func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus) (*C.FelixResult, error) {
-	r, err := await(ctx, func(tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+func (c *Client) start(ctx context.Context, fn func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus) (*C.FelixResult, error) {
+	r, err := await(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
 		c.mu.RLock()
 		defer c.mu.RUnlock()
 		if c.ptr == nil {
 			return C.FELIX_STATUS_CLOSED
 		}
-		return fn(c.ptr, tok, e)
+		return fn(c.ptr, cq, tok, e)
 	})
 	runtime.KeepAlive(c)
 	return r, err
@@ -144,13 +144,13 @@ func (c *Client) blocking(fn func(p *C.FelixClient, e **C.FelixError) C.FelixSta
 
 // Ping measures a round trip to the broker.
 func (c *Client) Ping(ctx context.Context) (time.Duration, error) {
-	us, err := awaitValue(ctx, func(tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+	us, err := awaitValue(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
 		c.mu.RLock()
 		defer c.mu.RUnlock()
 		if c.ptr == nil {
 			return C.FELIX_STATUS_CLOSED
 		}
-		return C.FelixStatus(C.felix_client_ping_start(c.ptr, queue, tok, e))
+		return C.FelixStatus(C.felix_client_ping_start(c.ptr, cq, tok, e))
 	})
 	runtime.KeepAlive(c)
 	return time.Duration(us) * time.Microsecond, err

@@ -9,10 +9,14 @@ package felix
 // `-tags felix_custom` and CGO_LDFLAGS="/path/to/libfelix_ffi.a -lpthread -ldl -lm" to link
 // a library elsewhere. `go generate` runs the cargo build.
 //
-// Threads: every call is started with a non-blocking `_start` function and its outcome comes
-// back through one process-wide completion queue, drained by one goroutine blocked in
-// felix_completion_queue_wait. However many goroutines call Felix at once, one OS thread is
-// blocked in C (plus the library's runtime thread).
+// Threads: every call is started with a non-blocking `_start` function. A call made while no
+// other is in flight (the common case of one goroutine talking to Felix) is started on a
+// deferred queue and waited for with felix_completion_queue_wait_one: the goroutine's thread
+// runs the call and drives the library's runtime itself, so request and reply need no
+// hand-off between threads. Calls made while another is in flight come back through one
+// process-wide completion queue, drained by one goroutine that sleeps in Go's netpoller on the
+// queue's descriptor (felix_completion_queue_fd). However many goroutines call Felix at once,
+// at most one OS thread is blocked in C (plus the library's runtime thread).
 
 //go:generate cargo build -p felix-ffi --manifest-path ../../Cargo.toml
 
@@ -27,9 +31,11 @@ import "C"
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"unsafe"
 )
 
@@ -40,7 +46,10 @@ const ABIVersion = 1
 var initErr error
 
 var (
+	// queue carries completions to dispatch; deferred holds calls their caller runs itself.
 	queue     *C.FelixCompletionQueue
+	deferred  *C.FelixCompletionQueue
+	inflight  atomic.Int32 // calls in flight in this process
 	pendingMu sync.Mutex
 	pending   = map[uint64]chan completion{}
 	nextToken atomic.Uint64
@@ -59,31 +68,65 @@ func init() {
 		return
 	}
 	queue = C.felix_completion_queue_new()
-	go dispatch()
+	deferred = C.felix_completion_queue_new_deferred()
+	var fd C.int
+	if st := C.felix_completion_queue_fd(queue, &fd, nil); st != C.FELIX_STATUS_OK {
+		initErr = fmt.Errorf("felix: cannot set up the completion queue (status %d)", int(st))
+		return
+	}
+	// A duplicate, so that the *os.File can own (and one day close) it; it is non-blocking, so
+	// os.NewFile registers it with Go's netpoller and Read parks the goroutine, not a thread.
+	dup, err := syscall.Dup(int(fd))
+	if err != nil {
+		initErr = fmt.Errorf("felix: cannot set up the completion queue: %w", err)
+		return
+	}
+	if err := syscall.SetNonblock(dup, true); err != nil {
+		initErr = fmt.Errorf("felix: cannot set up the completion queue: %w", err)
+		return
+	}
+	go dispatch(os.NewFile(uintptr(dup), "felix-completions"))
 }
 
-// dispatch hands every completion to the goroutine waiting for its token.
-func dispatch() {
+// dispatch hands every completion to the goroutine waiting for its token. It sleeps in Go's
+// netpoller until the queue's descriptor is readable, then drains the queue without waiting,
+// so under load one wake-up delivers many completions.
+func dispatch(ready *os.File) {
 	const max = 128
 	var buf [max]C.FelixCompletion
+	var sink [256]byte
 	for {
-		var n C.size_t
-		if C.felix_completion_queue_wait(queue, &buf[0], max, -1, &n, nil) != C.FELIX_STATUS_OK {
+		for {
+			var n C.size_t
+			if C.felix_completion_queue_wait(queue, &buf[0], max, 0, &n, nil) != C.FELIX_STATUS_OK {
+				return
+			}
+			if n == 0 {
+				break
+			}
+			C.felix_submit_hold()
+			pendingMu.Lock()
+			for i := 0; i < int(n); i++ {
+				c := &buf[i]
+				ch := pending[uint64(c.token)]
+				delete(pending, uint64(c.token))
+				ch <- completion{status: c.status, result: c.result, err: c.error}
+			}
+			pendingMu.Unlock()
+			runtime.Gosched()
+			C.felix_submit_release()
+			if n < max {
+				break
+			}
+		}
+		if _, err := ready.Read(sink[:]); err != nil {
 			return
 		}
-		pendingMu.Lock()
-		for i := 0; i < int(n); i++ {
-			c := &buf[i]
-			ch := pending[uint64(c.token)]
-			delete(pending, uint64(c.token))
-			ch <- completion{status: c.status, result: c.result, err: c.error}
-		}
-		pendingMu.Unlock()
 	}
 }
 
-// startFn starts one call with the given token.
-type startFn func(token C.uint64_t, errp **C.FelixError) C.FelixStatus
+// startFn starts one call on queue cq with the given token.
+type startFn func(cq *C.FelixCompletionQueue, token C.uint64_t, errp **C.FelixError) C.FelixStatus
 
 // await starts a call and waits for its completion or for ctx. On cancellation the call is
 // cancelled in the core and its completion collected, so nothing leaks.
@@ -91,13 +134,20 @@ func await(ctx context.Context, start startFn) (*C.FelixResult, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, ctxError(err)
 	}
+	// A call alone in flight runs on this thread; with others in flight the runtime is busy
+	// serving them, and handing it over to each caller in turn would cost more than it saves.
+	n := inflight.Add(1)
+	defer inflight.Add(-1)
+	if n == 1 {
+		return awaitHere(ctx, start)
+	}
 	token := nextToken.Add(1)
 	ch := chanPool.Get().(chan completion)
 	pendingMu.Lock()
 	pending[token] = ch
 	pendingMu.Unlock()
 	var cerr *C.FelixError
-	if st := start(C.uint64_t(token), &cerr); st != C.FELIX_STATUS_OK {
+	if st := start(queue, C.uint64_t(token), &cerr); st != C.FELIX_STATUS_OK {
 		pendingMu.Lock()
 		delete(pending, token)
 		pendingMu.Unlock()
@@ -110,17 +160,41 @@ func await(ctx context.Context, start startFn) (*C.FelixResult, error) {
 	case <-ctx.Done():
 		C.felix_completion_queue_cancel(queue, C.uint64_t(token))
 		r = <-ch
-		if r.status != C.FELIX_STATUS_OK {
-			C.felix_error_free(r.err)
-			chanPool.Put(ch)
-			return nil, ctxError(ctx.Err())
-		}
 	}
 	chanPool.Put(ch)
-	if r.status != C.FELIX_STATUS_OK {
-		return nil, takeError(r.status, r.err)
+	return finish(ctx, r)
+}
+
+// awaitHere runs the call on this goroutine's thread (deferred queue); ctx cancels it from
+// another goroutine.
+func awaitHere(ctx context.Context, start startFn) (*C.FelixResult, error) {
+	token := C.uint64_t(nextToken.Add(1))
+	var cerr *C.FelixError
+	if st := start(deferred, token, &cerr); st != C.FELIX_STATUS_OK {
+		return nil, takeError(st, cerr)
 	}
-	return r.result, nil
+	if ctx.Done() != nil {
+		stop := context.AfterFunc(ctx, func() { C.felix_completion_queue_cancel(deferred, token) })
+		defer stop()
+	}
+	var c C.FelixCompletion
+	if st := C.felix_completion_queue_wait_one(deferred, token, &c, &cerr); st != C.FELIX_STATUS_OK {
+		return nil, takeError(st, cerr)
+	}
+	return finish(ctx, completion{status: c.status, result: c.result, err: c.error})
+}
+
+// finish turns a completion into the call's outcome; a call cancelled because ctx ended
+// reports ctx's error.
+func finish(ctx context.Context, r completion) (*C.FelixResult, error) {
+	if r.status == C.FELIX_STATUS_OK {
+		return r.result, nil
+	}
+	if r.status == C.FELIX_STATUS_CANCELLED && ctx.Err() != nil {
+		C.felix_error_free(r.err)
+		return nil, ctxError(ctx.Err())
+	}
+	return nil, takeError(r.status, r.err)
 }
 
 // awaitValue runs a call whose answer is the result's scalar value.

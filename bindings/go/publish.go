@@ -30,8 +30,8 @@ func (c *Client) PublishBatch(ctx context.Context, namespace, stream string, pay
 	var pin runtime.Pinner
 	defer pin.Unpin()
 	ps := cbytesList(&pin, payloads)
-	r, err := c.start(ctx, func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_client_publish_start(p, cstr(namespace), cstr(stream), firstOrNil(ps), C.size_t(len(ps)), C.uint32_t(ack), queue, tok, e))
+	r, err := c.start(ctx, func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_client_publish_start(p, cstr(namespace), cstr(stream), firstOrNil(ps), C.size_t(len(ps)), C.uint32_t(ack), cq, tok, e))
 	})
 	C.felix_result_free(r)
 	return err
@@ -75,13 +75,13 @@ func (c *Client) Publisher(namespace, stream string, o PublisherOptions) (*Publi
 
 // Publish publishes one message; it returns when its batch is acknowledged.
 func (p *Publisher) Publish(ctx context.Context, payload []byte) error {
-	r, err := await(ctx, func(tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+	r, err := await(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
 		p.mu.RLock()
 		defer p.mu.RUnlock()
 		if p.ptr == nil {
 			return C.FELIX_STATUS_CLOSED
 		}
-		return C.FelixStatus(C.felix_publisher_publish_start(p.ptr, cbytes(payload), queue, tok, e))
+		return C.FelixStatus(C.felix_publisher_publish_start(p.ptr, cbytes(payload), cq, tok, e))
 	})
 	runtime.KeepAlive(p)
 	runtime.KeepAlive(payload)

@@ -60,14 +60,14 @@ func (q *Consumer) Close() error {
 	return nil
 }
 
-func (q *Consumer) start(ctx context.Context, fn func(p *C.FelixConsumer, tok C.uint64_t, e **C.FelixError) C.FelixStatus) (*C.FelixResult, error) {
-	r, err := await(ctx, func(tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+func (q *Consumer) start(ctx context.Context, fn func(p *C.FelixConsumer, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus) (*C.FelixResult, error) {
+	r, err := await(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
 		q.mu.RLock()
 		defer q.mu.RUnlock()
 		if q.ptr == nil {
 			return C.FELIX_STATUS_CLOSED
 		}
-		return fn(q.ptr, tok, e)
+		return fn(q.ptr, cq, tok, e)
 	})
 	runtime.KeepAlive(q)
 	return r, err
@@ -75,8 +75,8 @@ func (q *Consumer) start(ctx context.Context, fn func(p *C.FelixConsumer, tok C.
 
 // Pull takes up to max messages, waiting up to wait for the first (long poll).
 func (q *Consumer) Pull(ctx context.Context, max int, wait time.Duration) ([]Message, error) {
-	r, err := q.start(ctx, func(p *C.FelixConsumer, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_consumer_pull_start(p, C.uint32_t(max), C.uint64_t(wait/time.Millisecond), queue, tok, e))
+	r, err := q.start(ctx, func(p *C.FelixConsumer, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_consumer_pull_start(p, C.uint32_t(max), C.uint64_t(wait/time.Millisecond), cq, tok, e))
 	})
 	if err != nil {
 		return nil, err
@@ -93,8 +93,8 @@ func (q *Consumer) Pull(ctx context.Context, max int, wait time.Duration) ([]Mes
 
 // DeadLetters lists up to max dead letters, oldest first.
 func (q *Consumer) DeadLetters(ctx context.Context, max int) ([]DeadLetter, error) {
-	r, err := q.start(ctx, func(p *C.FelixConsumer, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_consumer_dead_letters_start(p, C.uint32_t(max), queue, tok, e))
+	r, err := q.start(ctx, func(p *C.FelixConsumer, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_consumer_dead_letters_start(p, C.uint32_t(max), cq, tok, e))
 	})
 	if err != nil {
 		return nil, err
@@ -116,8 +116,8 @@ func (q *Consumer) settle(ctx context.Context, op C.uint32_t, offsets []uint64, 
 		var none [1]C.uint64_t // non-NULL, zero length: "no offsets" rather than "all"
 		ptr = &none[0]
 	}
-	r, err := q.start(ctx, func(p *C.FelixConsumer, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_consumer_settle_start(p, op, ptr, C.size_t(len(offsets)), C.uint64_t(arg/time.Millisecond), queue, tok, e))
+	r, err := q.start(ctx, func(p *C.FelixConsumer, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_consumer_settle_start(p, op, ptr, C.size_t(len(offsets)), C.uint64_t(arg/time.Millisecond), cq, tok, e))
 	})
 	runtime.KeepAlive(offsets)
 	if err != nil {

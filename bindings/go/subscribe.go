@@ -57,8 +57,8 @@ const batch = 256
 // Subscribe subscribes to namespace/stream (`*` and `>` wildcards match several streams). It
 // returns once the broker accepted the subscription.
 func (c *Client) Subscribe(ctx context.Context, namespace, stream string, from Start) (*Subscription, error) {
-	r, err := c.start(ctx, func(p *C.FelixClient, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
-		return C.FelixStatus(C.felix_subscribe_start(p, cstr(namespace), cstr(stream), from.kind, C.uint64_t(from.offset), queue, tok, e))
+	r, err := c.start(ctx, func(p *C.FelixClient, cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		return C.FelixStatus(C.felix_subscribe_start(p, cstr(namespace), cstr(stream), from.kind, C.uint64_t(from.offset), cq, tok, e))
 	})
 	if err != nil {
 		return nil, err
@@ -77,13 +77,13 @@ func (s *Subscription) Next(ctx context.Context) (Event, error) {
 	s.bufMu.Lock()
 	defer s.bufMu.Unlock()
 	if len(s.buf) == 0 {
-		r, err := await(ctx, func(tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		r, err := await(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
 			s.mu.RLock()
 			defer s.mu.RUnlock()
 			if s.ptr == nil {
 				return C.FELIX_STATUS_CLOSED
 			}
-			return C.FelixStatus(C.felix_subscription_next_start(s.ptr, batch, queue, tok, e))
+			return C.FelixStatus(C.felix_subscription_next_start(s.ptr, batch, cq, tok, e))
 		})
 		runtime.KeepAlive(s)
 		if err != nil {

@@ -236,18 +236,6 @@ fn order_key(namespace: &str, stream: &str) -> u64 {
     h.finish()
 }
 
-/// Runs a client future to completion on the calling thread, for bindings' blocking calls.
-///
-/// The calling thread enters `runtime` (the runtime the client was connected on, running on
-/// another thread) and polls the future itself: the request is written from this thread and
-/// the reply's completion wakes this thread directly, one cross-thread hop each way instead
-/// of handing the call to a runtime task and back. Must not be called from a thread of that
-/// runtime (it would block the runtime).
-pub fn block_on<F: std::future::Future>(runtime: &tokio::runtime::Handle, f: F) -> F::Output {
-    let _entered = runtime.enter();
-    futures::executor::block_on(f)
-}
-
 fn check_size(frame: &Bytes, n: &Negotiated) -> Result<()> {
     let payload = frame.len().saturating_sub(felix_wire::frame::HEADER_LEN);
     if payload > n.max_frame as usize {

@@ -12,6 +12,7 @@
 //! - queue: [`Client::consumer`] returns a [`Consumer`] (pull with long poll, ack, nack,
 //!   extend, dead letters);
 //! - cache: get, put with TTL, delete, put-if-absent, compare-and-set, multi-get;
+//! - [`Driver`]: the runtime bindings share, driven by the thread that waits on a call;
 //! - errors: [`Error`] with a stable [`ErrorCode`] shared with every binding.
 //!
 //! The client uses the fastest encodings the broker offers (binary cache frames, offset event
@@ -21,6 +22,7 @@ mod cache;
 mod client;
 mod config;
 mod conn;
+mod driver;
 mod error;
 mod pool;
 mod publish;
@@ -29,8 +31,9 @@ mod subscribe;
 
 pub use bytes::Bytes;
 pub use cache::{CacheValue, PutCondition};
-pub use client::{block_on, Client, FullPolicy, StreamSettings};
+pub use client::{Client, FullPolicy, StreamSettings};
 pub use config::{ClientConfig, PublisherConfig, Tls};
+pub use driver::{Driver, Flavor, QUIET};
 pub use error::{Error, ErrorCode, Result};
 pub use felix_wire::AckMode;
 pub use publish::Publisher;

@@ -17,12 +17,13 @@
 //!   and reported as `FELIX_STATUS_INTERNAL`.
 //!
 //! # Threads
-//! Every function is thread-safe. The library runs one tokio runtime on a background thread
-//! (see `runtime`), shared by all handles. Blocking calls (`felix_cache_get`, ...) park the
-//! calling thread until the result is there; `_start` calls return at once and deliver a
+//! Every function is thread-safe. The library runs one tokio runtime (see `runtime`), shared by
+//! all handles, driven by a thread waiting in a blocking call when there is one and by a
+//! background thread otherwise. Blocking calls (`felix_cache_get`, ...) park the calling
+//! thread until the result is there; `_start` calls return at once and deliver a
 //! `FelixCompletion` to a `FelixCompletionQueue`, so one waiting thread serves any number of
-//! calls in flight. Callbacks (`felix_subscription_set_wake`) run on a Felix runtime thread and
-//! must not block or make blocking Felix calls.
+//! calls in flight. Callbacks (`felix_subscription_set_wake`) run on whichever thread drives
+//! the runtime and must not block or make blocking Felix calls.
 
 #![allow(clippy::missing_safety_doc)] // every export documents its `# Safety` contract
 

@@ -1,26 +1,34 @@
-//! The one tokio runtime of the library, and the completion queue.
+//! The one tokio runtime of the library, and the completion queues.
 //!
-//! All handles share a single runtime started on first use on a dedicated background thread
-//! named `felix-runtime`. The flavour is chosen by `FELIX_FFI_RUNTIME`: `current-thread` (the
-//! default: one thread runs every connection and call, which measured the lowest latency on
-//! small machines, as for the broker) or `multi-thread` (a work-stealing pool of
-//! `FELIX_FFI_WORKERS` threads, default 2, for throughput on many cores).
+//! All handles share a single [`Driver`] started on first use. The flavour is chosen by
+//! `FELIX_FFI_RUNTIME`: `current-thread` (the default: one runtime, driven by the thread that
+//! waits in a blocking call when nobody else does and by the background thread
+//! `felix-runtime` otherwise; the lowest latency, as for the broker) or `multi-thread` (a
+//! work-stealing pool of `FELIX_FFI_WORKERS` threads, default 2, for throughput on many cores).
 //!
-//! Two ways to call:
-//! - **blocking** (`felix_cache_get`, ...): the calling thread waits for the result; simple for C;
+//! Three ways to call:
+//! - **blocking** (`felix_cache_get`, ...): the calling thread waits for the result, driving the
+//!   runtime itself: the request is sent and the reply read on the caller's thread;
 //! - **start + completion queue** (`felix_cache_get_start(..., queue, token)`): returns at once;
 //!   when the call finishes, a [`FelixCompletion`] `(token, status, result, error)` is pushed to
 //!   the [`FelixCompletionQueue`]. One thread draining the queue with
 //!   `felix_completion_queue_wait` serves any number of calls in flight, so a Go program with
-//!   1,000 goroutines calling Felix has one OS thread blocked in C, not 1,000.
+//!   1,000 goroutines calling Felix has one OS thread blocked in C, not 1,000;
+//! - **start + wait for it** (a deferred queue, `felix_completion_queue_wait_one`): runs like a
+//!   blocking call on the waiting thread, and another thread can cancel it by token (how Go
+//!   runs a call with a cancellable `context.Context` when no other call is in flight).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use felix_client::{Driver, Flavor};
 use futures::FutureExt;
 use parking_lot::{Condvar, Mutex};
 use tokio::runtime::Handle;
@@ -29,41 +37,27 @@ use tokio::sync::oneshot;
 use crate::bytes::{FelixResult, Output};
 use crate::error::{guard, panic_failure, quiet, Failure, FelixError, FelixStatus, Res};
 
-static RUNTIME: OnceLock<Handle> = OnceLock::new();
+static DRIVER: OnceLock<Arc<Driver>> = OnceLock::new();
 
 /// The shared runtime, started on first use.
-pub(crate) fn handle() -> &'static Handle {
-    RUNTIME.get_or_init(start_runtime)
+pub(crate) fn driver() -> &'static Driver {
+    DRIVER.get_or_init(|| {
+        let flavor = if std::env::var("FELIX_FFI_RUNTIME").is_ok_and(|v| v == "multi-thread") {
+            let workers = std::env::var("FELIX_FFI_WORKERS")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2usize);
+            Flavor::MultiThread(workers)
+        } else {
+            Flavor::CurrentThread
+        };
+        Driver::start("felix-runtime", flavor).expect("felix: cannot start the runtime")
+    })
 }
 
-fn start_runtime() -> Handle {
-    let multi = std::env::var("FELIX_FFI_RUNTIME").is_ok_and(|v| v == "multi-thread");
-    let workers = std::env::var("FELIX_FFI_WORKERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(2usize)
-        .max(1);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("felix-runtime".into())
-        .spawn(move || {
-            let mut b = if multi {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(workers).thread_name("felix-worker");
-                b
-            } else {
-                tokio::runtime::Builder::new_current_thread()
-            };
-            let rt = b
-                .enable_all()
-                .build()
-                .expect("felix: cannot build the tokio runtime");
-            let _ = tx.send(rt.handle().clone());
-            // This thread drives the runtime (IO, timers, tasks) for the life of the process.
-            rt.block_on(std::future::pending::<()>());
-        })
-        .expect("felix: cannot start the runtime thread");
-    rx.recv().expect("felix: the runtime thread died")
+/// The shared runtime's handle.
+pub(crate) fn handle() -> &'static Handle {
+    driver().handle()
 }
 
 /// Future type of every call: validated arguments already copied in.
@@ -77,8 +71,8 @@ pub(crate) fn block(call: Call) -> Res<Option<Output>> {
              use a _start call or felix_subscription_try_next there",
         ));
     }
-    // Polled here, not on the runtime: one thread hop each way instead of two.
-    felix_client::block_on(handle(), run(call))
+    // Driven on this thread when nobody else drives: no thread hop at all.
+    driver().block_on(run(call))
 }
 
 async fn run(call: Call) -> Res<Option<Output>> {
@@ -133,10 +127,18 @@ impl Done {
     }
 }
 
+/// A call started on a queue and not yet completed.
+struct Entry {
+    /// Cancels the call (taken by the first `felix_completion_queue_cancel`).
+    cancel: Option<oneshot::Sender<()>>,
+    /// A deferred call not yet claimed by `felix_completion_queue_wait_one`.
+    deferred: Option<(Call, oneshot::Receiver<()>)>,
+}
+
 #[derive(Default)]
 struct QueueState {
     ready: VecDeque<Done>,
-    pending: HashMap<u64, oneshot::Sender<()>>,
+    pending: HashMap<u64, Entry>,
     closed: bool,
 }
 
@@ -144,6 +146,11 @@ struct QueueState {
 pub(crate) struct Queue {
     state: Mutex<QueueState>,
     cv: Condvar,
+    /// Calls run only in `felix_completion_queue_wait_one`, on the waiting thread.
+    deferred: bool,
+    /// Socket pair behind `felix_completion_queue_fd`: a byte is written to `.0` when a
+    /// completion lands in an empty queue; `.1` is the readable end handed out.
+    signal: OnceLock<(UnixStream, UnixStream)>,
 }
 
 /// A queue of finished `_start` calls. Thread-safe: any thread may start calls on it, and any
@@ -162,13 +169,21 @@ impl Queue {
             done.free();
             return;
         }
+        let was_empty = st.ready.is_empty();
         st.ready.push_back(done);
         drop(st);
         self.cv.notify_one();
+        if was_empty {
+            if let Some((tx, _)) = self.signal.get() {
+                // A full socket buffer means a wake-up is pending already: nothing is lost.
+                let _ = (&*tx).write(&[1]);
+            }
+        }
     }
 }
 
-/// Starts `call` on the runtime; its completion goes to `queue` under `token`.
+/// Starts `call` on the runtime (or, on a deferred queue, records it for
+/// `felix_completion_queue_wait_one`); its completion goes to `queue` under `token`.
 ///
 /// # Safety
 /// `queue` is NULL or a live queue.
@@ -184,37 +199,85 @@ pub(crate) unsafe fn start(
     let q = unsafe { &*queue }.inner.clone();
     let call = call?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
-    {
-        let mut st = q.state.lock();
-        if st.closed {
-            return Err(Failure::closed("completion queue"));
-        }
-        if st.pending.contains_key(&token) {
-            return Err(Failure::invalid(format!(
-                "token {token} is already in flight on this queue"
-            )));
-        }
-        st.pending.insert(token, cancel_tx);
+    let mut st = q.state.lock();
+    if st.closed {
+        return Err(Failure::closed("completion queue"));
     }
-    handle().spawn(async move {
+    if st.pending.contains_key(&token) {
+        return Err(Failure::invalid(format!(
+            "token {token} is already in flight on this queue"
+        )));
+    }
+    if q.deferred {
+        st.pending.insert(
+            token,
+            Entry {
+                cancel: Some(cancel_tx),
+                deferred: Some((call, cancel_rx)),
+            },
+        );
+        return Ok(());
+    }
+    st.pending.insert(
+        token,
+        Entry {
+            cancel: Some(cancel_tx),
+            deferred: None,
+        },
+    );
+    drop(st);
+    driver().spawn(async move {
         let r = tokio::select! {
             biased;
             r = run(call) => r,
-            _ = cancel_rx => Err(Failure::new(felix_client::ErrorCode::Cancelled, "cancelled")),
+            _ = cancel_rx => Err(cancelled()),
         };
         q.complete(token, r);
     });
     Ok(())
 }
 
+fn cancelled() -> Failure {
+    Failure::new(felix_client::ErrorCode::Cancelled, "cancelled")
+}
+
+/// Borrows a queue argument.
+///
+/// # Safety
+/// `queue` is NULL or live.
+unsafe fn queue_arg(queue: *const FelixCompletionQueue) -> Res<Arc<Queue>> {
+    if queue.is_null() {
+        return Err(Failure::invalid("completion queue is NULL"));
+    }
+    // SAFETY: per the contract.
+    Ok(unsafe { &*queue }.inner.clone())
+}
+
 /// Creates a completion queue. Release with `felix_completion_queue_free`.
 #[no_mangle]
 pub extern "C" fn felix_completion_queue_new() -> *mut FelixCompletionQueue {
-    quiet(ptr::null_mut(), || {
-        Box::into_raw(Box::new(FelixCompletionQueue {
-            inner: Arc::default(),
-        }))
-    })
+    quiet(ptr::null_mut(), || new_queue(false))
+}
+
+/// Creates a deferred completion queue: a call started on it does not run until a thread
+/// waits for it with `felix_completion_queue_wait_one`, and then runs on that thread, which
+/// drives the library's runtime itself while it waits (no hand-off between threads: the
+/// lowest latency for "start one call, wait for it"). `felix_completion_queue_cancel` works as
+/// on any queue, including from another thread while the call runs; a call cancelled before it
+/// was waited for never runs. `felix_completion_queue_wait` is refused on it. Release with
+/// `felix_completion_queue_free`.
+#[no_mangle]
+pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQueue {
+    quiet(ptr::null_mut(), || new_queue(true))
+}
+
+fn new_queue(deferred: bool) -> *mut FelixCompletionQueue {
+    Box::into_raw(Box::new(FelixCompletionQueue {
+        inner: Arc::new(Queue {
+            deferred,
+            ..Queue::default()
+        }),
+    }))
 }
 
 /// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
@@ -242,7 +305,12 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
         // SAFETY: per the contract.
         unsafe { *n_out = 0 };
         // SAFETY: per the contract.
-        let q = unsafe { &*queue }.inner.clone();
+        let q = unsafe { queue_arg(queue) }?;
+        if q.deferred {
+            return Err(Failure::invalid(
+                "a deferred queue's calls are waited for one by one with felix_completion_queue_wait_one",
+            ));
+        }
         let deadline =
             (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         let mut st = q.state.lock();
@@ -273,6 +341,70 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
     })
 }
 
+/// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
+/// `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
+/// a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
+/// then call `felix_completion_queue_wait` with `timeout_ms` 0 until it returns fewer than
+/// `max` completions. Completions already waiting when the descriptor is first asked for do not
+/// make it readable: drain once after setting it up. The descriptor is non-blocking and owned
+/// by the queue (closed by `felix_completion_queue_free`): do not close it. Not available on a
+/// deferred queue.
+///
+/// # Safety
+/// `queue` is NULL or live; `fd_out` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_fd(
+    queue: *const FelixCompletionQueue,
+    fd_out: *mut std::ffi::c_int,
+    error: *mut *mut FelixError,
+) -> FelixStatus {
+    guard(error, || {
+        if fd_out.is_null() {
+            return Err(Failure::invalid("fd_out must be non-NULL"));
+        }
+        // SAFETY: per the contract.
+        let q = unsafe { queue_arg(queue) }?;
+        if q.deferred {
+            return Err(Failure::invalid(
+                "a deferred queue has no completions to wait for: use felix_completion_queue_wait_one",
+            ));
+        }
+        let (_, rx) = match q.signal.get() {
+            Some(s) => s,
+            None => {
+                let (tx, rx) = UnixStream::pair()
+                    .and_then(|(tx, rx)| {
+                        tx.set_nonblocking(true)?;
+                        rx.set_nonblocking(true)?;
+                        Ok((tx, rx))
+                    })
+                    .map_err(|e| Failure::new(felix_client::ErrorCode::Internal, e.to_string()))?;
+                let _ = q.signal.set((tx, rx));
+                q.signal.get().expect("just set")
+            }
+        };
+        // SAFETY: per the contract.
+        unsafe { *fd_out = rx.as_raw_fd() };
+        Ok(())
+    })
+}
+
+/// Holds back the start of calls made with `_start` functions until the matching
+/// `felix_submit_release`, so that calls started by several threads in a burst begin together:
+/// their requests share packets and wake-ups. For a dispatcher that hands a batch of
+/// completions to waiting threads (or goroutines) which each start their next call: hold,
+/// hand over, let them run, release. Holds nest; a hold must always be released.
+#[no_mangle]
+pub extern "C" fn felix_submit_hold() {
+    quiet((), || driver().hold())
+}
+
+/// Ends a `felix_submit_hold`; the last release starts every call held back.
+#[no_mangle]
+pub extern "C" fn felix_submit_release() {
+    quiet((), || driver().release())
+}
+
 /// Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
 /// (or with its real outcome if it finished first). Exactly one completion is delivered per
 /// started call either way. Unknown tokens are a no-op.
@@ -285,14 +417,81 @@ pub unsafe extern "C" fn felix_completion_queue_cancel(
     token: u64,
 ) -> FelixStatus {
     guard(ptr::null_mut(), || {
-        if queue.is_null() {
-            return Err(Failure::invalid("completion queue is NULL"));
-        }
         // SAFETY: per the contract.
-        let q = unsafe { &*queue };
-        if let Some(tx) = q.inner.state.lock().pending.remove(&token) {
+        let q = unsafe { queue_arg(queue) }?;
+        let tx = q
+            .state
+            .lock()
+            .pending
+            .get_mut(&token)
+            .and_then(|e| e.cancel.take());
+        if let Some(tx) = tx {
             let _ = tx.send(());
         }
+        Ok(())
+    })
+}
+
+/// Waits for the call started on deferred `queue` under `token` and writes its completion to
+/// `*out` (the caller owns its result and error). The call runs on this thread, which drives
+/// the library's runtime while it waits (when no other thread is driving it). Returns
+/// `FELIX_STATUS_OK` when a completion was written — its own `status` says how the call went —
+/// or an error status when none was (NULL arguments, a queue that is not deferred, an unknown
+/// token, or a token another thread already waits for). Must not be called from a Felix
+/// callback.
+///
+/// # Safety
+/// `queue` is NULL or live; `out` is NULL or valid for one completion.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_wait_one(
+    queue: *const FelixCompletionQueue,
+    token: u64,
+    out: *mut FelixCompletion,
+    error: *mut *mut FelixError,
+) -> FelixStatus {
+    guard(error, || {
+        if out.is_null() {
+            return Err(Failure::invalid("out must be non-NULL"));
+        }
+        // SAFETY: per the contract.
+        let q = unsafe { queue_arg(queue) }?;
+        if !q.deferred {
+            return Err(Failure::invalid(
+                "felix_completion_queue_wait_one needs a queue from felix_completion_queue_new_deferred",
+            ));
+        }
+        if Handle::try_current().is_ok() {
+            return Err(Failure::invalid(
+                "felix_completion_queue_wait_one was called on a felix runtime thread (from a callback)",
+            ));
+        }
+        let (call, cancel_rx) = {
+            let mut st = q.state.lock();
+            match st.pending.get_mut(&token).map(|e| e.deferred.take()) {
+                Some(Some(c)) => c,
+                Some(None) => {
+                    return Err(Failure::invalid(format!(
+                        "token {token} is already being waited for"
+                    )))
+                }
+                None => {
+                    return Err(Failure::invalid(format!(
+                        "token {token} is not in flight on this queue"
+                    )))
+                }
+            }
+        };
+        let r = driver().block_on(async move {
+            tokio::select! {
+                // A call cancelled before it was waited for must not run at all.
+                biased;
+                _ = cancel_rx => Err(cancelled()),
+                r = run(call) => r,
+            }
+        });
+        q.state.lock().pending.remove(&token);
+        // SAFETY: `out` is valid for one completion.
+        unsafe { out.write(Done::new(token, r).0) };
         Ok(())
     })
 }

@@ -1,82 +1,11 @@
 //! Compiles `examples/c/smoke.c` against the static library with `cc` and runs it against a
 //! real broker process (`target/<profile>/felix-broker`, or `FELIX_BROKER_BIN`).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+mod common;
 
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/c_smoke-*`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
+use std::process::Command;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn cargo_build(package: &str) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace()).args(["build", "-p", package]);
-    if profile_dir().ends_with("release") {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "cargo build -p {package} failed"
-    );
-}
-
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Starts a broker and waits until it serves.
-fn start_broker(dir: &Path) -> (Broker, String) {
-    let bin = std::env::var_os("FELIX_BROKER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| profile_dir().join("felix-broker"));
-    if !bin.exists() {
-        cargo_build("felix-broker");
-    }
-    let addr = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(&bin)
-        .args(["--listen", &addr, "--no-metrics", "--dev-ca-path"])
-        .arg(dir.join("ca.pem"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", bin.display()));
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("felix broker serving") {
-                let _ = tx.send(());
-            }
-        }
-    });
-    let broker = Broker(child);
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("the broker did not start serving within 20 s");
-    (broker, addr)
-}
+use common::{cargo_build, profile_dir, start_broker, workspace};
 
 #[test]
 fn c_smoke_program_runs_against_a_real_broker() {

@@ -1,13 +1,13 @@
 //! The one tokio runtime every client of the process shares, and the two ways Python waits on
 //! it.
 //!
-//! The core runs on a current-thread runtime driven by one background thread (`felix-rt`), the
-//! same shape as the Rust bench, so every connection, subscription and request task of every
-//! client is polled there without cross-thread hand-offs inside the core.
+//! The core runs on a current-thread runtime ([`felix_client::Driver`]): driven by the thread
+//! that waits in a sync call when nobody else drives it, and by one background thread
+//! (`felix-rt`) otherwise, the same shape as the Rust bench.
 //!
-//! - Sync calls ([`block`]): the caller releases the GIL and polls the operation itself inside
-//!   the runtime's context, so the request is written from the calling thread and the reply
-//!   wakes it directly (waking every 100 ms to let Python handle signals; a
+//! - Sync calls ([`block`]): the caller releases the GIL and runs the operation itself, driving
+//!   the runtime on its own thread, so the request is written and the reply read with no
+//!   hand-off between threads (waking every 100 ms to let Python handle signals; a
 //!   `KeyboardInterrupt` drops, and so cancels, the operation).
 //! - Asyncio calls ([`Completer`]): the operation is spawned with a token; on completion the
 //!   runtime thread pushes `(token, outcome)` onto a queue, never touching the GIL, and writes
@@ -27,11 +27,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use felix_client::{Driver, Flavor};
+use futures::future::{AbortHandle, BoxFuture};
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 use tokio::runtime::Handle;
-use tokio::task::AbortHandle;
 
 use crate::error::{forked_error, to_py_err};
 
@@ -40,7 +41,7 @@ pub type Outcome =
     Result<Box<dyn FnOnce(Python<'_>) -> PyResult<PyObject> + Send>, felix_client::Error>;
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
-static RUNTIME: Mutex<Option<(u64, Handle)>> = Mutex::new(None);
+static RUNTIME: Mutex<Option<(u64, Arc<Driver>)>> = Mutex::new(None);
 
 /// Current fork generation (bumped in every forked child).
 pub fn generation() -> u64 {
@@ -67,32 +68,29 @@ pub fn check_fork(born: u64) -> PyResult<()> {
     }
 }
 
-/// The runtime of this process (started on first use).
-pub fn handle() -> Handle {
+/// The runtime of this process (started on first use; a fresh one in a forked child).
+pub fn driver() -> Arc<Driver> {
     let mut g = RUNTIME.lock();
     let gen = generation();
-    if let Some((g0, h)) = g.as_ref() {
+    if let Some((g0, d)) = g.as_ref() {
         if *g0 == gen {
-            return h.clone();
+            return d.clone();
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("felix: cannot build the tokio runtime");
-    let h = rt.handle().clone();
-    std::thread::Builder::new()
-        .name("felix-rt".into())
-        .spawn(move || rt.block_on(std::future::pending::<()>()))
-        .expect("felix: cannot start the runtime thread");
-    *g = Some((gen, h.clone()));
-    h
+    let d = Driver::start("felix-rt", Flavor::CurrentThread)
+        .expect("felix: cannot start the tokio runtime");
+    *g = Some((gen, d.clone()));
+    d
 }
 
-/// Runs `fut` with the GIL released, polling it on the calling thread inside the runtime's
-/// context (`felix_client::block_on`): the request is written from this thread and the reply
-/// wakes it directly, one thread hop each way instead of two. Wakes every 100 ms to check for
-/// signals, so Ctrl-C drops (cancels) the operation.
+/// The runtime's handle (to enter its context).
+pub fn handle() -> Handle {
+    driver().handle().clone()
+}
+
+/// Runs `fut` with the GIL released on the calling thread, which drives the runtime while it
+/// waits (see the module docs). Wakes every 100 ms to check for signals, so Ctrl-C drops
+/// (cancels) the operation.
 pub fn block<T, F>(py: Python<'_>, born: u64, fut: F) -> PyResult<T>
 where
     T: Send + 'static,
@@ -100,10 +98,11 @@ where
 {
     check_fork(born)?;
     let mut fut = Box::pin(fut);
+    let d = driver();
     loop {
         let got = py.allow_threads(|| {
             // The timer is created inside the async block, i.e. inside the runtime context.
-            felix_client::block_on(&handle(), async {
+            d.block_on(async {
                 tokio::time::timeout(Duration::from_millis(100), fut.as_mut()).await
             })
         });
@@ -141,6 +140,8 @@ pub struct Completer {
     next_token: AtomicU64,
     closed: AtomicBool,
     pending: Mutex<HashMap<u64, (PyObject, AbortHandle)>>,
+    /// While `Some`, submissions wait here for `release_held` (see `drain`).
+    held: Mutex<Option<Vec<BoxFuture<'static, ()>>>>,
 }
 
 #[pymethods]
@@ -161,6 +162,7 @@ impl Completer {
             next_token: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
+            held: Mutex::new(None),
         })
     }
 
@@ -176,36 +178,58 @@ impl Completer {
     }
 
     /// Reader callback: resolves the future of every completed operation.
-    fn drain(&self, py: Python<'_>) -> PyResult<()> {
+    fn drain(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
+        let this = slf.get();
         let mut buf = [0u8; 256];
-        while let Ok(n) = (&self.rx).read(&mut buf) {
+        while let Ok(n) = (&this.rx).read(&mut buf) {
             if n < buf.len() {
                 break;
             }
         }
-        self.queue.signalled.store(false, Ordering::Release);
-        let done = std::mem::take(&mut *self.queue.done.lock());
+        this.queue.signalled.store(false, Ordering::Release);
+        let done = std::mem::take(&mut *this.queue.done.lock());
         if done.is_empty() {
             return Ok(());
         }
         let futs: Vec<(Option<PyObject>, Outcome)> = {
-            let mut p = self.pending.lock();
+            let mut p = this.pending.lock();
             done.into_iter()
                 .map(|(t, o)| (p.remove(&t).map(|(f, _)| f), o))
                 .collect()
         };
-        for (fut, outcome) in futs {
-            let Some(fut) = fut else { continue };
-            let fut = fut.bind(py);
-            if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
-                continue;
+        // The tasks resumed below each start their next call when the loop runs them. Held
+        // until a callback queued behind theirs, those calls start together: one packet and
+        // one wake-up of the runtime for the batch. Only this loop's calls wait, and only
+        // until this loop's next turn.
+        let first = {
+            let mut held = this.held.lock();
+            let first = held.is_none();
+            held.get_or_insert_with(Vec::new);
+            first
+        };
+        let resolved = resolve(py, futs);
+        if first {
+            let release = slf
+                .getattr(pyo3::intern!(py, "release_held"))
+                .and_then(|f| {
+                    this.event_loop
+                        .call_method1(py, pyo3::intern!(py, "call_soon"), (f,))
+                });
+            if release.is_err() {
+                this.release_held();
             }
-            match outcome.map_err(to_py_err).and_then(|f| f(py)) {
-                Ok(v) => fut.call_method1(pyo3::intern!(py, "set_result"), (v,))?,
-                Err(e) => fut.call_method1(pyo3::intern!(py, "set_exception"), (e.value(py),))?,
-            };
+            release?;
         }
-        Ok(())
+        resolved
+    }
+
+    /// Starts the calls held back since `drain` (a loop callback).
+    fn release_held(&self) {
+        let held = self.held.lock().take().unwrap_or_default();
+        let d = driver();
+        for f in held {
+            d.spawn(f);
+        }
     }
 
     /// Cancels the operation behind `token` (the task awaiting it was cancelled).
@@ -219,6 +243,7 @@ impl Completer {
     /// later call fail with `ClosedError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.closed.store(true, Ordering::Release);
+        self.release_held();
         let all: Vec<_> = self.pending.lock().drain().collect();
         for (_, (fut, h)) in all {
             h.abort();
@@ -230,6 +255,22 @@ impl Completer {
         }
         Ok(())
     }
+}
+
+/// Settles each asyncio future with its outcome (skipping futures already cancelled).
+fn resolve(py: Python<'_>, futs: Vec<(Option<PyObject>, Outcome)>) -> PyResult<()> {
+    for (fut, outcome) in futs {
+        let Some(fut) = fut else { continue };
+        let fut = fut.bind(py);
+        if fut.call_method0(pyo3::intern!(py, "done"))?.is_truthy()? {
+            continue;
+        }
+        match outcome.map_err(to_py_err).and_then(|f| f(py)) {
+            Ok(v) => fut.call_method1(pyo3::intern!(py, "set_result"), (v,))?,
+            Err(e) => fut.call_method1(pyo3::intern!(py, "set_exception"), (e.value(py),))?,
+        };
+    }
+    Ok(())
 }
 
 impl Completer {
@@ -251,14 +292,21 @@ impl Completer {
         // The pending entry must exist before the completion can be drained: the lock is
         // held across the spawn (drain takes it too, on this same thread, later).
         let mut p = self.pending.lock();
-        let task = handle().spawn(async move {
+        let (task, abort) = futures::future::abortable(async move {
             let outcome: Outcome = fut.await.map(|v| {
                 Box::new(move |py: Python<'_>| v.into_py_any(py))
                     as Box<dyn FnOnce(Python<'_>) -> PyResult<PyObject> + Send>
             });
             queue.push(token, outcome);
         });
-        p.insert(token, (afut.clone_ref(py), task.abort_handle()));
+        let task = Box::pin(async move {
+            let _ = task.await;
+        });
+        match self.held.lock().as_mut() {
+            Some(held) => held.push(task),
+            None => driver().spawn(task),
+        }
+        p.insert(token, (afut.clone_ref(py), abort));
         Ok((afut, token))
     }
 }

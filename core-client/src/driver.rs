@@ -1,0 +1,285 @@
+//! A runtime for bindings, driven by the thread that waits.
+//!
+//! Bindings call the core from threads that are not a tokio runtime's (a C caller, a goroutine's
+//! thread, Python with the GIL released). With a runtime on its own thread, every blocking call
+//! costs two thread wake-ups (caller → runtime to send, runtime → caller with the reply), about
+//! 15 µs here on top of a 55 µs round trip. [`Driver`] removes both: its current-thread runtime is
+//! driven by whichever thread is waiting in [`Driver::block_on`], so the request is sent, the
+//! reply read and the caller resumed on one thread, as in a Rust program on its own runtime.
+//!
+//! Someone must still drive the runtime when nobody waits (keep-alives, subscription events,
+//! work started with [`Driver::spawn`]): a background thread holds the runtime then, and hands
+//! it over whenever a caller arrives. Its policy:
+//! - while a blocking caller holds the runtime, that caller drives everything;
+//! - the moment the last blocking caller leaves with spawned work still pending, the background
+//!   thread takes over at once;
+//! - with nothing pending, it takes over after [`QUIET`] without blocking callers, so a thread
+//!   making call after call keeps the runtime to itself instead of paying a hand-over each time
+//!   (while it is between calls, I/O waits at most [`QUIET`] to be read).
+//!
+//! The multi-thread flavour (for many cores) has its own workers and no background thread;
+//! [`Driver::block_on`] then just waits.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use parking_lot::{Condvar, Mutex};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::Notify;
+
+/// How long after the last blocking call the background thread takes the runtime back.
+pub const QUIET: Duration = Duration::from_millis(1);
+
+/// How often the background thread re-checks while a blocking caller holds the runtime (it is
+/// also woken when that caller leaves work pending).
+const RECHECK: Duration = Duration::from_millis(10);
+
+/// Which runtime a [`Driver`] runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flavor {
+    /// One runtime driven by the waiting thread or the background thread (lowest latency).
+    CurrentThread,
+    /// A work-stealing pool of this many worker threads (throughput on many cores).
+    MultiThread(usize),
+}
+
+/// A tokio runtime that blocking callers drive themselves. See the [module docs](self).
+pub struct Driver {
+    rt: Runtime,
+    current_thread: bool,
+    s: Arc<Shared>,
+}
+
+struct Shared {
+    /// Futures from [`Driver::spawn`] not yet handed to the runtime.
+    submitted: Mutex<Vec<BoxFuture<'static, ()>>>,
+    /// The pump task was notified and has not yet taken `submitted`.
+    scheduled: AtomicBool,
+    /// Open [`Driver::hold`]s: submissions wait for the last to be released.
+    holds: AtomicUsize,
+    /// Wakes the pump task.
+    submit: Notify,
+    /// Threads inside [`Driver::block_on`].
+    direct: AtomicUsize,
+    /// When the last of them left, in µs since `epoch`.
+    last_direct_us: AtomicU64,
+    /// Tasks from [`Driver::spawn`] not finished yet.
+    pending: AtomicUsize,
+    /// The background thread is inside the runtime (or about to be).
+    holding: AtomicBool,
+    /// Asks the background thread to leave the runtime.
+    release: Notify,
+    lock: Mutex<()>,
+    wake: Condvar,
+    epoch: Instant,
+}
+
+impl Driver {
+    /// Builds the runtime and, for [`Flavor::CurrentThread`], starts the background thread
+    /// (named `name`), which lives as long as the process.
+    pub fn start(name: &str, flavor: Flavor) -> std::io::Result<Arc<Driver>> {
+        let (rt, current_thread) = match flavor {
+            Flavor::CurrentThread => (
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?,
+                true,
+            ),
+            Flavor::MultiThread(n) => (
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(n.max(1))
+                    .thread_name(name)
+                    .enable_all()
+                    .build()?,
+                false,
+            ),
+        };
+        let d = Arc::new(Driver {
+            rt,
+            current_thread,
+            s: Arc::new(Shared {
+                submitted: Mutex::new(Vec::new()),
+                scheduled: AtomicBool::new(false),
+                holds: AtomicUsize::new(0),
+                submit: Notify::new(),
+                direct: AtomicUsize::new(0),
+                last_direct_us: AtomicU64::new(0),
+                pending: AtomicUsize::new(0),
+                holding: AtomicBool::new(false),
+                release: Notify::new(),
+                lock: Mutex::new(()),
+                wake: Condvar::new(),
+                epoch: Instant::now(),
+            }),
+        });
+        if current_thread {
+            d.rt.spawn(pump(d.s.clone()));
+            let bg = d.clone();
+            std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || bg.background())
+                .map(drop)?;
+        }
+        Ok(d)
+    }
+
+    /// The runtime's handle (to enter its context or spawn untracked tasks).
+    pub fn handle(&self) -> &Handle {
+        self.rt.handle()
+    }
+
+    /// Runs `f` to completion on this thread, driving the runtime here when nobody else is.
+    ///
+    /// # Panics
+    /// When called from inside a tokio runtime (check with `Handle::try_current` first).
+    pub fn block_on<F: Future>(&self, f: F) -> F::Output {
+        if !self.current_thread {
+            return self.rt.block_on(f);
+        }
+        self.s.direct.fetch_add(1, SeqCst);
+        if self.s.holding.load(SeqCst) {
+            self.s.release.notify_one();
+        }
+        let _leave = Leave(&self.s);
+        self.rt.block_on(f)
+    }
+
+    /// Spawns `f` (from any thread), counting it as work that keeps the runtime driven until it
+    /// finishes. To cancel it, wrap it with `futures::future::abortable`.
+    ///
+    /// Futures spawned while the runtime is busy start together on its next turn, so a burst
+    /// of calls from other threads writes its requests before the connection flushes: one
+    /// packet and one wake-up for the burst instead of one each.
+    pub fn spawn<F>(&self, f: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if !self.current_thread {
+            self.rt.spawn(f);
+            return;
+        }
+        self.s.pending.fetch_add(1, SeqCst);
+        let done = Pending(self.s.clone());
+        // The guard is moved into the task, so a task dropped unfinished also counts down.
+        let task = async move {
+            let _done = done;
+            f.await
+        };
+        self.s.submitted.lock().push(Box::pin(task));
+        if self.s.holds.load(SeqCst) == 0 {
+            self.s.schedule();
+        }
+        if !self.s.holding.load(SeqCst) && self.s.direct.load(SeqCst) == 0 {
+            let _g = self.s.lock.lock();
+            self.s.wake.notify_one();
+        }
+    }
+
+    /// Holds back the start of spawned futures until the matching [`Driver::release`], so that
+    /// a caller about to trigger a burst of spawns from other threads (a binding handing a
+    /// batch of completions to its waiting callers, who each start their next call) gets them
+    /// all started in one turn of the runtime.
+    pub fn hold(&self) {
+        self.s.holds.fetch_add(1, SeqCst);
+    }
+
+    /// Ends a [`Driver::hold`]; the last release starts what was held back.
+    pub fn release(&self) {
+        if self.s.holds.fetch_sub(1, SeqCst) == 1 && !self.s.submitted.lock().is_empty() {
+            self.s.schedule();
+        }
+    }
+
+    fn background(&self) {
+        loop {
+            // Phase 1: drive the runtime until a blocking caller wants it.
+            self.rt.block_on(async {
+                self.s.holding.store(true, SeqCst);
+                loop {
+                    let released = self.s.release.notified();
+                    tokio::pin!(released);
+                    released.as_mut().enable();
+                    if self.s.direct.load(SeqCst) > 0 {
+                        break;
+                    }
+                    released.await;
+                }
+                self.s.holding.store(false, SeqCst);
+            });
+            // Phase 2: leave it to blocking callers until the policy says to take it back.
+            let mut g = self.s.lock.lock();
+            loop {
+                if self.s.direct.load(SeqCst) > 0 {
+                    self.s.wake.wait_for(&mut g, RECHECK);
+                    continue;
+                }
+                if self.s.pending.load(SeqCst) > 0 {
+                    break;
+                }
+                let idle = self
+                    .now_us()
+                    .saturating_sub(self.s.last_direct_us.load(SeqCst));
+                let left = QUIET.saturating_sub(Duration::from_micros(idle));
+                if left.is_zero() {
+                    break;
+                }
+                self.s.wake.wait_for(&mut g, left);
+            }
+        }
+    }
+
+    fn now_us(&self) -> u64 {
+        self.s.epoch.elapsed().as_micros() as u64
+    }
+}
+
+impl Shared {
+    /// Wakes the pump, unless it is awake already.
+    fn schedule(&self) {
+        if !self.scheduled.swap(true, SeqCst) {
+            self.submit.notify_one();
+        }
+    }
+}
+
+/// Starts submitted futures on the runtime, a whole batch per turn (see [`Driver::spawn`]).
+async fn pump(s: Arc<Shared>) {
+    loop {
+        s.submit.notified().await;
+        // Cleared before taking the batch: a submission racing with this turn notifies again.
+        s.scheduled.store(false, SeqCst);
+        let batch = std::mem::take(&mut *s.submitted.lock());
+        for f in batch {
+            tokio::spawn(f);
+        }
+    }
+}
+
+/// Leaves [`Driver::block_on`]: records the time, and hands pending work to the background
+/// thread when this was the last blocking caller.
+struct Leave<'a>(&'a Shared);
+
+impl Drop for Leave<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        s.last_direct_us
+            .store(s.epoch.elapsed().as_micros() as u64, SeqCst);
+        if s.direct.fetch_sub(1, SeqCst) == 1 && s.pending.load(SeqCst) > 0 {
+            let _g = s.lock.lock();
+            s.wake.notify_one();
+        }
+    }
+}
+
+/// Counts down [`Shared::pending`] when a spawned task ends.
+struct Pending(Arc<Shared>);
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, SeqCst);
+    }
+}

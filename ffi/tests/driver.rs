@@ -1,0 +1,334 @@
+//! The runtime is driven by the thread that waits (blocking calls, deferred queues) and by the
+//! background thread otherwise, against a real broker process.
+
+mod common;
+
+use std::ptr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use felix_ffi::*;
+
+fn b(s: &[u8]) -> FelixBytes {
+    FelixBytes {
+        ptr: s.as_ptr(),
+        len: s.len(),
+    }
+}
+
+struct Client(*mut FelixClient);
+
+// SAFETY: FelixClient is thread-safe (see the header).
+unsafe impl Send for Client {}
+unsafe impl Sync for Client {}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        unsafe { felix_client_free(self.0) }
+    }
+}
+
+fn connect(addr: &str, ca: &std::path::Path) -> Client {
+    let ca = ca.to_str().unwrap().as_bytes().to_vec();
+    unsafe {
+        let mut o: FelixConnectOptions = std::mem::zeroed();
+        felix_connect_options_init(&mut o);
+        let a = b(addr.as_bytes());
+        o.addresses = &a;
+        o.addresses_len = 1;
+        o.ca_file = b(&ca);
+        let mut c = ptr::null_mut();
+        assert_eq!(
+            felix_client_connect(&o, &mut c, ptr::null_mut()),
+            FelixStatus::Ok
+        );
+        Client(c)
+    }
+}
+
+fn status_of(st: FelixStatus, err: *mut FelixError) -> FelixStatus {
+    unsafe { felix_error_free(err) };
+    st
+}
+
+#[test]
+fn deferred_queue_runs_calls_on_the_waiting_thread_and_cancels_them() {
+    let dir = std::env::temp_dir().join(format!("felix-ffi-driver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_broker, addr) = common::start_broker(&dir);
+    let c = connect(&addr, &dir.join("ca.pem"));
+    unsafe {
+        let q = felix_completion_queue_new_deferred();
+        let mut done: FelixCompletion = std::mem::zeroed();
+
+        // Start, then wait for it on this thread.
+        let st = felix_cache_put_start(
+            c.0,
+            b(b"default"),
+            b(b"drv"),
+            b(b"k"),
+            b(b"v1"),
+            0,
+            0,
+            0,
+            q,
+            1,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, FelixStatus::Ok);
+        let st = felix_completion_queue_wait_one(q, 1, &mut done, ptr::null_mut());
+        assert_eq!(
+            (st, done.token, done.status),
+            (FelixStatus::Ok, 1, FelixStatus::Ok)
+        );
+        felix_result_free(done.result);
+
+        // Cancelled before anyone waited: it never runs.
+        let st = felix_cache_put_start(
+            c.0,
+            b(b"default"),
+            b(b"drv"),
+            b(b"k"),
+            b(b"v2"),
+            0,
+            0,
+            0,
+            q,
+            2,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, FelixStatus::Ok);
+        assert_eq!(felix_completion_queue_cancel(q, 2), FelixStatus::Ok);
+        let st = felix_completion_queue_wait_one(q, 2, &mut done, ptr::null_mut());
+        assert_eq!((st, done.status), (FelixStatus::Ok, FelixStatus::Cancelled));
+        felix_error_free(done.error);
+        let mut r = ptr::null_mut();
+        let st = felix_cache_get(
+            c.0,
+            b(b"default"),
+            b(b"drv"),
+            b(b"k"),
+            &mut r,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, FelixStatus::Ok);
+        let item = &*(*r).items;
+        assert_eq!(
+            std::slice::from_raw_parts(item.payload.ptr, item.payload.len),
+            b"v1"
+        );
+        felix_result_free(r);
+
+        // Cancelled from another thread while this one waits for events that never come.
+        let mut sub = ptr::null_mut();
+        let st = felix_subscribe(
+            c.0,
+            b(b"default"),
+            b(b"drv-quiet"),
+            FelixStart::Latest as u32,
+            0,
+            &mut sub,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, FelixStatus::Ok);
+        assert_eq!(
+            felix_subscription_next_start(sub, 1, q, 3, ptr::null_mut()),
+            FelixStatus::Ok
+        );
+        let qa = q as usize;
+        let canceller = std::thread::spawn(move || {
+            felix_completion_queue_cancel(qa as *const FelixCompletionQueue, 3)
+        });
+        let st = felix_completion_queue_wait_one(q, 3, &mut done, ptr::null_mut());
+        assert_eq!((st, done.status), (FelixStatus::Ok, FelixStatus::Cancelled));
+        felix_error_free(done.error);
+        assert_eq!(canceller.join().unwrap(), FelixStatus::Ok);
+
+        // Misuse is refused with a clear status.
+        let mut err = ptr::null_mut();
+        let st = felix_completion_queue_wait_one(q, 99, &mut done, &mut err);
+        assert_eq!(status_of(st, err), FelixStatus::InvalidArgument);
+        let mut buf: [FelixCompletion; 1] = std::mem::zeroed();
+        let mut n = 0usize;
+        let st = felix_completion_queue_wait(q, buf.as_mut_ptr(), 1, 0, &mut n, &mut err);
+        assert_eq!(status_of(st, err), FelixStatus::InvalidArgument);
+        let plain = felix_completion_queue_new();
+        let st = felix_completion_queue_wait_one(plain, 1, &mut done, &mut err);
+        assert_eq!(status_of(st, err), FelixStatus::InvalidArgument);
+        felix_completion_queue_free(plain);
+
+        // A started call left unwaited is dropped with its queue.
+        assert_eq!(
+            felix_subscription_next_start(sub, 1, q, 4, ptr::null_mut()),
+            FelixStatus::Ok
+        );
+        felix_completion_queue_free(q);
+        felix_subscription_free(sub);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+extern "C" fn wake(user: *mut std::ffi::c_void) {
+    let tx = unsafe { &*(user as *const mpsc::SyncSender<()>) };
+    let _ = tx.try_send(());
+}
+
+/// Between blocking calls made on this thread (which drive the runtime while they wait), work
+/// started on a completion queue runs and events arrive while no thread is inside a blocking
+/// Felix call: the background thread takes the runtime back.
+#[test]
+fn events_keep_flowing_when_no_caller_drives() {
+    let dir = std::env::temp_dir().join(format!("felix-ffi-driver2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_broker, addr) = common::start_broker(&dir);
+    let c = connect(&addr, &dir.join("ca.pem"));
+    let publisher = connect(&addr, &dir.join("ca.pem"));
+    unsafe {
+        let mut sub = ptr::null_mut();
+        let st = felix_subscribe(
+            c.0,
+            b(b"default"),
+            b(b"drv-events"),
+            FelixStart::Latest as u32,
+            0,
+            &mut sub,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, FelixStatus::Ok);
+        let (tx, rx) = mpsc::sync_channel::<()>(64);
+        let tx = Box::into_raw(Box::new(tx));
+        let st = felix_subscription_set_wake(sub, Some(wake), tx.cast(), ptr::null_mut());
+        assert_eq!(st, FelixStatus::Ok);
+        let q = felix_completion_queue_new();
+        for i in 0..20u8 {
+            // Published through a completion queue: no thread is inside a blocking Felix call
+            // while the publish runs and the event is delivered.
+            let payload = [i];
+            let payloads = [b(&payload)];
+            let st = felix_client_publish_start(
+                publisher.0,
+                b(b"default"),
+                b(b"drv-events"),
+                payloads.as_ptr(),
+                1,
+                FelixAckMode::PerBatch as u32,
+                q,
+                u64::from(i),
+                ptr::null_mut(),
+            );
+            assert_eq!(st, FelixStatus::Ok);
+            let mut done: [FelixCompletion; 1] = std::mem::zeroed();
+            let mut n = 0usize;
+            let st = felix_completion_queue_wait(
+                q,
+                done.as_mut_ptr(),
+                1,
+                10_000,
+                &mut n,
+                ptr::null_mut(),
+            );
+            assert_eq!(
+                (st, n, done[0].status),
+                (FelixStatus::Ok, 1, FelixStatus::Ok)
+            );
+            felix_result_free(done[0].result);
+            let mut got: *mut FelixResult = ptr::null_mut();
+            while got.is_null() {
+                rx.recv_timeout(Duration::from_secs(10))
+                    .expect("no event within 10 s while no caller drove the runtime");
+                let st = felix_subscription_try_next(sub, 1, &mut got, ptr::null_mut());
+                assert_eq!(st, FelixStatus::Ok);
+            }
+            let item = &*(*got).items;
+            assert_eq!(*item.payload.ptr, i);
+            felix_result_free(got);
+            // And a blocking call on this thread in between (it drives while it waits).
+            let mut r = ptr::null_mut();
+            let st = felix_cache_get(
+                c.0,
+                b(b"default"),
+                b(b"drv"),
+                b(b"x"),
+                &mut r,
+                ptr::null_mut(),
+            );
+            assert_eq!(st, FelixStatus::Ok);
+            felix_result_free(r);
+        }
+        felix_completion_queue_free(q);
+        felix_subscription_set_wake(sub, None, ptr::null_mut(), ptr::null_mut());
+        felix_subscription_free(sub);
+        drop(Box::from_raw(tx));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Calls started between `felix_submit_hold` and `felix_submit_release` wait for the release,
+/// then start together; the queue's descriptor turns readable when they complete.
+#[test]
+fn held_submissions_start_on_release_and_signal_the_queue_fd() {
+    let dir = std::env::temp_dir().join(format!("felix-ffi-driver3-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (_broker, addr) = common::start_broker(&dir);
+    let c = connect(&addr, &dir.join("ca.pem"));
+    unsafe {
+        let q = felix_completion_queue_new();
+        let mut fd = -1;
+        assert_eq!(
+            felix_completion_queue_fd(q, &mut fd, ptr::null_mut()),
+            FelixStatus::Ok
+        );
+        assert!(fd >= 0);
+        // SAFETY: the queue owns the descriptor; ManuallyDrop never closes it.
+        let signal = std::mem::ManuallyDrop::new(
+            <std::os::unix::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd),
+        );
+        felix_submit_hold();
+        for t in 0..8u64 {
+            let st = felix_cache_get_start(
+                c.0,
+                b(b"default"),
+                b(b"drv"),
+                b(b"held"),
+                q,
+                t,
+                ptr::null_mut(),
+            );
+            assert_eq!(st, FelixStatus::Ok);
+        }
+        let mut buf: [FelixCompletion; 8] = std::mem::zeroed();
+        let mut n = 0usize;
+        let st = felix_completion_queue_wait(q, buf.as_mut_ptr(), 8, 200, &mut n, ptr::null_mut());
+        assert_eq!(
+            (st, n),
+            (FelixStatus::Ok, 0),
+            "held calls ran before the release"
+        );
+        let mut byte = [0u8; 16];
+        let unread = std::io::Read::read(&mut &*signal, &mut byte);
+        assert_eq!(unread.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+        felix_submit_release();
+        let mut got = 0;
+        while got < 8 {
+            let st = felix_completion_queue_wait(
+                q,
+                buf.as_mut_ptr(),
+                8,
+                10_000,
+                &mut n,
+                ptr::null_mut(),
+            );
+            assert_eq!(st, FelixStatus::Ok);
+            assert!(n > 0, "released calls did not complete within 10 s");
+            for done in &buf[..n] {
+                assert_eq!(done.status, FelixStatus::Ok);
+                felix_result_free(done.result);
+            }
+            got += n;
+        }
+        // The first completion landed in an empty queue: the descriptor has a byte to read.
+        assert!(std::io::Read::read(&mut &*signal, &mut byte).unwrap() > 0);
+        felix_completion_queue_free(q);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
