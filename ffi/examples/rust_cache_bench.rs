@@ -1,9 +1,11 @@
 //! Cache-get latency and throughput of the Rust client core, the baseline the Go bench
 //! (`bindings/go/bench`) compares against. Runs on a current-thread runtime, like the FFI's
-//! default. Prints one JSON object per concurrency level.
+//! default. Connects once, then serves rounds: reads `CONCURRENCY OPS` lines on stdin and
+//! answers each with one JSON object (after a warm-up of OPS/10), so that the Go bench can
+//! interleave its rounds with these on the same broker.
 //!
 //! ```sh
-//! cargo run --release -p felix-ffi --example rust_cache_bench -- ADDR CA_PEM OPS 1,32
+//! echo "1 20000" | cargo run --release -p felix-ffi --example rust_cache_bench -- ADDR CA_PEM
 //! ```
 
 use std::time::{Duration, Instant};
@@ -21,11 +23,6 @@ fn main() {
         .get(2)
         .cloned()
         .unwrap_or_else(|| "/tmp/felix-dev/ca.pem".into());
-    let ops: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(20_000);
-    let levels: Vec<usize> = args
-        .get(4)
-        .map(|s| s.split(',').filter_map(|x| x.parse().ok()).collect())
-        .unwrap_or_else(|| vec![1, 32]);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -41,14 +38,28 @@ fn main() {
             .cache_put("default", "bench", "k", vec![7u8; 100].into(), None)
             .await
             .expect("put");
-        for &c in &levels {
+        // Lines are read on their own thread so that the connection stays driven between rounds.
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in std::io::stdin().lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        while let Some(line) = lines.recv().await {
+            let mut it = line.split_whitespace().map(|x| x.parse::<usize>());
+            let (Some(Ok(c)), Some(Ok(ops))) = (it.next(), it.next()) else {
+                panic!("expected `CONCURRENCY OPS`, got {line:?}");
+            };
             run(&client, c, ops / 10).await; // warm-up
             let (hist, elapsed) = run(&client, c, ops).await;
             println!(
-                "{{\"concurrency\":{c},\"ops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"ops_per_sec\":{:.0}}}",
+                "{{\"concurrency\":{c},\"ops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"ops_per_sec\":{:.0}}}",
                 hist.len(),
                 hist.value_at_quantile(0.5) as f64 / 1000.0,
                 hist.value_at_quantile(0.99) as f64 / 1000.0,
+                hist.value_at_quantile(0.999) as f64 / 1000.0,
                 hist.len() as f64 / elapsed.as_secs_f64()
             );
         }

@@ -24,6 +24,12 @@
 //! `FelixCompletion` to a `FelixCompletionQueue`, so one waiting thread serves any number of
 //! calls in flight. Callbacks (`felix_subscription_set_wake`) run on whichever thread drives
 //! the runtime and must not block or make blocking Felix calls.
+//!
+//! # Memory
+//! The library's own allocations use mimalloc: on every call, buffers made on one thread are
+//! freed on another (the call on the caller's, its result on the runtime's, and back), which
+//! glibc's allocator serves from its slow path. Measured with Go at 32 concurrent cache gets:
+//! 64.7 k -> 75.8 k ops/s (mean of 5 alternating runs each).
 
 #![allow(clippy::missing_safety_doc)] // every export documents its `# Safety` contract
 
@@ -46,6 +52,9 @@ pub use crate::runtime::*;
 pub use crate::subscribe::*;
 
 use std::ffi::c_char;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Version of the C ABI described by this header. Bumped on every incompatible change; a
 /// binding checks `felix_abi_version() == FELIX_ABI_VERSION` before its first call.

@@ -1,11 +1,14 @@
-// Command bench compares cache-get latency (p50/p99) and throughput of the Go binding with the
-// Rust client core on the same broker in one run.
+// Command bench compares cache-get latency (p50/p99/p999) and throughput of the Go binding with
+// the Rust client core on the same broker in one run.
 //
 //	cargo build --release -p felix-broker && cargo build --release -p felix-ffi --lib --example rust_cache_bench
 //	cd bindings/go && go run -tags felix_release ./bench
 //
-// Without -addr it starts its own broker (-broker). The Rust side runs
-// target/<profile>/examples/rust_cache_bench as a subprocess and reports JSON.
+// Without -addr it starts its own broker. The Rust side is
+// target/<profile>/examples/rust_cache_bench, a subprocess that runs one round per request.
+// Go and Rust rounds alternate (-rounds of each, per concurrency level), so that both sides
+// see the same machine: each side's figures are the median over its rounds, and each ratio is
+// the median of the per-round ratios.
 package main
 
 import (
@@ -30,6 +33,7 @@ type result struct {
 	Ops         int     `json:"ops"`
 	P50         float64 `json:"p50_us"`
 	P99         float64 `json:"p99_us"`
+	P999        float64 `json:"p999_us"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
 }
 
@@ -37,7 +41,8 @@ func main() {
 	profile := flag.String("profile", "release", "cargo profile of the broker and rust bench (debug|release)")
 	addr := flag.String("addr", "", "broker address (default: start one)")
 	ca := flag.String("ca", "", "CA PEM of -addr")
-	ops := flag.Int("ops", 20000, "gets per level")
+	ops := flag.Int("ops", 20000, "gets per level and side, split over the rounds")
+	rounds := flag.Int("rounds", 5, "alternating Go/Rust rounds per level")
 	flag.Parse()
 	root := "../.."
 	if *addr == "" {
@@ -67,34 +72,79 @@ func main() {
 	if _, err := c.CachePut(ctx, "default", "bench", "k", make([]byte, 100), 0); err != nil {
 		fail(err)
 	}
-	var goRes []result
-	for _, conc := range []int{1, 32} {
-		run(ctx, c, conc, *ops/10)
-		goRes = append(goRes, run(ctx, c, conc, *ops))
-	}
-	out, err := exec.Command(filepath.Join(root, "target", *profile, "examples", "rust_cache_bench"), *addr, *ca, fmt.Sprint(*ops), "1,32").Output()
-	if err != nil {
+	rust := exec.Command(filepath.Join(root, "target", *profile, "examples", "rust_cache_bench"), *addr, *ca)
+	rustIn, _ := rust.StdinPipe()
+	rustOut, _ := rust.StdoutPipe()
+	rust.Stderr = os.Stderr
+	if err := rust.Start(); err != nil {
 		fail(fmt.Errorf("rust bench: %w (build it with cargo build --release -p felix-ffi --lib --example rust_cache_bench)", err))
 	}
-	var rustRes []result
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+	defer func() { rustIn.Close(); rust.Wait() }()
+	rustLines := bufio.NewScanner(rustOut)
+	rustRound := func(conc, ops int) result {
+		fmt.Fprintf(rustIn, "%d %d\n", conc, ops)
+		if !rustLines.Scan() {
+			fail(fmt.Errorf("rust bench ended early"))
+		}
 		var r result
-		if err := json.Unmarshal([]byte(line), &r); err != nil {
+		if err := json.Unmarshal(rustLines.Bytes(), &r); err != nil {
 			fail(err)
 		}
-		rustRes = append(rustRes, r)
+		return r
 	}
-	fmt.Printf("%-5s %-5s %10s %10s %12s\n", "side", "conc", "p50_us", "p99_us", "ops/s")
-	for i := range goRes {
-		for _, x := range []struct {
-			n string
-			r result
-		}{{"rust", rustRes[i]}, {"go", goRes[i]}} {
-			fmt.Printf("%-5s %-5d %10.1f %10.1f %12.0f\n", x.n, x.r.Concurrency, x.r.P50, x.r.P99, x.r.OpsPerSec)
+	per := max(*ops / *rounds, 100)
+	fmt.Printf("%-5s %-5s %5s %10s %10s %10s %12s\n", "side", "conc", "round", "p50_us", "p99_us", "p999_us", "ops/s")
+	levels := []int{1, 32}
+	goRes, rustRes := map[int][]result{}, map[int][]result{}
+	for round := 1; round <= *rounds; round++ {
+		for _, conc := range levels {
+			run(ctx, c, conc, per/10) // warm-up
+			g := run(ctx, c, conc, per)
+			r := rustRound(conc, per)
+			goRes[conc] = append(goRes[conc], g)
+			rustRes[conc] = append(rustRes[conc], r)
+			for _, x := range []struct {
+				n string
+				r result
+			}{{"rust", r}, {"go", g}} {
+				fmt.Printf("%-5s %-5d %5d %10.1f %10.1f %10.1f %12.0f\n", x.n, conc, round, x.r.P50, x.r.P99, x.r.P999, x.r.OpsPerSec)
+			}
 		}
 	}
-	fmt.Printf("go/rust p50 at concurrency 1: %.2fx (target <= 1.15x)\n", goRes[0].P50/rustRes[0].P50)
-	fmt.Printf("go/rust throughput at concurrency 32: %.2fx (target >= 0.85x)\n", goRes[1].OpsPerSec/rustRes[1].OpsPerSec)
+	fmt.Printf("\nmedians over %d rounds of %d gets\n", *rounds, per)
+	fmt.Printf("%-5s %-5s %10s %10s %10s %12s\n", "side", "conc", "p50_us", "p99_us", "p999_us", "ops/s")
+	for _, conc := range levels {
+		for _, x := range []struct {
+			n string
+			r []result
+		}{{"rust", rustRes[conc]}, {"go", goRes[conc]}} {
+			m := func(f func(result) float64) float64 { return median(x.r, f) }
+			fmt.Printf("%-5s %-5d %10.1f %10.1f %10.1f %12.0f\n", x.n, conc,
+				m(func(r result) float64 { return r.P50 }), m(func(r result) float64 { return r.P99 }),
+				m(func(r result) float64 { return r.P999 }), m(func(r result) float64 { return r.OpsPerSec }))
+		}
+	}
+	ratio := func(conc int, f func(result) float64) float64 {
+		var rs []result
+		for i := range goRes[conc] {
+			rs = append(rs, result{P50: f(goRes[conc][i]) / f(rustRes[conc][i])})
+		}
+		return median(rs, func(r result) float64 { return r.P50 })
+	}
+	fmt.Printf("go/rust p50 at concurrency 1: %.2fx (target <= 1.15x)\n", ratio(1, func(r result) float64 { return r.P50 }))
+	fmt.Printf("go/rust throughput at concurrency 32: %.2fx (target >= 0.85x)\n", ratio(32, func(r result) float64 { return r.OpsPerSec }))
+}
+
+func median(rs []result, f func(result) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	sort.Float64s(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 func run(ctx context.Context, c *felix.Client, conc, ops int) result {
@@ -125,7 +175,7 @@ func run(ctx context.Context, c *felix.Client, conc, ops int) result {
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	q := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Nanoseconds()) / 1000 }
-	return result{Concurrency: conc, Ops: len(all), P50: q(0.5), P99: q(0.99), OpsPerSec: float64(len(all)) / elapsed.Seconds()}
+	return result{Concurrency: conc, Ops: len(all), P50: q(0.5), P99: q(0.99), P999: q(0.999), OpsPerSec: float64(len(all)) / elapsed.Seconds()}
 }
 
 func fail(err error) {
