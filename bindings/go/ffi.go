@@ -42,6 +42,11 @@ import (
 // ABIVersion is the C ABI version this package was written for.
 const ABIVersion = 1
 
+// LibraryStamp is set at link time (-ldflags=-X=...LibraryStamp=<hash of libfelix_ffi.a>) by
+// test.sh. Go's build cache does not notice a rebuilt static library behind #cgo LDFLAGS and
+// would link the old one; a new stamp changes the link and so forces the new library in.
+var LibraryStamp string
+
 // initErr is non-nil when the linked library does not match this package; Connect returns it.
 var initErr error
 

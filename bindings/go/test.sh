@@ -20,6 +20,10 @@ go version
 step "cargo build -p felix-broker -p felix-ffi (debug: what the tests link)"
 (cd "$root" && cargo build --locked -p felix-broker -p felix-ffi)
 
+# Go's build cache keys a link on its flags, not on the static library's bytes: stamp the link
+# with the library's hash so that a rebuilt library is always the one linked.
+stamp() { echo "-ldflags=-X=github.com/felix-rs/felix/bindings/go.LibraryStamp=$(sha256sum "$root/target/$1/libfelix_ffi.a" | cut -c1-16)"; }
+
 step "gofmt + go vet (bindings/go, examples/go)"
 unformatted="$(gofmt -l . ../../examples/go)"
 if [ -n "$unformatted" ]; then
@@ -30,10 +34,10 @@ go vet ./...
 (cd ../../examples/go && go vet ./...)
 
 step "go test -race ./... (real broker; includes examples/go)"
-go test -race -count=1 -v ./... 2>&1 | grep -v '^=== ' 
+go test -race -count=1 -v "$(stamp debug)" ./... 2>&1 | grep -v '^=== ' 
 
 if [ "${FELIX_GO_BENCH:-1}" = 1 ]; then
     step "bench smoke: Go binding vs Rust core, cache get (release)"
     (cd "$root" && cargo build --locked --release -p felix-broker && cargo build --locked --release -p felix-ffi --lib --example rust_cache_bench)
-    go run -tags felix_release ./bench -ops "${FELIX_GO_BENCH_OPS:-20000}"
+    go run -tags felix_release "$(stamp release)" ./bench -ops "${FELIX_GO_BENCH_OPS:-20000}"
 fi
