@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import felix
+from felix import _aio
 
 REPO = Path(__file__).resolve().parents[2]
 NS, CACHE, KEYS, VALUE = "bench", "bench-cache", [f"k{i:04d}" for i in range(1024)], b"\xc3" * 256
@@ -70,6 +71,16 @@ async def async_run(addr, ca, ops, warm, conc):
             assert v is not None
 
     out = []
+    # The binding's floor: an awaited call that does no I/O (hand-off to the runtime and back).
+    for _ in range(warm):
+        await _aio.op(c._c, c._c.round_trip())
+    lat = []
+    start = time.perf_counter()
+    for _ in range(ops):
+        t = clock()
+        await _aio.op(c._c, c._c.round_trip())
+        lat.append(clock() - t)
+    out.append(figure("python async floor (no I/O)", lat, time.perf_counter() - start))
     for cc in (1, conc):
         await asyncio.gather(*(worker(w, warm // cc, None) for w in range(cc)))
         lat: list = []

@@ -390,10 +390,11 @@ pub unsafe extern "C" fn felix_completion_queue_fd(
 }
 
 /// Holds back the start of calls made with `_start` functions until the matching
-/// `felix_submit_release`, so that calls started by several threads in a burst begin together:
-/// their requests share packets and wake-ups. For a dispatcher that hands a batch of
-/// completions to waiting threads (or goroutines) which each start their next call: hold,
-/// hand over, let them run, release. Holds nest; a hold must always be released.
+/// `felix_submit_release` (or 250 µs, whichever comes first), so that calls started by several
+/// threads in a burst begin together: their requests share packets and wake-ups. For a
+/// dispatcher that hands a batch of completions to waiting threads (or goroutines) which each
+/// start their next call: hold, hand over, let them run, release. Holds nest and are
+/// process-wide; a hold not released delays calls by 250 µs at most, never longer.
 #[no_mangle]
 pub extern "C" fn felix_submit_hold() {
     quiet((), || driver().hold())

@@ -46,6 +46,36 @@ fn connect(addr: &str, ca: &std::path::Path) -> Client {
     }
 }
 
+/// A broker of its own, a client of it, and the folder to remove at the end.
+struct Setup {
+    _broker: common::Broker,
+    dir: std::path::PathBuf,
+    addr: String,
+}
+
+impl Setup {
+    fn new(name: &str) -> Setup {
+        let dir = std::env::temp_dir().join(format!("felix-ffi-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (broker, addr) = common::start_broker(&dir);
+        Setup {
+            _broker: broker,
+            dir,
+            addr,
+        }
+    }
+
+    fn client(&self) -> Client {
+        connect(&self.addr, &self.dir.join("ca.pem"))
+    }
+}
+
+impl Drop for Setup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn status_of(st: FelixStatus, err: *mut FelixError) -> FelixStatus {
     unsafe { felix_error_free(err) };
     st
@@ -53,10 +83,8 @@ fn status_of(st: FelixStatus, err: *mut FelixError) -> FelixStatus {
 
 #[test]
 fn deferred_queue_runs_calls_on_the_waiting_thread_and_cancels_them() {
-    let dir = std::env::temp_dir().join(format!("felix-ffi-driver-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (_broker, addr) = common::start_broker(&dir);
-    let c = connect(&addr, &dir.join("ca.pem"));
+    let setup = Setup::new("driver");
+    let c = setup.client();
     unsafe {
         let q = felix_completion_queue_new_deferred();
         let mut done: FelixCompletion = std::mem::zeroed();
@@ -165,7 +193,6 @@ fn deferred_queue_runs_calls_on_the_waiting_thread_and_cancels_them() {
         felix_completion_queue_free(q);
         felix_subscription_free(sub);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 extern "C" fn wake(user: *mut std::ffi::c_void) {
@@ -178,11 +205,9 @@ extern "C" fn wake(user: *mut std::ffi::c_void) {
 /// Felix call: the background thread takes the runtime back.
 #[test]
 fn events_keep_flowing_when_no_caller_drives() {
-    let dir = std::env::temp_dir().join(format!("felix-ffi-driver2-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (_broker, addr) = common::start_broker(&dir);
-    let c = connect(&addr, &dir.join("ca.pem"));
-    let publisher = connect(&addr, &dir.join("ca.pem"));
+    let setup = Setup::new("driver2");
+    let c = setup.client();
+    let publisher = setup.client();
     unsafe {
         let mut sub = ptr::null_mut();
         let st = felix_subscribe(
@@ -260,17 +285,15 @@ fn events_keep_flowing_when_no_caller_drives() {
         felix_subscription_free(sub);
         drop(Box::from_raw(tx));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Calls started between `felix_submit_hold` and `felix_submit_release` wait for the release,
-/// then start together; the queue's descriptor turns readable when they complete.
+/// Calls started between `felix_submit_hold` and `felix_submit_release` all run (together,
+/// after the release), a hold that is never released delays calls only briefly, and the
+/// queue's descriptor turns readable when calls complete.
 #[test]
-fn held_submissions_start_on_release_and_signal_the_queue_fd() {
-    let dir = std::env::temp_dir().join(format!("felix-ffi-driver3-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (_broker, addr) = common::start_broker(&dir);
-    let c = connect(&addr, &dir.join("ca.pem"));
+fn held_submissions_run_and_signal_the_queue_fd() {
+    let setup = Setup::new("driver3");
+    let c = setup.client();
     unsafe {
         let q = felix_completion_queue_new();
         let mut fd = -1;
@@ -283,52 +306,58 @@ fn held_submissions_start_on_release_and_signal_the_queue_fd() {
         let signal = std::mem::ManuallyDrop::new(
             <std::os::unix::net::UnixStream as std::os::fd::FromRawFd>::from_raw_fd(fd),
         );
-        felix_submit_hold();
-        for t in 0..8u64 {
+        let mut byte = [0u8; 64];
+        let idle = std::io::Read::read(&mut &*signal, &mut byte);
+        assert_eq!(
+            idle.unwrap_err().kind(),
+            std::io::ErrorKind::WouldBlock,
+            "readable with nothing completed"
+        );
+        let get = |token: u64| {
             let st = felix_cache_get_start(
                 c.0,
                 b(b"default"),
                 b(b"drv"),
                 b(b"held"),
                 q,
-                t,
+                token,
                 ptr::null_mut(),
             );
             assert_eq!(st, FelixStatus::Ok);
-        }
-        let mut buf: [FelixCompletion; 8] = std::mem::zeroed();
-        let mut n = 0usize;
-        let st = felix_completion_queue_wait(q, buf.as_mut_ptr(), 8, 200, &mut n, ptr::null_mut());
-        assert_eq!(
-            (st, n),
-            (FelixStatus::Ok, 0),
-            "held calls ran before the release"
-        );
-        let mut byte = [0u8; 16];
-        let unread = std::io::Read::read(&mut &*signal, &mut byte);
-        assert_eq!(unread.unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
-        felix_submit_release();
-        let mut got = 0;
-        while got < 8 {
-            let st = felix_completion_queue_wait(
-                q,
-                buf.as_mut_ptr(),
-                8,
-                10_000,
-                &mut n,
-                ptr::null_mut(),
-            );
-            assert_eq!(st, FelixStatus::Ok);
-            assert!(n > 0, "released calls did not complete within 10 s");
-            for done in &buf[..n] {
-                assert_eq!(done.status, FelixStatus::Ok);
-                felix_result_free(done.result);
+        };
+        let collect = |want: usize| {
+            let mut buf: [FelixCompletion; 8] = std::mem::zeroed();
+            let mut got = 0;
+            while got < want {
+                let mut n = 0usize;
+                let st = felix_completion_queue_wait(
+                    q,
+                    buf.as_mut_ptr(),
+                    8,
+                    10_000,
+                    &mut n,
+                    ptr::null_mut(),
+                );
+                assert_eq!(st, FelixStatus::Ok);
+                assert!(n > 0, "started calls did not complete within 10 s");
+                for done in &buf[..n] {
+                    assert_eq!(done.status, FelixStatus::Ok);
+                    felix_result_free(done.result);
+                }
+                got += n;
             }
-            got += n;
-        }
+        };
+        felix_submit_hold();
+        (0..8).for_each(get);
+        felix_submit_release();
+        collect(8);
         // The first completion landed in an empty queue: the descriptor has a byte to read.
         assert!(std::io::Read::read(&mut &*signal, &mut byte).unwrap() > 0);
+        // A forgotten release does not stall anyone.
+        felix_submit_hold();
+        get(100);
+        collect(1);
+        felix_submit_release();
         felix_completion_queue_free(q);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

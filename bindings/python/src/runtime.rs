@@ -177,6 +177,15 @@ impl Completer {
         self.pending.lock().len()
     }
 
+    /// An operation that does nothing, resolved through the runtime like every call: the
+    /// binding's own cost per awaited call (the hand-off to the runtime and back). For the
+    /// bench.
+    fn round_trip(&self, py: Python<'_>) -> PyResult<(PyObject, u64)> {
+        self.submit(py, generation(), async {
+            Ok::<(), felix_client::Error>(())
+        })
+    }
+
     /// Reader callback: resolves the future of every completed operation.
     fn drain(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
         let this = slf.get();
