@@ -730,16 +730,6 @@ FelixStatus felix_completion_queue_fd(const FelixCompletionQueue *queue,
                                       int *fd_out,
                                       FelixError **error);
 
-// Holds back the start of calls made with `_start` functions until the matching
-// `felix_submit_release`, so that calls started by several threads in a burst begin together:
-// their requests share packets and wake-ups. For a dispatcher that hands a batch of
-// completions to waiting threads (or goroutines) which each start their next call: hold,
-// hand over, let them run, release. Holds nest; a hold must always be released.
-void felix_submit_hold(void);
-
-// Ends a `felix_submit_hold`; the last release starts every call held back.
-void felix_submit_release(void);
-
 // Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
 // (or with its real outcome if it finished first). Exactly one completion is delivered per
 // started call either way. Unknown tokens are a no-op.

@@ -109,7 +109,6 @@ func dispatch(ready *os.File) {
 			if n == 0 {
 				break
 			}
-			C.felix_submit_hold()
 			pendingMu.Lock()
 			for i := 0; i < int(n); i++ {
 				c := &buf[i]
@@ -118,8 +117,6 @@ func dispatch(ready *os.File) {
 				ch <- completion{status: c.status, result: c.result, err: c.error}
 			}
 			pendingMu.Unlock()
-			runtime.Gosched()
-			C.felix_submit_release()
 			if n < max {
 				break
 			}

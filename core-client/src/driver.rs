@@ -33,9 +33,6 @@ use tokio::sync::Notify;
 /// How long after the last blocking call the background thread takes the runtime back.
 pub const QUIET: Duration = Duration::from_millis(1);
 
-/// The longest a [`Driver::hold`] delays spawned futures.
-pub const MAX_HOLD: Duration = Duration::from_micros(250);
-
 /// How often the background thread re-checks while a blocking caller holds the runtime (it is
 /// also woken when that caller leaves work pending).
 const RECHECK: Duration = Duration::from_millis(10);
@@ -62,12 +59,8 @@ struct Shared {
     submitted: Mutex<Vec<BoxFuture<'static, ()>>>,
     /// The pump task was notified and has not yet taken `submitted`.
     scheduled: AtomicBool,
-    /// Open [`Driver::hold`]s: submissions wait for the last to be released.
-    holds: AtomicUsize,
     /// Wakes the pump task.
     submit: Notify,
-    /// Wakes the pump when the last hold is released.
-    released: Notify,
     /// Threads inside [`Driver::block_on`].
     direct: AtomicUsize,
     /// When the last of them left, in µs since `epoch`.
@@ -109,9 +102,7 @@ impl Driver {
             s: Arc::new(Shared {
                 submitted: Mutex::new(Vec::new()),
                 scheduled: AtomicBool::new(false),
-                holds: AtomicUsize::new(0),
                 submit: Notify::new(),
-                released: Notify::new(),
                 direct: AtomicUsize::new(0),
                 last_direct_us: AtomicU64::new(0),
                 pending: AtomicUsize::new(0),
@@ -183,21 +174,6 @@ impl Driver {
         }
     }
 
-    /// Holds back the start of spawned futures until the matching [`Driver::release`] (or
-    /// [`MAX_HOLD`], whichever comes first), so that a caller about to trigger a burst of spawns
-    /// from other threads (a binding handing a batch of completions to its waiting callers,
-    /// who each start their next call) gets them all started in one turn of the runtime.
-    pub fn hold(&self) {
-        self.s.holds.fetch_add(1, SeqCst);
-    }
-
-    /// Ends a [`Driver::hold`]; the last release starts what was held back.
-    pub fn release(&self) {
-        if self.s.holds.fetch_sub(1, SeqCst) == 1 {
-            self.s.released.notify_waiters();
-        }
-    }
-
     fn background(&self) {
         loop {
             // Phase 1: drive the runtime until a blocking caller wants it.
@@ -254,15 +230,6 @@ impl Shared {
 async fn pump(s: Arc<Shared>) {
     loop {
         s.submit.notified().await;
-        if s.holds.load(SeqCst) > 0 {
-            // A hold never stalls anyone for long: a missing release costs MAX_HOLD at most.
-            let released = s.released.notified();
-            tokio::pin!(released);
-            released.as_mut().enable();
-            if s.holds.load(SeqCst) > 0 {
-                let _ = tokio::time::timeout(MAX_HOLD, released).await;
-            }
-        }
         // Cleared before taking the batch: a submission racing with this turn notifies again.
         s.scheduled.store(false, SeqCst);
         let batch = std::mem::take(&mut *s.submitted.lock());

@@ -389,23 +389,6 @@ pub unsafe extern "C" fn felix_completion_queue_fd(
     })
 }
 
-/// Holds back the start of calls made with `_start` functions until the matching
-/// `felix_submit_release` (or 250 µs, whichever comes first), so that calls started by several
-/// threads in a burst begin together: their requests share packets and wake-ups. For a
-/// dispatcher that hands a batch of completions to waiting threads (or goroutines) which each
-/// start their next call: hold, hand over, let them run, release. Holds nest and are
-/// process-wide; a hold not released delays calls by 250 µs at most, never longer.
-#[no_mangle]
-pub extern "C" fn felix_submit_hold() {
-    quiet((), || driver().hold())
-}
-
-/// Ends a `felix_submit_hold`; the last release starts every call held back.
-#[no_mangle]
-pub extern "C" fn felix_submit_release() {
-    quiet((), || driver().release())
-}
-
 /// Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
 /// (or with its real outcome if it finished first). Exactly one completion is delivered per
 /// started call either way. Unknown tokens are a no-op.

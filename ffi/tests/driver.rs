@@ -287,11 +287,10 @@ fn events_keep_flowing_when_no_caller_drives() {
     }
 }
 
-/// Calls started between `felix_submit_hold` and `felix_submit_release` all run (together,
-/// after the release), a hold that is never released delays calls only briefly, and the
-/// queue's descriptor turns readable when calls complete.
+/// A burst of calls started from another thread all complete, and the queue's descriptor turns
+/// readable when they do.
 #[test]
-fn held_submissions_run_and_signal_the_queue_fd() {
+fn started_calls_complete_and_signal_the_queue_fd() {
     let setup = Setup::new("driver3");
     let c = setup.client();
     unsafe {
@@ -347,17 +346,10 @@ fn held_submissions_run_and_signal_the_queue_fd() {
                 got += n;
             }
         };
-        felix_submit_hold();
         (0..8).for_each(get);
-        felix_submit_release();
         collect(8);
         // The first completion landed in an empty queue: the descriptor has a byte to read.
         assert!(std::io::Read::read(&mut &*signal, &mut byte).unwrap() > 0);
-        // A forgotten release does not stall anyone.
-        felix_submit_hold();
-        get(100);
-        collect(1);
-        felix_submit_release();
         felix_completion_queue_free(q);
     }
 }

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use felix_client::{Driver, Flavor};
-use futures::future::{AbortHandle, BoxFuture};
+use futures::future::AbortHandle;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
@@ -140,8 +140,6 @@ pub struct Completer {
     next_token: AtomicU64,
     closed: AtomicBool,
     pending: Mutex<HashMap<u64, (PyObject, AbortHandle)>>,
-    /// While `Some`, submissions wait here for `release_held` (see `drain`).
-    held: Mutex<Option<Vec<BoxFuture<'static, ()>>>>,
 }
 
 #[pymethods]
@@ -162,7 +160,6 @@ impl Completer {
             next_token: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             pending: Mutex::new(HashMap::new()),
-            held: Mutex::new(None),
         })
     }
 
@@ -187,58 +184,25 @@ impl Completer {
     }
 
     /// Reader callback: resolves the future of every completed operation.
-    fn drain(slf: &Bound<'_, Self>, py: Python<'_>) -> PyResult<()> {
-        let this = slf.get();
+    fn drain(&self, py: Python<'_>) -> PyResult<()> {
         let mut buf = [0u8; 256];
-        while let Ok(n) = (&this.rx).read(&mut buf) {
+        while let Ok(n) = (&self.rx).read(&mut buf) {
             if n < buf.len() {
                 break;
             }
         }
-        this.queue.signalled.store(false, Ordering::Release);
-        let done = std::mem::take(&mut *this.queue.done.lock());
+        self.queue.signalled.store(false, Ordering::Release);
+        let done = std::mem::take(&mut *self.queue.done.lock());
         if done.is_empty() {
             return Ok(());
         }
         let futs: Vec<(Option<PyObject>, Outcome)> = {
-            let mut p = this.pending.lock();
+            let mut p = self.pending.lock();
             done.into_iter()
                 .map(|(t, o)| (p.remove(&t).map(|(f, _)| f), o))
                 .collect()
         };
-        // The tasks resumed below each start their next call when the loop runs them. Held
-        // until a callback queued behind theirs, those calls start together: one packet and
-        // one wake-up of the runtime for the batch. Only this loop's calls wait, and only
-        // until this loop's next turn.
-        let first = {
-            let mut held = this.held.lock();
-            let first = held.is_none();
-            held.get_or_insert_with(Vec::new);
-            first
-        };
-        let resolved = resolve(py, futs);
-        if first {
-            let release = slf
-                .getattr(pyo3::intern!(py, "release_held"))
-                .and_then(|f| {
-                    this.event_loop
-                        .call_method1(py, pyo3::intern!(py, "call_soon"), (f,))
-                });
-            if release.is_err() {
-                this.release_held();
-            }
-            release?;
-        }
-        resolved
-    }
-
-    /// Starts the calls held back since `drain` (a loop callback).
-    fn release_held(&self) {
-        let held = self.held.lock().take().unwrap_or_default();
-        let d = driver();
-        for f in held {
-            d.spawn(f);
-        }
+        resolve(py, futs)
     }
 
     /// Cancels the operation behind `token` (the task awaiting it was cancelled).
@@ -252,7 +216,6 @@ impl Completer {
     /// later call fail with `ClosedError`.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         self.closed.store(true, Ordering::Release);
-        self.release_held();
         let all: Vec<_> = self.pending.lock().drain().collect();
         for (_, (fut, h)) in all {
             h.abort();
@@ -308,13 +271,9 @@ impl Completer {
             });
             queue.push(token, outcome);
         });
-        let task = Box::pin(async move {
+        driver().spawn(async move {
             let _ = task.await;
         });
-        match self.held.lock().as_mut() {
-            Some(held) => held.push(task),
-            None => driver().spawn(task),
-        }
         p.insert(token, (afut.clone_ref(py), abort));
         Ok((afut, token))
     }
