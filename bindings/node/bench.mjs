@@ -1,10 +1,11 @@
 #!/usr/bin/env node
 // Cache get latency (p50/p99) and throughput: Node binding vs the Rust core, same broker,
-// one run. Starts a release felix-broker on a free port, runs `felix-bench --only cache`
-// against it (the Rust core's figures: cache.get.c1, cache.get.c32), then the same workload
-// through this package: 1024 keys of 256 B, gets at concurrency 1 and 32.
+// one run. Starts a release felix-broker on a free port, then alternates rounds of
+// `felix-bench --only cache.c1,cache.cN` against it (the Rust core's figures: cache.get.c1,
+// cache.get.c32) and of the same workload through this package: 1024 keys of 256 B, gets at
+// concurrency 1 and 32. Figures are medians over the rounds.
 //
-//   cargo build --release -p felix-broker -p felix-bench && node bench.mjs [--ops N] [--quick]
+//   cargo build --release -p felix-broker -p felix-bench && node bench.mjs [--ops N] [--rounds R] [--quick]
 //
 // Targets (issue 6): Node c1 p50 <= Rust c1 p50 + 30 us; Node c32 throughput >= 0.6x Rust.
 import { spawn, spawnSync } from 'node:child_process'
@@ -29,6 +30,7 @@ const quick = argv.includes('--quick')
 const OPS = flag('--ops', quick ? 3000 : 20000)
 const WARMUP = flag('--warmup', quick ? 500 : 2000)
 const CONC = flag('--concurrency', 32)
+const ROUNDS = flag('--rounds', quick ? 2 : 4)
 const brokerBin = process.env.FELIX_BROKER_BIN_RELEASE ?? path.join(repo, 'target/release/felix-broker')
 const benchBin = process.env.FELIX_BENCH_BIN ?? path.join(repo, 'target/release/felix-bench')
 for (const b of [brokerBin, benchBin]) {
@@ -108,47 +110,64 @@ async function nodeFigure(client, concurrency, ops, warmup) {
   return { p50: quantile(sorted, 0.5), p99: quantile(sorted, 0.99), opsPerSec: ops / secs }
 }
 
+const median = (v) => {
+  const s = [...v].sort((a, b) => a - b)
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2
+}
+
 const broker = await startBroker()
 try {
-  // Rust core first (it populates the keys), then Node on the same broker.
-  const json = path.join(broker.dir, 'rust.json')
-  const r = spawnSync(
-    benchBin,
-    ['--external-broker', broker.addr, '--ca', broker.ca, '--only', 'cache', '--ops', String(OPS), '--warmup', String(WARMUP), '--concurrency', String(CONC), '--json', json],
-    { stdio: ['ignore', 'ignore', 'inherit'] },
-  )
-  if (r.status !== 0) throw new Error(`felix-bench failed (${r.status})`)
-  const figs = JSON.parse(fs.readFileSync(json, 'utf8')).figures
-  const fig = (name) => figs.find((f) => f.name === name)
-  const rust1 = fig('cache.get.c1')
-  const rustN = fig(`cache.get.c${CONC}`)
-
+  // Rounds alternate the Rust core (felix-bench, which also populates the keys) and Node on the
+  // same broker, so that both see the same machine; figures are medians over the rounds and
+  // each check the median of its per-round values.
+  const perOps = Math.max(Math.floor(OPS / ROUNDS), 100)
+  const perWarm = Math.max(Math.floor(WARMUP / ROUNDS), 10)
   const client = await Client.connect({ addresses: [broker.addr], caFile: broker.ca })
-  for (const k of KEYS) await client.cachePut(NS, CACHE, k, VALUE)
-  // The binding's own floor: a promise through the runtime thread and back, no I/O.
   const native = require('./index.js')
-  const floor = []
-  for (let i = 0; i < WARMUP + OPS; i++) {
-    const t = process.hrtime.bigint()
-    await native.runtimeRoundTrip()
-    if (i >= WARMUP) floor.push(Number(process.hrtime.bigint() - t) / 1000)
+  const rounds = []
+  for (let round = 0; round < ROUNDS; round++) {
+    const json = path.join(broker.dir, `rust${round}.json`)
+    const r = spawnSync(
+      benchBin,
+      ['--external-broker', broker.addr, '--ca', broker.ca, '--only', 'cache.c1,cache.cN', '--ops', String(perOps), '--warmup', String(perWarm), '--concurrency', String(CONC), '--rounds', '1', '--json', json],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    )
+    if (r.status !== 0) throw new Error(`felix-bench failed (${r.status})`)
+    const figs = JSON.parse(fs.readFileSync(json, 'utf8')).figures
+    const fig = (name) => figs.find((f) => f.name === name)
+    const rust1 = fig('cache.get.c1')
+    const rustN = fig(`cache.get.c${CONC}`)
+    if (round === 0) for (const k of KEYS) await client.cachePut(NS, CACHE, k, VALUE)
+    // The binding's own floor: a promise through the runtime thread and back, no I/O.
+    const floor = []
+    for (let i = 0; i < perWarm + perOps; i++) {
+      const t = process.hrtime.bigint()
+      await native.runtimeRoundTrip()
+      if (i >= perWarm) floor.push(Number(process.hrtime.bigint() - t) / 1000)
+    }
+    floor.sort((a, b) => a - b)
+    rounds.push({
+      rust1: { p50: rust1.p50_us, p99: rust1.p99_us, opsPerSec: rust1.ops_per_s },
+      rustN: { p50: rustN.p50_us, p99: rustN.p99_us, opsPerSec: rustN.ops_per_s },
+      node1: await nodeFigure(client, 1, perOps, perWarm),
+      nodeN: await nodeFigure(client, CONC, perOps, perWarm),
+      floor: { p50: quantile(floor, 0.5), p99: quantile(floor, 0.99) },
+    })
   }
-  floor.sort((a, b) => a - b)
-  const node1 = await nodeFigure(client, 1, OPS, WARMUP)
-  const nodeN = await nodeFigure(client, CONC, OPS, WARMUP)
   client.close()
 
-  const row = (name, p50, p99, tput) =>
-    `${name.padEnd(28)} ${p50.toFixed(1).padStart(9)} ${p99.toFixed(1).padStart(9)} ${Math.round(tput).toString().padStart(11)}`
-  console.log(`cache get, 256 B values, 1024 keys, ${OPS} ops per figure (${os.cpus().length} cpus, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')})`)
+  const med = (k, f) => median(rounds.map((r) => r[k][f]))
+  const row = (name, k) =>
+    `${name.padEnd(28)} ${med(k, 'p50').toFixed(1).padStart(9)} ${med(k, 'p99').toFixed(1).padStart(9)} ${Math.round(med(k, 'opsPerSec')).toString().padStart(11)}`
+  console.log(`cache get, 256 B values, 1024 keys, ${ROUNDS} alternating rounds of ${perOps} ops per figure (${os.cpus().length} cpus, load ${os.loadavg().map((x) => x.toFixed(2)).join(' ')}); medians`)
   console.log(`${'figure'.padEnd(28)} ${'p50 us'.padStart(9)} ${'p99 us'.padStart(9)} ${'ops/s'.padStart(11)}`)
-  console.log(row('rust core  c1', rust1.p50_us, rust1.p99_us, rust1.ops_per_s))
-  console.log(row('node       c1', node1.p50, node1.p99, node1.opsPerSec))
-  console.log(row(`rust core  c${CONC}`, rustN.p50_us, rustN.p99_us, rustN.ops_per_s))
-  console.log(row(`node       c${CONC}`, nodeN.p50, nodeN.p99, nodeN.opsPerSec))
-  console.log(`binding floor (promise via the runtime thread, no I/O): p50 ${quantile(floor, 0.5).toFixed(1)} us, p99 ${quantile(floor, 0.99).toFixed(1)} us`)
-  const overhead = node1.p50 - rust1.p50_us
-  const ratio = nodeN.opsPerSec / rustN.ops_per_s
+  console.log(row('rust core  c1', 'rust1'))
+  console.log(row('node       c1', 'node1'))
+  console.log(row(`rust core  c${CONC}`, 'rustN'))
+  console.log(row(`node       c${CONC}`, 'nodeN'))
+  console.log(`binding floor (promise via the runtime thread, no I/O): p50 ${med('floor', 'p50').toFixed(1)} us, p99 ${med('floor', 'p99').toFixed(1)} us`)
+  const overhead = median(rounds.map((r) => r.node1.p50 - r.rust1.p50))
+  const ratio = median(rounds.map((r) => r.nodeN.opsPerSec / r.rustN.opsPerSec))
   console.log(`c1 p50 overhead: ${overhead.toFixed(1)} us (target <= 30 us): ${overhead <= 30 ? 'met' : 'NOT met'}`)
   console.log(`c${CONC} throughput ratio: ${ratio.toFixed(2)}x (target >= 0.6x): ${ratio >= 0.6 ? 'met' : 'NOT met'}`)
 } finally {

@@ -5,6 +5,12 @@
 //! core errors to exceptions) and [`runtime`] (the shared tokio runtime, blocking calls and the
 //! asyncio completion queue). The public API is the pure-Python package `felix`.
 
+/// mimalloc: the runtime's thread allocates what the event loop's thread frees (and back) on
+/// every call, which glibc's allocator serves from its slow path (asyncio c32: +8%, 3 of 3
+/// alternating runs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod cache;
 mod client;
 mod error;
