@@ -127,6 +127,30 @@ impl Done {
     }
 }
 
+/// Whether, and when, a completion must wake the queue's consumer.
+pub(crate) enum Wake {
+    /// The queue was not empty: its consumer has been woken already.
+    No,
+    /// The queue was empty and no other call is in flight on it: wake at once.
+    Now,
+    /// The queue was empty and other calls are in flight: wake after this runtime turn, so the
+    /// calls completed by the same reply packet ride on one wake-up.
+    AfterTurn,
+}
+
+impl Wake {
+    async fn signal(self, q: &Queue) {
+        match self {
+            Wake::No => {}
+            Wake::Now => q.signal(),
+            Wake::AfterTurn => {
+                tokio::task::yield_now().await;
+                q.signal();
+            }
+        }
+    }
+}
+
 /// A call started on a queue and not yet completed.
 struct Entry {
     /// Cancels the call (taken by the first `felix_completion_queue_cancel`).
@@ -160,24 +184,31 @@ pub struct FelixCompletionQueue {
 }
 
 impl Queue {
-    fn complete(&self, token: u64, r: Res<Option<Output>>) {
+    /// Queues a call's outcome and says when the caller must [`Queue::signal`].
+    fn complete(&self, token: u64, r: Res<Option<Output>>) -> Wake {
         let done = Done::new(token, r);
         let mut st = self.state.lock();
         st.pending.remove(&token);
         if st.closed {
             drop(st);
             done.free();
-            return;
+            return Wake::No;
         }
         let was_empty = st.ready.is_empty();
         st.ready.push_back(done);
-        drop(st);
+        match (was_empty, st.pending.is_empty()) {
+            (false, _) => Wake::No,
+            (true, true) => Wake::Now,
+            (true, false) => Wake::AfterTurn,
+        }
+    }
+
+    /// Wakes a waiting thread and makes the queue's descriptor readable.
+    fn signal(&self) {
         self.cv.notify_one();
-        if was_empty {
-            if let Some((tx, _)) = self.signal.get() {
-                // A full socket buffer means a wake-up is pending already: nothing is lost.
-                let _ = (&*tx).write(&[1]);
-            }
+        if let Some((tx, _)) = self.signal.get() {
+            // A full socket buffer means a wake-up is pending already: nothing is lost.
+            let _ = (&*tx).write(&[1]);
         }
     }
 }
@@ -232,7 +263,7 @@ pub(crate) unsafe fn start(
             r = run(call) => r,
             _ = cancel_rx => Err(cancelled()),
         };
-        q.complete(token, r);
+        q.complete(token, r).signal(&q).await;
     });
     Ok(())
 }
@@ -328,6 +359,10 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
             }
         }
         let n = st.ready.len().min(max);
+        if st.ready.len() > n {
+            // More than this waiter takes: hand the rest to another waiter, if any.
+            q.cv.notify_one();
+        }
         for i in 0..n {
             let Some(Done(c)) = st.ready.pop_front() else {
                 break;

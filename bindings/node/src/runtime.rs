@@ -18,7 +18,7 @@ use std::cell::{Cell, RefCell};
 use std::ffi::c_void;
 use std::future::Future;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use napi::{sys, Env, Status};
@@ -83,26 +83,32 @@ struct Completion {
 /// State shared between the runtime thread (producers) and the JavaScript thread.
 struct Shared {
     queue: Mutex<Vec<Completion>>,
+    /// Calls submitted and not yet pushed.
+    in_flight: AtomicUsize,
     tsfn: SendPtr,
 }
 
 impl Shared {
-    fn push(&self, c: Completion) {
-        let was_empty = {
-            let mut q = self.queue.lock();
-            q.push(c);
-            q.len() == 1
-        };
-        if was_empty {
-            // SAFETY: the thread-safe function lives as long as the environment; calling it
-            // from any thread is what it is for.
-            unsafe {
-                sys::napi_call_threadsafe_function(
-                    self.tsfn.0 as sys::napi_threadsafe_function,
-                    ptr::null_mut(),
-                    sys::ThreadsafeFunctionCallMode::nonblocking,
-                );
-            }
+    /// Queues an outcome and says when the caller must [`Shared::signal`]: at once when no other
+    /// call is in flight, else after this runtime turn, so the calls completed by the same
+    /// reply packet settle in one turn of the event loop.
+    fn push(&self, c: Completion) -> Option<bool> {
+        let others = self.in_flight.fetch_sub(1, Ordering::AcqRel) > 1;
+        let mut q = self.queue.lock();
+        q.push(c);
+        (q.len() == 1).then_some(others)
+    }
+
+    /// Wakes the JavaScript thread to settle what is queued.
+    fn signal(&self) {
+        // SAFETY: the thread-safe function lives as long as the environment; calling it from
+        // any thread is what it is for.
+        unsafe {
+            sys::napi_call_threadsafe_function(
+                self.tsfn.0 as sys::napi_threadsafe_function,
+                ptr::null_mut(),
+                sys::ThreadsafeFunctionCallMode::nonblocking,
+            );
         }
     }
 }
@@ -200,6 +206,7 @@ impl Dispatcher {
         Ok(Self {
             shared: Arc::new(Shared {
                 queue: Mutex::new(Vec::new()),
+                in_flight: AtomicUsize::new(0),
                 tsfn: SendPtr(tsfn.cast()),
             }),
             pending: Cell::new(0),
@@ -391,13 +398,21 @@ where
     unsafe { check(sys::napi_create_promise(raw, &mut deferred, &mut promise))? };
     d.hold(raw);
     let shared = d.shared.clone();
+    shared.in_flight.fetch_add(1, Ordering::AcqRel);
     let deferred = SendPtr(deferred.cast());
     let first = submit(Box::pin(async move {
         let out = fut.await;
-        shared.push(Completion {
+        match shared.push(Completion {
             deferred,
             settle: Box::new(move |env| to_js(env, out?)),
-        });
+        }) {
+            Some(false) => shared.signal(),
+            Some(true) => {
+                tokio::task::yield_now().await;
+                shared.signal();
+            }
+            None => {}
+        }
     }));
     if first {
         if d.pending.get() == 1 {

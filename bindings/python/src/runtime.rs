@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -116,18 +116,26 @@ where
 /// Completions shared between the runtime thread (producer) and the event loop (consumer).
 struct Queue {
     done: Mutex<Vec<(u64, Outcome)>>,
+    /// Calls submitted and not yet pushed.
+    in_flight: AtomicUsize,
     signalled: AtomicBool,
     tx: UnixStream,
 }
 
 impl Queue {
-    fn push(&self, token: u64, outcome: Outcome) {
+    /// Queues an outcome and says when the caller must [`Queue::signal`]: at once when no other
+    /// call is in flight, else after this runtime turn, so the calls completed by the same
+    /// reply packet ride on one wake-up of the event loop.
+    fn push(&self, token: u64, outcome: Outcome) -> Option<bool> {
         self.done.lock().push((token, outcome));
-        if !self.signalled.swap(true, Ordering::AcqRel) {
-            // One byte per idle-to-busy transition; a full socket buffer means a wake-up is
-            // already pending, so the error is harmless.
-            let _ = (&self.tx).write(&[1]);
-        }
+        let others = self.in_flight.fetch_sub(1, Ordering::AcqRel) > 1;
+        (!self.signalled.swap(true, Ordering::AcqRel)).then_some(others)
+    }
+
+    /// Wakes the event loop: one byte per idle-to-busy transition (a full socket buffer means
+    /// a wake-up is already pending, so the error is harmless).
+    fn signal(&self) {
+        let _ = (&self.tx).write(&[1]);
     }
 }
 
@@ -152,6 +160,7 @@ impl Completer {
         Ok(Self {
             queue: Arc::new(Queue {
                 done: Mutex::new(Vec::new()),
+                in_flight: AtomicUsize::new(0),
                 signalled: AtomicBool::new(false),
                 tx,
             }),
@@ -264,15 +273,29 @@ impl Completer {
         // The pending entry must exist before the completion can be drained: the lock is
         // held across the spawn (drain takes it too, on this same thread, later).
         let mut p = self.pending.lock();
+        let q = queue.clone();
         let (task, abort) = futures::future::abortable(async move {
             let outcome: Outcome = fut.await.map(|v| {
                 Box::new(move |py: Python<'_>| v.into_py_any(py))
                     as Box<dyn FnOnce(Python<'_>) -> PyResult<PyObject> + Send>
             });
-            queue.push(token, outcome);
+            q.push(token, outcome)
         });
+        queue.in_flight.fetch_add(1, Ordering::AcqRel);
         driver().spawn(async move {
-            let _ = task.await;
+            // Outside the abortable part: a queue marked signalled must get its byte.
+            match task.await {
+                Ok(Some(false)) => queue.signal(),
+                Ok(Some(true)) => {
+                    tokio::task::yield_now().await;
+                    queue.signal();
+                }
+                Ok(None) => {}
+                // Aborted before it pushed.
+                Err(_) => {
+                    queue.in_flight.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
         });
         p.insert(token, (afut.clone_ref(py), abort));
         Ok((afut, token))
