@@ -157,11 +157,15 @@ func await(ctx context.Context, start startFn) (*C.FelixResult, error) {
 		return nil, takeError(st, cerr)
 	}
 	var r completion
-	select {
-	case r = <-ch:
-	case <-ctx.Done():
-		C.felix_completion_queue_cancel(queue, C.uint64_t(token))
-		r = <-ch
+	if done := ctx.Done(); done == nil {
+		r = <-ch // a context that cannot end: skip the select
+	} else {
+		select {
+		case r = <-ch:
+		case <-done:
+			C.felix_completion_queue_cancel(queue, C.uint64_t(token))
+			r = <-ch
+		}
 	}
 	chanPool.Put(ch)
 	return finish(ctx, r)

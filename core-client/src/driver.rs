@@ -33,9 +33,9 @@ use tokio::sync::Notify;
 /// How long after the last blocking call the background thread takes the runtime back.
 pub const QUIET: Duration = Duration::from_millis(1);
 
-/// How often the background thread re-checks while a blocking caller holds the runtime (it is
-/// also woken when that caller leaves work pending).
-const RECHECK: Duration = Duration::from_millis(10);
+/// A safety net: the background thread is woken by the last blocking caller to leave, and
+/// re-checks at least this often anyway.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// Which runtime a [`Driver`] runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,6 +69,8 @@ struct Shared {
     pending: AtomicUsize,
     /// The background thread is inside the runtime (or about to be).
     holding: AtomicBool,
+    /// The background thread waits for the blocking callers to leave.
+    awaiting_leave: AtomicBool,
     /// Asks the background thread to leave the runtime.
     release: Notify,
     lock: Mutex<()>,
@@ -107,6 +109,7 @@ impl Driver {
                 last_direct_us: AtomicU64::new(0),
                 pending: AtomicUsize::new(0),
                 holding: AtomicBool::new(false),
+                awaiting_leave: AtomicBool::new(false),
                 release: Notify::new(),
                 lock: Mutex::new(()),
                 wake: Condvar::new(),
@@ -193,10 +196,14 @@ impl Driver {
             // Phase 2: leave it to blocking callers until the policy says to take it back.
             let mut g = self.s.lock.lock();
             loop {
+                // Set before looking at `direct`, so that the last caller to leave either
+                // sees it (and wakes this thread) or left before the look.
+                self.s.awaiting_leave.store(true, SeqCst);
                 if self.s.direct.load(SeqCst) > 0 {
                     self.s.wake.wait_for(&mut g, RECHECK);
                     continue;
                 }
+                self.s.awaiting_leave.store(false, SeqCst);
                 if self.s.pending.load(SeqCst) > 0 {
                     break;
                 }
@@ -239,8 +246,8 @@ async fn pump(s: Arc<Shared>) {
     }
 }
 
-/// Leaves [`Driver::block_on`]: records the time, and hands pending work to the background
-/// thread when this was the last blocking caller.
+/// Leaves [`Driver::block_on`]: records the time, and when this was the last blocking caller,
+/// wakes the background thread if it has pending work to take over or is waiting for this.
 struct Leave<'a>(&'a Shared);
 
 impl Drop for Leave<'_> {
@@ -248,7 +255,9 @@ impl Drop for Leave<'_> {
         let s = self.0;
         s.last_direct_us
             .store(s.epoch.elapsed().as_micros() as u64, SeqCst);
-        if s.direct.fetch_sub(1, SeqCst) == 1 && s.pending.load(SeqCst) > 0 {
+        if s.direct.fetch_sub(1, SeqCst) == 1
+            && (s.pending.load(SeqCst) > 0 || s.awaiting_leave.load(SeqCst))
+        {
             let _g = s.lock.lock();
             s.wake.notify_one();
         }
