@@ -223,11 +223,8 @@ pub(crate) unsafe fn start(
     token: u64,
     call: Res<Call>,
 ) -> Res<()> {
-    if queue.is_null() {
-        return Err(Failure::invalid("completion queue is NULL"));
-    }
     // SAFETY: per the contract.
-    let q = unsafe { &*queue }.inner.clone();
+    let q = unsafe { queue_arg(queue) }?;
     let call = call?;
     let (cancel_tx, cancel_rx) = oneshot::channel();
     let mut st = q.state.lock();
@@ -239,24 +236,17 @@ pub(crate) unsafe fn start(
             "token {token} is already in flight on this queue"
         )));
     }
-    if q.deferred {
-        st.pending.insert(
-            token,
-            Entry {
-                cancel: Some(cancel_tx),
-                deferred: Some((call, cancel_rx)),
-            },
-        );
-        return Ok(());
-    }
-    st.pending.insert(
-        token,
-        Entry {
-            cancel: Some(cancel_tx),
-            deferred: None,
-        },
-    );
+    // A deferred call waits in its entry for `felix_completion_queue_wait_one`.
+    let mut work = Some((call, cancel_rx));
+    let entry = Entry {
+        cancel: Some(cancel_tx),
+        deferred: if q.deferred { work.take() } else { None },
+    };
+    st.pending.insert(token, entry);
     drop(st);
+    let Some((call, cancel_rx)) = work else {
+        return Ok(());
+    };
     driver().spawn(async move {
         let r = tokio::select! {
             biased;
