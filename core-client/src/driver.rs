@@ -246,6 +246,44 @@ async fn pump(s: Arc<Shared>) {
     }
 }
 
+/// Whether, and when, a finished call must wake the consumer of a binding's completion queue
+/// (a thread, Go's netpoller, an event loop). Shared by every binding, so that they batch
+/// wake-ups the same way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// The queue was not idle: its consumer has been woken already.
+    No,
+    /// The queue was idle and no other call is in flight: wake at once.
+    Now,
+    /// The queue was idle and other calls are in flight: wake after this runtime turn, so the
+    /// calls completed by the same reply packet ride on one wake-up.
+    AfterTurn,
+}
+
+impl Wake {
+    /// The decision for a completion that found the queue idle (`was_idle`) while other calls
+    /// were still in flight (`others`).
+    pub fn after_push(was_idle: bool, others: bool) -> Wake {
+        match (was_idle, others) {
+            (false, _) => Wake::No,
+            (true, false) => Wake::Now,
+            (true, true) => Wake::AfterTurn,
+        }
+    }
+
+    /// Runs `signal` when this says to (awaiting the end of the turn first for `AfterTurn`).
+    pub async fn signal(self, signal: impl FnOnce()) {
+        match self {
+            Wake::No => {}
+            Wake::Now => signal(),
+            Wake::AfterTurn => {
+                tokio::task::yield_now().await;
+                signal();
+            }
+        }
+    }
+}
+
 /// Leaves [`Driver::block_on`]: records the time, and when this was the last blocking caller,
 /// wakes the background thread if it has pending work to take over or is waiting for this.
 struct Leave<'a>(&'a Shared);

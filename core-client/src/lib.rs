@@ -33,7 +33,7 @@ pub use bytes::Bytes;
 pub use cache::{CacheValue, PutCondition};
 pub use client::{Client, FullPolicy, StreamSettings};
 pub use config::{ClientConfig, PublisherConfig, Tls};
-pub use driver::{Driver, Flavor, QUIET};
+pub use driver::{Driver, Flavor, Wake, QUIET};
 pub use error::{Error, ErrorCode, Result};
 pub use felix_wire::AckMode;
 pub use publish::Publisher;

@@ -28,7 +28,7 @@ use std::ptr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use felix_client::{Driver, Flavor};
+use felix_client::{Driver, Flavor, Wake};
 use futures::FutureExt;
 use parking_lot::{Condvar, Mutex};
 use tokio::runtime::Handle;
@@ -127,30 +127,6 @@ impl Done {
     }
 }
 
-/// Whether, and when, a completion must wake the queue's consumer.
-pub(crate) enum Wake {
-    /// The queue was not empty: its consumer has been woken already.
-    No,
-    /// The queue was empty and no other call is in flight on it: wake at once.
-    Now,
-    /// The queue was empty and other calls are in flight: wake after this runtime turn, so the
-    /// calls completed by the same reply packet ride on one wake-up.
-    AfterTurn,
-}
-
-impl Wake {
-    async fn signal(self, q: &Queue) {
-        match self {
-            Wake::No => {}
-            Wake::Now => q.signal(),
-            Wake::AfterTurn => {
-                tokio::task::yield_now().await;
-                q.signal();
-            }
-        }
-    }
-}
-
 /// A call started on a queue and not yet completed.
 struct Entry {
     /// Cancels the call (taken by the first `felix_completion_queue_cancel`).
@@ -196,11 +172,7 @@ impl Queue {
         }
         let was_empty = st.ready.is_empty();
         st.ready.push_back(done);
-        match (was_empty, st.pending.is_empty()) {
-            (false, _) => Wake::No,
-            (true, true) => Wake::Now,
-            (true, false) => Wake::AfterTurn,
-        }
+        Wake::after_push(was_empty, !st.pending.is_empty())
     }
 
     /// Wakes a waiting thread and makes the queue's descriptor readable.
@@ -253,7 +225,7 @@ pub(crate) unsafe fn start(
             r = run(call) => r,
             _ = cancel_rx => Err(cancelled()),
         };
-        q.complete(token, r).signal(&q).await;
+        q.complete(token, r).signal(|| q.signal()).await;
     });
     Ok(())
 }

@@ -21,6 +21,7 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use felix_client::Wake;
 use napi::{sys, Env, Status};
 use parking_lot::Mutex;
 use tokio::sync::Notify;
@@ -92,11 +93,11 @@ impl Shared {
     /// Queues an outcome and says when the caller must [`Shared::signal`]: at once when no other
     /// call is in flight, else after this runtime turn, so the calls completed by the same
     /// reply packet settle in one turn of the event loop.
-    fn push(&self, c: Completion) -> Option<bool> {
+    fn push(&self, c: Completion) -> Wake {
         let others = self.in_flight.fetch_sub(1, Ordering::AcqRel) > 1;
         let mut q = self.queue.lock();
         q.push(c);
-        (q.len() == 1).then_some(others)
+        Wake::after_push(q.len() == 1, others)
     }
 
     /// Wakes the JavaScript thread to settle what is queued.
@@ -402,17 +403,13 @@ where
     let deferred = SendPtr(deferred.cast());
     let first = submit(Box::pin(async move {
         let out = fut.await;
-        match shared.push(Completion {
-            deferred,
-            settle: Box::new(move |env| to_js(env, out?)),
-        }) {
-            Some(false) => shared.signal(),
-            Some(true) => {
-                tokio::task::yield_now().await;
-                shared.signal();
-            }
-            None => {}
-        }
+        shared
+            .push(Completion {
+                deferred,
+                settle: Box::new(move |env| to_js(env, out?)),
+            })
+            .signal(|| shared.signal())
+            .await;
     }));
     if first {
         if d.pending.get() == 1 {

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use felix_client::{Driver, Flavor};
+use felix_client::{Driver, Flavor, Wake};
 use futures::future::AbortHandle;
 use parking_lot::Mutex;
 use pyo3::prelude::*;
@@ -126,10 +126,10 @@ impl Queue {
     /// Queues an outcome and says when the caller must [`Queue::signal`]: at once when no other
     /// call is in flight, else after this runtime turn, so the calls completed by the same
     /// reply packet ride on one wake-up of the event loop.
-    fn push(&self, token: u64, outcome: Outcome) -> Option<bool> {
+    fn push(&self, token: u64, outcome: Outcome) -> Wake {
         self.done.lock().push((token, outcome));
         let others = self.in_flight.fetch_sub(1, Ordering::AcqRel) > 1;
-        (!self.signalled.swap(true, Ordering::AcqRel)).then_some(others)
+        Wake::after_push(!self.signalled.swap(true, Ordering::AcqRel), others)
     }
 
     /// Wakes the event loop: one byte per idle-to-busy transition (a full socket buffer means
@@ -285,12 +285,7 @@ impl Completer {
         driver().spawn(async move {
             // Outside the abortable part: a queue marked signalled must get its byte.
             match task.await {
-                Ok(Some(false)) => queue.signal(),
-                Ok(Some(true)) => {
-                    tokio::task::yield_now().await;
-                    queue.signal();
-                }
-                Ok(None) => {}
+                Ok(wake) => wake.signal(|| queue.signal()).await,
                 // Aborted before it pushed.
                 Err(_) => {
                     queue.in_flight.fetch_sub(1, Ordering::AcqRel);
