@@ -20,4 +20,4 @@ if git -C "$repo" ls-files --error-unmatch bindings/node/index.d.ts >/dev/null 2
         { echo "index.js / index.d.ts differ from the generated ones: commit the regenerated files" >&2; exit 1; }
 fi
 
-node --test --test-concurrency=1 test/*.test.js
+node --test --test-concurrency=1 --test-timeout=120000 test/*.test.js

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::sync::Mutex;
 use bytes::{Bytes, BytesMut};
 use felix_transport::framed::FrameReader;
 use felix_wire::{features, flags, Decoded, ExtFrame, Message};
-use parking_lot::Mutex;
 use tokio::sync::{oneshot, OwnedMutexGuard};
 
 use crate::config::ClientConfig;

@@ -25,8 +25,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::sync::{Condvar, Mutex};
 use futures::future::BoxFuture;
-use parking_lot::{Condvar, Mutex};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Notify;
 

@@ -28,6 +28,7 @@ mod pool;
 mod publish;
 mod queue;
 mod subscribe;
+pub mod sync;
 
 pub use bytes::Bytes;
 pub use cache::{CacheValue, PutCondition};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use parking_lot::RwLock;
+use crate::sync::RwLock;
 use rand::Rng;
 use tokio::time::Instant;
 use tracing::{debug, warn};

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crate::sync::Mutex;
 use bytes::Bytes;
 use felix_transport::framed::FrameReader;
 use felix_wire::{features, Decoded, Message, StartPos};
-use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 

@@ -28,9 +28,9 @@ use std::ptr;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use felix_client::sync::{Condvar, Mutex};
 use felix_client::{Driver, Flavor, Wake};
 use futures::FutureExt;
-use parking_lot::{Condvar, Mutex};
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 

@@ -18,8 +18,8 @@ use std::ptr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use felix_client::sync::{Condvar, Mutex, ReentrantMutex};
 use felix_client::{Event, Start, Subscription};
-use parking_lot::{Condvar, Mutex, ReentrantMutex};
 use tokio::sync::Notify;
 
 use crate::bytes::{store, FelixBytes, FelixResult, ItemData, Output};

@@ -3,11 +3,11 @@
 
 use std::sync::{Arc, Weak};
 
+use felix_client::sync::Mutex;
 use felix_client::{Client, ClientConfig, FullPolicy, StreamSettings, Tls};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
-use parking_lot::Mutex;
 
 use crate::error::{closed, invalid, Failure, Outcome};
 use crate::runtime::{self, cancellable, promise, rejected, Cancel};

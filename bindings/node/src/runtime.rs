@@ -21,9 +21,9 @@ use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
+use felix_client::sync::Mutex;
 use felix_client::Wake;
 use napi::{sys, Env, Status};
-use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::error::{self, Failure};

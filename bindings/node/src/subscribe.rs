@@ -5,11 +5,11 @@
 
 use std::sync::Arc;
 
+use felix_client::sync::Mutex;
 use felix_client::{Event, Gap, Start, Subscription};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
-use parking_lot::Mutex;
 
 use crate::client::NativeClient;
 use crate::error::{cancelled, invalid, Failure, Outcome};

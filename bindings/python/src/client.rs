@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use felix_client::sync::Mutex;
 use felix_client::{
     ClientConfig, FullPolicy, GroupSettings, PublisherConfig, PutCondition, StreamSettings, Tls,
 };
-use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 

@@ -27,9 +27,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use felix_client::sync::Mutex;
 use felix_client::{Driver, Flavor, Wake};
 use futures::future::AbortHandle;
-use parking_lot::Mutex;
 use pyo3::prelude::*;
 use pyo3::IntoPyObjectExt;
 use tokio::runtime::Handle;

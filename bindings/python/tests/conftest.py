@@ -7,10 +7,13 @@ restart reuses the port and the CA directory (the dev broker keeps its certifica
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -43,6 +46,10 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.02):
         time.sleep(interval)
 
 
+# Every broker process this session started, for a test that must end the run abruptly.
+LIVE_BROKERS: "set[Broker]" = set()
+
+
 class Broker:
     """One broker process; `restart()` keeps its address and CA."""
 
@@ -64,6 +71,7 @@ class Broker:
              "--dev-ca-path", self.ca_file, *self.extra],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )  # fmt: skip
+        LIVE_BROKERS.add(self)
         wait_until(self._ready, 30, f"broker at {self.address}", 0.05)
 
     def _ready(self) -> bool:
@@ -89,6 +97,11 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        LIVE_BROKERS.discard(self)
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
 
     def restart(self) -> None:
         self.stop()
@@ -99,6 +112,30 @@ class Broker:
 
     async def aclient(self, **kw) -> felix.AsyncClient:
         return await felix.AsyncClient.connect(self.address, ca_file=self.ca_file, **kw)
+
+
+# A test that hangs fails the run, with every thread's stack, instead of holding CI until its
+# own limit.
+TEST_DEADLINE_S = float(os.environ.get("FELIX_TEST_DEADLINE_S", "120"))
+
+
+@pytest.fixture(autouse=True)
+def _deadline(request: pytest.FixtureRequest) -> Iterator[None]:
+    def expire() -> None:
+        capman = request.config.pluginmanager.getplugin("capturemanager")
+        with capman.global_and_fixture_disabled():
+            sys.stderr.write(f"\n{request.node.nodeid}: still running after {TEST_DEADLINE_S}s\n")
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            sys.stderr.flush()
+        for b in list(LIVE_BROKERS):  # os._exit runs no fixture teardown
+            b.kill()
+        os._exit(3)
+
+    timer = threading.Timer(TEST_DEADLINE_S, expire)
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 @pytest.fixture(scope="session")
