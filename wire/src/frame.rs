@@ -42,6 +42,18 @@ pub mod flags {
     pub const V1_ALL: u16 = V1_BASELINE | ACKED | BINARY_ACK;
     /// Every flag this implementation understands.
     pub const ALL: u16 = V1_ALL | EXT_BINARY | EVENT_BATCH_OFFSETS;
+    /// Every flags value a frame may carry, one per payload kind [`crate::decode`] knows;
+    /// any other value is refused with `UnknownFlags`.
+    pub const KINDS: [u16; 8] = [
+        JSON,
+        PUBLISH_BATCH,
+        PUBLISH_BATCH | ACKED,
+        EVENT_BATCH,
+        EVENT_BATCH_NO_SUB,
+        BINARY_ACK,
+        EXT_BINARY,
+        EVENT_BATCH_OFFSETS,
+    ];
 }
 
 /// A validated frame header.
