@@ -24,6 +24,9 @@
  *     when no other thread does, so its request and reply need no hand-off between threads;
  *     otherwise a background thread ("felix-runtime") drives it. With
  *     FELIX_FFI_RUNTIME=multi-thread a pool of FELIX_FFI_WORKERS "felix-worker" threads does.
+ *     FELIX_SPIN_US=N (read once, at first use) makes the background thread poll instead of
+ *     sleeping for up to N µs after a call is started or finishes: lower latency for calls
+ *     through completion queues, at the price of a busy core while calls flow. Off by default.
  *   - Blocking calls (felix_cache_get, ...) park the calling thread until the outcome is known.
  *   - _start calls return at once; the outcome is delivered as a FelixCompletion to the given
  *     FelixCompletionQueue, drained by felix_completion_queue_wait on any thread(s). One
