@@ -239,6 +239,7 @@ impl Driver {
                     break;
                 }
                 let idle = self
+                    .s
                     .now_us()
                     .saturating_sub(self.s.last_direct_us.load(SeqCst));
                 let left = QUIET.saturating_sub(Duration::from_micros(idle));
@@ -249,19 +250,19 @@ impl Driver {
             }
         }
     }
-
-    fn now_us(&self) -> u64 {
-        self.s.epoch.elapsed().as_micros() as u64
-    }
 }
 
 impl Shared {
+    /// µs since `epoch`: the clock of `last_direct_us` and `progress_us`.
+    fn now_us(&self) -> u64 {
+        self.epoch.elapsed().as_micros() as u64
+    }
+
     /// Records that a call was submitted or finished (for the busy-poll window), and gets the
     /// background thread's loop to look (it may be asleep since the last window closed).
     fn progress(&self) {
         if self.spin_us > 0 {
-            self.progress_us
-                .store(self.epoch.elapsed().as_micros() as u64, SeqCst);
+            self.progress_us.store(self.now_us(), SeqCst);
             self.release.notify_one();
         }
     }
@@ -269,9 +270,7 @@ impl Shared {
     /// Whether the background thread should poll rather than sleep right now.
     fn spinning(&self) -> bool {
         self.spin_us > 0
-            && (self.epoch.elapsed().as_micros() as u64)
-                .saturating_sub(self.progress_us.load(SeqCst))
-                < self.spin_us
+            && self.now_us().saturating_sub(self.progress_us.load(SeqCst)) < self.spin_us
     }
 
     /// Wakes the pump, unless it is awake already.
@@ -340,8 +339,7 @@ struct Leave<'a>(&'a Shared);
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         let s = self.0;
-        s.last_direct_us
-            .store(s.epoch.elapsed().as_micros() as u64, SeqCst);
+        s.last_direct_us.store(s.now_us(), SeqCst);
         if s.direct.fetch_sub(1, SeqCst) == 1
             && (s.pending.load(SeqCst) > 0 || s.awaiting_leave.load(SeqCst))
         {
@@ -380,6 +378,7 @@ mod tests {
     const DEADLINE: Duration = Duration::from_secs(10);
 
     /// CPU time (user + system, in clock ticks) of this process's thread named `name`.
+    #[cfg(target_os = "linux")]
     fn thread_ticks(name: &str) -> u64 {
         for t in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
             let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();

@@ -29,11 +29,6 @@ impl<T> Mutex<T> {
     pub const fn new(value: T) -> Self {
         Mutex(std::sync::Mutex::new(value))
     }
-
-    /// The value, consuming the mutex.
-    pub fn into_inner(self) -> T {
-        self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
-    }
 }
 
 impl<T: ?Sized> Mutex<T> {
@@ -49,11 +44,6 @@ impl<T: ?Sized> Mutex<T> {
             Err(TryLockError::Poisoned(p)) => Some(MutexGuard(Some(p.into_inner()))),
             Err(TryLockError::WouldBlock) => None,
         }
-    }
-
-    /// The value, through exclusive access (no locking needed).
-    pub fn get_mut(&mut self) -> &mut T {
-        self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
