@@ -30,7 +30,10 @@
  *   - Blocking calls (felix_cache_get, ...) park the calling thread until the outcome is known.
  *   - _start calls return at once; the outcome is delivered as a FelixCompletion to the given
  *     FelixCompletionQueue, drained by felix_completion_queue_wait on any thread(s). One
- *     waiting thread serves any number of calls in flight. On a deferred queue
+ *     waiting thread serves any number of calls in flight, and drives the runtime while it
+ *     waits. On a driven queue (felix_completion_queue_new_driven) calls start when a thread
+ *     waits on the queue, together, on that thread: one thread serving many callers sends and
+ *     receives without waking another. On a deferred queue
  *     (felix_completion_queue_new_deferred) a call runs when a thread waits for it with
  *     felix_completion_queue_wait_one, on that thread: a blocking call that another thread can
  *     cancel.
@@ -704,9 +707,22 @@ FelixCompletionQueue *felix_completion_queue_new(void);
 // `felix_completion_queue_free`.
 FelixCompletionQueue *felix_completion_queue_new_deferred(void);
 
+// Creates a driven completion queue: calls started on it run when a thread waits on it with
+// `felix_completion_queue_wait` (a nonzero timeout), together and on that thread, which
+// drives the library's runtime while it waits. The requests of every call started since the
+// last wait leave in one packet and the replies are read on the waiting thread, with no
+// wake-up from another thread: the highest throughput for one thread serving many callers (how
+// the Go package runs concurrent calls). A call started while a thread waits wakes it to
+// start the call. With nobody waiting, calls wait too (a wait with `timeout_ms` 0 starts them
+// on the background thread instead). Release with `felix_completion_queue_free`.
+FelixCompletionQueue *felix_completion_queue_new_driven(void);
+
 // Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
 // to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
-// `FELIX_STATUS_OK`). The caller owns each completion's result and error. Returns
+// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
+// thread drives the library's runtime, as a blocking call does; on a driven queue it also
+// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
+// background thread instead). The caller owns each completion's result and error. Returns
 // `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
 //
 // # Safety

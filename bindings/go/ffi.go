@@ -13,10 +13,10 @@ package felix
 // other is in flight (the common case of one goroutine talking to Felix) is started on a
 // deferred queue and waited for with felix_completion_queue_wait_one: the goroutine's thread
 // runs the call and drives the library's runtime itself, so request and reply need no
-// hand-off between threads. Calls made while another is in flight come back through one
-// process-wide completion queue, drained by one goroutine that sleeps in Go's netpoller on the
-// queue's descriptor (felix_completion_queue_fd). However many goroutines call Felix at once,
-// at most one OS thread is blocked in C (plus the library's runtime thread).
+// hand-off between threads. Calls made while another is in flight go through one process-wide
+// driven queue (felix_completion_queue_new_driven), served by the dispatch goroutine: see
+// dispatch. However many goroutines call Felix at once, at most one OS thread is blocked in C
+// for them (plus the library's runtime thread).
 
 //go:generate cargo build -p felix-ffi --manifest-path ../../Cargo.toml
 
@@ -31,11 +31,9 @@ import "C"
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 )
 
@@ -55,6 +53,8 @@ var (
 	queue     *C.FelixCompletionQueue
 	deferred  *C.FelixCompletionQueue
 	inflight  atomic.Int32 // calls in flight in this process
+	queued    atomic.Int32 // calls started on queue whose completion is not yet handed out
+	kick      = make(chan struct{}, 1)
 	pendingMu sync.Mutex
 	pending   = map[uint64]chan completion{}
 	nextToken atomic.Uint64
@@ -72,42 +72,28 @@ func init() {
 		initErr = fmt.Errorf("felix: the linked libfelix_ffi has C ABI version %d, this Go package needs %d: rebuild the library (cargo build -p felix-ffi) from the same checkout", v, ABIVersion)
 		return
 	}
-	queue = C.felix_completion_queue_new()
+	queue = C.felix_completion_queue_new_driven()
 	deferred = C.felix_completion_queue_new_deferred()
-	var fd C.int
-	if st := C.felix_completion_queue_fd(queue, &fd, nil); st != C.FELIX_STATUS_OK {
-		initErr = fmt.Errorf("felix: cannot set up the completion queue (status %d)", int(st))
-		return
-	}
-	// A duplicate, so that the *os.File can own (and one day close) it; it is non-blocking, so
-	// os.NewFile registers it with Go's netpoller and Read parks the goroutine, not a thread.
-	dup, err := syscall.Dup(int(fd))
-	if err != nil {
-		initErr = fmt.Errorf("felix: cannot set up the completion queue: %w", err)
-		return
-	}
-	if err := syscall.SetNonblock(dup, true); err != nil {
-		initErr = fmt.Errorf("felix: cannot set up the completion queue: %w", err)
-		return
-	}
-	go dispatch(os.NewFile(uintptr(dup), "felix-completions"))
+	go dispatch()
 }
 
-// dispatch hands every completion to the goroutine waiting for its token. It sleeps in Go's
-// netpoller until the queue's descriptor is readable, then drains the queue without waiting,
-// so under load one wake-up delivers many completions.
-func dispatch(ready *os.File) {
+// dispatch hands every completion to the goroutine waiting for its token. While calls are in
+// flight it waits in felix_completion_queue_wait, whose thread then drives the library's
+// runtime: replies are read and completions produced on this goroutine's thread, with no
+// wake-up from another thread, and one return delivers every completion of a turn. With
+// nothing in flight it parks on kick (no thread blocked).
+func dispatch() {
 	const max = 128
 	var buf [max]C.FelixCompletion
-	var sink [256]byte
-	for {
-		for {
+	for range kick {
+		for queued.Load() > 0 {
 			var n C.size_t
-			if C.felix_completion_queue_wait(queue, &buf[0], max, 0, &n, nil) != C.FELIX_STATUS_OK {
+			// A bounded wait, so that a call started just after this look is not missed.
+			if C.felix_completion_queue_wait(queue, &buf[0], max, 100, &n, nil) != C.FELIX_STATUS_OK {
 				return
 			}
 			if n == 0 {
-				break
+				continue
 			}
 			pendingMu.Lock()
 			for i := 0; i < int(n); i++ {
@@ -117,12 +103,10 @@ func dispatch(ready *os.File) {
 				ch <- completion{status: c.status, result: c.result, err: c.error}
 			}
 			pendingMu.Unlock()
-			if n < max {
-				break
-			}
-		}
-		if _, err := ready.Read(sink[:]); err != nil {
-			return
+			queued.Add(-int32(n))
+			// Let the goroutines just handed a completion run first: their next calls, started
+			// meanwhile, then leave together when this goroutine waits again.
+			runtime.Gosched()
 		}
 	}
 }
@@ -148,8 +132,15 @@ func await(ctx context.Context, start startFn) (*C.FelixResult, error) {
 	pendingMu.Lock()
 	pending[token] = ch
 	pendingMu.Unlock()
+	if queued.Add(1) == 1 {
+		select {
+		case kick <- struct{}{}:
+		default: // the dispatcher has a kick waiting already
+		}
+	}
 	var cerr *C.FelixError
 	if st := start(queue, C.uint64_t(token), &cerr); st != C.FELIX_STATUS_OK {
+		queued.Add(-1)
 		pendingMu.Lock()
 		delete(pending, token)
 		pendingMu.Unlock()

@@ -77,6 +77,9 @@ struct Shared {
     holding: AtomicBool,
     /// The background thread waits for the blocking callers to leave.
     awaiting_leave: AtomicBool,
+    /// The last caller to leave [`Driver::block_on`] came through
+    /// [`Driver::block_on_returning`] and has not come back yet.
+    returning: AtomicBool,
     /// Asks the background thread to leave the runtime.
     release: Notify,
     lock: Mutex<()>,
@@ -132,6 +135,7 @@ impl Driver {
                 pending: AtomicUsize::new(0),
                 holding: AtomicBool::new(false),
                 awaiting_leave: AtomicBool::new(false),
+                returning: AtomicBool::new(false),
                 release: Notify::new(),
                 lock: Mutex::new(()),
                 wake: Condvar::new(),
@@ -164,12 +168,31 @@ impl Driver {
         if !self.current_thread {
             return self.rt.block_on(f);
         }
+        self.enter();
+        let _leave = Leave(&self.s, false);
+        self.rt.block_on(f)
+    }
+
+    /// As [`Driver::block_on`], for a caller that comes back at once after handling what it
+    /// waited for: a completion-queue consumer that drives the runtime while it waits and
+    /// leaves only to hand results out. When it leaves with work still pending, the background
+    /// thread does not take the runtime over at once (which would cost two thread wake-ups per
+    /// round, one to take it and one to give it back) but only if the caller has not come back
+    /// within [`QUIET`]; meanwhile I/O waits for the caller's return.
+    pub fn block_on_returning<F: Future>(&self, f: F) -> F::Output {
+        if !self.current_thread {
+            return self.rt.block_on(f);
+        }
+        self.enter();
+        let _leave = Leave(&self.s, true);
+        self.rt.block_on(f)
+    }
+
+    fn enter(&self) {
         self.s.direct.fetch_add(1, SeqCst);
         if self.s.holding.load(SeqCst) {
             self.s.release.notify_one();
         }
-        let _leave = Leave(&self.s);
-        self.rt.block_on(f)
     }
 
     /// Spawns `f` (from any thread), counting it as work that keeps the runtime driven until it
@@ -196,7 +219,10 @@ impl Driver {
         self.s.submitted.lock().push(Box::pin(task));
         self.s.progress();
         self.s.schedule();
-        if !self.s.holding.load(SeqCst) && self.s.direct.load(SeqCst) == 0 {
+        if !self.s.holding.load(SeqCst)
+            && self.s.direct.load(SeqCst) == 0
+            && !self.s.returning.load(SeqCst)
+        {
             let _g = self.s.lock.lock();
             self.s.wake.notify_one();
         }
@@ -230,12 +256,15 @@ impl Driver {
                 // Set before looking at `direct`, so that the last caller to leave either
                 // sees it (and wakes this thread) or left before the look.
                 self.s.awaiting_leave.store(true, SeqCst);
+                // A returning caller leaves without waking this thread: look every QUIET.
+                let returning = self.s.returning.load(SeqCst);
                 if self.s.direct.load(SeqCst) > 0 {
-                    self.s.wake.wait_for(&mut g, RECHECK);
+                    let recheck = if returning { QUIET } else { RECHECK };
+                    self.s.wake.wait_for(&mut g, recheck);
                     continue;
                 }
                 self.s.awaiting_leave.store(false, SeqCst);
-                if self.s.pending.load(SeqCst) > 0 {
+                if self.s.pending.load(SeqCst) > 0 && !returning {
                     break;
                 }
                 let idle = self
@@ -244,6 +273,8 @@ impl Driver {
                     .saturating_sub(self.s.last_direct_us.load(SeqCst));
                 let left = QUIET.saturating_sub(Duration::from_micros(idle));
                 if left.is_zero() {
+                    // Taken over: a returning caller's next leave must wake this thread again.
+                    self.s.returning.store(false, SeqCst);
                     break;
                 }
                 self.s.wake.wait_for(&mut g, left);
@@ -334,15 +365,22 @@ impl Wake {
 
 /// Leaves [`Driver::block_on`]: records the time, and when this was the last blocking caller,
 /// wakes the background thread if it has pending work to take over or is waiting for this.
-struct Leave<'a>(&'a Shared);
+/// A returning caller (`.1`, [`Driver::block_on_returning`]) wakes it only the first time, so
+/// that it starts looking every [`QUIET`].
+struct Leave<'a>(&'a Shared, bool);
 
 impl Drop for Leave<'_> {
     fn drop(&mut self) {
         let s = self.0;
         s.last_direct_us.store(s.now_us(), SeqCst);
-        if s.direct.fetch_sub(1, SeqCst) == 1
-            && (s.pending.load(SeqCst) > 0 || s.awaiting_leave.load(SeqCst))
-        {
+        let was_returning = s.returning.swap(self.1, SeqCst);
+        let last = s.direct.fetch_sub(1, SeqCst) == 1;
+        if self.1 {
+            if last && !was_returning && s.awaiting_leave.load(SeqCst) {
+                let _g = s.lock.lock();
+                s.wake.notify_one();
+            }
+        } else if last && (s.pending.load(SeqCst) > 0 || s.awaiting_leave.load(SeqCst)) {
             let _g = s.lock.lock();
             s.wake.notify_one();
         }
@@ -391,6 +429,32 @@ mod tests {
             }
         }
         panic!("no thread named {name}");
+    }
+
+    #[test]
+    fn work_left_by_a_returning_caller_that_stays_away_still_runs() {
+        let d = Driver::start_spinning("t-ret", Flavor::CurrentThread, Duration::ZERO).unwrap();
+        for round in 0..20u32 {
+            let (tx, rx) = mpsc::channel();
+            // Spawned while the caller drives, so it is pending when the caller leaves.
+            d.block_on_returning(async {
+                d.spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    let _ = tx.send(round);
+                });
+            });
+            // The caller never comes back: the background thread must take the runtime over.
+            assert_eq!(
+                rx.recv_timeout(DEADLINE).expect("pending work was never driven"),
+                round
+            );
+            // And work spawned while nobody drives runs too.
+            let (tx, rx) = mpsc::channel();
+            d.spawn(async move {
+                let _ = tx.send(round);
+            });
+            assert_eq!(rx.recv_timeout(DEADLINE).expect("spawned work never ran"), round);
+        }
     }
 
     #[test]

@@ -17,6 +17,14 @@
 //! - **start + wait for it** (a deferred queue, `felix_completion_queue_wait_one`): runs like a
 //!   blocking call on the waiting thread, and another thread can cancel it by token (how Go
 //!   runs a call with a cancellable `context.Context` when no other call is in flight).
+//!
+//! A thread waiting in `felix_completion_queue_wait` while calls are in flight drives the
+//! runtime itself ([`Driver::block_on_returning`]), so the replies are read and the completions
+//! queued on the thread that takes them. On a **driven** queue
+//! (`felix_completion_queue_new_driven`) calls are also started by that thread: those started
+//! while it was away (handing completions out) start together when it comes back, so their
+//! requests share a packet. That is how Go serves many goroutines: one thread in C both sends
+//! and receives, and no other thread needs waking for either.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -32,7 +40,7 @@ use felix_client::sync::{Condvar, Mutex};
 use felix_client::{Driver, Flavor, Wake};
 use futures::FutureExt;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 
 use crate::bytes::{FelixResult, Output};
 use crate::error::{guard, panic_failure, quiet, Failure, FelixError, FelixStatus, Res};
@@ -140,14 +148,34 @@ struct QueueState {
     ready: VecDeque<Done>,
     pending: HashMap<u64, Entry>,
     closed: bool,
+    /// Threads asleep on `Queue::cv` (a completion skips the futex call when there are none).
+    sleepers: usize,
+    /// A driven queue's calls not yet started: the next thread to wait starts them.
+    unstarted: Vec<(u64, Call, oneshot::Receiver<()>)>,
+    /// A thread drives the runtime in `felix_completion_queue_wait` on this queue and sleeps
+    /// until `Queue::drivers` is notified (a start must wake it to have its call started).
+    driver_asleep: bool,
+}
+
+/// When a queue's calls run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// At once, on the runtime.
+    #[default]
+    Spawned,
+    /// One at a time, on the thread that waits for it (`felix_completion_queue_wait_one`).
+    Deferred,
+    /// Together, on the thread that waits on the queue (`felix_completion_queue_wait`).
+    Driven,
 }
 
 #[derive(Default)]
 pub(crate) struct Queue {
     state: Mutex<QueueState>,
     cv: Condvar,
-    /// Calls run only in `felix_completion_queue_wait_one`, on the waiting thread.
-    deferred: bool,
+    /// Wakes the threads that drive the runtime while they wait for a completion.
+    drivers: Notify,
+    kind: Kind,
     /// Socket pair behind `felix_completion_queue_fd`: a byte is written to `.0` when a
     /// completion lands in an empty queue; `.1` is the readable end handed out.
     signal: OnceLock<(UnixStream, UnixStream)>,
@@ -160,24 +188,33 @@ pub struct FelixCompletionQueue {
 }
 
 impl Queue {
-    /// Queues a call's outcome and says when the caller must [`Queue::signal`].
-    fn complete(&self, token: u64, r: Res<Option<Output>>) -> Wake {
+    /// Queues a call's outcome and says when the caller must [`Queue::signal`] (and whether a
+    /// thread sleeps on the condition variable).
+    fn complete(&self, token: u64, r: Res<Option<Output>>) -> (Wake, bool) {
         let done = Done::new(token, r);
         let mut st = self.state.lock();
         st.pending.remove(&token);
         if st.closed {
             drop(st);
             done.free();
-            return Wake::No;
+            return (Wake::No, false);
         }
         let was_empty = st.ready.is_empty();
         st.ready.push_back(done);
-        Wake::after_push(was_empty, !st.pending.is_empty())
+        (
+            Wake::after_push(was_empty, !st.pending.is_empty()),
+            st.sleepers > 0,
+        )
     }
 
     /// Wakes a waiting thread and makes the queue's descriptor readable.
-    fn signal(&self) {
-        self.cv.notify_one();
+    fn signal(&self, sleepers: bool) {
+        // A thread driving the runtime in `felix_completion_queue_wait` is woken without a
+        // system call when the completion came from its own turn (the common case).
+        self.drivers.notify_waiters();
+        if sleepers {
+            self.cv.notify_one();
+        }
         if let Some((tx, _)) = self.signal.get() {
             // A full socket buffer means a wake-up is pending already: nothing is lost.
             let _ = (&*tx).write(&[1]);
@@ -212,22 +249,56 @@ pub(crate) unsafe fn start(
     let mut work = Some((call, cancel_rx));
     let entry = Entry {
         cancel: Some(cancel_tx),
-        deferred: if q.deferred { work.take() } else { None },
+        deferred: if q.kind == Kind::Deferred {
+            work.take()
+        } else {
+            None
+        },
     };
     st.pending.insert(token, entry);
-    drop(st);
     let Some((call, cancel_rx)) = work else {
         return Ok(());
     };
-    driver().spawn(async move {
-        let r = tokio::select! {
-            biased;
-            r = run(call) => r,
-            _ = cancel_rx => Err(cancelled()),
-        };
-        q.complete(token, r).signal(|| q.signal()).await;
-    });
+    if q.kind == Kind::Driven {
+        st.unstarted.push((token, call, cancel_rx));
+        let wake = std::mem::take(&mut st.driver_asleep);
+        drop(st);
+        if wake {
+            q.drivers.notify_waiters();
+        }
+        return Ok(());
+    }
+    drop(st);
+    launch(q, token, call, cancel_rx);
     Ok(())
+}
+
+/// Runs a started call on the runtime and queues its completion.
+fn launch(q: Arc<Queue>, token: u64, call: Call, mut cancel_rx: oneshot::Receiver<()>) {
+    driver().spawn(async move {
+        // A call cancelled before it began must not run at all.
+        let r = if matches!(
+            cancel_rx.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty)
+        ) {
+            tokio::select! {
+                biased;
+                r = run(call) => r,
+                _ = cancel_rx => Err(cancelled()),
+            }
+        } else {
+            Err(cancelled())
+        };
+        let (wake, sleepers) = q.complete(token, r);
+        wake.signal(|| q.signal(sleepers)).await;
+    });
+}
+
+/// Launches a driven queue's unstarted calls.
+fn launch_unstarted(q: &Arc<Queue>, calls: Vec<(u64, Call, oneshot::Receiver<()>)>) {
+    for (token, call, cancel_rx) in calls {
+        launch(q.clone(), token, call, cancel_rx);
+    }
 }
 
 fn cancelled() -> Failure {
@@ -249,7 +320,7 @@ unsafe fn queue_arg(queue: *const FelixCompletionQueue) -> Res<Arc<Queue>> {
 /// Creates a completion queue. Release with `felix_completion_queue_free`.
 #[no_mangle]
 pub extern "C" fn felix_completion_queue_new() -> *mut FelixCompletionQueue {
-    quiet(ptr::null_mut(), || new_queue(false))
+    quiet(ptr::null_mut(), || new_queue(Kind::Spawned))
 }
 
 /// Creates a deferred completion queue: a call started on it does not run until a thread
@@ -261,13 +332,26 @@ pub extern "C" fn felix_completion_queue_new() -> *mut FelixCompletionQueue {
 /// `felix_completion_queue_free`.
 #[no_mangle]
 pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQueue {
-    quiet(ptr::null_mut(), || new_queue(true))
+    quiet(ptr::null_mut(), || new_queue(Kind::Deferred))
 }
 
-fn new_queue(deferred: bool) -> *mut FelixCompletionQueue {
+/// Creates a driven completion queue: calls started on it run when a thread waits on it with
+/// `felix_completion_queue_wait` (a nonzero timeout), together and on that thread, which
+/// drives the library's runtime while it waits. The requests of every call started since the
+/// last wait leave in one packet and the replies are read on the waiting thread, with no
+/// wake-up from another thread: the highest throughput for one thread serving many callers (how
+/// the Go package runs concurrent calls). A call started while a thread waits wakes it to
+/// start the call. With nobody waiting, calls wait too (a wait with `timeout_ms` 0 starts them
+/// on the background thread instead). Release with `felix_completion_queue_free`.
+#[no_mangle]
+pub extern "C" fn felix_completion_queue_new_driven() -> *mut FelixCompletionQueue {
+    quiet(ptr::null_mut(), || new_queue(Kind::Driven))
+}
+
+fn new_queue(kind: Kind) -> *mut FelixCompletionQueue {
     Box::into_raw(Box::new(FelixCompletionQueue {
         inner: Arc::new(Queue {
-            deferred,
+            kind,
             ..Queue::default()
         }),
     }))
@@ -275,7 +359,10 @@ fn new_queue(deferred: bool) -> *mut FelixCompletionQueue {
 
 /// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
 /// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
-/// `FELIX_STATUS_OK`). The caller owns each completion's result and error. Returns
+/// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
+/// thread drives the library's runtime, as a blocking call does; on a driven queue it also
+/// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
+/// background thread instead). The caller owns each completion's result and error. Returns
 /// `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
 ///
 /// # Safety
@@ -299,7 +386,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
         unsafe { *n_out = 0 };
         // SAFETY: per the contract.
         let q = unsafe { queue_arg(queue) }?;
-        if q.deferred {
+        if q.kind == Kind::Deferred {
             return Err(Failure::invalid(
                 "a deferred queue's calls are waited for one by one with felix_completion_queue_wait_one",
             ));
@@ -307,17 +394,33 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
         let deadline =
             (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
         let mut st = q.state.lock();
+        let drive = !st.pending.is_empty() || q.kind == Kind::Driven;
+        if st.ready.is_empty() && drive && timeout_ms != 0 {
+            drop(st);
+            drive_until_ready(&q, deadline);
+            st = q.state.lock();
+        } else if !st.unstarted.is_empty() {
+            // No driving here (a poll): the background thread runs them.
+            let calls = std::mem::take(&mut st.unstarted);
+            drop(st);
+            launch_unstarted(&q, calls);
+            st = q.state.lock();
+        }
         while st.ready.is_empty() {
             if st.closed {
                 return Err(Failure::closed("completion queue"));
             }
-            match deadline {
-                None => q.cv.wait(&mut st),
-                Some(d) => {
-                    if q.cv.wait_until(&mut st, d).timed_out() {
-                        break;
-                    }
+            st.sleepers += 1;
+            let timed_out = match deadline {
+                None => {
+                    q.cv.wait(&mut st);
+                    false
                 }
+                Some(d) => q.cv.wait_until(&mut st, d).timed_out(),
+            };
+            st.sleepers -= 1;
+            if timed_out {
+                break;
             }
         }
         let n = st.ready.len().min(max);
@@ -336,6 +439,51 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
         }
         Ok(())
     })
+}
+
+/// While calls are in flight on `q`, waits for one to complete by driving the runtime on this
+/// thread (as a blocking call does): the replies are read and the completions queued here, so
+/// the waiter needs no wake-up from another thread. A driven queue's calls are started here
+/// as they come. Returns when a completion is ready, the queue is closed, nothing is in
+/// flight on a queue that is not driven, or at `deadline`; the caller then looks again.
+fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
+    if Handle::try_current().is_ok() {
+        // A callback on the runtime's own thread: it cannot drive from here.
+        let calls = std::mem::take(&mut q.state.lock().unstarted);
+        launch_unstarted(q, calls);
+        return;
+    }
+    driver().block_on_returning(async {
+        loop {
+            let woken = q.drivers.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            let calls = {
+                let mut st = q.state.lock();
+                st.driver_asleep = false;
+                if !st.ready.is_empty()
+                    || st.closed
+                    || (st.pending.is_empty() && q.kind != Kind::Driven)
+                {
+                    return;
+                }
+                st.driver_asleep = true;
+                std::mem::take(&mut st.unstarted)
+            };
+            // They run while this future waits below.
+            launch_unstarted(q, calls);
+            match deadline {
+                None => woken.await,
+                Some(d) => {
+                    let timer = tokio::time::sleep_until(d.into());
+                    tokio::select! {
+                        _ = woken => {}
+                        _ = timer => return,
+                    }
+                }
+            }
+        }
+    });
 }
 
 /// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
@@ -361,7 +509,7 @@ pub unsafe extern "C" fn felix_completion_queue_fd(
         }
         // SAFETY: per the contract.
         let q = unsafe { queue_arg(queue) }?;
-        if q.deferred {
+        if q.kind == Kind::Deferred {
             return Err(Failure::invalid(
                 "a deferred queue has no completions to wait for: use felix_completion_queue_wait_one",
             ));
@@ -436,7 +584,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
         }
         // SAFETY: per the contract.
         let q = unsafe { queue_arg(queue) }?;
-        if !q.deferred {
+        if q.kind != Kind::Deferred {
             return Err(Failure::invalid(
                 "felix_completion_queue_wait_one needs a queue from felix_completion_queue_new_deferred",
             ));
@@ -494,12 +642,14 @@ pub unsafe extern "C" fn felix_completion_queue_free(queue: *mut FelixCompletion
         let (ready, pending) = {
             let mut st = q.inner.state.lock();
             st.closed = true;
+            st.unstarted.clear();
             (
                 std::mem::take(&mut st.ready),
                 std::mem::take(&mut st.pending),
             )
         };
         q.inner.cv.notify_all();
+        q.inner.drivers.notify_waiters();
         drop(pending); // dropping the senders cancels the calls
         ready.into_iter().for_each(Done::free);
     })

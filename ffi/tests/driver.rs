@@ -353,3 +353,143 @@ fn started_calls_complete_and_signal_the_queue_fd() {
         felix_completion_queue_free(q);
     }
 }
+
+/// Whether `key` holds a live entry, read with a blocking call.
+unsafe fn present(c: &Client, key: &[u8]) -> bool {
+    let mut r = ptr::null_mut();
+    let st = felix_cache_get(
+        c.0,
+        b(b"default"),
+        b(b"drv"),
+        b(key),
+        &mut r,
+        ptr::null_mut(),
+    );
+    assert_eq!(st, FelixStatus::Ok);
+    let found = (*(*r).items).present;
+    felix_result_free(r);
+    found
+}
+
+unsafe fn put_start(c: &Client, q: *const FelixCompletionQueue, key: &[u8], token: u64) {
+    let st = felix_cache_put_start(
+        c.0,
+        b(b"default"),
+        b(b"drv"),
+        b(key),
+        b(b"v"),
+        0,
+        0,
+        0,
+        q,
+        token,
+        ptr::null_mut(),
+    );
+    assert_eq!(st, FelixStatus::Ok);
+}
+
+/// Waits (driving the runtime) until `want` completions have come, returning their tokens and
+/// statuses.
+unsafe fn collect(q: *const FelixCompletionQueue, want: usize) -> Vec<(u64, FelixStatus)> {
+    let mut buf: [FelixCompletion; 16] = std::mem::zeroed();
+    let mut got = Vec::new();
+    while got.len() < want {
+        let mut n = 0usize;
+        let st =
+            felix_completion_queue_wait(q, buf.as_mut_ptr(), 16, 10_000, &mut n, ptr::null_mut());
+        assert_eq!(st, FelixStatus::Ok);
+        assert!(n > 0, "no completion within 10 s ({} of {want})", got.len());
+        for done in &buf[..n] {
+            got.push((done.token, done.status));
+            felix_result_free(done.result);
+            felix_error_free(done.error);
+        }
+    }
+    got
+}
+
+#[test]
+fn driven_queue_starts_calls_when_a_thread_waits_and_serves_many_starters() {
+    let setup = Setup::new("driver4");
+    let c = setup.client();
+    unsafe {
+        let q = felix_completion_queue_new_driven();
+
+        // Nobody waits: the call is held, not run.
+        put_start(&c, q, b"held-1", 1);
+        assert!(
+            !present(&c, b"held-1"),
+            "a driven call ran before anyone waited"
+        );
+        assert_eq!(collect(q, 1), vec![(1, FelixStatus::Ok)]);
+        assert!(present(&c, b"held-1"));
+
+        // Cancelled before a wait started it: it never runs.
+        put_start(&c, q, b"held-2", 2);
+        assert_eq!(felix_completion_queue_cancel(q, 2), FelixStatus::Ok);
+        assert_eq!(collect(q, 1), vec![(2, FelixStatus::Cancelled)]);
+        assert!(!present(&c, b"held-2"), "a cancelled driven call ran");
+
+        // Four threads start calls while this one waits: each call starts and completes once.
+        let qa = q as usize;
+        let c = std::sync::Arc::new(c);
+        let starters: Vec<_> = (0..4u64)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        put_start(
+                            &c,
+                            qa as *const _,
+                            format!("m-{t}-{i}").as_bytes(),
+                            100 + t * 1000 + i,
+                        );
+                    }
+                })
+            })
+            .collect();
+        let mut got = collect(q, 200);
+        starters.into_iter().for_each(|s| s.join().unwrap());
+        got.sort_by_key(|&(token, _)| token);
+        let want: Vec<_> = (0..4u64)
+            .flat_map(|t| (0..50u64).map(move |i| (100 + t * 1000 + i, FelixStatus::Ok)))
+            .collect();
+        assert_eq!(got, want);
+
+        // A call started while the waiter sleeps on an idle queue wakes it (or, started
+        // first, is found by the wait).
+        for i in 0..10u64 {
+            let c = c.clone();
+            let starter =
+                std::thread::spawn(move || put_start(&c, qa as *const _, b"late", 5000 + i));
+            assert_eq!(collect(q, 1), vec![(5000 + i, FelixStatus::Ok)]);
+            starter.join().unwrap();
+        }
+
+        // A poll (timeout 0) does not drive: it hands held calls to the background thread.
+        put_start(&c, q, b"polled", 6000);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut buf: [FelixCompletion; 1] = std::mem::zeroed();
+        loop {
+            let mut n = 0usize;
+            let st =
+                felix_completion_queue_wait(q, buf.as_mut_ptr(), 1, 0, &mut n, ptr::null_mut());
+            assert_eq!(st, FelixStatus::Ok);
+            if n == 1 {
+                assert_eq!((buf[0].token, buf[0].status), (6000, FelixStatus::Ok));
+                felix_result_free(buf[0].result);
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a polled call never completed"
+            );
+            std::thread::yield_now();
+        }
+
+        // A held call is dropped with its queue.
+        put_start(&c, q, b"dropped", 7000);
+        felix_completion_queue_free(q);
+        assert!(!present(&c, b"dropped"));
+    }
+}
