@@ -12,7 +12,9 @@
 //! it over whenever a caller arrives. Its policy:
 //! - while a blocking caller holds the runtime, that caller drives everything;
 //! - the moment the last blocking caller leaves with spawned work still pending, the background
-//!   thread takes over at once;
+//!   thread takes over at once, unless that caller said it will be back for that work
+//!   ([`Driver::block_on_returning`], a completion-queue consumer): then only after [`QUIET`]
+//!   without its return;
 //! - with nothing pending, it takes over after [`QUIET`] without blocking callers, so a thread
 //!   making call after call keeps the runtime to itself instead of paying a hand-over each time
 //!   (while it is between calls, I/O waits at most [`QUIET`] to be read).
@@ -173,19 +175,23 @@ impl Driver {
         self.rt.block_on(f)
     }
 
-    /// As [`Driver::block_on`], for a caller that comes back at once after handling what it
+    /// As [`Driver::block_on`], for a caller that may come back at once after handling what it
     /// waited for: a completion-queue consumer that drives the runtime while it waits and
-    /// leaves only to hand results out. When it leaves with work still pending, the background
-    /// thread does not take the runtime over at once (which would cost two thread wake-ups per
-    /// round, one to take it and one to give it back) but only if the caller has not come back
-    /// within [`QUIET`]; meanwhile I/O waits for the caller's return.
-    pub fn block_on_returning<F: Future>(&self, f: F) -> F::Output {
+    /// leaves only to hand results out. `f` gives its output and whether the caller will be
+    /// back (it has calls in flight). If so, the background thread does not take the runtime
+    /// over at once (which would cost two thread wake-ups per round, one to take it and one to
+    /// give it back) but only if the caller has not come back within [`QUIET`]; meanwhile I/O
+    /// waits for the caller's return.
+    pub fn block_on_returning<T, F: Future<Output = (T, bool)>>(&self, f: F) -> T {
         if !self.current_thread {
-            return self.rt.block_on(f);
+            return self.rt.block_on(f).0;
         }
         self.enter();
-        let _leave = Leave(&self.s, true);
-        self.rt.block_on(f)
+        // A panic leaves as a caller that will not be back.
+        let mut leave = Leave(&self.s, false);
+        let (out, back) = self.rt.block_on(f);
+        leave.1 = back;
+        out
     }
 
     fn enter(&self) {
@@ -442,10 +448,12 @@ mod tests {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                     let _ = tx.send(round);
                 });
+                ((), true)
             });
             // The caller never comes back: the background thread must take the runtime over.
             assert_eq!(
-                rx.recv_timeout(DEADLINE).expect("pending work was never driven"),
+                rx.recv_timeout(DEADLINE)
+                    .expect("pending work was never driven"),
                 round
             );
             // And work spawned while nobody drives runs too.
@@ -453,7 +461,10 @@ mod tests {
             d.spawn(async move {
                 let _ = tx.send(round);
             });
-            assert_eq!(rx.recv_timeout(DEADLINE).expect("spawned work never ran"), round);
+            assert_eq!(
+                rx.recv_timeout(DEADLINE).expect("spawned work never ran"),
+                round
+            );
         }
     }
 

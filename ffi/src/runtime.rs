@@ -465,7 +465,7 @@ fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
                     || st.closed
                     || (st.pending.is_empty() && q.kind != Kind::Driven)
                 {
-                    return;
+                    break;
                 }
                 st.driver_asleep = true;
                 std::mem::take(&mut st.unstarted)
@@ -478,11 +478,14 @@ fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
                     let timer = tokio::time::sleep_until(d.into());
                     tokio::select! {
                         _ = woken => {}
-                        _ = timer => return,
+                        _ = timer => break,
                     }
                 }
             }
         }
+        // With calls still in flight the waiter will be back for them: the background thread
+        // need not take the runtime over the moment it leaves.
+        ((), !q.state.lock().pending.is_empty())
     });
 }
 
