@@ -32,8 +32,8 @@
  *     FelixCompletionQueue, drained by felix_completion_queue_wait on any thread(s). One
  *     waiting thread serves any number of calls in flight, and drives the runtime while it
  *     waits. On a driven queue (felix_completion_queue_new_driven) calls start when a thread
- *     waits on the queue, together, on that thread: one thread serving many callers sends and
- *     receives without waking another. On a deferred queue
+ *     waits on the queue, together, and run on that thread while it waits: one thread serving
+ *     many callers sends and receives without waking another. On a deferred queue
  *     (felix_completion_queue_new_deferred) a call runs when a thread waits for it with
  *     felix_completion_queue_wait_one, on that thread: a blocking call that another thread can
  *     cancel.
@@ -713,8 +713,10 @@ FelixCompletionQueue *felix_completion_queue_new_deferred(void);
 // last wait leave in one packet and the replies are read on the waiting thread, with no
 // wake-up from another thread: the highest throughput for one thread serving many callers (how
 // the Go package runs concurrent calls). A call started while a thread waits wakes it to
-// start the call. With nobody waiting, calls wait too (a wait with `timeout_ms` 0 starts them
-// on the background thread instead). Release with `felix_completion_queue_free`.
+// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
+// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
+// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
+// completion by themselves). Release with `felix_completion_queue_free`.
 FelixCompletionQueue *felix_completion_queue_new_driven(void);
 
 // Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up

@@ -23,7 +23,8 @@
 //! queued on the thread that takes them. On a **driven** queue
 //! (`felix_completion_queue_new_driven`) calls are also started by that thread: those started
 //! while it was away (handing completions out) start together when it comes back, so their
-//! requests share a packet. That is how Go serves many goroutines: one thread in C both sends
+//! requests share a packet; and they run inside its wait (polled there, not spawned as a task
+//! each, which cost more than the call's own work). That is how Go serves many goroutines: one thread in C both sends
 //! and receives, and no other thread needs waking for either.
 
 use std::collections::{HashMap, VecDeque};
@@ -33,12 +34,13 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
 use std::ptr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use felix_client::sync::{Condvar, Mutex};
 use felix_client::{Driver, Flavor, Wake};
-use futures::FutureExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::runtime::Handle;
 use tokio::sync::{oneshot, Notify};
 
@@ -157,6 +159,9 @@ struct QueueState {
     driver_asleep: bool,
 }
 
+/// Calls in progress on a driven queue.
+type Running = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
+
 /// When a queue's calls run.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -175,6 +180,9 @@ pub(crate) struct Queue {
     cv: Condvar,
     /// Wakes the threads that drive the runtime while they wait for a completion.
     drivers: Notify,
+    /// A driven queue's calls started by a waiting thread: polled by the thread that waits on
+    /// the queue, not spawned as a task each (which cost more than the call's own work).
+    running: Mutex<Running>,
     kind: Kind,
     /// Socket pair behind `felix_completion_queue_fd`: a byte is written to `.0` when a
     /// completion lands in an empty queue; `.1` is the readable end handed out.
@@ -273,25 +281,32 @@ pub(crate) unsafe fn start(
     Ok(())
 }
 
-/// Runs a started call on the runtime and queues its completion.
-fn launch(q: Arc<Queue>, token: u64, call: Call, mut cancel_rx: oneshot::Receiver<()>) {
-    driver().spawn(async move {
-        // A call cancelled before it began must not run at all.
-        let r = if matches!(
-            cancel_rx.try_recv(),
-            Err(oneshot::error::TryRecvError::Empty)
-        ) {
-            tokio::select! {
-                biased;
-                r = run(call) => r,
-                _ = cancel_rx => Err(cancelled()),
-            }
-        } else {
-            Err(cancelled())
-        };
-        let (wake, sleepers) = q.complete(token, r);
-        wake.signal(|| q.signal(sleepers)).await;
-    });
+/// Runs a started call on the runtime (a task of its own) and queues its completion.
+fn launch(q: Arc<Queue>, token: u64, call: Call, cancel_rx: oneshot::Receiver<()>) {
+    driver().spawn(finish_call(Arc::downgrade(&q), token, call, cancel_rx));
+}
+
+/// Runs a call, then queues its completion (dropped if the queue is gone: a driven queue's
+/// running calls live in the queue, so they must not keep it alive).
+async fn finish_call(q: Weak<Queue>, token: u64, call: Call, mut cancel_rx: oneshot::Receiver<()>) {
+    // A call cancelled before it began must not run at all.
+    let r = if matches!(
+        cancel_rx.try_recv(),
+        Err(oneshot::error::TryRecvError::Empty)
+    ) {
+        tokio::select! {
+            biased;
+            r = run(call) => r,
+            _ = cancel_rx => Err(cancelled()),
+        }
+    } else {
+        Err(cancelled())
+    };
+    let Some(q) = q.upgrade() else {
+        return;
+    };
+    let (wake, sleepers) = q.complete(token, r);
+    wake.signal(|| q.signal(sleepers)).await;
 }
 
 /// Launches a driven queue's unstarted calls.
@@ -341,8 +356,10 @@ pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQ
 /// last wait leave in one packet and the replies are read on the waiting thread, with no
 /// wake-up from another thread: the highest throughput for one thread serving many callers (how
 /// the Go package runs concurrent calls). A call started while a thread waits wakes it to
-/// start the call. With nobody waiting, calls wait too (a wait with `timeout_ms` 0 starts them
-/// on the background thread instead). Release with `felix_completion_queue_free`.
+/// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
+/// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
+/// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
+/// completion by themselves). Release with `felix_completion_queue_free`.
 #[no_mangle]
 pub extern "C" fn felix_completion_queue_new_driven() -> *mut FelixCompletionQueue {
     quiet(ptr::null_mut(), || new_queue(Kind::Driven))
@@ -454,6 +471,13 @@ fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
         return;
     }
     driver().block_on_returning(async {
+        // One thread at a time polls the queue's running calls; another waiter meanwhile
+        // starts the calls it takes as tasks.
+        let mut running = if q.kind == Kind::Driven {
+            q.running.try_lock()
+        } else {
+            None
+        };
         loop {
             let woken = q.drivers.notified();
             tokio::pin!(woken);
@@ -470,14 +494,41 @@ fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
                 st.driver_asleep = true;
                 std::mem::take(&mut st.unstarted)
             };
-            // They run while this future waits below.
-            launch_unstarted(q, calls);
+            match running.as_mut() {
+                Some(set) => {
+                    for (token, call, cancel_rx) in calls {
+                        set.push(Box::pin(finish_call(
+                            Arc::downgrade(q),
+                            token,
+                            call,
+                            cancel_rx,
+                        )));
+                    }
+                }
+                None => launch_unstarted(q, calls),
+            }
+            // Polls the running calls until none is ready; a finished call's completion
+            // notifies `woken`.
+            let drain = std::future::poll_fn(|cx| {
+                if let Some(set) = running.as_mut() {
+                    while let std::task::Poll::Ready(Some(())) = set.poll_next_unpin(cx) {}
+                }
+                std::task::Poll::<()>::Pending
+            });
             match deadline {
-                None => woken.await,
+                None => {
+                    tokio::select! {
+                        biased;
+                        _ = woken => {}
+                        _ = drain => {}
+                    }
+                }
                 Some(d) => {
                     let timer = tokio::time::sleep_until(d.into());
                     tokio::select! {
+                        biased;
                         _ = woken => {}
+                        _ = drain => {}
                         _ = timer => break,
                     }
                 }

@@ -493,3 +493,62 @@ fn driven_queue_starts_calls_when_a_thread_waits_and_serves_many_starters() {
         assert!(!present(&c, b"dropped"));
     }
 }
+
+#[test]
+fn two_threads_waiting_on_one_driven_queue_share_its_calls() {
+    let setup = Setup::new("driver5");
+    let c = std::sync::Arc::new(setup.client());
+    unsafe {
+        let q = felix_completion_queue_new_driven();
+        let qa = q as usize;
+        let (tx, rx) = mpsc::channel();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // Each waiter hands back what it collected; together they must see every call once.
+        let waiters: Vec<_> = (0..2)
+            .map(|_| {
+                let tx = tx.clone();
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let q = qa as *const FelixCompletionQueue;
+                    let mut buf: [FelixCompletion; 16] = std::mem::zeroed();
+                    let mut mine = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                        let mut n = 0usize;
+                        let st = felix_completion_queue_wait(
+                            q,
+                            buf.as_mut_ptr(),
+                            16,
+                            50,
+                            &mut n,
+                            ptr::null_mut(),
+                        );
+                        assert_eq!(st, FelixStatus::Ok);
+                        for done in &buf[..n] {
+                            assert_eq!(done.status, FelixStatus::Ok);
+                            felix_result_free(done.result);
+                            mine.push(done.token);
+                            let _ = tx.send(());
+                        }
+                    }
+                    mine
+                })
+            })
+            .collect();
+        for i in 0..100u64 {
+            put_start(&c, q, format!("two-{i}").as_bytes(), i);
+        }
+        for got in 0..100 {
+            rx.recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|_| panic!("only {got} of 100 calls completed within 10 s"));
+        }
+        // Stopped before the queue is freed: a freed queue must not be waited on again.
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut all: Vec<u64> = waiters
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect();
+        felix_completion_queue_free(q);
+        all.sort_unstable();
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+    }
+}
