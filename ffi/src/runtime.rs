@@ -24,8 +24,8 @@
 //! (`felix_completion_queue_new_driven`) calls are also started by that thread: those started
 //! while it was away (handing completions out) start together when it comes back, so their
 //! requests share a packet; and they run inside its wait (polled there, not spawned as a task
-//! each, which cost more than the call's own work). That is how Go serves many goroutines: one thread in C both sends
-//! and receives, and no other thread needs waking for either.
+//! each, which cost more than the call's own work). That is how Go serves many goroutines: one
+//! thread in C both sends and receives, and no other thread needs waking for either.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -472,16 +472,15 @@ fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
     }
     driver().block_on_returning(async {
         // One thread at a time polls the queue's running calls; another waiter meanwhile
-        // starts the calls it takes as tasks.
-        let mut running = if q.kind == Kind::Driven {
-            q.running.try_lock()
-        } else {
-            None
-        };
+        // starts the calls it takes as tasks, and takes the polling over when the first leaves.
+        let mut running = None;
         loop {
             let woken = q.drivers.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
+            if running.is_none() && q.kind == Kind::Driven {
+                running = q.running.try_lock();
+            }
             let calls = {
                 let mut st = q.state.lock();
                 st.driver_asleep = false;
@@ -533,6 +532,10 @@ fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
                     }
                 }
             }
+        }
+        if running.take().is_some() {
+            // Another thread waiting on this queue polls the running calls from now on.
+            q.drivers.notify_waiters();
         }
         // With calls still in flight the waiter will be back for them: the background thread
         // need not take the runtime over the moment it leaves.

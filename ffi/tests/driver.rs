@@ -552,3 +552,74 @@ fn two_threads_waiting_on_one_driven_queue_share_its_calls() {
         assert_eq!(all, (0..100).collect::<Vec<_>>());
     }
 }
+
+/// A waiter that leaves a driven queue with calls still running hands them to another thread
+/// waiting on it (they run inside a wait, so someone must keep polling them).
+#[test]
+fn a_driven_call_left_running_by_one_waiter_is_finished_by_another() {
+    let setup = Setup::new("driver6");
+    let c = setup.client();
+    let publisher = setup.client();
+    unsafe {
+        let mut sub = ptr::null_mut();
+        let st = felix_subscribe(
+            c.0,
+            b(b"default"),
+            b(b"drv-handover"),
+            FelixStart::Latest as u32,
+            0,
+            &mut sub,
+            ptr::null_mut(),
+        );
+        assert_eq!(st, FelixStatus::Ok);
+        let q = felix_completion_queue_new_driven();
+        assert_eq!(
+            felix_subscription_next_start(sub, 1, q, 1, ptr::null_mut()),
+            FelixStatus::Ok
+        );
+        let qa = q as usize;
+        let wait = move |timeout_ms: i32| {
+            std::thread::spawn(move || {
+                let mut done: [FelixCompletion; 1] = std::mem::zeroed();
+                let mut n = 0usize;
+                let st = felix_completion_queue_wait(
+                    qa as *const FelixCompletionQueue,
+                    done.as_mut_ptr(),
+                    1,
+                    timeout_ms,
+                    &mut n,
+                    ptr::null_mut(),
+                );
+                assert_eq!(st, FelixStatus::Ok);
+                if n == 0 {
+                    return None;
+                }
+                felix_result_free(done[0].result);
+                Some((done[0].token, done[0].status))
+            })
+        };
+        // The first waiter (most likely the one to start the call) gives up while the call
+        // waits for an event; the second, waiting meanwhile, must finish it.
+        let first = wait(100);
+        let second = wait(10_000);
+        let first = first.join().unwrap();
+        if first.is_none() {
+            let st = felix_client_publish(
+                publisher.0,
+                b(b"default"),
+                b(b"drv-handover"),
+                b(b"e"),
+                ptr::null_mut(),
+            );
+            assert_eq!(st, FelixStatus::Ok);
+        }
+        let second = second.join().unwrap();
+        assert_eq!(
+            first.or(second),
+            Some((1, FelixStatus::Ok)),
+            "the running call was never finished"
+        );
+        felix_completion_queue_free(q);
+        felix_subscription_free(sub);
+    }
+}
