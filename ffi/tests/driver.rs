@@ -76,6 +76,22 @@ impl Drop for Setup {
     }
 }
 
+/// A subscription from the latest event of `stream`.
+unsafe fn subscribe_latest(c: &Client, stream: &[u8]) -> *mut FelixSubscription {
+    let mut sub = ptr::null_mut();
+    let st = felix_subscribe(
+        c.0,
+        b(b"default"),
+        b(stream),
+        FelixStart::Latest as u32,
+        0,
+        &mut sub,
+        ptr::null_mut(),
+    );
+    assert_eq!(st, FelixStatus::Ok);
+    sub
+}
+
 fn status_of(st: FelixStatus, err: *mut FelixError) -> FelixStatus {
     unsafe { felix_error_free(err) };
     st
@@ -148,17 +164,7 @@ fn deferred_queue_runs_calls_on_the_waiting_thread_and_cancels_them() {
         felix_result_free(r);
 
         // Cancelled from another thread while this one waits for events that never come.
-        let mut sub = ptr::null_mut();
-        let st = felix_subscribe(
-            c.0,
-            b(b"default"),
-            b(b"drv-quiet"),
-            FelixStart::Latest as u32,
-            0,
-            &mut sub,
-            ptr::null_mut(),
-        );
-        assert_eq!(st, FelixStatus::Ok);
+        let sub = subscribe_latest(&c, b"drv-quiet");
         assert_eq!(
             felix_subscription_next_start(sub, 1, q, 3, ptr::null_mut()),
             FelixStatus::Ok
@@ -209,17 +215,7 @@ fn events_keep_flowing_when_no_caller_drives() {
     let c = setup.client();
     let publisher = setup.client();
     unsafe {
-        let mut sub = ptr::null_mut();
-        let st = felix_subscribe(
-            c.0,
-            b(b"default"),
-            b(b"drv-events"),
-            FelixStart::Latest as u32,
-            0,
-            &mut sub,
-            ptr::null_mut(),
-        );
-        assert_eq!(st, FelixStatus::Ok);
+        let sub = subscribe_latest(&c, b"drv-events");
         let (tx, rx) = mpsc::sync_channel::<()>(64);
         let tx = Box::into_raw(Box::new(tx));
         let st = felix_subscription_set_wake(sub, Some(wake), tx.cast(), ptr::null_mut());
@@ -561,17 +557,7 @@ fn a_driven_call_left_running_by_one_waiter_is_finished_by_another() {
     let c = setup.client();
     let publisher = setup.client();
     unsafe {
-        let mut sub = ptr::null_mut();
-        let st = felix_subscribe(
-            c.0,
-            b(b"default"),
-            b(b"drv-handover"),
-            FelixStart::Latest as u32,
-            0,
-            &mut sub,
-            ptr::null_mut(),
-        );
-        assert_eq!(st, FelixStatus::Ok);
+        let sub = subscribe_latest(&c, b"drv-handover");
         let q = felix_completion_queue_new_driven();
         assert_eq!(
             felix_subscription_next_start(sub, 1, q, 1, ptr::null_mut()),
