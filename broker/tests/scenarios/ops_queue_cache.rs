@@ -82,16 +82,7 @@ impl Run<'_> {
                 ));
             }
             for (i, (w, m)) in want.iter().zip(&got).enumerate() {
-                let Some(o) = w.as_object() else {
-                    return check(format!("expect[{i}] must be an object"));
-                };
-                if let Some(k) = o.keys().find(|k| *k != "payload" && *k != "attempt") {
-                    return check(format!("expect[{i}] does not take key {k:?}"));
-                }
-                let Some(p) = o.get("payload") else {
-                    return check(format!("expect[{i}] needs payload"));
-                };
-                let p = payload(p, &format!("expect[{i}].payload"))?;
+                let (o, p) = entry(w, &format!("expect[{i}]"), &["payload", "attempt"])?;
                 let attempt = match o.get("attempt") {
                     None => None,
                     Some(a) => match a.as_u64() {
@@ -165,19 +156,11 @@ impl Run<'_> {
             ));
         }
         for (i, (w, d)) in want.iter().zip(&got).enumerate() {
-            let Some(o) = w.as_object() else {
-                return check(format!("expect[{i}] must be an object"));
-            };
-            if let Some(k) = o
-                .keys()
-                .find(|k| !["payload", "attempts", "reason"].contains(&k.as_str()))
-            {
-                return check(format!("expect[{i}] does not take key {k:?}"));
-            }
-            let Some(p) = o.get("payload") else {
-                return check(format!("expect[{i}] needs payload"));
-            };
-            let p = payload(p, &format!("expect[{i}].payload"))?;
+            let (o, p) = entry(
+                w,
+                &format!("expect[{i}]"),
+                &["payload", "attempts", "reason"],
+            )?;
             let attempts_ok = match o.get("attempts") {
                 None => true,
                 Some(a) => match a.as_u64() {

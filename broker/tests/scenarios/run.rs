@@ -329,18 +329,8 @@ impl Run<'_> {
                 .iter()
                 .enumerate()
                 .map(|(i, e)| {
-                    let Some(o) = e.as_object() else {
-                        return check(format!("events[{i}] must be an object"));
-                    };
-                    if let Some(k) = o
-                        .keys()
-                        .find(|k| !["payload", "stream", "offset"].contains(&k.as_str()))
-                    {
-                        return check(format!("events[{i}] does not take key {k:?}"));
-                    }
-                    let Some(p) = o.get("payload") else {
-                        return check(format!("events[{i}] needs payload"));
-                    };
+                    let (o, payload) =
+                        entry(e, &format!("events[{i}]"), &["payload", "stream", "offset"])?;
                     let stream = match o.get("stream") {
                         None => None,
                         Some(Value::String(st)) => Some(st.clone()),
@@ -354,7 +344,7 @@ impl Run<'_> {
                         },
                     };
                     Ok(WantEvent {
-                        payload: payload(p, &format!("events[{i}].payload"))?,
+                        payload,
                         stream,
                         offset,
                     })

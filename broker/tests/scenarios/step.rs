@@ -85,6 +85,25 @@ pub(crate) fn payload(v: &Value, what: &str) -> Res<Bytes> {
     }
 }
 
+/// An entry of an expected list (`what`, e.g. `expect[2]`): an object whose keys are all in
+/// `keys`, with a required payload, returned decoded.
+pub(crate) fn entry<'a>(
+    v: &'a Value,
+    what: &str,
+    keys: &[&str],
+) -> Res<(&'a serde_json::Map<String, Value>, Bytes)> {
+    let Some(o) = v.as_object() else {
+        return check(format!("{what} must be an object"));
+    };
+    if let Some(k) = o.keys().find(|k| !keys.contains(&k.as_str())) {
+        return check(format!("{what} does not take key {k:?}"));
+    }
+    let Some(p) = o.get("payload") else {
+        return check(format!("{what} needs payload"));
+    };
+    Ok((o, payload(p, &format!("{what}.payload"))?))
+}
+
 pub(crate) fn payload_or_null(v: &Value, what: &str) -> Res<Option<Bytes>> {
     if v.is_null() {
         Ok(None)
