@@ -88,7 +88,8 @@ func dispatch() {
 	for range kick {
 		for queued.Load() > 0 {
 			var n C.size_t
-			// A bounded wait, so that a call started just after this look is not missed.
+			// A call started during the wait wakes it (driven queue); the bound only makes the
+			// loop look at queued again now and then.
 			if C.felix_completion_queue_wait(queue, &buf[0], max, 100, &n, nil) != C.FELIX_STATUS_OK {
 				return
 			}
