@@ -32,7 +32,7 @@ pub enum PutCondition {
     IfVersion(u64),
 }
 
-fn ttl_ms(ttl: Option<Duration>) -> Result<Option<u64>> {
+pub(crate) fn ttl_ms(ttl: Option<Duration>) -> Result<Option<u64>> {
     match ttl {
         Some(d) if d.is_zero() => Err(Error::InvalidArgument("ttl must be positive".into())),
         Some(d) => Ok(Some(d.as_millis().max(1) as u64)),
@@ -45,7 +45,7 @@ fn unexpected(r: Reply) -> Error {
 }
 
 impl Client {
-    fn target(&self, namespace: &str, cache: &str, key: &str) -> CacheTarget {
+    pub(crate) fn target(&self, namespace: &str, cache: &str, key: &str) -> CacheTarget {
         CacheTarget {
             tenant_id: self.tenant().to_owned(),
             namespace: namespace.to_owned(),
@@ -62,40 +62,10 @@ impl Client {
         key: &str,
     ) -> Result<Option<CacheValue>> {
         let t = self.target(namespace, cache, key);
-        let r = self
-            .call(Duration::ZERO, |rid, n| {
-                let frame = if n.has(features::BINARY_EXT) {
-                    let mut out = bytes::BytesMut::with_capacity(64 + key.len());
-                    ExtFrame::CacheGet {
-                        request_id: rid,
-                        target: t,
-                    }
-                    .encode(&mut out);
-                    out.freeze()
-                } else {
-                    json_frame(&Message::CacheGet {
-                        tenant_id: t.tenant_id,
-                        namespace: t.namespace,
-                        cache: t.cache,
-                        key: t.key,
-                        request_id: Some(rid),
-                    })
-                };
-                Ok((frame, 1))
-            })
-            .await?;
-        match r {
-            Reply::Ext(ExtFrame::CacheValue { value, .. }) => {
-                Ok(value.map(|(version, value)| CacheValue { value, version }))
-            }
-            Reply::Json(Message::CacheValue { value, version, .. }) => {
-                Ok(value.map(|value| CacheValue {
-                    value,
-                    version: version.unwrap_or(0),
-                }))
-            }
-            other => Err(unexpected(other)),
-        }
+        get_reply(
+            self.call(Duration::ZERO, |rid, n| get_frame(t, rid, n))
+                .await?,
+        )
     }
 
     /// Writes a key; `ttl` `None` uses the cache's default. Returns the new version.
@@ -124,84 +94,21 @@ impl Client {
     ) -> Result<u64> {
         let ttl_ms = ttl_ms(ttl)?;
         let t = self.target(namespace, cache, key);
-        let r = self
-            .call(Duration::ZERO, |rid, n: &Negotiated| {
-                if cond != PutCondition::Always {
-                    Self::require(n, features::CACHE_EXT, "conditional puts")?;
-                }
-                let frame = if n.has(features::BINARY_EXT) {
-                    let cond = match cond {
-                        PutCondition::Always => PutCond::Always,
-                        PutCondition::IfAbsent => PutCond::IfAbsent,
-                        PutCondition::IfVersion(v) => PutCond::IfVersion(v),
-                    };
-                    let mut out = bytes::BytesMut::with_capacity(96 + key.len() + value.len());
-                    ExtFrame::CachePut {
-                        request_id: rid,
-                        target: t,
-                        ttl_ms,
-                        cond,
-                        value,
-                    }
-                    .encode(&mut out);
-                    out.freeze()
-                } else {
-                    json_frame(&Message::CachePut {
-                        tenant_id: t.tenant_id,
-                        namespace: t.namespace,
-                        cache: t.cache,
-                        key: t.key,
-                        value,
-                        request_id: Some(rid),
-                        ttl_ms,
-                        if_absent: (cond == PutCondition::IfAbsent).then_some(true),
-                        if_version: match cond {
-                            PutCondition::IfVersion(v) => Some(v),
-                            _ => None,
-                        },
-                    })
-                };
-                Ok((frame, 1))
+        put_reply(
+            self.call(Duration::ZERO, |rid, n| {
+                put_frame(t, ttl_ms, cond, value, rid, n)
             })
-            .await?;
-        match r {
-            Reply::Ext(ExtFrame::CacheOk { version, .. }) => Ok(version),
-            Reply::Json(Message::CacheOk { version, .. }) => Ok(version.unwrap_or(0)),
-            other => Err(unexpected(other)),
-        }
+            .await?,
+        )
     }
 
     /// Deletes a key; returns whether a live entry existed.
     pub async fn cache_delete(&self, namespace: &str, cache: &str, key: &str) -> Result<bool> {
         let t = self.target(namespace, cache, key);
-        let r = self
-            .call(Duration::ZERO, |rid, n| {
-                Self::require(n, features::CACHE_EXT, "cache delete")?;
-                let frame = if n.has(features::BINARY_EXT) {
-                    let mut out = bytes::BytesMut::with_capacity(64 + key.len());
-                    ExtFrame::CacheDelete {
-                        request_id: rid,
-                        target: t,
-                    }
-                    .encode(&mut out);
-                    out.freeze()
-                } else {
-                    json_frame(&Message::CacheDelete {
-                        tenant_id: t.tenant_id,
-                        namespace: t.namespace,
-                        cache: t.cache,
-                        key: t.key,
-                        request_id: rid,
-                    })
-                };
-                Ok((frame, 1))
-            })
-            .await?;
-        match r {
-            Reply::Ext(ExtFrame::CacheDeleted { existed, .. }) => Ok(existed),
-            Reply::Json(Message::CacheDeleted { existed, .. }) => Ok(existed),
-            other => Err(unexpected(other)),
-        }
+        delete_reply(
+            self.call(Duration::ZERO, |rid, n| delete_frame(t, rid, n))
+                .await?,
+        )
     }
 
     /// Reads several keys in one round trip; results are in the order of `keys`.
@@ -263,5 +170,128 @@ impl Client {
         })
         .await
         .map(|_| ())
+    }
+}
+
+// Frames and reply readings of the single-key operations, shared by the async calls above and
+// their direct forms (`crate::direct`).
+
+pub(crate) fn get_frame(t: CacheTarget, rid: u64, n: &Negotiated) -> Result<(Bytes, u32)> {
+    let frame = if n.has(features::BINARY_EXT) {
+        let mut out = bytes::BytesMut::with_capacity(64 + t.key.len());
+        ExtFrame::CacheGet {
+            request_id: rid,
+            target: t,
+        }
+        .encode(&mut out);
+        out.freeze()
+    } else {
+        json_frame(&Message::CacheGet {
+            tenant_id: t.tenant_id,
+            namespace: t.namespace,
+            cache: t.cache,
+            key: t.key,
+            request_id: Some(rid),
+        })
+    };
+    Ok((frame, 1))
+}
+
+pub(crate) fn get_reply(r: Reply) -> Result<Option<CacheValue>> {
+    match r {
+        Reply::Ext(ExtFrame::CacheValue { value, .. }) => {
+            Ok(value.map(|(version, value)| CacheValue { value, version }))
+        }
+        Reply::Json(Message::CacheValue { value, version, .. }) => {
+            Ok(value.map(|value| CacheValue {
+                value,
+                version: version.unwrap_or(0),
+            }))
+        }
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) fn put_frame(
+    t: CacheTarget,
+    ttl_ms: Option<u64>,
+    cond: PutCondition,
+    value: Bytes,
+    rid: u64,
+    n: &Negotiated,
+) -> Result<(Bytes, u32)> {
+    if cond != PutCondition::Always {
+        Client::require(n, features::CACHE_EXT, "conditional puts")?;
+    }
+    let frame = if n.has(features::BINARY_EXT) {
+        let cond = match cond {
+            PutCondition::Always => PutCond::Always,
+            PutCondition::IfAbsent => PutCond::IfAbsent,
+            PutCondition::IfVersion(v) => PutCond::IfVersion(v),
+        };
+        let mut out = bytes::BytesMut::with_capacity(96 + t.key.len() + value.len());
+        ExtFrame::CachePut {
+            request_id: rid,
+            target: t,
+            ttl_ms,
+            cond,
+            value,
+        }
+        .encode(&mut out);
+        out.freeze()
+    } else {
+        json_frame(&Message::CachePut {
+            tenant_id: t.tenant_id,
+            namespace: t.namespace,
+            cache: t.cache,
+            key: t.key,
+            value,
+            request_id: Some(rid),
+            ttl_ms,
+            if_absent: (cond == PutCondition::IfAbsent).then_some(true),
+            if_version: match cond {
+                PutCondition::IfVersion(v) => Some(v),
+                _ => None,
+            },
+        })
+    };
+    Ok((frame, 1))
+}
+
+pub(crate) fn put_reply(r: Reply) -> Result<u64> {
+    match r {
+        Reply::Ext(ExtFrame::CacheOk { version, .. }) => Ok(version),
+        Reply::Json(Message::CacheOk { version, .. }) => Ok(version.unwrap_or(0)),
+        other => Err(unexpected(other)),
+    }
+}
+
+pub(crate) fn delete_frame(t: CacheTarget, rid: u64, n: &Negotiated) -> Result<(Bytes, u32)> {
+    Client::require(n, features::CACHE_EXT, "cache delete")?;
+    let frame = if n.has(features::BINARY_EXT) {
+        let mut out = bytes::BytesMut::with_capacity(64 + t.key.len());
+        ExtFrame::CacheDelete {
+            request_id: rid,
+            target: t,
+        }
+        .encode(&mut out);
+        out.freeze()
+    } else {
+        json_frame(&Message::CacheDelete {
+            tenant_id: t.tenant_id,
+            namespace: t.namespace,
+            cache: t.cache,
+            key: t.key,
+            request_id: rid,
+        })
+    };
+    Ok((frame, 1))
+}
+
+pub(crate) fn delete_reply(r: Reply) -> Result<bool> {
+    match r {
+        Reply::Ext(ExtFrame::CacheDeleted { existed, .. }) => Ok(existed),
+        Reply::Json(Message::CacheDeleted { existed, .. }) => Ok(existed),
+        other => Err(unexpected(other)),
     }
 }

@@ -236,7 +236,7 @@ fn order_key(namespace: &str, stream: &str) -> u64 {
     h.finish()
 }
 
-fn check_size(frame: &Bytes, n: &Negotiated) -> Result<()> {
+pub(crate) fn check_size(frame: &Bytes, n: &Negotiated) -> Result<()> {
     let payload = frame.len().saturating_sub(felix_wire::frame::HEADER_LEN);
     if payload > n.max_frame as usize {
         return Err(Error::FrameTooLarge {

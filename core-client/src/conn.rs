@@ -3,9 +3,10 @@
 //! their subscriptions.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::sync::Mutex;
 use bytes::{Bytes, BytesMut};
@@ -30,9 +31,36 @@ pub(crate) enum Reply {
 }
 
 struct Waiter {
-    tx: oneshot::Sender<Result<Reply>>,
+    sink: Sink,
     /// Replies still expected (per-message acks of a batch send several).
     remaining: u32,
+}
+
+/// Where a request's outcome goes.
+enum Sink {
+    /// A [`ReqStream::request`] future awaiting it (which keeps its own timer).
+    Chan(oneshot::Sender<Result<Reply>>),
+    /// A callback run where the reply is read ([`ReqStream::start`]); the stream's sweeper
+    /// fails it with a timeout at `deadline`.
+    Call {
+        done: ReplyFn,
+        deadline: Instant,
+        timeout: Duration,
+    },
+}
+
+/// The callback of a request started without a future ([`ReqStream::start`]).
+pub(crate) type ReplyFn = Box<dyn FnOnce(Result<Reply>) + Send>;
+
+impl Sink {
+    fn send(self, r: Result<Reply>) {
+        match self {
+            Sink::Chan(tx) => {
+                let _ = tx.send(r);
+            }
+            Sink::Call { done, .. } => done(r),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -41,6 +69,8 @@ struct Pending {
     /// Replies nobody waits for any more that still need handling (see [`Orphan`]).
     orphans: HashMap<u64, Orphan>,
     closed: Option<String>,
+    /// A task fails overdue callback requests (it ends when none is left).
+    sweeping: bool,
 }
 
 /// What to do with a reply that arrives after its caller gave up (timeout, cancellation).
@@ -91,7 +121,7 @@ impl ReqStream {
             p.waiters.insert(
                 request_id,
                 Waiter {
-                    tx,
+                    sink: Sink::Chan(tx),
                     remaining: replies.max(1),
                 },
             );
@@ -123,6 +153,129 @@ impl ReqStream {
         self.write(frame).await
     }
 
+    /// Sends a request whose outcome goes to `done`, run on the runtime thread that reads the
+    /// reply (or that finds the request overdue, or the connection lost). No future, task or
+    /// timer of its own: the frame is written here when the stream is free and has room, else
+    /// by a task; one sweeper task per stream keeps the deadlines. This is the C ABI's hot path
+    /// (see `felix_ffi`), where a future per call cost more than the call's own work. `done`
+    /// is never run before this returns (a failed write reports through a task).
+    pub fn start(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        request_id: u64,
+        frame: Bytes,
+        timeout: Duration,
+        done: ReplyFn,
+    ) {
+        {
+            let mut p = self.pending.lock();
+            if let Some(reason) = &p.closed {
+                let e = Error::ConnectionLost(reason.clone());
+                drop(p);
+                rt.spawn(async move { done(Err(e)) });
+                return;
+            }
+            p.waiters.insert(
+                request_id,
+                Waiter {
+                    sink: Sink::Call {
+                        done,
+                        deadline: Instant::now() + timeout,
+                        timeout,
+                    },
+                    remaining: 1,
+                },
+            );
+            if !p.sweeping {
+                p.sweeping = true;
+                rt.spawn(sweep(Arc::downgrade(self)));
+            }
+        }
+        if let Ok(guard) = self.send.clone().try_lock_owned() {
+            let mut w = FrameWrite {
+                guard: Some(guard),
+                rest: frame,
+            };
+            // One poll without a waker: a write that fits completes here (the common case);
+            // otherwise a task takes over, whose poll registers a real waker.
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let done_now = match std::pin::pin!(w.run()).poll(&mut cx) {
+                std::task::Poll::Ready(r) => Some(r),
+                std::task::Poll::Pending => None,
+            };
+            match done_now {
+                Some(Ok(())) => {}
+                Some(Err(e)) => self.fail_later(rt, request_id, e),
+                None => {
+                    let stream = self.clone();
+                    rt.spawn(async move {
+                        if let Err(e) = w.run().await {
+                            stream.deliver(request_id, Err(e));
+                        }
+                    });
+                }
+            }
+        } else {
+            let stream = self.clone();
+            rt.spawn(async move {
+                if let Err(e) = stream.write(frame).await {
+                    stream.deliver(request_id, Err(e));
+                }
+            });
+        }
+    }
+
+    /// Fails a started request from a task (never inside [`ReqStream::start`]).
+    fn fail_later(self: &Arc<Self>, rt: &tokio::runtime::Handle, request_id: u64, e: Error) {
+        let stream = self.clone();
+        rt.spawn(async move { stream.deliver(request_id, Err(e)) });
+    }
+
+    /// Gives up a request started with [`ReqStream::start`]: its callback runs now with
+    /// [`Error::Cancelled`] (on this thread), and a late reply is dropped. False if it already
+    /// finished.
+    pub fn cancel(&self, request_id: u64) -> bool {
+        let w = self.pending.lock().waiters.remove(&request_id);
+        match w {
+            Some(w) => {
+                w.sink.send(Err(Error::Cancelled));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Fails the callback requests whose deadline has passed; returns the earliest deadline
+    /// left, or `None` (and stops sweeping) when no callback request is left.
+    fn sweep_once(&self, now: Instant) -> Option<Instant> {
+        let mut p = self.pending.lock();
+        let mut next: Option<Instant> = None;
+        let mut overdue = Vec::new();
+        for (rid, w) in &p.waiters {
+            if let Sink::Call { deadline, .. } = &w.sink {
+                if *deadline <= now {
+                    overdue.push(*rid);
+                } else {
+                    next = Some(next.map_or(*deadline, |n| n.min(*deadline)));
+                }
+            }
+        }
+        let overdue: Vec<Waiter> = overdue
+            .iter()
+            .filter_map(|rid| p.waiters.remove(rid))
+            .collect();
+        if next.is_none() {
+            p.sweeping = false;
+        }
+        drop(p);
+        for w in overdue {
+            if let Sink::Call { done, timeout, .. } = w.sink {
+                done(Err(Error::Timeout(timeout)));
+            }
+        }
+        next
+    }
+
     /// Writes one whole frame. If the caller drops this future mid-write, the rest of the
     /// frame is still written from a task, so the stream's framing never breaks.
     async fn write(&self, frame: Bytes) -> Result<()> {
@@ -142,7 +295,7 @@ impl ReqStream {
             std::mem::take(&mut p.waiters)
         };
         for (_, w) in waiters {
-            let _ = w.tx.send(Err(Error::ConnectionLost(reason.clone())));
+            w.sink.send(Err(Error::ConnectionLost(reason.clone())));
         }
     }
 
@@ -167,9 +320,26 @@ impl ReqStream {
         if done {
             if let Some(w) = p.waiters.remove(&request_id) {
                 drop(p);
-                let _ = w.tx.send(r);
+                w.sink.send(r);
             }
         }
+    }
+}
+
+/// Fails a stream's overdue callback requests, waking at the earliest deadline; ends when no
+/// callback request is left (the next [`ReqStream::start`] starts another) or the stream goes.
+async fn sweep(stream: std::sync::Weak<ReqStream>) {
+    let mut at = Instant::now();
+    loop {
+        let Some(s) = stream.upgrade() else {
+            return;
+        };
+        let Some(next) = s.sweep_once(at) else {
+            return;
+        };
+        drop(s);
+        tokio::time::sleep_until(next.into()).await;
+        at = Instant::now();
     }
 }
 
