@@ -502,6 +502,93 @@ FelixStatus felix_client_create_group(const FelixClient *client,
                                       uint32_t max_deliveries,
                                       FelixError **error);
 
+// Creates a completion queue. Release with `felix_completion_queue_free`.
+FelixCompletionQueue *felix_completion_queue_new(void);
+
+// Creates a deferred completion queue: a call started on it does not run until a thread
+// waits for it with `felix_completion_queue_wait_one`, and then runs on that thread, which
+// drives the library's runtime itself while it waits (no hand-off between threads: the
+// lowest latency for "start one call, wait for it"). `felix_completion_queue_cancel` works as
+// on any queue, including from another thread while the call runs; a call cancelled before it
+// was waited for never runs. `felix_completion_queue_wait` is refused on it. Release with
+// `felix_completion_queue_free`.
+FelixCompletionQueue *felix_completion_queue_new_deferred(void);
+
+// Creates a driven completion queue: calls started on it run when a thread waits on it with
+// `felix_completion_queue_wait` (a nonzero timeout), together and on that thread, which
+// drives the library's runtime while it waits. The requests of every call started since the
+// last wait leave in one packet and the replies are read on the waiting thread, with no
+// wake-up from another thread: the highest throughput for one thread serving many callers (how
+// the Go package runs concurrent calls). A call started while a thread waits wakes it to
+// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
+// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
+// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
+// completion by themselves). Release with `felix_completion_queue_free`.
+FelixCompletionQueue *felix_completion_queue_new_driven(void);
+
+// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
+// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
+// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
+// thread drives the library's runtime, as a blocking call does; on a driven queue it also
+// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
+// background thread instead). The caller owns each completion's result and error. Returns
+// `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
+//
+// # Safety
+// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
+FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
+                                        FelixCompletion *out,
+                                        size_t max,
+                                        int32_t timeout_ms,
+                                        size_t *n_out,
+                                        FelixError **error);
+
+// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
+// `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
+// a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
+// then call `felix_completion_queue_wait` with `timeout_ms` 0 until it returns fewer than
+// `max` completions. Completions already waiting when the descriptor is first asked for do not
+// make it readable: drain once after setting it up. The descriptor is non-blocking and owned
+// by the queue (closed by `felix_completion_queue_free`): do not close it. Not available on a
+// deferred queue.
+//
+// # Safety
+// `queue` is NULL or live; `fd_out` is NULL or valid.
+FelixStatus felix_completion_queue_fd(const FelixCompletionQueue *queue,
+                                      int *fd_out,
+                                      FelixError **error);
+
+// Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
+// (or with its real outcome if it finished first). Exactly one completion is delivered per
+// started call either way. Unknown tokens are a no-op.
+//
+// # Safety
+// `queue` is NULL or live.
+FelixStatus felix_completion_queue_cancel(const FelixCompletionQueue *queue, uint64_t token);
+
+// Waits for the call started on deferred `queue` under `token` and writes its completion to
+// `*out` (the caller owns its result and error). The call runs on this thread, which drives
+// the library's runtime while it waits (when no other thread is driving it). Returns
+// `FELIX_STATUS_OK` when a completion was written — its own `status` says how the call went —
+// or an error status when none was (NULL arguments, a queue that is not deferred, an unknown
+// token, or a token another thread already waits for). Must not be called from a Felix
+// callback.
+//
+// # Safety
+// `queue` is NULL or live; `out` is NULL or valid for one completion.
+FelixStatus felix_completion_queue_wait_one(const FelixCompletionQueue *queue,
+                                            uint64_t token,
+                                            FelixCompletion *out,
+                                            FelixError **error);
+
+// Frees a queue: calls still in flight are cancelled and their completions dropped,
+// undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return
+// `FELIX_STATUS_CLOSED`. NULL is a no-op.
+//
+// # Safety
+// `queue` is NULL or a queue from `felix_completion_queue_new`, not yet freed.
+void felix_completion_queue_free(FelixCompletionQueue *queue);
+
 // Releases an error returned through a `FelixError**`. NULL is a no-op.
 //
 // # Safety
@@ -694,93 +781,6 @@ FelixStatus felix_consumer_nack(const FelixConsumer *consumer,
                                 uint64_t delay_ms,
                                 uint64_t *count,
                                 FelixError **error);
-
-// Creates a completion queue. Release with `felix_completion_queue_free`.
-FelixCompletionQueue *felix_completion_queue_new(void);
-
-// Creates a deferred completion queue: a call started on it does not run until a thread
-// waits for it with `felix_completion_queue_wait_one`, and then runs on that thread, which
-// drives the library's runtime itself while it waits (no hand-off between threads: the
-// lowest latency for "start one call, wait for it"). `felix_completion_queue_cancel` works as
-// on any queue, including from another thread while the call runs; a call cancelled before it
-// was waited for never runs. `felix_completion_queue_wait` is refused on it. Release with
-// `felix_completion_queue_free`.
-FelixCompletionQueue *felix_completion_queue_new_deferred(void);
-
-// Creates a driven completion queue: calls started on it run when a thread waits on it with
-// `felix_completion_queue_wait` (a nonzero timeout), together and on that thread, which
-// drives the library's runtime while it waits. The requests of every call started since the
-// last wait leave in one packet and the replies are read on the waiting thread, with no
-// wake-up from another thread: the highest throughput for one thread serving many callers (how
-// the Go package runs concurrent calls). A call started while a thread waits wakes it to
-// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
-// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
-// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
-// completion by themselves). Release with `felix_completion_queue_free`.
-FelixCompletionQueue *felix_completion_queue_new_driven(void);
-
-// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
-// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
-// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
-// thread drives the library's runtime, as a blocking call does; on a driven queue it also
-// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
-// background thread instead). The caller owns each completion's result and error. Returns
-// `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
-//
-// # Safety
-// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
-FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
-                                        FelixCompletion *out,
-                                        size_t max,
-                                        int32_t timeout_ms,
-                                        size_t *n_out,
-                                        FelixError **error);
-
-// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
-// `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
-// a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
-// then call `felix_completion_queue_wait` with `timeout_ms` 0 until it returns fewer than
-// `max` completions. Completions already waiting when the descriptor is first asked for do not
-// make it readable: drain once after setting it up. The descriptor is non-blocking and owned
-// by the queue (closed by `felix_completion_queue_free`): do not close it. Not available on a
-// deferred queue.
-//
-// # Safety
-// `queue` is NULL or live; `fd_out` is NULL or valid.
-FelixStatus felix_completion_queue_fd(const FelixCompletionQueue *queue,
-                                      int *fd_out,
-                                      FelixError **error);
-
-// Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
-// (or with its real outcome if it finished first). Exactly one completion is delivered per
-// started call either way. Unknown tokens are a no-op.
-//
-// # Safety
-// `queue` is NULL or live.
-FelixStatus felix_completion_queue_cancel(const FelixCompletionQueue *queue, uint64_t token);
-
-// Waits for the call started on deferred `queue` under `token` and writes its completion to
-// `*out` (the caller owns its result and error). The call runs on this thread, which drives
-// the library's runtime while it waits (when no other thread is driving it). Returns
-// `FELIX_STATUS_OK` when a completion was written — its own `status` says how the call went —
-// or an error status when none was (NULL arguments, a queue that is not deferred, an unknown
-// token, or a token another thread already waits for). Must not be called from a Felix
-// callback.
-//
-// # Safety
-// `queue` is NULL or live; `out` is NULL or valid for one completion.
-FelixStatus felix_completion_queue_wait_one(const FelixCompletionQueue *queue,
-                                            uint64_t token,
-                                            FelixCompletion *out,
-                                            FelixError **error);
-
-// Frees a queue: calls still in flight are cancelled and their completions dropped,
-// undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return
-// `FELIX_STATUS_CLOSED`. NULL is a no-op.
-//
-// # Safety
-// `queue` is NULL or a queue from `felix_completion_queue_new`, not yet freed.
-void felix_completion_queue_free(FelixCompletionQueue *queue);
 
 // Subscribes to `namespace/stream` (wildcards `*`/`>` match several streams), blocking until
 // the broker accepted. `start` is a `FelixStart`; `offset` is used with

@@ -8,6 +8,9 @@
 //! echo "1 20000" | cargo run --release -p felix-ffi --example rust_cache_bench -- ADDR CA_PEM
 //! ```
 
+mod common;
+
+use common::cpu_seconds;
 use std::time::{Duration, Instant};
 
 use felix_client::{Client, ClientConfig, Tls};
@@ -53,14 +56,17 @@ fn main() {
                 panic!("expected `CONCURRENCY OPS`, got {line:?}");
             };
             run(&client, c, ops / 10).await; // warm-up
+            let cpu0 = cpu_seconds();
             let (hist, elapsed) = run(&client, c, ops).await;
+            let cpu = cpu_seconds() - cpu0;
             println!(
-                "{{\"concurrency\":{c},\"ops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"ops_per_sec\":{:.0}}}",
+                "{{\"concurrency\":{c},\"ops\":{},\"p50_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"ops_per_sec\":{:.0},\"cpu_us_per_op\":{:.2}}}",
                 hist.len(),
                 hist.value_at_quantile(0.5) as f64 / 1000.0,
                 hist.value_at_quantile(0.99) as f64 / 1000.0,
                 hist.value_at_quantile(0.999) as f64 / 1000.0,
-                hist.len() as f64 / elapsed.as_secs_f64()
+                hist.len() as f64 / elapsed.as_secs_f64(),
+                cpu * 1e6 / hist.len() as f64
             );
         }
     });

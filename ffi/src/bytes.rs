@@ -65,10 +65,17 @@ impl FelixBytes {
     /// As [`FelixBytes::slice`].
     pub(crate) unsafe fn text(&self, what: &str) -> Res<String> {
         // SAFETY: forwarded.
+        unsafe { self.text_ref(what) }.map(str::to_owned)
+    }
+
+    /// UTF-8 text (may be empty), borrowed for as long as the caller's bytes are valid.
+    ///
+    /// # Safety
+    /// As [`FelixBytes::slice`], for all of `'a`.
+    pub(crate) unsafe fn text_ref<'a>(&self, what: &str) -> Res<&'a str> {
+        // SAFETY: forwarded.
         let b = unsafe { self.slice(what) }?;
-        std::str::from_utf8(b)
-            .map(str::to_owned)
-            .map_err(|_| Failure::invalid(format!("{what} is not valid UTF-8")))
+        std::str::from_utf8(b).map_err(|_| Failure::invalid(format!("{what} is not valid UTF-8")))
     }
 
     /// A non-empty UTF-8 name.
@@ -77,7 +84,16 @@ impl FelixBytes {
     /// As [`FelixBytes::slice`].
     pub(crate) unsafe fn name(&self, what: &str) -> Res<String> {
         // SAFETY: forwarded.
-        let s = unsafe { self.text(what) }?;
+        unsafe { self.name_ref(what) }.map(str::to_owned)
+    }
+
+    /// A non-empty UTF-8 name, borrowed for as long as the caller's bytes are valid.
+    ///
+    /// # Safety
+    /// As [`FelixBytes::slice`], for all of `'a`.
+    pub(crate) unsafe fn name_ref<'a>(&self, what: &str) -> Res<&'a str> {
+        // SAFETY: forwarded.
+        let s = unsafe { self.text_ref(what) }?;
         if s.is_empty() {
             return Err(Failure::invalid(format!("{what} must not be empty")));
         }

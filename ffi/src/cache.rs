@@ -10,8 +10,9 @@ use felix_client::{CacheValue, PutCondition};
 
 use crate::bytes::{array, FelixBytes, FelixResult, ItemData, Output};
 use crate::client::{finish, live, FelixClient};
+use crate::completion::{start, start_work, takes_direct, FelixCompletionQueue};
 use crate::error::{guard, Failure, FelixError, FelixStatus, Res};
-use crate::runtime::{start, Call, FelixCompletionQueue};
+use crate::runtime::{Call, Direct, Work};
 
 /// Condition of `felix_cache_put_if`.
 #[repr(C)]
@@ -41,6 +42,120 @@ fn ttl(ttl_ms: u64) -> Option<Duration> {
     (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms))
 }
 
+// The direct forms of get, put and delete (see `felix_client::DirectCall`): a started call on
+// a queue that takes them is sent without a future of its own. `None` when the client has no
+// live connection yet: the future form then waits for one.
+
+fn get_output(v: Option<CacheValue>) -> Option<Output> {
+    Output::items(vec![item(v)])
+}
+
+unsafe fn get_direct(
+    client: *const FelixClient,
+    namespace: FelixBytes,
+    cache: FelixBytes,
+    key: FelixBytes,
+) -> Res<Option<Work>> {
+    // SAFETY: forwarded from the export's contract; the names are read before this returns.
+    let (c, ns, name, key) = unsafe {
+        (
+            live(client)?,
+            namespace.name_ref("namespace")?,
+            cache.name_ref("cache")?,
+            key.name_ref("key")?,
+        )
+    };
+    direct(c.cache_get_direct(ns, name, key), get_output)
+}
+
+#[allow(clippy::too_many_arguments)]
+unsafe fn put_direct(
+    client: *const FelixClient,
+    namespace: FelixBytes,
+    cache: FelixBytes,
+    key: FelixBytes,
+    value: FelixBytes,
+    ttl_ms: u64,
+    condition: u32,
+    version: u64,
+) -> Res<Option<Work>> {
+    let cond = put_condition(condition, version)?;
+    // SAFETY: forwarded from the export's contract; the names are read before this returns.
+    let (c, ns, name, key, value) = unsafe {
+        (
+            live(client)?,
+            namespace.name_ref("namespace")?,
+            cache.name_ref("cache")?,
+            key.name_ref("key")?,
+            value.copy_bytes("value")?,
+        )
+    };
+    let call = c.cache_put_direct(ns, name, key, value, ttl(ttl_ms), cond);
+    direct(call, Output::value)
+}
+
+unsafe fn delete_direct(
+    client: *const FelixClient,
+    namespace: FelixBytes,
+    cache: FelixBytes,
+    key: FelixBytes,
+) -> Res<Option<Work>> {
+    // SAFETY: forwarded from the export's contract; the names are read before this returns.
+    let (c, ns, name, key) = unsafe {
+        (
+            live(client)?,
+            namespace.name_ref("namespace")?,
+            cache.name_ref("cache")?,
+            key.name_ref("key")?,
+        )
+    };
+    let call = c.cache_delete_direct(ns, name, key);
+    direct(call, |existed: bool| Output::value(existed.into()))
+}
+
+fn direct<T: Send + 'static>(
+    call: Option<felix_client::Result<felix_client::DirectCall<T>>>,
+    output: fn(T) -> Option<Output>,
+) -> Res<Option<Work>> {
+    match call {
+        None => Ok(None),
+        Some(call) => Ok(Some(Work::Direct(Box::new(Direct {
+            call: call?,
+            output,
+        })))),
+    }
+}
+
+/// Starts `direct` when `queue` takes direct calls and it gives one, else the future `call`.
+///
+/// # Safety
+/// `queue` is NULL or live.
+unsafe fn start_either(
+    queue: *const FelixCompletionQueue,
+    token: u64,
+    direct: impl FnOnce() -> Res<Option<Work>>,
+    call: impl FnOnce() -> Res<Call>,
+) -> Res<()> {
+    // SAFETY: per the contract.
+    unsafe {
+        if takes_direct(queue) {
+            if let Some(w) = direct()? {
+                return start_work(queue, token, Ok(w));
+            }
+        }
+        start(queue, token, call())
+    }
+}
+
+fn put_condition(condition: u32, version: u64) -> Res<PutCondition> {
+    match condition {
+        0 => Ok(PutCondition::Always),
+        1 => Ok(PutCondition::IfAbsent),
+        2 => Ok(PutCondition::IfVersion(version)),
+        n => Err(Failure::invalid(format!("unknown put condition {n}"))),
+    }
+}
+
 unsafe fn get_call(
     client: *const FelixClient,
     namespace: FelixBytes,
@@ -58,7 +173,7 @@ unsafe fn get_call(
     };
     Ok(Box::pin(async move {
         let v = c.cache_get(&ns, &name, &key).await?;
-        Ok(Output::items(vec![item(v)]))
+        Ok(get_output(v))
     }))
 }
 
@@ -73,12 +188,7 @@ unsafe fn put_call(
     condition: u32,
     version: u64,
 ) -> Res<Call> {
-    let cond = match condition {
-        0 => PutCondition::Always,
-        1 => PutCondition::IfAbsent,
-        2 => PutCondition::IfVersion(version),
-        n => return Err(Failure::invalid(format!("unknown put condition {n}"))),
-    };
+    let cond = put_condition(condition, version)?;
     // SAFETY: forwarded from the export's contract.
     let (c, ns, name, key, value) = unsafe {
         (
@@ -179,7 +289,12 @@ pub unsafe extern "C" fn felix_cache_get_start(
 ) -> FelixStatus {
     // SAFETY: per the contract.
     guard(error, || unsafe {
-        start(queue, token, get_call(client, namespace, cache, key))
+        start_either(
+            queue,
+            token,
+            || get_direct(client, namespace, cache, key),
+            || get_call(client, namespace, cache, key),
+        )
     })
 }
 
@@ -271,10 +386,20 @@ pub unsafe extern "C" fn felix_cache_put_start(
 ) -> FelixStatus {
     // SAFETY: per the contract.
     guard(error, || unsafe {
-        let call = put_call(
-            client, namespace, cache, key, value, ttl_ms, condition, version,
-        );
-        start(queue, token, call)
+        start_either(
+            queue,
+            token,
+            || {
+                put_direct(
+                    client, namespace, cache, key, value, ttl_ms, condition, version,
+                )
+            },
+            || {
+                put_call(
+                    client, namespace, cache, key, value, ttl_ms, condition, version,
+                )
+            },
+        )
     })
 }
 
@@ -321,7 +446,12 @@ pub unsafe extern "C" fn felix_cache_delete_start(
 ) -> FelixStatus {
     // SAFETY: per the contract.
     guard(error, || unsafe {
-        start(queue, token, delete_call(client, namespace, cache, key))
+        start_either(
+            queue,
+            token,
+            || delete_direct(client, namespace, cache, key),
+            || delete_call(client, namespace, cache, key),
+        )
     })
 }
 

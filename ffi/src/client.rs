@@ -17,8 +17,9 @@ use std::time::Duration;
 use felix_client::{Client, ClientConfig, FullPolicy, GroupSettings, StreamSettings, Tls};
 
 use crate::bytes::{array, store, FelixBytes, FelixResult, Output};
+use crate::completion::{start, FelixCompletionQueue};
 use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
-use crate::runtime::{block, start, Call, FelixCompletionQueue};
+use crate::runtime::{block, Call};
 
 /// A connected client (a pool of QUIC connections). Thread-safe: any thread may call with it
 /// concurrently. Release with `felix_client_free`.

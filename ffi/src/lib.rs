@@ -36,6 +36,7 @@
 mod bytes;
 mod cache;
 mod client;
+mod completion;
 mod error;
 mod publish;
 mod queue;
@@ -45,10 +46,10 @@ mod subscribe;
 pub use crate::bytes::*;
 pub use crate::cache::*;
 pub use crate::client::*;
+pub use crate::completion::*;
 pub use crate::error::{felix_error_free, felix_status_name, FelixError, FelixStatus};
 pub use crate::publish::*;
 pub use crate::queue::*;
-pub use crate::runtime::*;
 pub use crate::subscribe::*;
 
 use std::ffi::c_char;

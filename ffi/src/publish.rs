@@ -8,8 +8,9 @@ use felix_client::{AckMode, Publisher, PublisherConfig};
 
 use crate::bytes::{array, FelixBytes};
 use crate::client::{finish, live, FelixClient};
+use crate::completion::{start, FelixCompletionQueue};
 use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
-use crate::runtime::{handle, start, Call, FelixCompletionQueue};
+use crate::runtime::{handle, Call};
 
 /// Acknowledgement mode of a publish.
 #[repr(C)]

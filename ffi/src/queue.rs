@@ -12,8 +12,9 @@ use felix_client::Consumer;
 
 use crate::bytes::{array, FelixBytes, FelixResult, ItemData, Output};
 use crate::client::{finish, live, FelixClient};
+use crate::completion::{start, FelixCompletionQueue};
 use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
-use crate::runtime::{start, Call, FelixCompletionQueue};
+use crate::runtime::Call;
 
 /// A member of a consumer group on one stream. Thread-safe. Release with
 /// `felix_consumer_free`; it does not keep its client open (freeing the client closes it).

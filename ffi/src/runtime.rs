@@ -1,4 +1,4 @@
-//! The one tokio runtime of the library, and the completion queues.
+//! The one tokio runtime of the library, and what a call runs.
 //!
 //! All handles share a single [`Driver`] started on first use. The flavour is chosen by
 //! `FELIX_FFI_RUNTIME`: `current-thread` (the default: one runtime, driven by the thread that
@@ -6,46 +6,22 @@
 //! `felix-runtime` otherwise; the lowest latency, as for the broker) or `multi-thread` (a
 //! work-stealing pool of `FELIX_FFI_WORKERS` threads, default 2, for throughput on many cores).
 //!
-//! Three ways to call:
-//! - **blocking** (`felix_cache_get`, ...): the calling thread waits for the result, driving the
-//!   runtime itself: the request is sent and the reply read on the caller's thread;
-//! - **start + completion queue** (`felix_cache_get_start(..., queue, token)`): returns at once;
-//!   when the call finishes, a [`FelixCompletion`] `(token, status, result, error)` is pushed to
-//!   the [`FelixCompletionQueue`]. One thread draining the queue with
-//!   `felix_completion_queue_wait` serves any number of calls in flight, so a Go program with
-//!   1,000 goroutines calling Felix has one OS thread blocked in C, not 1,000;
-//! - **start + wait for it** (a deferred queue, `felix_completion_queue_wait_one`): runs like a
-//!   blocking call on the waiting thread, and another thread can cancel it by token (how Go
-//!   runs a call with a cancellable `context.Context` when no other call is in flight).
-//!
-//! A thread waiting in `felix_completion_queue_wait` while calls are in flight drives the
-//! runtime itself ([`Driver::block_on_returning`]), so the replies are read and the completions
-//! queued on the thread that takes them. On a **driven** queue
-//! (`felix_completion_queue_new_driven`) calls are also started by that thread: those started
-//! while it was away (handing completions out) start together when it comes back, so their
-//! requests share a packet; and they run inside its wait (polled there, not spawned as a task
-//! each, which cost more than the call's own work). That is how Go serves many goroutines: one
-//! thread in C both sends and receives, and no other thread needs waking for either.
+//! A call is a future ([`Call`]) or, for the hot single-key cache operations on a queue that
+//! takes them, a direct call ([`Work::Direct`], see `felix_client::DirectCall`): encoded and
+//! sent at once, its reply read straight into a callback that queues the completion, its
+//! deadline kept by the request stream's sweeper. No future, task, timer or channel per call:
+//! through the C ABI a cache get then costs no more CPU than through the Rust core.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::Future;
-use std::io::Write;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::panic::AssertUnwindSafe;
-use std::ptr;
-use std::sync::{Arc, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
-use felix_client::sync::{Condvar, Mutex};
-use felix_client::{Driver, Flavor, Wake};
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
+use felix_client::{DirectCall, DirectHandle, Driver, Flavor};
+use futures::FutureExt;
 use tokio::runtime::Handle;
-use tokio::sync::{oneshot, Notify};
 
-use crate::bytes::{FelixResult, Output};
-use crate::error::{guard, panic_failure, quiet, Failure, FelixError, FelixStatus, Res};
+use crate::bytes::Output;
+use crate::error::{panic_failure, Failure, Res};
 
 static DRIVER: OnceLock<Arc<Driver>> = OnceLock::new();
 
@@ -73,6 +49,41 @@ pub(crate) fn handle() -> &'static Handle {
 /// Future type of every call: validated arguments already copied in.
 pub(crate) type Call = std::pin::Pin<Box<dyn Future<Output = Res<Option<Output>>> + Send>>;
 
+/// What a started call runs.
+pub(crate) enum Work {
+    /// A future, run to completion on the runtime.
+    Future(Call),
+    /// A call the client core sends at once and completes by callback
+    /// ([`felix_client::DirectCall`]): no future, task or timer of its own.
+    Direct(Box<dyn DirectWork>),
+}
+
+/// A [`DirectCall`] whose outcome becomes the C result.
+pub(crate) trait DirectWork: Send {
+    /// Cancels the call once started.
+    fn handle(&self) -> DirectHandle;
+    /// Sends it; `done` runs once, never before this returns.
+    fn start(self: Box<Self>, rt: &Handle, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>);
+}
+
+/// A [`DirectCall`] and how its value becomes the C result.
+pub(crate) struct Direct<T> {
+    pub call: DirectCall<T>,
+    pub output: fn(T) -> Option<Output>,
+}
+
+impl<T: Send + 'static> DirectWork for Direct<T> {
+    fn handle(&self) -> DirectHandle {
+        self.call.handle()
+    }
+
+    fn start(self: Box<Self>, rt: &Handle, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>) {
+        let output = self.output;
+        self.call
+            .start(rt, move |r| done(r.map(output).map_err(Failure::from)));
+    }
+}
+
 /// Runs `call` on the runtime and waits for it on this thread.
 pub(crate) fn block(call: Call) -> Res<Option<Output>> {
     if Handle::try_current().is_ok() {
@@ -85,629 +96,9 @@ pub(crate) fn block(call: Call) -> Res<Option<Output>> {
     driver().block_on(run(call))
 }
 
-async fn run(call: Call) -> Res<Option<Output>> {
+pub(crate) async fn run(call: Call) -> Res<Option<Output>> {
     AssertUnwindSafe(call)
         .catch_unwind()
         .await
         .unwrap_or_else(|p| Err(panic_failure(p)))
-}
-
-/// One finished call, as delivered by `felix_completion_queue_wait`.
-#[repr(C)]
-#[derive(Debug)]
-pub struct FelixCompletion {
-    /// The token given to the `_start` call.
-    pub token: u64,
-    /// Its status.
-    pub status: FelixStatus,
-    /// Owned result (NULL when the call produced none or failed): `felix_result_free`.
-    pub result: *mut FelixResult,
-    /// Owned error (NULL on success): `felix_error_free`.
-    pub error: *mut FelixError,
-}
-
-struct Done(FelixCompletion);
-// SAFETY: the pointers are owned results/errors, handed from thread to thread whole.
-unsafe impl Send for Done {}
-
-impl Done {
-    fn new(token: u64, r: Res<Option<Output>>) -> Self {
-        Done(match r {
-            Ok(o) => FelixCompletion {
-                token,
-                status: FelixStatus::Ok,
-                result: o.map_or(ptr::null_mut(), Output::into_raw),
-                error: ptr::null_mut(),
-            },
-            Err(f) => FelixCompletion {
-                token,
-                status: f.status(),
-                result: ptr::null_mut(),
-                error: f.into_raw(),
-            },
-        })
-    }
-
-    fn free(self) {
-        // SAFETY: both were made by this library and are owned here.
-        unsafe {
-            crate::bytes::felix_result_free(self.0.result);
-            crate::error::felix_error_free(self.0.error);
-        }
-    }
-}
-
-/// A call started on a queue and not yet completed.
-struct Entry {
-    /// Cancels the call (taken by the first `felix_completion_queue_cancel`).
-    cancel: Option<oneshot::Sender<()>>,
-    /// A deferred call not yet claimed by `felix_completion_queue_wait_one`.
-    deferred: Option<(Call, oneshot::Receiver<()>)>,
-}
-
-#[derive(Default)]
-struct QueueState {
-    ready: VecDeque<Done>,
-    pending: HashMap<u64, Entry>,
-    closed: bool,
-    /// Threads asleep on `Queue::cv` (a completion skips the futex call when there are none).
-    sleepers: usize,
-    /// A driven queue's calls not yet started: the next thread to wait starts them.
-    unstarted: Vec<(u64, Call, oneshot::Receiver<()>)>,
-    /// A thread drives the runtime in `felix_completion_queue_wait` on this queue and sleeps
-    /// until `Queue::drivers` is notified (a start must wake it to have its call started).
-    driver_asleep: bool,
-}
-
-/// Calls in progress on a driven queue.
-type Running = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
-
-/// When a queue's calls run.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Kind {
-    /// At once, on the runtime.
-    #[default]
-    Spawned,
-    /// One at a time, on the thread that waits for it (`felix_completion_queue_wait_one`).
-    Deferred,
-    /// Together, on the thread that waits on the queue (`felix_completion_queue_wait`).
-    Driven,
-}
-
-#[derive(Default)]
-pub(crate) struct Queue {
-    state: Mutex<QueueState>,
-    cv: Condvar,
-    /// Wakes the threads that drive the runtime while they wait for a completion.
-    drivers: Notify,
-    /// A driven queue's calls started by a waiting thread: polled by the thread that waits on
-    /// the queue, not spawned as a task each (which cost more than the call's own work).
-    running: Mutex<Running>,
-    kind: Kind,
-    /// Socket pair behind `felix_completion_queue_fd`: a byte is written to `.0` when a
-    /// completion lands in an empty queue; `.1` is the readable end handed out.
-    signal: OnceLock<(UnixStream, UnixStream)>,
-}
-
-/// A queue of finished `_start` calls. Thread-safe: any thread may start calls on it, and any
-/// number of threads may wait on it (each completion goes to one of them).
-pub struct FelixCompletionQueue {
-    inner: Arc<Queue>,
-}
-
-impl Queue {
-    /// Queues a call's outcome and says when the caller must [`Queue::signal`] (and whether a
-    /// thread sleeps on the condition variable).
-    fn complete(&self, token: u64, r: Res<Option<Output>>) -> (Wake, bool) {
-        let done = Done::new(token, r);
-        let mut st = self.state.lock();
-        st.pending.remove(&token);
-        if st.closed {
-            drop(st);
-            done.free();
-            return (Wake::No, false);
-        }
-        let was_empty = st.ready.is_empty();
-        st.ready.push_back(done);
-        (
-            Wake::after_push(was_empty, !st.pending.is_empty()),
-            st.sleepers > 0,
-        )
-    }
-
-    /// Wakes a waiting thread and makes the queue's descriptor readable.
-    fn signal(&self, sleepers: bool) {
-        // A thread driving the runtime in `felix_completion_queue_wait` is woken without a
-        // system call when the completion came from its own turn (the common case).
-        self.drivers.notify_waiters();
-        if sleepers {
-            self.cv.notify_one();
-        }
-        if let Some((tx, _)) = self.signal.get() {
-            // A full socket buffer means a wake-up is pending already: nothing is lost.
-            let _ = (&*tx).write(&[1]);
-        }
-    }
-}
-
-/// Starts `call` on the runtime (or, on a deferred queue, records it for
-/// `felix_completion_queue_wait_one`); its completion goes to `queue` under `token`.
-///
-/// # Safety
-/// `queue` is NULL or a live queue.
-pub(crate) unsafe fn start(
-    queue: *const FelixCompletionQueue,
-    token: u64,
-    call: Res<Call>,
-) -> Res<()> {
-    // SAFETY: per the contract.
-    let q = unsafe { queue_arg(queue) }?;
-    let call = call?;
-    let (cancel_tx, cancel_rx) = oneshot::channel();
-    let mut st = q.state.lock();
-    if st.closed {
-        return Err(Failure::closed("completion queue"));
-    }
-    if st.pending.contains_key(&token) {
-        return Err(Failure::invalid(format!(
-            "token {token} is already in flight on this queue"
-        )));
-    }
-    // A deferred call waits in its entry for `felix_completion_queue_wait_one`.
-    let mut work = Some((call, cancel_rx));
-    let entry = Entry {
-        cancel: Some(cancel_tx),
-        deferred: if q.kind == Kind::Deferred {
-            work.take()
-        } else {
-            None
-        },
-    };
-    st.pending.insert(token, entry);
-    let Some((call, cancel_rx)) = work else {
-        return Ok(());
-    };
-    if q.kind == Kind::Driven {
-        st.unstarted.push((token, call, cancel_rx));
-        let wake = std::mem::take(&mut st.driver_asleep);
-        drop(st);
-        if wake {
-            q.drivers.notify_waiters();
-        }
-        return Ok(());
-    }
-    drop(st);
-    launch(q, token, call, cancel_rx);
-    Ok(())
-}
-
-/// Runs a started call on the runtime (a task of its own) and queues its completion.
-fn launch(q: Arc<Queue>, token: u64, call: Call, cancel_rx: oneshot::Receiver<()>) {
-    driver().spawn(finish_call(Arc::downgrade(&q), token, call, cancel_rx));
-}
-
-/// Runs a call, then queues its completion (dropped if the queue is gone: a driven queue's
-/// running calls live in the queue, so they must not keep it alive).
-async fn finish_call(q: Weak<Queue>, token: u64, call: Call, mut cancel_rx: oneshot::Receiver<()>) {
-    // A call cancelled before it began must not run at all.
-    let r = if matches!(
-        cancel_rx.try_recv(),
-        Err(oneshot::error::TryRecvError::Empty)
-    ) {
-        tokio::select! {
-            biased;
-            r = run(call) => r,
-            _ = cancel_rx => Err(cancelled()),
-        }
-    } else {
-        Err(cancelled())
-    };
-    let Some(q) = q.upgrade() else {
-        return;
-    };
-    let (wake, sleepers) = q.complete(token, r);
-    wake.signal(|| q.signal(sleepers)).await;
-}
-
-/// Launches a driven queue's unstarted calls.
-fn launch_unstarted(q: &Arc<Queue>, calls: Vec<(u64, Call, oneshot::Receiver<()>)>) {
-    for (token, call, cancel_rx) in calls {
-        launch(q.clone(), token, call, cancel_rx);
-    }
-}
-
-fn cancelled() -> Failure {
-    Failure::new(felix_client::ErrorCode::Cancelled, "cancelled")
-}
-
-/// Borrows a queue argument.
-///
-/// # Safety
-/// `queue` is NULL or live.
-unsafe fn queue_arg(queue: *const FelixCompletionQueue) -> Res<Arc<Queue>> {
-    if queue.is_null() {
-        return Err(Failure::invalid("completion queue is NULL"));
-    }
-    // SAFETY: per the contract.
-    Ok(unsafe { &*queue }.inner.clone())
-}
-
-/// Creates a completion queue. Release with `felix_completion_queue_free`.
-#[no_mangle]
-pub extern "C" fn felix_completion_queue_new() -> *mut FelixCompletionQueue {
-    quiet(ptr::null_mut(), || new_queue(Kind::Spawned))
-}
-
-/// Creates a deferred completion queue: a call started on it does not run until a thread
-/// waits for it with `felix_completion_queue_wait_one`, and then runs on that thread, which
-/// drives the library's runtime itself while it waits (no hand-off between threads: the
-/// lowest latency for "start one call, wait for it"). `felix_completion_queue_cancel` works as
-/// on any queue, including from another thread while the call runs; a call cancelled before it
-/// was waited for never runs. `felix_completion_queue_wait` is refused on it. Release with
-/// `felix_completion_queue_free`.
-#[no_mangle]
-pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQueue {
-    quiet(ptr::null_mut(), || new_queue(Kind::Deferred))
-}
-
-/// Creates a driven completion queue: calls started on it run when a thread waits on it with
-/// `felix_completion_queue_wait` (a nonzero timeout), together and on that thread, which
-/// drives the library's runtime while it waits. The requests of every call started since the
-/// last wait leave in one packet and the replies are read on the waiting thread, with no
-/// wake-up from another thread: the highest throughput for one thread serving many callers (how
-/// the Go package runs concurrent calls). A call started while a thread waits wakes it to
-/// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
-/// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
-/// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
-/// completion by themselves). Release with `felix_completion_queue_free`.
-#[no_mangle]
-pub extern "C" fn felix_completion_queue_new_driven() -> *mut FelixCompletionQueue {
-    quiet(ptr::null_mut(), || new_queue(Kind::Driven))
-}
-
-fn new_queue(kind: Kind) -> *mut FelixCompletionQueue {
-    Box::into_raw(Box::new(FelixCompletionQueue {
-        inner: Arc::new(Queue {
-            kind,
-            ..Queue::default()
-        }),
-    }))
-}
-
-/// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
-/// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
-/// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
-/// thread drives the library's runtime, as a blocking call does; on a driven queue it also
-/// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
-/// background thread instead). The caller owns each completion's result and error. Returns
-/// `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
-///
-/// # Safety
-/// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
-#[no_mangle]
-pub unsafe extern "C" fn felix_completion_queue_wait(
-    queue: *const FelixCompletionQueue,
-    out: *mut FelixCompletion,
-    max: usize,
-    timeout_ms: i32,
-    n_out: *mut usize,
-    error: *mut *mut FelixError,
-) -> FelixStatus {
-    guard(error, || {
-        if queue.is_null() || out.is_null() || n_out.is_null() || max == 0 {
-            return Err(Failure::invalid(
-                "queue, out and n_out must be non-NULL, max > 0",
-            ));
-        }
-        // SAFETY: per the contract.
-        unsafe { *n_out = 0 };
-        // SAFETY: per the contract.
-        let q = unsafe { queue_arg(queue) }?;
-        if q.kind == Kind::Deferred {
-            return Err(Failure::invalid(
-                "a deferred queue's calls are waited for one by one with felix_completion_queue_wait_one",
-            ));
-        }
-        let deadline =
-            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
-        let mut st = q.state.lock();
-        let drive = !st.pending.is_empty() || q.kind == Kind::Driven;
-        if st.ready.is_empty() && drive && timeout_ms != 0 {
-            drop(st);
-            drive_until_ready(&q, deadline);
-            st = q.state.lock();
-        } else if !st.unstarted.is_empty() {
-            // No driving here (a poll): the background thread runs them.
-            let calls = std::mem::take(&mut st.unstarted);
-            drop(st);
-            launch_unstarted(&q, calls);
-            st = q.state.lock();
-        }
-        while st.ready.is_empty() {
-            if st.closed {
-                return Err(Failure::closed("completion queue"));
-            }
-            st.sleepers += 1;
-            let timed_out = match deadline {
-                None => {
-                    q.cv.wait(&mut st);
-                    false
-                }
-                Some(d) => q.cv.wait_until(&mut st, d).timed_out(),
-            };
-            st.sleepers -= 1;
-            if timed_out {
-                break;
-            }
-        }
-        let n = st.ready.len().min(max);
-        if st.ready.len() > n {
-            // More than this waiter takes: hand the rest to another waiter, if any.
-            q.cv.notify_one();
-        }
-        for i in 0..n {
-            let Some(Done(c)) = st.ready.pop_front() else {
-                break;
-            };
-            // SAFETY: `out` has room for `max` completions.
-            unsafe { out.add(i).write(c) };
-            // SAFETY: per the contract.
-            unsafe { *n_out = i + 1 };
-        }
-        Ok(())
-    })
-}
-
-/// While calls are in flight on `q`, waits for one to complete by driving the runtime on this
-/// thread (as a blocking call does): the replies are read and the completions queued here, so
-/// the waiter needs no wake-up from another thread. A driven queue's calls are started here
-/// as they come. Returns when a completion is ready, the queue is closed, nothing is in
-/// flight on a queue that is not driven, or at `deadline`; the caller then looks again.
-fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
-    if Handle::try_current().is_ok() {
-        // A callback on the runtime's own thread: it cannot drive from here.
-        let calls = std::mem::take(&mut q.state.lock().unstarted);
-        launch_unstarted(q, calls);
-        return;
-    }
-    driver().block_on_returning(async {
-        // One thread at a time polls the queue's running calls; another waiter meanwhile
-        // starts the calls it takes as tasks, and takes the polling over when the first leaves.
-        let mut running = None;
-        loop {
-            let woken = q.drivers.notified();
-            tokio::pin!(woken);
-            woken.as_mut().enable();
-            if running.is_none() && q.kind == Kind::Driven {
-                running = q.running.try_lock();
-            }
-            let calls = {
-                let mut st = q.state.lock();
-                st.driver_asleep = false;
-                if !st.ready.is_empty()
-                    || st.closed
-                    || (st.pending.is_empty() && q.kind != Kind::Driven)
-                {
-                    break;
-                }
-                st.driver_asleep = true;
-                std::mem::take(&mut st.unstarted)
-            };
-            match running.as_mut() {
-                Some(set) => {
-                    for (token, call, cancel_rx) in calls {
-                        set.push(Box::pin(finish_call(
-                            Arc::downgrade(q),
-                            token,
-                            call,
-                            cancel_rx,
-                        )));
-                    }
-                }
-                None => launch_unstarted(q, calls),
-            }
-            // Polls the running calls until none is ready; a finished call's completion
-            // notifies `woken`.
-            let drain = std::future::poll_fn(|cx| {
-                if let Some(set) = running.as_mut() {
-                    while let std::task::Poll::Ready(Some(())) = set.poll_next_unpin(cx) {}
-                }
-                std::task::Poll::<()>::Pending
-            });
-            match deadline {
-                None => {
-                    tokio::select! {
-                        biased;
-                        _ = woken => {}
-                        _ = drain => {}
-                    }
-                }
-                Some(d) => {
-                    let timer = tokio::time::sleep_until(d.into());
-                    tokio::select! {
-                        biased;
-                        _ = woken => {}
-                        _ = drain => {}
-                        _ = timer => break,
-                    }
-                }
-            }
-        }
-        if running.take().is_some() {
-            // Another thread waiting on this queue polls the running calls from now on.
-            q.drivers.notify_waiters();
-        }
-        // With calls still in flight the waiter will be back for them: the background thread
-        // need not take the runtime over the moment it leaves.
-        ((), !q.state.lock().pending.is_empty())
-    });
-}
-
-/// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
-/// `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
-/// a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
-/// then call `felix_completion_queue_wait` with `timeout_ms` 0 until it returns fewer than
-/// `max` completions. Completions already waiting when the descriptor is first asked for do not
-/// make it readable: drain once after setting it up. The descriptor is non-blocking and owned
-/// by the queue (closed by `felix_completion_queue_free`): do not close it. Not available on a
-/// deferred queue.
-///
-/// # Safety
-/// `queue` is NULL or live; `fd_out` is NULL or valid.
-#[no_mangle]
-pub unsafe extern "C" fn felix_completion_queue_fd(
-    queue: *const FelixCompletionQueue,
-    fd_out: *mut std::ffi::c_int,
-    error: *mut *mut FelixError,
-) -> FelixStatus {
-    guard(error, || {
-        if fd_out.is_null() {
-            return Err(Failure::invalid("fd_out must be non-NULL"));
-        }
-        // SAFETY: per the contract.
-        let q = unsafe { queue_arg(queue) }?;
-        if q.kind == Kind::Deferred {
-            return Err(Failure::invalid(
-                "a deferred queue has no completions to wait for: use felix_completion_queue_wait_one",
-            ));
-        }
-        let (_, rx) = match q.signal.get() {
-            Some(s) => s,
-            None => {
-                let (tx, rx) = UnixStream::pair()
-                    .and_then(|(tx, rx)| {
-                        tx.set_nonblocking(true)?;
-                        rx.set_nonblocking(true)?;
-                        Ok((tx, rx))
-                    })
-                    .map_err(|e| Failure::new(felix_client::ErrorCode::Internal, e.to_string()))?;
-                let _ = q.signal.set((tx, rx));
-                q.signal.get().expect("just set")
-            }
-        };
-        // SAFETY: per the contract.
-        unsafe { *fd_out = rx.as_raw_fd() };
-        Ok(())
-    })
-}
-
-/// Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
-/// (or with its real outcome if it finished first). Exactly one completion is delivered per
-/// started call either way. Unknown tokens are a no-op.
-///
-/// # Safety
-/// `queue` is NULL or live.
-#[no_mangle]
-pub unsafe extern "C" fn felix_completion_queue_cancel(
-    queue: *const FelixCompletionQueue,
-    token: u64,
-) -> FelixStatus {
-    guard(ptr::null_mut(), || {
-        // SAFETY: per the contract.
-        let q = unsafe { queue_arg(queue) }?;
-        let tx = q
-            .state
-            .lock()
-            .pending
-            .get_mut(&token)
-            .and_then(|e| e.cancel.take());
-        if let Some(tx) = tx {
-            let _ = tx.send(());
-        }
-        Ok(())
-    })
-}
-
-/// Waits for the call started on deferred `queue` under `token` and writes its completion to
-/// `*out` (the caller owns its result and error). The call runs on this thread, which drives
-/// the library's runtime while it waits (when no other thread is driving it). Returns
-/// `FELIX_STATUS_OK` when a completion was written — its own `status` says how the call went —
-/// or an error status when none was (NULL arguments, a queue that is not deferred, an unknown
-/// token, or a token another thread already waits for). Must not be called from a Felix
-/// callback.
-///
-/// # Safety
-/// `queue` is NULL or live; `out` is NULL or valid for one completion.
-#[no_mangle]
-pub unsafe extern "C" fn felix_completion_queue_wait_one(
-    queue: *const FelixCompletionQueue,
-    token: u64,
-    out: *mut FelixCompletion,
-    error: *mut *mut FelixError,
-) -> FelixStatus {
-    guard(error, || {
-        if out.is_null() {
-            return Err(Failure::invalid("out must be non-NULL"));
-        }
-        // SAFETY: per the contract.
-        let q = unsafe { queue_arg(queue) }?;
-        if q.kind != Kind::Deferred {
-            return Err(Failure::invalid(
-                "felix_completion_queue_wait_one needs a queue from felix_completion_queue_new_deferred",
-            ));
-        }
-        if Handle::try_current().is_ok() {
-            return Err(Failure::invalid(
-                "felix_completion_queue_wait_one was called on a felix runtime thread (from a callback)",
-            ));
-        }
-        let (call, cancel_rx) = {
-            let mut st = q.state.lock();
-            match st.pending.get_mut(&token).map(|e| e.deferred.take()) {
-                Some(Some(c)) => c,
-                Some(None) => {
-                    return Err(Failure::invalid(format!(
-                        "token {token} is already being waited for"
-                    )))
-                }
-                None => {
-                    return Err(Failure::invalid(format!(
-                        "token {token} is not in flight on this queue"
-                    )))
-                }
-            }
-        };
-        let r = driver().block_on(async move {
-            tokio::select! {
-                // A call cancelled before it was waited for must not run at all.
-                biased;
-                _ = cancel_rx => Err(cancelled()),
-                r = run(call) => r,
-            }
-        });
-        q.state.lock().pending.remove(&token);
-        // SAFETY: `out` is valid for one completion.
-        unsafe { out.write(Done::new(token, r).0) };
-        Ok(())
-    })
-}
-
-/// Frees a queue: calls still in flight are cancelled and their completions dropped,
-/// undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return
-/// `FELIX_STATUS_CLOSED`. NULL is a no-op.
-///
-/// # Safety
-/// `queue` is NULL or a queue from `felix_completion_queue_new`, not yet freed.
-#[no_mangle]
-pub unsafe extern "C" fn felix_completion_queue_free(queue: *mut FelixCompletionQueue) {
-    quiet((), || {
-        if queue.is_null() {
-            return;
-        }
-        // SAFETY: per the contract.
-        let q = unsafe { Box::from_raw(queue) };
-        let (ready, pending) = {
-            let mut st = q.inner.state.lock();
-            st.closed = true;
-            st.unstarted.clear();
-            (
-                std::mem::take(&mut st.ready),
-                std::mem::take(&mut st.pending),
-            )
-        };
-        q.inner.cv.notify_all();
-        q.inner.drivers.notify_waiters();
-        drop(pending); // dropping the senders cancels the calls
-        ready.into_iter().for_each(Done::free);
-    })
 }

@@ -24,8 +24,9 @@ use tokio::sync::Notify;
 
 use crate::bytes::{store, FelixBytes, FelixResult, ItemData, Output};
 use crate::client::{live, FelixClient};
+use crate::completion::{start, FelixCompletionQueue};
 use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
-use crate::runtime::{block, handle, start, Call, FelixCompletionQueue};
+use crate::runtime::{block, handle, Call};
 
 /// Where a subscription starts.
 #[repr(C)]

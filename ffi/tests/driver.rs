@@ -29,6 +29,11 @@ impl Drop for Client {
 }
 
 fn connect(addr: &str, ca: &std::path::Path) -> Client {
+    connect_with_deadline(addr, ca, 0)
+}
+
+/// A client whose requests fail after `request_timeout_ms` (0: the default).
+fn connect_with_deadline(addr: &str, ca: &std::path::Path, request_timeout_ms: u32) -> Client {
     let ca = ca.to_str().unwrap().as_bytes().to_vec();
     unsafe {
         let mut o: FelixConnectOptions = std::mem::zeroed();
@@ -37,6 +42,7 @@ fn connect(addr: &str, ca: &std::path::Path) -> Client {
         o.addresses = &a;
         o.addresses_len = 1;
         o.ca_file = b(&ca);
+        o.request_timeout_ms = request_timeout_ms;
         let mut c = ptr::null_mut();
         assert_eq!(
             felix_client_connect(&o, &mut c, ptr::null_mut()),
@@ -48,7 +54,7 @@ fn connect(addr: &str, ca: &std::path::Path) -> Client {
 
 /// A broker of its own, a client of it, and the folder to remove at the end.
 struct Setup {
-    _broker: common::Broker,
+    broker: common::Broker,
     dir: std::path::PathBuf,
     addr: String,
 }
@@ -58,11 +64,7 @@ impl Setup {
         let dir = std::env::temp_dir().join(format!("felix-ffi-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (broker, addr) = common::start_broker(&dir);
-        Setup {
-            _broker: broker,
-            dir,
-            addr,
-        }
+        Setup { broker, dir, addr }
     }
 
     fn client(&self) -> Client {
@@ -607,5 +609,63 @@ fn a_driven_call_left_running_by_one_waiter_is_finished_by_another() {
         );
         felix_completion_queue_free(q);
         felix_subscription_free(sub);
+    }
+}
+
+#[test]
+fn cache_calls_in_flight_end_once_by_cancel_deadline_or_queue_free() {
+    // Cache gets, puts and deletes on queues other than deferred ones are direct calls (sent at
+    // once, completed by callback, deadline kept by the stream's sweeper): with the broker
+    // frozen, each way a call can end without a reply ends it exactly once.
+    let setup = Setup::new("driver7");
+    let ca = setup.dir.join("ca.pem");
+    let (c, short) = (setup.client(), connect_with_deadline(&setup.addr, &ca, 300));
+    unsafe {
+        let q = felix_completion_queue_new();
+        let driven = felix_completion_queue_new_driven();
+        put_start(&c, q, b"warm", 1);
+        put_start(&short, q, b"warm", 2);
+        let mut warm = collect(q, 2);
+        warm.sort_by_key(|&(t, _)| t);
+        assert_eq!(warm, vec![(1, FelixStatus::Ok), (2, FelixStatus::Ok)]);
+        setup.broker.signal("-STOP");
+
+        // Cancelled while in flight, on a spawned and on a driven queue.
+        put_start(&c, q, b"frozen", 3);
+        assert_eq!(felix_completion_queue_cancel(q, 3), FelixStatus::Ok);
+        assert_eq!(collect(q, 1), vec![(3, FelixStatus::Cancelled)]);
+        put_start(&c, driven, b"frozen", 4);
+        let qa = driven as usize;
+        let canceller = std::thread::spawn(move || {
+            felix_completion_queue_cancel(qa as *const _, 4);
+        });
+        assert_eq!(collect(driven, 1), vec![(4, FelixStatus::Cancelled)]);
+        canceller.join().unwrap();
+
+        // Unanswered past the client's deadline.
+        let t0 = std::time::Instant::now();
+        put_start(&short, q, b"frozen", 5);
+        assert_eq!(collect(q, 1), vec![(5, FelixStatus::Timeout)]);
+        assert!(
+            t0.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t0.elapsed()
+        );
+
+        // Freed with a call in flight: nothing is delivered anywhere, nothing crashes.
+        put_start(&c, q, b"frozen", 6);
+        felix_completion_queue_free(q);
+        setup.broker.signal("-CONT");
+
+        // No completion was left over (a second one of a token would show up here).
+        put_start(&c, driven, b"after", 7);
+        assert_eq!(collect(driven, 1), vec![(7, FelixStatus::Ok)]);
+        let mut buf: [FelixCompletion; 4] = std::mem::zeroed();
+        let mut n = 0usize;
+        let st =
+            felix_completion_queue_wait(driven, buf.as_mut_ptr(), 4, 0, &mut n, ptr::null_mut());
+        assert_eq!((st, n), (FelixStatus::Ok, 0));
+        assert!(present(&c, b"after"));
+        felix_completion_queue_free(driven);
     }
 }

@@ -34,6 +34,19 @@ pub fn cargo_build(package: &str) {
 
 pub struct Broker(Child);
 
+impl Broker {
+    /// Sends `sig` (`-STOP`, `-CONT`) to the broker: a stopped broker keeps its connections
+    /// but answers nothing.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.0.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -1,0 +1,794 @@
+//! Completion queues: how calls started with `_start` come back.
+//!
+//! Three ways to call:
+//! - **blocking** (`felix_cache_get`, ...): the calling thread waits for the result, driving the
+//!   runtime itself: the request is sent and the reply read on the caller's thread;
+//! - **start + completion queue** (`felix_cache_get_start(..., queue, token)`): returns at once;
+//!   when the call finishes, a [`FelixCompletion`] `(token, status, result, error)` is pushed to
+//!   the [`FelixCompletionQueue`]. One thread draining the queue with
+//!   `felix_completion_queue_wait` serves any number of calls in flight, so a Go program with
+//!   1,000 goroutines calling Felix has one OS thread blocked in C, not 1,000;
+//! - **start + wait for it** (a deferred queue, `felix_completion_queue_wait_one`): runs like a
+//!   blocking call on the waiting thread, and another thread can cancel it by token (how Go
+//!   runs a call with a cancellable `context.Context` when no other call is in flight).
+//!
+//! A thread waiting in `felix_completion_queue_wait` while calls are in flight drives the
+//! runtime itself ([`felix_client::Driver::block_on_returning`]), so the replies are read and the completions
+//! queued on the thread that takes them. On a **driven** queue
+//! (`felix_completion_queue_new_driven`) calls are also started by that thread: those started
+//! while it was away (handing completions out) start together when it comes back, so their
+//! requests share a packet; and they run inside its wait (polled there, not spawned as a task
+//! each, which cost more than the call's own work). That is how Go serves many goroutines: one
+//! thread in C both sends and receives, and no other thread needs waking for either.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::ptr;
+use std::sync::{Arc, OnceLock, Weak};
+use std::time::{Duration, Instant};
+
+use felix_client::sync::{Condvar, Mutex};
+use felix_client::{DirectHandle, Wake};
+use futures::stream::FuturesUnordered;
+use futures::StreamExt;
+use tokio::runtime::Handle;
+use tokio::sync::{oneshot, Notify};
+
+use crate::bytes::{FelixResult, Output};
+use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
+use crate::runtime::{driver, handle, run, Call, DirectWork, Work};
+
+/// One finished call, as delivered by `felix_completion_queue_wait`.
+#[repr(C)]
+#[derive(Debug)]
+pub struct FelixCompletion {
+    /// The token given to the `_start` call.
+    pub token: u64,
+    /// Its status.
+    pub status: FelixStatus,
+    /// Owned result (NULL when the call produced none or failed): `felix_result_free`.
+    pub result: *mut FelixResult,
+    /// Owned error (NULL on success): `felix_error_free`.
+    pub error: *mut FelixError,
+}
+
+struct Done(FelixCompletion);
+// SAFETY: the pointers are owned results/errors, handed from thread to thread whole.
+unsafe impl Send for Done {}
+
+impl Done {
+    fn new(token: u64, r: Res<Option<Output>>) -> Self {
+        Done(match r {
+            Ok(o) => FelixCompletion {
+                token,
+                status: FelixStatus::Ok,
+                result: o.map_or(ptr::null_mut(), Output::into_raw),
+                error: ptr::null_mut(),
+            },
+            Err(f) => FelixCompletion {
+                token,
+                status: f.status(),
+                result: ptr::null_mut(),
+                error: f.into_raw(),
+            },
+        })
+    }
+
+    fn free(self) {
+        // SAFETY: both were made by this library and are owned here.
+        unsafe {
+            crate::bytes::felix_result_free(self.0.result);
+            crate::error::felix_error_free(self.0.error);
+        }
+    }
+}
+
+/// A call started on a queue and not yet completed.
+struct Entry {
+    /// Cancels the call (taken by the first `felix_completion_queue_cancel`).
+    cancel: Option<Cancel>,
+    /// A deferred call not yet claimed by `felix_completion_queue_wait_one`.
+    deferred: Option<(Call, oneshot::Receiver<()>)>,
+}
+
+/// How a call is cancelled.
+enum Cancel {
+    /// A future's: it ends when this fires (or is dropped).
+    Chan(oneshot::Sender<()>),
+    /// A direct call's, once started (before that, its taken `Entry::cancel` stops the start).
+    Direct(DirectHandle),
+}
+
+impl Cancel {
+    fn fire(self) {
+        match self {
+            Cancel::Chan(tx) => {
+                let _ = tx.send(());
+            }
+            Cancel::Direct(h) => {
+                h.cancel();
+            }
+        }
+    }
+}
+
+/// A driven queue's call not yet started.
+enum Held {
+    Future(u64, Call, oneshot::Receiver<()>),
+    Direct(u64, Box<dyn DirectWork>),
+}
+
+#[derive(Default)]
+struct QueueState {
+    ready: VecDeque<Done>,
+    pending: HashMap<u64, Entry>,
+    closed: bool,
+    /// Threads asleep on `Queue::cv` (a completion skips the futex call when there are none).
+    sleepers: usize,
+    /// A driven queue's calls not yet started: the next thread to wait starts them.
+    unstarted: Vec<Held>,
+    /// A thread drives the runtime in `felix_completion_queue_wait` on this queue and sleeps
+    /// until `Queue::drivers` is notified (a start must wake it to have its call started).
+    driver_asleep: bool,
+}
+
+/// Calls in progress on a driven queue.
+type Running = FuturesUnordered<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>;
+
+/// When a queue's calls run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// At once, on the runtime.
+    #[default]
+    Spawned,
+    /// One at a time, on the thread that waits for it (`felix_completion_queue_wait_one`).
+    Deferred,
+    /// Together, on the thread that waits on the queue (`felix_completion_queue_wait`).
+    Driven,
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    state: Mutex<QueueState>,
+    cv: Condvar,
+    /// Wakes the threads that drive the runtime while they wait for a completion.
+    drivers: Notify,
+    /// A driven queue's calls started by a waiting thread: polled by the thread that waits on
+    /// the queue, not spawned as a task each (which cost more than the call's own work).
+    running: Mutex<Running>,
+    kind: Kind,
+    /// Socket pair behind `felix_completion_queue_fd`: a byte is written to `.0` when a
+    /// completion lands in an empty queue; `.1` is the readable end handed out.
+    signal: OnceLock<(UnixStream, UnixStream)>,
+}
+
+/// A queue of finished `_start` calls. Thread-safe: any thread may start calls on it, and any
+/// number of threads may wait on it (each completion goes to one of them).
+pub struct FelixCompletionQueue {
+    inner: Arc<Queue>,
+}
+
+impl Queue {
+    /// Queues a call's outcome and says when the caller must [`Queue::signal`] (and whether a
+    /// thread sleeps on the condition variable).
+    fn complete(&self, token: u64, r: Res<Option<Output>>) -> (Wake, bool) {
+        let done = Done::new(token, r);
+        let mut st = self.state.lock();
+        st.pending.remove(&token);
+        if st.closed {
+            drop(st);
+            done.free();
+            return (Wake::No, false);
+        }
+        let was_empty = st.ready.is_empty();
+        st.ready.push_back(done);
+        (
+            Wake::after_push(was_empty, !st.pending.is_empty()),
+            st.sleepers > 0,
+        )
+    }
+
+    /// Wakes a waiting thread and makes the queue's descriptor readable.
+    fn signal(&self, sleepers: bool) {
+        // A thread driving the runtime in `felix_completion_queue_wait` is woken without a
+        // system call when the completion came from its own turn (the common case).
+        self.drivers.notify_waiters();
+        if sleepers {
+            self.cv.notify_one();
+        }
+        if let Some((tx, _)) = self.signal.get() {
+            // A full socket buffer means a wake-up is pending already: nothing is lost.
+            let _ = (&*tx).write(&[1]);
+        }
+    }
+}
+
+/// Whether calls started on `queue` may be [`Work::Direct`]: not on a deferred queue, whose
+/// calls run as futures inside `felix_completion_queue_wait_one`.
+///
+/// # Safety
+/// `queue` is NULL or live.
+pub(crate) unsafe fn takes_direct(queue: *const FelixCompletionQueue) -> bool {
+    // SAFETY: per the contract.
+    unsafe { queue.as_ref() }.is_some_and(|q| q.inner.kind != Kind::Deferred)
+}
+
+/// Starts `call` on the runtime (or, on a deferred queue, records it for
+/// `felix_completion_queue_wait_one`); its completion goes to `queue` under `token`.
+///
+/// # Safety
+/// `queue` is NULL or a live queue.
+pub(crate) unsafe fn start(
+    queue: *const FelixCompletionQueue,
+    token: u64,
+    call: Res<Call>,
+) -> Res<()> {
+    // SAFETY: per the contract.
+    unsafe { start_work(queue, token, call.map(Work::Future)) }
+}
+
+/// [`start`] for any [`Work`] (a direct call only where [`takes_direct`]).
+///
+/// # Safety
+/// `queue` is NULL or a live queue.
+pub(crate) unsafe fn start_work(
+    queue: *const FelixCompletionQueue,
+    token: u64,
+    work: Res<Work>,
+) -> Res<()> {
+    // SAFETY: per the contract.
+    let q = unsafe { queue_arg(queue) }?;
+    let work = work?;
+    let mut st = q.state.lock();
+    if st.closed {
+        return Err(Failure::closed("completion queue"));
+    }
+    if st.pending.contains_key(&token) {
+        return Err(Failure::invalid(format!(
+            "token {token} is already in flight on this queue"
+        )));
+    }
+    let held = match work {
+        Work::Direct(d) => {
+            if q.kind == Kind::Deferred {
+                return Err(Failure::invalid("a direct call on a deferred queue"));
+            }
+            let entry = Entry {
+                cancel: Some(Cancel::Direct(d.handle())),
+                deferred: None,
+            };
+            st.pending.insert(token, entry);
+            Held::Direct(token, d)
+        }
+        Work::Future(call) => {
+            let (cancel_tx, cancel_rx) = oneshot::channel();
+            let cancel = Some(Cancel::Chan(cancel_tx));
+            if q.kind == Kind::Deferred {
+                // It waits in its entry for `felix_completion_queue_wait_one`.
+                let deferred = Some((call, cancel_rx));
+                st.pending.insert(token, Entry { cancel, deferred });
+                return Ok(());
+            }
+            let deferred = None;
+            st.pending.insert(token, Entry { cancel, deferred });
+            Held::Future(token, call, cancel_rx)
+        }
+    };
+    if q.kind == Kind::Driven {
+        // Held for the queue's next waiter.
+        st.unstarted.push(held);
+        let wake = std::mem::take(&mut st.driver_asleep);
+        drop(st);
+        if wake {
+            q.drivers.notify_waiters();
+        }
+        return Ok(());
+    }
+    drop(st);
+    launch_held(&q, vec![held], None);
+    Ok(())
+}
+
+/// Runs a started call on the runtime (a task of its own) and queues its completion.
+fn launch(q: Arc<Queue>, token: u64, call: Call, cancel_rx: oneshot::Receiver<()>) {
+    driver().spawn(finish_call(Arc::downgrade(&q), token, call, cancel_rx));
+}
+
+/// Runs a call, then queues its completion (dropped if the queue is gone: a driven queue's
+/// running calls live in the queue, so they must not keep it alive).
+async fn finish_call(q: Weak<Queue>, token: u64, call: Call, mut cancel_rx: oneshot::Receiver<()>) {
+    // A call cancelled before it began must not run at all.
+    let r = if matches!(
+        cancel_rx.try_recv(),
+        Err(oneshot::error::TryRecvError::Empty)
+    ) {
+        tokio::select! {
+            biased;
+            r = run(call) => r,
+            _ = cancel_rx => Err(cancelled()),
+        }
+    } else {
+        Err(cancelled())
+    };
+    let Some(q) = q.upgrade() else {
+        return;
+    };
+    let (wake, sleepers) = q.complete(token, r);
+    wake.signal(|| q.signal(sleepers)).await;
+}
+
+/// Starts held calls: futures into `set` (polled by the caller) or, without one, as tasks;
+/// direct calls at once, except those cancelled while held, which complete as cancelled.
+fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) {
+    // A direct call's cancel before it is sent finds nothing to cancel in the core: look for
+    // taken cancels before starting (skip those calls) and after (cancel those now).
+    let taken =
+        |token: &u64, st: &QueueState| st.pending.get(token).is_none_or(|e| e.cancel.is_none());
+    let mut started = Vec::new();
+    let gone: Vec<u64> = if calls.iter().any(|h| matches!(h, Held::Direct(..))) {
+        let st = q.state.lock();
+        calls
+            .iter()
+            .filter_map(|h| match h {
+                Held::Direct(t, _) if taken(t, &st) => Some(*t),
+                _ => None,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for h in calls {
+        match h {
+            Held::Future(token, call, cancel_rx) => match set.as_deref_mut() {
+                Some(set) => set.push(Box::pin(finish_call(
+                    Arc::downgrade(q),
+                    token,
+                    call,
+                    cancel_rx,
+                ))),
+                None => launch(q.clone(), token, call, cancel_rx),
+            },
+            Held::Direct(token, d) if gone.contains(&token) => {
+                drop(d);
+                complete_direct(&Arc::downgrade(q), token, Err(cancelled()));
+            }
+            Held::Direct(token, d) => {
+                started.push((token, d.handle()));
+                let weak = Arc::downgrade(q);
+                d.start(
+                    handle(),
+                    Box::new(move |r| complete_direct(&weak, token, r)),
+                );
+            }
+        }
+    }
+    if !started.is_empty() {
+        let late: Vec<DirectHandle> = {
+            let st = q.state.lock();
+            started
+                .into_iter()
+                .filter(|(t, _)| st.pending.get(t).is_some_and(|e| e.cancel.is_none()))
+                .map(|(_, h)| h)
+                .collect()
+        };
+        for h in late {
+            h.cancel();
+        }
+    }
+}
+
+/// Queues a direct call's outcome (run by its callback, on whatever thread that runs).
+fn complete_direct(q: &Weak<Queue>, token: u64, r: Res<Option<Output>>) {
+    let Some(q) = q.upgrade() else {
+        return; // the queue was freed: the outcome is dropped
+    };
+    let (wake, sleepers) = q.complete(token, r);
+    match wake {
+        Wake::No => {}
+        Wake::Now => q.signal(sleepers),
+        // Other completions of this turn ride on the same wake-up.
+        Wake::AfterTurn => match Handle::try_current() {
+            Ok(h) => {
+                h.spawn(async move {
+                    tokio::task::yield_now().await;
+                    q.signal(sleepers);
+                });
+            }
+            Err(_) => q.signal(sleepers),
+        },
+    }
+}
+
+fn cancelled() -> Failure {
+    Failure::new(felix_client::ErrorCode::Cancelled, "cancelled")
+}
+
+/// Borrows a queue argument.
+///
+/// # Safety
+/// `queue` is NULL or live.
+unsafe fn queue_arg(queue: *const FelixCompletionQueue) -> Res<Arc<Queue>> {
+    if queue.is_null() {
+        return Err(Failure::invalid("completion queue is NULL"));
+    }
+    // SAFETY: per the contract.
+    Ok(unsafe { &*queue }.inner.clone())
+}
+
+/// Creates a completion queue. Release with `felix_completion_queue_free`.
+#[no_mangle]
+pub extern "C" fn felix_completion_queue_new() -> *mut FelixCompletionQueue {
+    quiet(ptr::null_mut(), || new_queue(Kind::Spawned))
+}
+
+/// Creates a deferred completion queue: a call started on it does not run until a thread
+/// waits for it with `felix_completion_queue_wait_one`, and then runs on that thread, which
+/// drives the library's runtime itself while it waits (no hand-off between threads: the
+/// lowest latency for "start one call, wait for it"). `felix_completion_queue_cancel` works as
+/// on any queue, including from another thread while the call runs; a call cancelled before it
+/// was waited for never runs. `felix_completion_queue_wait` is refused on it. Release with
+/// `felix_completion_queue_free`.
+#[no_mangle]
+pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQueue {
+    quiet(ptr::null_mut(), || new_queue(Kind::Deferred))
+}
+
+/// Creates a driven completion queue: calls started on it run when a thread waits on it with
+/// `felix_completion_queue_wait` (a nonzero timeout), together and on that thread, which
+/// drives the library's runtime while it waits. The requests of every call started since the
+/// last wait leave in one packet and the replies are read on the waiting thread, with no
+/// wake-up from another thread: the highest throughput for one thread serving many callers (how
+/// the Go package runs concurrent calls). A call started while a thread waits wakes it to
+/// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
+/// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
+/// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
+/// completion by themselves). Release with `felix_completion_queue_free`.
+#[no_mangle]
+pub extern "C" fn felix_completion_queue_new_driven() -> *mut FelixCompletionQueue {
+    quiet(ptr::null_mut(), || new_queue(Kind::Driven))
+}
+
+fn new_queue(kind: Kind) -> *mut FelixCompletionQueue {
+    Box::into_raw(Box::new(FelixCompletionQueue {
+        inner: Arc::new(Queue {
+            kind,
+            ..Queue::default()
+        }),
+    }))
+}
+
+/// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
+/// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
+/// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
+/// thread drives the library's runtime, as a blocking call does; on a driven queue it also
+/// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
+/// background thread instead). The caller owns each completion's result and error. Returns
+/// `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
+///
+/// # Safety
+/// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_wait(
+    queue: *const FelixCompletionQueue,
+    out: *mut FelixCompletion,
+    max: usize,
+    timeout_ms: i32,
+    n_out: *mut usize,
+    error: *mut *mut FelixError,
+) -> FelixStatus {
+    guard(error, || {
+        if queue.is_null() || out.is_null() || n_out.is_null() || max == 0 {
+            return Err(Failure::invalid(
+                "queue, out and n_out must be non-NULL, max > 0",
+            ));
+        }
+        // SAFETY: per the contract.
+        unsafe { *n_out = 0 };
+        // SAFETY: per the contract.
+        let q = unsafe { queue_arg(queue) }?;
+        if q.kind == Kind::Deferred {
+            return Err(Failure::invalid(
+                "a deferred queue's calls are waited for one by one with felix_completion_queue_wait_one",
+            ));
+        }
+        let deadline =
+            (timeout_ms >= 0).then(|| Instant::now() + Duration::from_millis(timeout_ms as u64));
+        let mut st = q.state.lock();
+        let drive = !st.pending.is_empty() || q.kind == Kind::Driven;
+        if st.ready.is_empty() && drive && timeout_ms != 0 {
+            drop(st);
+            drive_until_ready(&q, deadline);
+            st = q.state.lock();
+        } else if !st.unstarted.is_empty() {
+            // No driving here (a poll): the background thread runs them.
+            let calls = std::mem::take(&mut st.unstarted);
+            drop(st);
+            launch_held(&q, calls, None);
+            st = q.state.lock();
+        }
+        while st.ready.is_empty() {
+            if st.closed {
+                return Err(Failure::closed("completion queue"));
+            }
+            st.sleepers += 1;
+            let timed_out = match deadline {
+                None => {
+                    q.cv.wait(&mut st);
+                    false
+                }
+                Some(d) => q.cv.wait_until(&mut st, d).timed_out(),
+            };
+            st.sleepers -= 1;
+            if timed_out {
+                break;
+            }
+        }
+        let n = st.ready.len().min(max);
+        if st.ready.len() > n {
+            // More than this waiter takes: hand the rest to another waiter, if any.
+            q.cv.notify_one();
+        }
+        for i in 0..n {
+            let Some(Done(c)) = st.ready.pop_front() else {
+                break;
+            };
+            // SAFETY: `out` has room for `max` completions.
+            unsafe { out.add(i).write(c) };
+            // SAFETY: per the contract.
+            unsafe { *n_out = i + 1 };
+        }
+        Ok(())
+    })
+}
+
+/// While calls are in flight on `q`, waits for one to complete by driving the runtime on this
+/// thread (as a blocking call does): the replies are read and the completions queued here, so
+/// the waiter needs no wake-up from another thread. A driven queue's calls are started here
+/// as they come. Returns when a completion is ready, the queue is closed, nothing is in
+/// flight on a queue that is not driven, or at `deadline`; the caller then looks again.
+fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
+    if Handle::try_current().is_ok() {
+        // A callback on the runtime's own thread: it cannot drive from here.
+        let calls = std::mem::take(&mut q.state.lock().unstarted);
+        launch_held(q, calls, None);
+        return;
+    }
+    driver().block_on_returning(async {
+        // One thread at a time polls the queue's running calls; another waiter meanwhile
+        // starts the calls it takes as tasks, and takes the polling over when the first leaves.
+        let mut running = None;
+        loop {
+            let woken = q.drivers.notified();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
+            if running.is_none() && q.kind == Kind::Driven {
+                running = q.running.try_lock();
+            }
+            let calls = {
+                let mut st = q.state.lock();
+                st.driver_asleep = false;
+                if !st.ready.is_empty()
+                    || st.closed
+                    || (st.pending.is_empty() && q.kind != Kind::Driven)
+                {
+                    break;
+                }
+                st.driver_asleep = true;
+                std::mem::take(&mut st.unstarted)
+            };
+            if !calls.is_empty() {
+                launch_held(q, calls, running.as_deref_mut());
+            }
+            // Polls the running calls until none is ready; a finished call's completion
+            // notifies `woken`.
+            let drain = std::future::poll_fn(|cx| {
+                if let Some(set) = running.as_mut() {
+                    while let std::task::Poll::Ready(Some(())) = set.poll_next_unpin(cx) {}
+                }
+                std::task::Poll::<()>::Pending
+            });
+            match deadline {
+                None => {
+                    tokio::select! {
+                        biased;
+                        _ = woken => {}
+                        _ = drain => {}
+                    }
+                }
+                Some(d) => {
+                    let timer = tokio::time::sleep_until(d.into());
+                    tokio::select! {
+                        biased;
+                        _ = woken => {}
+                        _ = drain => {}
+                        _ = timer => break,
+                    }
+                }
+            }
+        }
+        if running.take().is_some() {
+            // Another thread waiting on this queue polls the running calls from now on.
+            q.drivers.notify_waiters();
+        }
+        // With calls still in flight the waiter will be back for them: the background thread
+        // need not take the runtime over the moment it leaves.
+        ((), !q.state.lock().pending.is_empty())
+    });
+}
+
+/// Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
+/// `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
+/// a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
+/// then call `felix_completion_queue_wait` with `timeout_ms` 0 until it returns fewer than
+/// `max` completions. Completions already waiting when the descriptor is first asked for do not
+/// make it readable: drain once after setting it up. The descriptor is non-blocking and owned
+/// by the queue (closed by `felix_completion_queue_free`): do not close it. Not available on a
+/// deferred queue.
+///
+/// # Safety
+/// `queue` is NULL or live; `fd_out` is NULL or valid.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_fd(
+    queue: *const FelixCompletionQueue,
+    fd_out: *mut std::ffi::c_int,
+    error: *mut *mut FelixError,
+) -> FelixStatus {
+    guard(error, || {
+        if fd_out.is_null() {
+            return Err(Failure::invalid("fd_out must be non-NULL"));
+        }
+        // SAFETY: per the contract.
+        let q = unsafe { queue_arg(queue) }?;
+        if q.kind == Kind::Deferred {
+            return Err(Failure::invalid(
+                "a deferred queue has no completions to wait for: use felix_completion_queue_wait_one",
+            ));
+        }
+        let (_, rx) = match q.signal.get() {
+            Some(s) => s,
+            None => {
+                let (tx, rx) = UnixStream::pair()
+                    .and_then(|(tx, rx)| {
+                        tx.set_nonblocking(true)?;
+                        rx.set_nonblocking(true)?;
+                        Ok((tx, rx))
+                    })
+                    .map_err(|e| Failure::new(felix_client::ErrorCode::Internal, e.to_string()))?;
+                let _ = q.signal.set((tx, rx));
+                q.signal.get().expect("just set")
+            }
+        };
+        // SAFETY: per the contract.
+        unsafe { *fd_out = rx.as_raw_fd() };
+        Ok(())
+    })
+}
+
+/// Cancels the call started with `token`: it completes promptly with `FELIX_STATUS_CANCELLED`
+/// (or with its real outcome if it finished first). Exactly one completion is delivered per
+/// started call either way. Unknown tokens are a no-op.
+///
+/// # Safety
+/// `queue` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_cancel(
+    queue: *const FelixCompletionQueue,
+    token: u64,
+) -> FelixStatus {
+    guard(ptr::null_mut(), || {
+        // SAFETY: per the contract.
+        let q = unsafe { queue_arg(queue) }?;
+        let cancel = q
+            .state
+            .lock()
+            .pending
+            .get_mut(&token)
+            .and_then(|e| e.cancel.take());
+        if let Some(c) = cancel {
+            c.fire();
+        }
+        Ok(())
+    })
+}
+
+/// Waits for the call started on deferred `queue` under `token` and writes its completion to
+/// `*out` (the caller owns its result and error). The call runs on this thread, which drives
+/// the library's runtime while it waits (when no other thread is driving it). Returns
+/// `FELIX_STATUS_OK` when a completion was written — its own `status` says how the call went —
+/// or an error status when none was (NULL arguments, a queue that is not deferred, an unknown
+/// token, or a token another thread already waits for). Must not be called from a Felix
+/// callback.
+///
+/// # Safety
+/// `queue` is NULL or live; `out` is NULL or valid for one completion.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_wait_one(
+    queue: *const FelixCompletionQueue,
+    token: u64,
+    out: *mut FelixCompletion,
+    error: *mut *mut FelixError,
+) -> FelixStatus {
+    guard(error, || {
+        if out.is_null() {
+            return Err(Failure::invalid("out must be non-NULL"));
+        }
+        // SAFETY: per the contract.
+        let q = unsafe { queue_arg(queue) }?;
+        if q.kind != Kind::Deferred {
+            return Err(Failure::invalid(
+                "felix_completion_queue_wait_one needs a queue from felix_completion_queue_new_deferred",
+            ));
+        }
+        if Handle::try_current().is_ok() {
+            return Err(Failure::invalid(
+                "felix_completion_queue_wait_one was called on a felix runtime thread (from a callback)",
+            ));
+        }
+        let (call, cancel_rx) = {
+            let mut st = q.state.lock();
+            match st.pending.get_mut(&token).map(|e| e.deferred.take()) {
+                Some(Some(c)) => c,
+                Some(None) => {
+                    return Err(Failure::invalid(format!(
+                        "token {token} is already being waited for"
+                    )))
+                }
+                None => {
+                    return Err(Failure::invalid(format!(
+                        "token {token} is not in flight on this queue"
+                    )))
+                }
+            }
+        };
+        let r = driver().block_on(async move {
+            tokio::select! {
+                // A call cancelled before it was waited for must not run at all.
+                biased;
+                _ = cancel_rx => Err(cancelled()),
+                r = run(call) => r,
+            }
+        });
+        q.state.lock().pending.remove(&token);
+        // SAFETY: `out` is valid for one completion.
+        unsafe { out.write(Done::new(token, r).0) };
+        Ok(())
+    })
+}
+
+/// Frees a queue: calls still in flight are cancelled and their completions dropped,
+/// undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return
+/// `FELIX_STATUS_CLOSED`. NULL is a no-op.
+///
+/// # Safety
+/// `queue` is NULL or a queue from `felix_completion_queue_new`, not yet freed.
+#[no_mangle]
+pub unsafe extern "C" fn felix_completion_queue_free(queue: *mut FelixCompletionQueue) {
+    quiet((), || {
+        if queue.is_null() {
+            return;
+        }
+        // SAFETY: per the contract.
+        let q = unsafe { Box::from_raw(queue) };
+        let (ready, pending) = {
+            let mut st = q.inner.state.lock();
+            st.closed = true;
+            st.unstarted.clear();
+            (
+                std::mem::take(&mut st.ready),
+                std::mem::take(&mut st.pending),
+            )
+        };
+        q.inner.cv.notify_all();
+        q.inner.drivers.notify_waiters();
+        // Dropping a future's sender cancels it; a direct call is cancelled by its handle.
+        for (_, e) in pending {
+            if let Some(Cancel::Direct(h)) = e.cancel {
+                h.cancel();
+            }
+        }
+        ready.into_iter().for_each(Done::free);
+    })
+}
