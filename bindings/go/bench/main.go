@@ -20,9 +20,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	felix "github.com/felix-rs/felix/bindings/go"
@@ -35,6 +38,8 @@ type result struct {
 	P99         float64 `json:"p99_us"`
 	P999        float64 `json:"p999_us"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
+	CPU         float64 `json:"-"` // process CPU time per get, µs (Go side only)
+	Allocs      float64 `json:"-"` // Go heap allocations per get (Go side only)
 }
 
 func main() {
@@ -44,7 +49,19 @@ func main() {
 	ops := flag.Int("ops", 20000, "gets per level and side, split over the rounds")
 	rounds := flag.Int("rounds", 5, "alternating Go/Rust rounds per level")
 	levelList := flag.String("levels", "1,32", "comma-separated concurrency levels")
+	goOnly := flag.Bool("go-only", false, "run only the Go rounds (to profile the Go side alone)")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	root := "../.."
 	if *addr == "" {
 		dir, _ := os.MkdirTemp("", "felix-bench-")
@@ -108,6 +125,10 @@ func main() {
 		for _, conc := range levels {
 			run(ctx, c, conc, per/10) // warm-up
 			g := run(ctx, c, conc, per)
+			if *goOnly {
+				fmt.Printf("%-5s %-5d %5d %10.1f %10.1f %10.1f %12.0f  cpu %.2f us/get  %.1f allocs/get\n", "go", conc, round, g.P50, g.P99, g.P999, g.OpsPerSec, g.CPU, g.Allocs)
+				continue
+			}
 			r := rustRound(conc, per)
 			goRes[conc] = append(goRes[conc], g)
 			rustRes[conc] = append(rustRes[conc], r)
@@ -118,6 +139,9 @@ func main() {
 				fmt.Printf("%-5s %-5d %5d %10.1f %10.1f %10.1f %12.0f\n", x.n, conc, round, x.r.P50, x.r.P99, x.r.P999, x.r.OpsPerSec)
 			}
 		}
+	}
+	if *goOnly {
+		return
 	}
 	fmt.Printf("\nmedians over %d rounds of %d gets\n", *rounds, per)
 	fmt.Printf("%-5s %-5s %10s %10s %10s %12s\n", "side", "conc", "p50_us", "p99_us", "p999_us", "ops/s")
@@ -163,6 +187,9 @@ func run(ctx context.Context, c *felix.Client, conc, ops int) result {
 	per := max(ops/conc, 1)
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	cpu0 := cpuTime()
 	start := time.Now()
 	for g := 0; g < conc; g++ {
 		wg.Add(1)
@@ -181,13 +208,25 @@ func run(ctx context.Context, c *felix.Client, conc, ops int) result {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	runtime.ReadMemStats(&ms1)
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
 	q := func(p float64) float64 { return float64(all[int(p*float64(len(all)-1))].Nanoseconds()) / 1000 }
-	return result{Concurrency: conc, Ops: len(all), P50: q(0.5), P99: q(0.99), P999: q(0.999), OpsPerSec: float64(len(all)) / elapsed.Seconds()}
+	return result{Concurrency: conc, Ops: len(all), P50: q(0.5), P99: q(0.99), P999: q(0.999), OpsPerSec: float64(len(all)) / elapsed.Seconds(), CPU: float64(cpu.Nanoseconds()) / 1000 / float64(len(all)),
+		Allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(len(all))}
+}
+
+// cpuTime is the CPU time this process (all its threads, not the broker or the Rust bench) has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func fail(err error) {
