@@ -10,7 +10,7 @@ use felix_client::{CacheValue, PutCondition};
 
 use crate::bytes::{array, FelixBytes, FelixResult, ItemData, Output};
 use crate::client::{finish, live, FelixClient};
-use crate::completion::{start, start_work, takes_direct, FelixCompletionQueue};
+use crate::completion::{start, start_work, FelixCompletionQueue};
 use crate::error::{guard, Failure, FelixError, FelixStatus, Res};
 use crate::runtime::{Call, Direct, Work};
 
@@ -42,9 +42,9 @@ fn ttl(ttl_ms: u64) -> Option<Duration> {
     (ttl_ms > 0).then(|| Duration::from_millis(ttl_ms))
 }
 
-// The direct forms of get, put and delete (see `felix_client::DirectCall`): a started call on
-// a queue that takes them is sent without a future of its own. `None` when the client has no
-// live connection yet: the future form then waits for one.
+// The direct forms of get, put and delete (see `felix_client::DirectCall`): a started call is
+// sent without a future of its own. `None` when the client has no live connection yet: the
+// future form then waits for one.
 
 fn get_output(v: Option<CacheValue>) -> Option<Output> {
     Output::items(vec![item(v)])
@@ -126,7 +126,7 @@ fn direct<T: Send + 'static>(
     }
 }
 
-/// Starts `direct` when `queue` takes direct calls and it gives one, else the future `call`.
+/// Starts `direct` when it gives a call, else the future `call`.
 ///
 /// # Safety
 /// `queue` is NULL or live.
@@ -138,10 +138,11 @@ unsafe fn start_either(
 ) -> Res<()> {
     // SAFETY: per the contract.
     unsafe {
-        if takes_direct(queue) {
-            if let Some(w) = direct()? {
-                return start_work(queue, token, Ok(w));
-            }
+        if queue.is_null() {
+            return Err(Failure::invalid("completion queue is NULL"));
+        }
+        if let Some(w) = direct()? {
+            return start_work(queue, token, Ok(w));
         }
         start(queue, token, call())
     }

@@ -91,7 +91,7 @@ struct Entry {
     /// Cancels the call (taken by the first `felix_completion_queue_cancel`).
     cancel: Option<Cancel>,
     /// A deferred call not yet claimed by `felix_completion_queue_wait_one`.
-    deferred: Option<(Call, oneshot::Receiver<()>)>,
+    deferred: Option<Held>,
 }
 
 /// How a call is cancelled.
@@ -206,16 +206,6 @@ impl Queue {
     }
 }
 
-/// Whether calls started on `queue` may be [`Work::Direct`]: not on a deferred queue, whose
-/// calls run as futures inside `felix_completion_queue_wait_one`.
-///
-/// # Safety
-/// `queue` is NULL or live.
-pub(crate) unsafe fn takes_direct(queue: *const FelixCompletionQueue) -> bool {
-    // SAFETY: per the contract.
-    unsafe { queue.as_ref() }.is_some_and(|q| q.inner.kind != Kind::Deferred)
-}
-
 /// Starts `call` on the runtime (or, on a deferred queue, records it for
 /// `felix_completion_queue_wait_one`); its completion goes to `queue` under `token`.
 ///
@@ -230,7 +220,7 @@ pub(crate) unsafe fn start(
     unsafe { start_work(queue, token, call.map(Work::Future)) }
 }
 
-/// [`start`] for any [`Work`] (a direct call only where [`takes_direct`]).
+/// [`start`] for any [`Work`].
 ///
 /// # Safety
 /// `queue` is NULL or a live queue.
@@ -251,32 +241,33 @@ pub(crate) unsafe fn start_work(
             "token {token} is already in flight on this queue"
         )));
     }
-    let held = match work {
+    let (held, cancel) = match work {
         Work::Direct(d) => {
-            if q.kind == Kind::Deferred {
-                return Err(Failure::invalid("a direct call on a deferred queue"));
-            }
-            let entry = Entry {
-                cancel: Some(Cancel::Direct(d.handle())),
-                deferred: None,
-            };
-            st.pending.insert(token, entry);
-            Held::Direct(token, d)
+            let cancel = Cancel::Direct(d.handle());
+            (Held::Direct(token, d), cancel)
         }
         Work::Future(call) => {
             let (cancel_tx, cancel_rx) = oneshot::channel();
-            let cancel = Some(Cancel::Chan(cancel_tx));
-            if q.kind == Kind::Deferred {
-                // It waits in its entry for `felix_completion_queue_wait_one`.
-                let deferred = Some((call, cancel_rx));
-                st.pending.insert(token, Entry { cancel, deferred });
-                return Ok(());
-            }
-            let deferred = None;
-            st.pending.insert(token, Entry { cancel, deferred });
-            Held::Future(token, call, cancel_rx)
+            (
+                Held::Future(token, call, cancel_rx),
+                Cancel::Chan(cancel_tx),
+            )
         }
     };
+    let cancel = Some(cancel);
+    if q.kind == Kind::Deferred {
+        // It waits in its entry for `felix_completion_queue_wait_one`.
+        let deferred = Some(held);
+        st.pending.insert(token, Entry { cancel, deferred });
+        return Ok(());
+    }
+    st.pending.insert(
+        token,
+        Entry {
+            cancel,
+            deferred: None,
+        },
+    );
     if q.kind == Kind::Driven {
         // Held for the queue's next waiter.
         st.unstarted.push(held);
@@ -727,7 +718,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                 "felix_completion_queue_wait_one was called on a felix runtime thread (from a callback)",
             ));
         }
-        let (call, cancel_rx) = {
+        let held = {
             let mut st = q.state.lock();
             match st.pending.get_mut(&token).map(|e| e.deferred.take()) {
                 Some(Some(c)) => c,
@@ -743,14 +734,36 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                 }
             }
         };
-        let r = driver().block_on(async move {
-            tokio::select! {
-                // A call cancelled before it was waited for must not run at all.
-                biased;
-                _ = cancel_rx => Err(cancelled()),
-                r = run(call) => r,
-            }
-        });
+        // A call cancelled before it was waited for must not run at all.
+        let cancel_taken = || {
+            let st = q.state.lock();
+            st.pending.get(&token).is_some_and(|e| e.cancel.is_none())
+        };
+        let r = match held {
+            Held::Future(_, call, cancel_rx) => driver().block_on(async move {
+                tokio::select! {
+                    biased;
+                    _ = cancel_rx => Err(cancelled()),
+                    r = run(call) => r,
+                }
+            }),
+            Held::Direct(..) if cancel_taken() => Err(cancelled()),
+            Held::Direct(_, d) => driver().block_on(async {
+                let h = d.handle();
+                let (tx, rx) = oneshot::channel();
+                d.start(
+                    handle(),
+                    Box::new(move |r| {
+                        let _ = tx.send(r);
+                    }),
+                );
+                // A cancel that raced the start found nothing to cancel yet.
+                if cancel_taken() {
+                    h.cancel();
+                }
+                rx.await.unwrap_or_else(|_| Err(cancelled()))
+            }),
+        };
         q.state.lock().pending.remove(&token);
         // SAFETY: `out` is valid for one completion.
         unsafe { out.write(Done::new(token, r).0) };

@@ -6,8 +6,8 @@
 //! `felix-runtime` otherwise; the lowest latency, as for the broker) or `multi-thread` (a
 //! work-stealing pool of `FELIX_FFI_WORKERS` threads, default 2, for throughput on many cores).
 //!
-//! A call is a future ([`Call`]) or, for the hot single-key cache operations on a queue that
-//! takes them, a direct call ([`Work::Direct`], see `felix_client::DirectCall`): encoded and
+//! A call is a future ([`Call`]) or, for the hot single-key cache operations started on a
+//! completion queue, a direct call ([`Work::Direct`], see `felix_client::DirectCall`): encoded and
 //! sent at once, its reply read straight into a callback that queues the completion, its
 //! deadline kept by the request stream's sweeper. No future, task, timer or channel per call:
 //! through the C ABI a cache get then costs no more CPU than through the Rust core.
