@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use felix_wire::{features, CacheTarget, ExtFrame, Message, PutCond};
+use felix_wire::{
+    encode_cache_request, features, CacheRequest, CacheTargetRef, ExtFrame, Message, PutCond,
+};
 
 use crate::client::Client;
 use crate::conn::{json_frame, Negotiated, Reply};
@@ -45,12 +47,17 @@ fn unexpected(r: Reply) -> Error {
 }
 
 impl Client {
-    pub(crate) fn target(&self, namespace: &str, cache: &str, key: &str) -> CacheTarget {
-        CacheTarget {
-            tenant_id: self.tenant().to_owned(),
-            namespace: namespace.to_owned(),
-            cache: cache.to_owned(),
-            key: key.to_owned(),
+    pub(crate) fn target<'a>(
+        &'a self,
+        namespace: &'a str,
+        cache: &'a str,
+        key: &'a str,
+    ) -> CacheTargetRef<'a> {
+        CacheTargetRef {
+            tenant_id: self.tenant(),
+            namespace,
+            cache,
+            key,
         }
     }
 
@@ -176,24 +183,47 @@ impl Client {
 // Frames and reply readings of the single-key operations, shared by the async calls above and
 // their direct forms (`crate::direct`).
 
-pub(crate) fn get_frame(t: CacheTarget, rid: u64, n: &Negotiated) -> Result<(Bytes, u32)> {
-    let frame = if n.has(features::BINARY_EXT) {
-        let mut out = bytes::BytesMut::with_capacity(64 + t.key.len());
-        ExtFrame::CacheGet {
-            request_id: rid,
-            target: t,
-        }
-        .encode(&mut out);
+/// Encodes a single-key cache request: the binary extension from the borrowed names when the
+/// broker offers it, else v1 JSON (`json`, given owned names).
+fn cache_frame(
+    t: CacheTargetRef<'_>,
+    rid: u64,
+    n: &Negotiated,
+    request: CacheRequest<'_>,
+    json: impl FnOnce(String, String, String, String) -> Message,
+) -> Bytes {
+    if n.has(features::BINARY_EXT) {
+        let value_len = match request {
+            CacheRequest::Put { value, .. } => value.len(),
+            _ => 0,
+        };
+        let mut out = bytes::BytesMut::with_capacity(96 + t.key.len() + value_len);
+        encode_cache_request(&mut out, rid, t, request);
         out.freeze()
     } else {
-        json_frame(&Message::CacheGet {
-            tenant_id: t.tenant_id,
-            namespace: t.namespace,
-            cache: t.cache,
-            key: t.key,
+        json_frame(&json(
+            t.tenant_id.into(),
+            t.namespace.into(),
+            t.cache.into(),
+            t.key.into(),
+        ))
+    }
+}
+
+pub(crate) fn get_frame(t: CacheTargetRef<'_>, rid: u64, n: &Negotiated) -> Result<(Bytes, u32)> {
+    let frame = cache_frame(
+        t,
+        rid,
+        n,
+        CacheRequest::Get,
+        |tenant_id, namespace, cache, key| Message::CacheGet {
+            tenant_id,
+            namespace,
+            cache,
+            key,
             request_id: Some(rid),
-        })
-    };
+        },
+    );
     Ok((frame, 1))
 }
 
@@ -213,7 +243,7 @@ pub(crate) fn get_reply(r: Reply) -> Result<Option<CacheValue>> {
 }
 
 pub(crate) fn put_frame(
-    t: CacheTarget,
+    t: CacheTargetRef<'_>,
     ttl_ms: Option<u64>,
     cond: PutCondition,
     value: Bytes,
@@ -223,29 +253,22 @@ pub(crate) fn put_frame(
     if cond != PutCondition::Always {
         Client::require(n, features::CACHE_EXT, "conditional puts")?;
     }
-    let frame = if n.has(features::BINARY_EXT) {
-        let cond = match cond {
+    let request = CacheRequest::Put {
+        ttl_ms,
+        cond: match cond {
             PutCondition::Always => PutCond::Always,
             PutCondition::IfAbsent => PutCond::IfAbsent,
             PutCondition::IfVersion(v) => PutCond::IfVersion(v),
-        };
-        let mut out = bytes::BytesMut::with_capacity(96 + t.key.len() + value.len());
-        ExtFrame::CachePut {
-            request_id: rid,
-            target: t,
-            ttl_ms,
-            cond,
-            value,
-        }
-        .encode(&mut out);
-        out.freeze()
-    } else {
-        json_frame(&Message::CachePut {
-            tenant_id: t.tenant_id,
-            namespace: t.namespace,
-            cache: t.cache,
-            key: t.key,
-            value,
+        },
+        value: &value,
+    };
+    let frame = cache_frame(t, rid, n, request, |tenant_id, namespace, cache, key| {
+        Message::CachePut {
+            tenant_id,
+            namespace,
+            cache,
+            key,
+            value: value.clone(),
             request_id: Some(rid),
             ttl_ms,
             if_absent: (cond == PutCondition::IfAbsent).then_some(true),
@@ -253,8 +276,8 @@ pub(crate) fn put_frame(
                 PutCondition::IfVersion(v) => Some(v),
                 _ => None,
             },
-        })
-    };
+        }
+    });
     Ok((frame, 1))
 }
 
@@ -266,25 +289,25 @@ pub(crate) fn put_reply(r: Reply) -> Result<u64> {
     }
 }
 
-pub(crate) fn delete_frame(t: CacheTarget, rid: u64, n: &Negotiated) -> Result<(Bytes, u32)> {
+pub(crate) fn delete_frame(
+    t: CacheTargetRef<'_>,
+    rid: u64,
+    n: &Negotiated,
+) -> Result<(Bytes, u32)> {
     Client::require(n, features::CACHE_EXT, "cache delete")?;
-    let frame = if n.has(features::BINARY_EXT) {
-        let mut out = bytes::BytesMut::with_capacity(64 + t.key.len());
-        ExtFrame::CacheDelete {
+    let frame = cache_frame(
+        t,
+        rid,
+        n,
+        CacheRequest::Delete,
+        |tenant_id, namespace, cache, key| Message::CacheDelete {
+            tenant_id,
+            namespace,
+            cache,
+            key,
             request_id: rid,
-            target: t,
-        }
-        .encode(&mut out);
-        out.freeze()
-    } else {
-        json_frame(&Message::CacheDelete {
-            tenant_id: t.tenant_id,
-            namespace: t.namespace,
-            cache: t.cache,
-            key: t.key,
-            request_id: rid,
-        })
-    };
+        },
+    );
     Ok((frame, 1))
 }
 

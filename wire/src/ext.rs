@@ -116,17 +116,120 @@ pub struct CacheTarget {
     pub key: String,
 }
 
+/// A [`CacheTarget`] by reference: what the request encoders read, so that a caller holding
+/// borrowed names encodes them without copying them into a `CacheTarget` first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheTargetRef<'a> {
+    /// Tenant.
+    pub tenant_id: &'a str,
+    /// Namespace.
+    pub namespace: &'a str,
+    /// Cache name.
+    pub cache: &'a str,
+    /// Key.
+    pub key: &'a str,
+}
+
+impl CacheTarget {
+    /// This target by reference.
+    pub fn borrowed(&self) -> CacheTargetRef<'_> {
+        CacheTargetRef {
+            tenant_id: &self.tenant_id,
+            namespace: &self.namespace,
+            cache: &self.cache,
+            key: &self.key,
+        }
+    }
+}
+
+/// A cache request over borrowed parts, for [`encode_cache_request`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheRequest<'a> {
+    /// As [`ExtFrame::CacheGet`].
+    Get,
+    /// As [`ExtFrame::CachePut`].
+    Put {
+        /// Time to live; `None` uses the cache's default.
+        ttl_ms: Option<u64>,
+        /// Write condition.
+        cond: PutCond,
+        /// The value.
+        value: &'a [u8],
+    },
+    /// As [`ExtFrame::CacheDelete`].
+    Delete,
+}
+
+/// Appends the framed encoding of a cache request: the same bytes as [`ExtFrame::encode`] of
+/// the matching frame, without owning its names or value.
+pub fn encode_cache_request(
+    out: &mut BytesMut,
+    request_id: u64,
+    target: CacheTargetRef<'_>,
+    request: CacheRequest<'_>,
+) {
+    framed(out, |out| {
+        put_cache_request(out, request_id, target, request)
+    });
+}
+
+/// Writes a `0x0020` frame header, the body `f` writes, then the body's length.
+fn framed(out: &mut BytesMut, f: impl FnOnce(&mut BytesMut)) {
+    let start = out.len();
+    FrameHeader {
+        flags: flags::EXT_BINARY,
+        length: 0,
+    }
+    .write(out);
+    f(out);
+    let len = (out.len() - start - HEADER_LEN) as u32;
+    out[start + 8..start + 12].copy_from_slice(&len.to_be_bytes());
+}
+
+fn put_cache_request(
+    out: &mut BytesMut,
+    request_id: u64,
+    target: CacheTargetRef<'_>,
+    request: CacheRequest<'_>,
+) {
+    let opcode = match request {
+        CacheRequest::Get => op::CACHE_GET,
+        CacheRequest::Put { .. } => op::CACHE_PUT,
+        CacheRequest::Delete => op::CACHE_DELETE,
+    };
+    out.put_u8(opcode);
+    out.put_u64(request_id);
+    put_target(out, target);
+    if let CacheRequest::Put {
+        ttl_ms,
+        cond,
+        value,
+    } = request
+    {
+        let (c, v) = match cond {
+            PutCond::Always => (0, 0),
+            PutCond::IfAbsent => (1, 0),
+            PutCond::IfVersion(v) => (2, v),
+        };
+        out.put_u8(c);
+        out.put_u64(v);
+        out.put_u64(ttl_ms.unwrap_or(0));
+        out.put_u32(value.len() as u32);
+        out.put_slice(value);
+    }
+}
+
 fn put_str16(out: &mut BytesMut, s: &str) {
     let s = truncate_utf8(s, u16::MAX as usize);
     out.put_u16(s.len() as u16);
     out.put_slice(s.as_bytes());
 }
 
-fn put_target(out: &mut BytesMut, t: &CacheTarget) {
-    put_str16(out, &t.tenant_id);
-    put_str16(out, &t.namespace);
-    put_str16(out, &t.cache);
-    put_str16(out, &t.key);
+fn put_target(out: &mut BytesMut, t: CacheTargetRef<'_>) {
+    put_str16(out, t.tenant_id);
+    put_str16(out, t.namespace);
+    put_str16(out, t.cache);
+    put_str16(out, t.key);
 }
 
 fn read_target(r: &mut Reader) -> Result<CacheTarget, WireError> {
@@ -154,17 +257,13 @@ impl ExtFrame {
 
     /// Appends the framed encoding to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
-        let start = out.len();
-        FrameHeader {
-            flags: flags::EXT_BINARY,
-            length: 0,
-        }
-        .write(out);
+        framed(out, |out| self.put_body(out));
+    }
+
+    fn put_body(&self, out: &mut BytesMut) {
         match self {
             ExtFrame::CacheGet { request_id, target } => {
-                out.put_u8(op::CACHE_GET);
-                out.put_u64(*request_id);
-                put_target(out, target);
+                put_cache_request(out, *request_id, target.borrowed(), CacheRequest::Get);
             }
             ExtFrame::CachePut {
                 request_id,
@@ -173,24 +272,15 @@ impl ExtFrame {
                 cond,
                 value,
             } => {
-                out.put_u8(op::CACHE_PUT);
-                out.put_u64(*request_id);
-                put_target(out, target);
-                let (c, v) = match cond {
-                    PutCond::Always => (0, 0),
-                    PutCond::IfAbsent => (1, 0),
-                    PutCond::IfVersion(v) => (2, *v),
+                let request = CacheRequest::Put {
+                    ttl_ms: *ttl_ms,
+                    cond: *cond,
+                    value,
                 };
-                out.put_u8(c);
-                out.put_u64(v);
-                out.put_u64(ttl_ms.unwrap_or(0));
-                out.put_u32(value.len() as u32);
-                out.put_slice(value);
+                put_cache_request(out, *request_id, target.borrowed(), request);
             }
             ExtFrame::CacheDelete { request_id, target } => {
-                out.put_u8(op::CACHE_DELETE);
-                out.put_u64(*request_id);
-                put_target(out, target);
+                put_cache_request(out, *request_id, target.borrowed(), CacheRequest::Delete);
             }
             ExtFrame::CacheValue { request_id, value } => {
                 out.put_u8(op::CACHE_VALUE);
@@ -234,8 +324,6 @@ impl ExtFrame {
                 put_str16(out, message);
             }
         }
-        let len = (out.len() - start - HEADER_LEN) as u32;
-        out[start + 8..start + 12].copy_from_slice(&len.to_be_bytes());
     }
 
     /// Decodes a `0x0020` payload.

@@ -29,7 +29,7 @@ pub mod message;
 
 pub use binary::{AckError, AckMode, BinaryAck, EventBatch, OffsetEventBatch, PublishBatch};
 pub use error::{ErrorCode, WireError};
-pub use ext::{CacheTarget, ExtFrame, PutCond};
+pub use ext::{encode_cache_request, CacheRequest, CacheTarget, CacheTargetRef, ExtFrame, PutCond};
 pub use frame::{flags, Frame, FrameAssembler, FrameHeader};
 pub use message::{CacheEntry, DeadLetterMessage, Message, QueueMessage, StartPos};
 

@@ -8,8 +8,9 @@ use bytes::{Bytes, BytesMut};
 use common::{decode_bytes, encode_decoded};
 use felix_wire::frame::{flags, Frame, FrameAssembler, DEFAULT_MAX_FRAME};
 use felix_wire::{
-    decode, AckError, AckMode, BinaryAck, CacheEntry, CacheTarget, Decoded, ErrorCode, EventBatch,
-    ExtFrame, Message, OffsetEventBatch, PublishBatch, PutCond, QueueMessage, StartPos, WireError,
+    decode, encode_cache_request, AckError, AckMode, BinaryAck, CacheEntry, CacheRequest,
+    CacheTarget, Decoded, ErrorCode, EventBatch, ExtFrame, Message, OffsetEventBatch, PublishBatch,
+    PutCond, QueueMessage, StartPos, WireError,
 };
 use proptest::prelude::*;
 
@@ -408,6 +409,27 @@ fn feed(max: u32, chunks: &[&[u8]]) -> Result<(), TestCaseError> {
 
 proptest! {
     #![proptest_config(config(96))]
+
+    #[test]
+    fn cache_requests_from_borrowed_parts_encode_as_their_frames(f in ext_frame()) {
+        let (request_id, target, request) = match &f {
+            ExtFrame::CacheGet { request_id, target } => (*request_id, target, CacheRequest::Get),
+            ExtFrame::CachePut { request_id, target, ttl_ms, cond, value } => (
+                *request_id,
+                target,
+                CacheRequest::Put { ttl_ms: *ttl_ms, cond: *cond, value },
+            ),
+            ExtFrame::CacheDelete { request_id, target } => {
+                (*request_id, target, CacheRequest::Delete)
+            }
+            _ => return Ok(()),
+        };
+        let mut want = bytes::BytesMut::new();
+        f.encode(&mut want);
+        let mut got = bytes::BytesMut::from(&b"prefix"[..]);
+        encode_cache_request(&mut got, request_id, target.borrowed(), request);
+        prop_assert_eq!(&got[6..], &want[..]);
+    }
 
     #[test]
     fn publish_batch_round_trips(p in publish_batch()) {
