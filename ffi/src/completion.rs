@@ -98,7 +98,9 @@ struct Entry {
 enum Cancel {
     /// A future's: it ends when this fires (or is dropped).
     Chan(oneshot::Sender<()>),
-    /// A direct call's, once started (before that, its taken `Entry::cancel` stops the start).
+    /// A direct call not sent yet: taking it stops the send.
+    Unsent,
+    /// A direct call's, once sent.
     Direct(DirectHandle),
 }
 
@@ -111,6 +113,7 @@ impl Cancel {
             Cancel::Direct(h) => {
                 h.cancel();
             }
+            Cancel::Unsent => {}
         }
     }
 }
@@ -242,10 +245,7 @@ pub(crate) unsafe fn start_work(
         )));
     }
     let (held, cancel) = match work {
-        Work::Direct(d) => {
-            let cancel = Cancel::Direct(d.handle());
-            (Held::Direct(token, d), cancel)
-        }
+        Work::Direct(d) => (Held::Direct(token, d), Cancel::Unsent),
         Work::Future(call) => {
             let (cancel_tx, cancel_rx) = oneshot::channel();
             (
@@ -358,16 +358,28 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
     }
     if !started.is_empty() {
         let late: Vec<DirectHandle> = {
-            let st = q.state.lock();
+            let mut st = q.state.lock();
             started
                 .into_iter()
-                .filter(|(t, _)| st.pending.get(t).is_some_and(|e| e.cancel.is_none()))
-                .map(|(_, h)| h)
+                .filter_map(|(t, h)| sent(&mut st, t, h))
                 .collect()
         };
         for h in late {
             h.cancel();
         }
+    }
+}
+
+/// Records that a direct call was sent (its entry can now cancel it); gives its handle back
+/// when it was cancelled meanwhile, to be cancelled now (outside the lock).
+fn sent(st: &mut QueueState, token: u64, h: DirectHandle) -> Option<DirectHandle> {
+    let e = st.pending.get_mut(&token)?;
+    match e.cancel {
+        Some(_) => {
+            e.cancel = Some(Cancel::Direct(h));
+            None
+        }
+        None => Some(h),
     }
 }
 
@@ -739,6 +751,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
             let st = q.state.lock();
             st.pending.get(&token).is_some_and(|e| e.cancel.is_none())
         };
+        let mark_sent = |h| sent(&mut q.state.lock(), token, h);
         let r = match held {
             Held::Future(_, call, cancel_rx) => driver().block_on(async move {
                 tokio::select! {
@@ -758,7 +771,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                     }),
                 );
                 // A cancel that raced the start found nothing to cancel yet.
-                if cancel_taken() {
+                if let Some(h) = mark_sent(h) {
                     h.cancel();
                 }
                 rx.await.unwrap_or_else(|_| Err(cancelled()))
