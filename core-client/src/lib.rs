@@ -12,6 +12,8 @@
 //! - queue: [`Client::consumer`] returns a [`Consumer`] (pull with long poll, ack, nack,
 //!   extend, dead letters);
 //! - cache: get, put with TTL, delete, put-if-absent, compare-and-set, multi-get;
+//! - [`DirectCall`]: cache get/put/delete sent at once with their outcome handed to a callback
+//!   (no future, timer or channel per call), for bindings with their own completion machinery;
 //! - [`Driver`]: the runtime bindings share, driven by the thread that waits on a call;
 //! - errors: [`Error`] with a stable [`ErrorCode`] shared with every binding.
 //!
