@@ -24,14 +24,7 @@ fn bytes(s: &str) -> FelixBytes {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let addr = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:5000".into());
-    let ca = args
-        .get(2)
-        .cloned()
-        .unwrap_or_else(|| "/tmp/felix-dev/ca.pem".into());
+    let (addr, ca) = common::addr_and_ca(&args);
     let conc: usize = args.get(3).and_then(|v| v.parse().ok()).unwrap_or(32);
     let ops: usize = args.get(4).and_then(|v| v.parse().ok()).unwrap_or(200_000);
     // SAFETY: every pointer handed to the C ABI below is valid for the call.

@@ -18,14 +18,7 @@ use hdrhistogram::Histogram;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let addr = args
-        .get(1)
-        .cloned()
-        .unwrap_or_else(|| "127.0.0.1:5000".into());
-    let ca = args
-        .get(2)
-        .cloned()
-        .unwrap_or_else(|| "/tmp/felix-dev/ca.pem".into());
+    let (addr, ca) = common::addr_and_ca(&args);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -46,6 +46,27 @@ fn ttl(ttl_ms: u64) -> Option<Duration> {
 // sent without a future of its own. `None` when the client has no live connection yet: the
 // future form then waits for one.
 
+/// The client and the names of a single-key call, borrowed for the duration of the export.
+///
+/// # Safety
+/// `client` is NULL or live; the byte views are valid for `'a`.
+unsafe fn key_args<'a>(
+    client: *const FelixClient,
+    namespace: FelixBytes,
+    cache: FelixBytes,
+    key: FelixBytes,
+) -> Res<(&'a felix_client::Client, &'a str, &'a str, &'a str)> {
+    // SAFETY: per the contract.
+    unsafe {
+        Ok((
+            live(client)?,
+            namespace.name_ref("namespace")?,
+            cache.name_ref("cache")?,
+            key.name_ref("key")?,
+        ))
+    }
+}
+
 fn get_output(v: Option<CacheValue>) -> Option<Output> {
     Output::items(vec![item(v)])
 }
@@ -56,15 +77,8 @@ unsafe fn get_direct(
     cache: FelixBytes,
     key: FelixBytes,
 ) -> Res<Option<Work>> {
-    // SAFETY: forwarded from the export's contract; the names are read before this returns.
-    let (c, ns, name, key) = unsafe {
-        (
-            live(client)?,
-            namespace.name_ref("namespace")?,
-            cache.name_ref("cache")?,
-            key.name_ref("key")?,
-        )
-    };
+    // SAFETY: forwarded from the export's contract.
+    let (c, ns, name, key) = unsafe { key_args(client, namespace, cache, key) }?;
     direct(c.cache_get_direct(ns, name, key), get_output)
 }
 
@@ -80,16 +94,10 @@ unsafe fn put_direct(
     version: u64,
 ) -> Res<Option<Work>> {
     let cond = put_condition(condition, version)?;
-    // SAFETY: forwarded from the export's contract; the names are read before this returns.
-    let (c, ns, name, key, value) = unsafe {
-        (
-            live(client)?,
-            namespace.name_ref("namespace")?,
-            cache.name_ref("cache")?,
-            key.name_ref("key")?,
-            value.copy_bytes("value")?,
-        )
-    };
+    // SAFETY: forwarded from the export's contract.
+    let (c, ns, name, key) = unsafe { key_args(client, namespace, cache, key) }?;
+    // SAFETY: as above.
+    let value = unsafe { value.copy_bytes("value") }?;
     let call = c.cache_put_direct(ns, name, key, value, ttl(ttl_ms), cond);
     direct(call, Output::value)
 }
@@ -100,15 +108,8 @@ unsafe fn delete_direct(
     cache: FelixBytes,
     key: FelixBytes,
 ) -> Res<Option<Work>> {
-    // SAFETY: forwarded from the export's contract; the names are read before this returns.
-    let (c, ns, name, key) = unsafe {
-        (
-            live(client)?,
-            namespace.name_ref("namespace")?,
-            cache.name_ref("cache")?,
-            key.name_ref("key")?,
-        )
-    };
+    // SAFETY: forwarded from the export's contract.
+    let (c, ns, name, key) = unsafe { key_args(client, namespace, cache, key) }?;
     let call = c.cache_delete_direct(ns, name, key);
     direct(call, |existed: bool| Output::value(existed.into()))
 }

@@ -10,3 +10,17 @@ pub fn cpu_seconds() -> f64 {
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the ')'.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// The broker address and CA file from the command line (`ADDR CA_PEM`), with the dev
+/// broker's defaults.
+pub fn addr_and_ca(args: &[String]) -> (String, String) {
+    let addr = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "127.0.0.1:5000".into());
+    let ca = args
+        .get(2)
+        .cloned()
+        .unwrap_or_else(|| "/tmp/felix-dev/ca.pem".into());
+    (addr, ca)
+}
