@@ -58,7 +58,13 @@ impl Sink {
             Sink::Chan(tx) => {
                 let _ = tx.send(r);
             }
-            Sink::Call { done, .. } => done(r),
+            Sink::Call { done, .. } => {
+                // A callback runs on the reader or the sweeper task: a panic in it must not
+                // end them (every other request on the stream would hang).
+                if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| done(r))).is_err() {
+                    tracing::error!("a direct call's callback panicked");
+                }
+            }
         }
     }
 }
@@ -158,7 +164,8 @@ impl ReqStream {
     /// timer of its own: the frame is written here when the stream is free and has room, else
     /// by a task; one sweeper task per stream keeps the deadlines. This is the C ABI's hot path
     /// (see `felix_ffi`), where a future per call cost more than the call's own work. `done`
-    /// is never run before this returns (a failed write reports through a task).
+    /// never runs on the calling thread inside this call (a failed write reports through a
+    /// task), though another thread may run it before this returns.
     pub fn start(
         self: &Arc<Self>,
         rt: &tokio::runtime::Handle,
@@ -329,12 +336,26 @@ impl ReqStream {
 /// Fails a stream's overdue callback requests, waking at the earliest deadline; ends when no
 /// callback request is left (the next [`ReqStream::start`] starts another) or the stream goes.
 async fn sweep(stream: std::sync::Weak<ReqStream>) {
+    // Dropped unfinished (its runtime shut down): the next start must start another.
+    struct Stopped<'a>(&'a std::sync::Weak<ReqStream>, bool);
+    impl Drop for Stopped<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                if let Some(s) = self.0.upgrade() {
+                    s.pending.lock().sweeping = false;
+                }
+            }
+        }
+    }
+    let mut stopped = Stopped(&stream, false);
     let mut at = Instant::now();
     loop {
         let Some(s) = stream.upgrade() else {
+            stopped.1 = true;
             return;
         };
         let Some(next) = s.sweep_once(at) else {
+            stopped.1 = true; // `sweep_once` cleared the flag under the lock
             return;
         };
         drop(s);

@@ -195,6 +195,19 @@ impl Driver {
         }
     }
 
+    /// Counts work in flight that is not a task of [`Driver::spawn`] (a direct call waiting
+    /// for its reply, `crate::DirectCall`) until the returned guard drops, so that the
+    /// background thread takes the runtime over when the last blocking caller leaves it pending.
+    pub fn track(&self) -> Tracked {
+        if !self.current_thread {
+            return Tracked { _pending: None };
+        }
+        self.s.pending.fetch_add(1, SeqCst);
+        Tracked {
+            _pending: Some(Pending(self.s.clone())),
+        }
+    }
+
     /// Spawns `f` (from any thread), counting it as work that keeps the runtime driven until it
     /// finishes. To cancel it, wrap it with `futures::future::abortable`.
     ///
@@ -382,6 +395,18 @@ impl Drop for Leave<'_> {
 
 /// Counts down [`Shared::pending`] when a spawned task ends.
 struct Pending(Arc<Shared>);
+
+/// Work counted by [`Driver::track`]; dropping it counts it done.
+#[must_use = "the work counts as pending until this drops"]
+pub struct Tracked {
+    _pending: Option<Pending>,
+}
+
+impl std::fmt::Debug for Tracked {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Tracked")
+    }
+}
 
 impl Drop for Pending {
     fn drop(&mut self) {

@@ -38,7 +38,7 @@ pub use cache::{CacheValue, PutCondition};
 pub use client::{Client, FullPolicy, StreamSettings};
 pub use config::{ClientConfig, PublisherConfig, Tls};
 pub use direct::{DirectCall, DirectHandle};
-pub use driver::{Driver, Flavor, Wake, QUIET};
+pub use driver::{Driver, Flavor, Tracked, Wake, QUIET};
 pub use error::{Error, ErrorCode, Result};
 pub use felix_wire::AckMode;
 pub use publish::Publisher;

@@ -68,11 +68,11 @@ impl FelixBytes {
         unsafe { self.text_ref(what) }.map(str::to_owned)
     }
 
-    /// UTF-8 text (may be empty), borrowed for as long as the caller's bytes are valid.
+    /// UTF-8 text (may be empty), borrowed no longer than this view.
     ///
     /// # Safety
-    /// As [`FelixBytes::slice`], for all of `'a`.
-    pub(crate) unsafe fn text_ref<'a>(&self, what: &str) -> Res<&'a str> {
+    /// As [`FelixBytes::slice`], for as long as the result is used.
+    pub(crate) unsafe fn text_ref(&self, what: &str) -> Res<&str> {
         // SAFETY: forwarded.
         let b = unsafe { self.slice(what) }?;
         std::str::from_utf8(b).map_err(|_| Failure::invalid(format!("{what} is not valid UTF-8")))
@@ -87,11 +87,11 @@ impl FelixBytes {
         unsafe { self.name_ref(what) }.map(str::to_owned)
     }
 
-    /// A non-empty UTF-8 name, borrowed for as long as the caller's bytes are valid.
+    /// A non-empty UTF-8 name, borrowed no longer than this view.
     ///
     /// # Safety
-    /// As [`FelixBytes::slice`], for all of `'a`.
-    pub(crate) unsafe fn name_ref<'a>(&self, what: &str) -> Res<&'a str> {
+    /// As [`FelixBytes::slice`], for as long as the result is used.
+    pub(crate) unsafe fn name_ref(&self, what: &str) -> Res<&str> {
         // SAFETY: forwarded.
         let s = unsafe { self.text_ref(what) }?;
         if s.is_empty() {

@@ -46,15 +46,15 @@ fn ttl(ttl_ms: u64) -> Option<Duration> {
 // sent without a future of its own. `None` when the client has no live connection yet: the
 // future form then waits for one.
 
-/// The client and the names of a single-key call, borrowed for the duration of the export.
+/// The client and the names of a single-key call, borrowed no longer than the views.
 ///
 /// # Safety
-/// `client` is NULL or live; the byte views are valid for `'a`.
+/// `client` is NULL or live; the byte views are valid while the result is used.
 unsafe fn key_args<'a>(
     client: *const FelixClient,
-    namespace: FelixBytes,
-    cache: FelixBytes,
-    key: FelixBytes,
+    namespace: &'a FelixBytes,
+    cache: &'a FelixBytes,
+    key: &'a FelixBytes,
 ) -> Res<(&'a felix_client::Client, &'a str, &'a str, &'a str)> {
     // SAFETY: per the contract.
     unsafe {
@@ -78,7 +78,7 @@ unsafe fn get_direct(
     key: FelixBytes,
 ) -> Res<Option<Work>> {
     // SAFETY: forwarded from the export's contract.
-    let (c, ns, name, key) = unsafe { key_args(client, namespace, cache, key) }?;
+    let (c, ns, name, key) = unsafe { key_args(client, &namespace, &cache, &key) }?;
     direct(c.cache_get_direct(ns, name, key), get_output)
 }
 
@@ -95,7 +95,7 @@ unsafe fn put_direct(
 ) -> Res<Option<Work>> {
     let cond = put_condition(condition, version)?;
     // SAFETY: forwarded from the export's contract.
-    let (c, ns, name, key) = unsafe { key_args(client, namespace, cache, key) }?;
+    let (c, ns, name, key) = unsafe { key_args(client, &namespace, &cache, &key) }?;
     // SAFETY: as above.
     let value = unsafe { value.copy_bytes("value") }?;
     let call = c.cache_put_direct(ns, name, key, value, ttl(ttl_ms), cond);
@@ -109,7 +109,7 @@ unsafe fn delete_direct(
     key: FelixBytes,
 ) -> Res<Option<Work>> {
     // SAFETY: forwarded from the export's contract.
-    let (c, ns, name, key) = unsafe { key_args(client, namespace, cache, key) }?;
+    let (c, ns, name, key) = unsafe { key_args(client, &namespace, &cache, &key) }?;
     let call = c.cache_delete_direct(ns, name, key);
     direct(call, |existed: bool| Output::value(existed.into()))
 }
@@ -118,13 +118,13 @@ fn direct<T: Send + 'static>(
     call: Option<felix_client::Result<felix_client::DirectCall<T>>>,
     output: fn(T) -> Option<Output>,
 ) -> Res<Option<Work>> {
-    match call {
-        None => Ok(None),
-        Some(call) => Ok(Some(Work::Direct(Box::new(Direct {
-            call: call?,
-            output,
-        })))),
-    }
+    Ok(match call {
+        None => None,
+        Some(Ok(call)) => Some(Work::Direct(Box::new(Direct { call, output }))),
+        // Refused before anything was sent (too large, not offered by the broker): reported
+        // as the call's completion, as the future form reports it.
+        Some(Err(e)) => Some(Work::Future(Box::pin(async move { Err(Failure::from(e)) }))),
+    })
 }
 
 /// Starts `direct` when it gives a call, else the future `call`.

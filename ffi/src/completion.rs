@@ -98,8 +98,9 @@ struct Entry {
 enum Cancel {
     /// A future's: it ends when this fires (or is dropped).
     Chan(oneshot::Sender<()>),
-    /// A direct call not sent yet: taking it stops the send.
-    Unsent,
+    /// A direct call not sent yet (its serial, see `QueueState::serial`): taking it stops the
+    /// send.
+    Unsent(u64),
     /// A direct call's, once sent.
     Direct(DirectHandle),
 }
@@ -113,15 +114,15 @@ impl Cancel {
             Cancel::Direct(h) => {
                 h.cancel();
             }
-            Cancel::Unsent => {}
+            Cancel::Unsent(_) => {}
         }
     }
 }
 
-/// A driven queue's call not yet started.
+/// A call not yet started: a future, or a direct call with its token and serial.
 enum Held {
     Future(u64, Call, oneshot::Receiver<()>),
-    Direct(u64, Box<dyn DirectWork>),
+    Direct(u64, u64, Box<dyn DirectWork>),
 }
 
 #[derive(Default)]
@@ -129,6 +130,9 @@ struct QueueState {
     ready: VecDeque<Done>,
     pending: HashMap<u64, Entry>,
     closed: bool,
+    /// Numbers the direct calls, so that recording one as sent cannot touch the entry of a
+    /// later call that reuses its token.
+    serial: u64,
     /// Threads asleep on `Queue::cv` (a completion skips the futex call when there are none).
     sleepers: usize,
     /// A driven queue's calls not yet started: the next thread to wait starts them.
@@ -245,7 +249,11 @@ pub(crate) unsafe fn start_work(
         )));
     }
     let (held, cancel) = match work {
-        Work::Direct(d) => (Held::Direct(token, d), Cancel::Unsent),
+        Work::Direct(d) => {
+            st.serial += 1;
+            let serial = st.serial;
+            (Held::Direct(token, serial, d), Cancel::Unsent(serial))
+        }
         Work::Future(call) => {
             let (cancel_tx, cancel_rx) = oneshot::channel();
             (
@@ -324,7 +332,7 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
         calls
             .iter()
             .filter_map(|h| match h {
-                Held::Direct(t, _) if taken(t, &st) => Some(*t),
+                Held::Direct(t, _, _) if taken(t, &st) => Some(*t),
                 _ => None,
             })
             .collect()
@@ -342,12 +350,12 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
                 ))),
                 None => launch(q.clone(), token, call, cancel_rx),
             },
-            Held::Direct(token, d) if gone.contains(&token) => {
+            Held::Direct(token, _, d) if gone.contains(&token) => {
                 drop(d);
                 complete_direct(&Arc::downgrade(q), token, Err(cancelled()));
             }
-            Held::Direct(token, d) => {
-                started.push((token, d.handle()));
+            Held::Direct(token, serial, d) => {
+                started.push((token, serial, d.handle()));
                 let weak = Arc::downgrade(q);
                 d.start(
                     handle(),
@@ -361,7 +369,7 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
             let mut st = q.state.lock();
             started
                 .into_iter()
-                .filter_map(|(t, h)| sent(&mut st, t, h))
+                .filter_map(|(t, serial, h)| sent(&mut st, t, serial, h))
                 .collect()
         };
         for h in late {
@@ -371,14 +379,17 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
 }
 
 /// Records that a direct call was sent (its entry can now cancel it); gives its handle back
-/// when it was cancelled meanwhile, to be cancelled now (outside the lock).
-fn sent(st: &mut QueueState, token: u64, h: DirectHandle) -> Option<DirectHandle> {
+/// when it was cancelled meanwhile, to be cancelled now (outside the lock). Cancelling a call
+/// that already finished does nothing, so a handle given back for an entry that is not this
+/// call's any more is harmless; only this call's own `Unsent` entry is replaced.
+fn sent(st: &mut QueueState, token: u64, serial: u64, h: DirectHandle) -> Option<DirectHandle> {
     let e = st.pending.get_mut(&token)?;
     match e.cancel {
-        Some(_) => {
+        Some(Cancel::Unsent(s)) if s == serial => {
             e.cancel = Some(Cancel::Direct(h));
             None
         }
+        Some(_) => None,
         None => Some(h),
     }
 }
@@ -751,7 +762,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
             let st = q.state.lock();
             st.pending.get(&token).is_some_and(|e| e.cancel.is_none())
         };
-        let mark_sent = |h| sent(&mut q.state.lock(), token, h);
+        let mark_sent = |serial, h| sent(&mut q.state.lock(), token, serial, h);
         let r = match held {
             Held::Future(_, call, cancel_rx) => driver().block_on(async move {
                 tokio::select! {
@@ -761,7 +772,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                 }
             }),
             Held::Direct(..) if cancel_taken() => Err(cancelled()),
-            Held::Direct(_, d) => driver().block_on(async {
+            Held::Direct(_, serial, d) => driver().block_on(async {
                 let h = d.handle();
                 let (tx, rx) = oneshot::channel();
                 d.start(
@@ -771,7 +782,7 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                     }),
                 );
                 // A cancel that raced the start found nothing to cancel yet.
-                if let Some(h) = mark_sent(h) {
+                if let Some(h) = mark_sent(serial, h) {
                     h.cancel();
                 }
                 rx.await.unwrap_or_else(|_| Err(cancelled()))

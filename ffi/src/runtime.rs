@@ -79,8 +79,16 @@ impl<T: Send + 'static> DirectWork for Direct<T> {
 
     fn start(self: Box<Self>, rt: &Handle, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>) {
         let output = self.output;
-        self.call
-            .start(rt, move |r| done(r.map(output).map_err(Failure::from)));
+        // In flight until it completes: the runtime must stay driven for it.
+        let tracked = driver().track();
+        self.call.start(rt, move |r| {
+            let _tracked = tracked;
+            // A panic turning the outcome into C data becomes the call's `internal` failure.
+            let out =
+                std::panic::catch_unwind(AssertUnwindSafe(|| r.map(output).map_err(Failure::from)))
+                    .unwrap_or_else(|p| Err(panic_failure(p)));
+            done(out)
+        });
     }
 }
 

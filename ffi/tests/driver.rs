@@ -628,6 +628,27 @@ fn cache_calls_in_flight_end_once_by_cancel_deadline_or_queue_free() {
         let mut warm = collect(q, 2);
         warm.sort_by_key(|&(t, _)| t);
         assert_eq!(warm, vec![(1, FelixStatus::Ok), (2, FelixStatus::Ok)]);
+
+        // Refused before anything is sent (larger than the broker's frames): reported as the
+        // call's completion, as for any other failure of a started call.
+        let big = vec![0u8; 17 << 20];
+        for (queue, token) in [(q, 10u64), (driven, 11)] {
+            let st = felix_cache_put_start(
+                c.0,
+                b(b"default"),
+                b(b"drv"),
+                b(b"big"),
+                b(&big),
+                0,
+                0,
+                0,
+                queue,
+                token,
+                ptr::null_mut(),
+            );
+            assert_eq!(st, FelixStatus::Ok);
+            assert_eq!(collect(queue, 1), vec![(token, FelixStatus::FrameTooLarge)]);
+        }
         setup.broker.signal("-STOP");
 
         // Cancelled while in flight, on a spawned and on a driven queue.
