@@ -690,3 +690,50 @@ fn cache_calls_in_flight_end_once_by_cancel_deadline_or_queue_free() {
         felix_completion_queue_free(driven);
     }
 }
+
+#[test]
+fn direct_calls_started_from_many_threads_at_once_keep_every_frame_whole() {
+    // Four threads send 32 KiB puts on one spawned queue at once: their writes race for the
+    // request streams (a stream busy or full hands the write to a task), and any torn frame
+    // would fail the stream and every call on it.
+    let setup = Setup::new("driver8");
+    let c = std::sync::Arc::new(setup.client());
+    unsafe {
+        let q = felix_completion_queue_new();
+        let qa = q as usize;
+        let starters: Vec<_> = (0..4u64)
+            .map(|t| {
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    let value = vec![t as u8; 32 << 10];
+                    for i in 0..250u64 {
+                        let key = format!("w-{t}-{i}");
+                        let st = felix_cache_put_start(
+                            c.0,
+                            b(b"default"),
+                            b(b"drv"),
+                            b(key.as_bytes()),
+                            b(&value),
+                            0,
+                            0,
+                            0,
+                            qa as *const _,
+                            t * 1000 + i,
+                            ptr::null_mut(),
+                        );
+                        assert_eq!(st, FelixStatus::Ok);
+                    }
+                })
+            })
+            .collect();
+        let mut got = collect(q, 1000);
+        starters.into_iter().for_each(|s| s.join().unwrap());
+        got.sort_by_key(|&(token, _)| token);
+        let want: Vec<_> = (0..4u64)
+            .flat_map(|t| (0..250u64).map(move |i| (t * 1000 + i, FelixStatus::Ok)))
+            .collect();
+        assert_eq!(got, want);
+        assert!(present(&c, b"w-0-0") && present(&c, b"w-3-249"));
+        felix_completion_queue_free(q);
+    }
+}
