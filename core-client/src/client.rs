@@ -7,7 +7,7 @@ use bytes::Bytes;
 use felix_wire::{features, AckMode, Message, PublishBatch};
 
 use crate::config::ClientConfig;
-use crate::conn::{json_frame, Negotiated, Orphan, Reply};
+use crate::conn::{json_frame, Live, Negotiated, Orphan, Reply, ReqStream};
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 
@@ -95,18 +95,10 @@ impl Client {
                 _ = self.pool.closed_notify.notified() => return Err(Error::Closed("client")),
             },
         };
-        let stream = live.stream();
-        let rid = stream.next_request_id();
-        let (frame, replies) = build(rid, &live.negotiated)?;
-        check_size(&frame, &live.negotiated)?;
+        let (stream, rid, frame, replies) = encode(&live, build)?;
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         let r = stream.request(rid, frame, replies, timeout, orphan).await;
-        match r {
-            // Closing the client tears its connections down; a call caught in that reports
-            // why it failed (`closed`), not the connection loss it saw.
-            Err(Error::ConnectionLost(_)) if self.pool.is_closed() => Err(Error::Closed("client")),
-            other => other,
-        }
+        r.map_err(|e| self.pool.why(e))
     }
 
     /// Sends a request that gets no reply.
@@ -236,7 +228,21 @@ fn order_key(namespace: &str, stream: &str) -> u64 {
     h.finish()
 }
 
-pub(crate) fn check_size(frame: &Bytes, n: &Negotiated) -> Result<()> {
+/// Picks a request stream of `live` and encodes a request for it: its request id, the frame
+/// `build` makes for the negotiated features (checked against the broker's frame limit), and
+/// how many replies to expect.
+pub(crate) fn encode<F>(live: &Live, build: F) -> Result<(&Arc<ReqStream>, u64, Bytes, u32)>
+where
+    F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
+{
+    let stream = live.stream();
+    let rid = stream.next_request_id();
+    let (frame, replies) = build(rid, &live.negotiated)?;
+    check_size(&frame, &live.negotiated)?;
+    Ok((stream, rid, frame, replies))
+}
+
+fn check_size(frame: &Bytes, n: &Negotiated) -> Result<()> {
     let payload = frame.len().saturating_sub(felix_wire::frame::HEADER_LEN);
     if payload > n.max_frame as usize {
         return Err(Error::FrameTooLarge {

@@ -212,30 +212,29 @@ impl ReqStream {
             };
             match done_now {
                 Some(Ok(())) => {}
-                Some(Err(e)) => self.fail_later(rt, request_id, e),
-                None => {
-                    let stream = self.clone();
-                    rt.spawn(async move {
-                        if let Err(e) = w.run().await {
-                            stream.deliver(request_id, Err(e));
-                        }
-                    });
-                }
+                Some(Err(e)) => self.write_in_task(rt, request_id, async move { Err(e) }),
+                None => self.write_in_task(rt, request_id, async move { w.run().await }),
             }
         } else {
             let stream = self.clone();
-            rt.spawn(async move {
-                if let Err(e) = stream.write(frame).await {
-                    stream.deliver(request_id, Err(e));
-                }
-            });
+            self.write_in_task(rt, request_id, async move { stream.write(frame).await });
         }
     }
 
-    /// Fails a started request from a task (never inside [`ReqStream::start`]).
-    fn fail_later(self: &Arc<Self>, rt: &tokio::runtime::Handle, request_id: u64, e: Error) {
+    /// Finishes a started request's write in a task, failing the request if it fails (from the
+    /// task: never inside [`ReqStream::start`]).
+    fn write_in_task(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        request_id: u64,
+        write: impl Future<Output = Result<()>> + Send + 'static,
+    ) {
         let stream = self.clone();
-        rt.spawn(async move { stream.deliver(request_id, Err(e)) });
+        rt.spawn(async move {
+            if let Err(e) = write.await {
+                stream.deliver(request_id, Err(e));
+            }
+        });
     }
 
     /// Gives up a request started with [`ReqStream::start`]: its callback runs now with

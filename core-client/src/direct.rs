@@ -15,9 +15,9 @@ use bytes::Bytes;
 use tokio::runtime::Handle;
 
 use crate::cache::{self, CacheValue, PutCondition};
-use crate::client::{check_size, Client};
+use crate::client::{encode, Client};
 use crate::conn::{Negotiated, Reply, ReqStream};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::pool::Pool;
 
 /// A request encoded for one connection's stream and ready to be sent with
@@ -77,16 +77,7 @@ impl<T: Send + 'static> DirectCall<T> {
             self.request_id,
             self.frame,
             self.timeout,
-            Box::new(move |r| {
-                done(match r {
-                    Ok(reply) => read(reply),
-                    // As for the async calls: a call caught by close reports why it failed.
-                    Err(Error::ConnectionLost(_)) if pool.is_closed() => {
-                        Err(Error::Closed("client"))
-                    }
-                    Err(e) => Err(e),
-                })
-            }),
+            Box::new(move |r| done(r.map_err(|e| pool.why(e)).and_then(read))),
         );
     }
 }
@@ -100,22 +91,16 @@ impl Client {
         read: fn(Reply) -> Result<T>,
     ) -> Option<Result<DirectCall<T>>> {
         let live = self.pool.try_live()?;
-        let stream = live.stream().clone();
-        let request_id = stream.next_request_id();
-        let frame = match build(request_id, &live.negotiated)
-            .and_then(|(f, _)| check_size(&f, &live.negotiated).map(|()| f))
-        {
-            Ok(f) => f,
-            Err(e) => return Some(Err(e)),
-        };
-        Some(Ok(DirectCall {
-            stream,
-            pool: self.pool.clone(),
-            request_id,
-            frame,
-            timeout: self.pool.cfg.request_timeout,
-            read,
-        }))
+        Some(
+            encode(&live, build).map(|(stream, request_id, frame, _)| DirectCall {
+                stream: stream.clone(),
+                pool: self.pool.clone(),
+                request_id,
+                frame,
+                timeout: self.pool.cfg.request_timeout,
+                read,
+            }),
+        )
     }
 
     /// [`Client::cache_get`] as a [`DirectCall`]; `None` when no connection is up yet.

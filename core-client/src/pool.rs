@@ -91,6 +91,16 @@ impl Pool {
         self.closed.load(Ordering::Acquire)
     }
 
+    /// A call's failure as its caller should see it: closing the client tears its connections
+    /// down, and a call caught in that reports why it failed (`closed`), not the connection
+    /// loss it saw.
+    pub fn why(&self, e: Error) -> Error {
+        match e {
+            Error::ConnectionLost(_) if self.is_closed() => Error::Closed("client"),
+            e => e,
+        }
+    }
+
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for s in &self.slots {
