@@ -165,14 +165,8 @@ unsafe fn get_call(
     key: FelixBytes,
 ) -> Res<Call> {
     // SAFETY: forwarded from the export's contract.
-    let (c, ns, name, key) = unsafe {
-        (
-            live(client)?.clone(),
-            namespace.name("namespace")?,
-            cache.name("cache")?,
-            key.name("key")?,
-        )
-    };
+    let (c, ns, name, key) = unsafe { key_args(client, &namespace, &cache, &key) }?;
+    let (c, ns, name, key) = (c.clone(), ns.to_owned(), name.to_owned(), key.to_owned());
     Ok(Box::pin(async move {
         let v = c.cache_get(&ns, &name, &key).await?;
         Ok(get_output(v))
@@ -192,15 +186,10 @@ unsafe fn put_call(
 ) -> Res<Call> {
     let cond = put_condition(condition, version)?;
     // SAFETY: forwarded from the export's contract.
-    let (c, ns, name, key, value) = unsafe {
-        (
-            live(client)?.clone(),
-            namespace.name("namespace")?,
-            cache.name("cache")?,
-            key.name("key")?,
-            value.copy_bytes("value")?,
-        )
-    };
+    let (c, ns, name, key) = unsafe { key_args(client, &namespace, &cache, &key) }?;
+    let (c, ns, name, key) = (c.clone(), ns.to_owned(), name.to_owned(), key.to_owned());
+    // SAFETY: as above.
+    let value = unsafe { value.copy_bytes("value") }?;
     Ok(Box::pin(async move {
         let v = c
             .cache_put_if(&ns, &name, &key, value, ttl(ttl_ms), cond)
@@ -216,14 +205,8 @@ unsafe fn delete_call(
     key: FelixBytes,
 ) -> Res<Call> {
     // SAFETY: forwarded from the export's contract.
-    let (c, ns, name, key) = unsafe {
-        (
-            live(client)?.clone(),
-            namespace.name("namespace")?,
-            cache.name("cache")?,
-            key.name("key")?,
-        )
-    };
+    let (c, ns, name, key) = unsafe { key_args(client, &namespace, &cache, &key) }?;
+    let (c, ns, name, key) = (c.clone(), ns.to_owned(), name.to_owned(), key.to_owned());
     Ok(Box::pin(async move {
         let existed = c.cache_delete(&ns, &name, &key).await?;
         Ok(Output::value(existed.into()))

@@ -39,7 +39,7 @@ use tokio::sync::{oneshot, Notify};
 
 use crate::bytes::{FelixResult, Output};
 use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
-use crate::runtime::{driver, handle, run, Call, DirectWork, Work};
+use crate::runtime::{driver, run, Call, DirectWork, Work};
 
 /// One finished call, as delivered by `felix_completion_queue_wait`.
 #[repr(C)]
@@ -324,15 +324,13 @@ async fn finish_call(q: Weak<Queue>, token: u64, call: Call, mut cancel_rx: ones
 fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) {
     // A direct call's cancel before it is sent finds nothing to cancel in the core: look for
     // taken cancels before starting (skip those calls) and after (cancel those now).
-    let taken =
-        |token: &u64, st: &QueueState| st.pending.get(token).is_none_or(|e| e.cancel.is_none());
     let mut started = Vec::new();
     let gone: Vec<u64> = if calls.iter().any(|h| matches!(h, Held::Direct(..))) {
         let st = q.state.lock();
         calls
             .iter()
             .filter_map(|h| match h {
-                Held::Direct(t, _, _) if taken(t, &st) => Some(*t),
+                Held::Direct(t, _, _) if st.cancelled_unsent(*t) => Some(*t),
                 _ => None,
             })
             .collect()
@@ -357,10 +355,7 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
             Held::Direct(token, serial, d) => {
                 started.push((token, serial, d.handle()));
                 let weak = Arc::downgrade(q);
-                d.start(
-                    handle(),
-                    Box::new(move |r| complete_direct(&weak, token, r)),
-                );
+                d.start(Box::new(move |r| complete_direct(&weak, token, r)));
             }
         }
     }
@@ -375,6 +370,13 @@ fn launch_held(q: &Arc<Queue>, calls: Vec<Held>, mut set: Option<&mut Running>) 
         for h in late {
             h.cancel();
         }
+    }
+}
+
+impl QueueState {
+    /// Whether a direct call not sent yet was cancelled (its cancel taken) or its queue freed.
+    fn cancelled_unsent(&self, token: u64) -> bool {
+        self.pending.get(&token).is_none_or(|e| e.cancel.is_none())
     }
 }
 
@@ -757,11 +759,6 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                 }
             }
         };
-        // A call cancelled before it was waited for must not run at all.
-        let cancel_taken = || {
-            let st = q.state.lock();
-            st.pending.get(&token).is_some_and(|e| e.cancel.is_none())
-        };
         let mark_sent = |serial, h| sent(&mut q.state.lock(), token, serial, h);
         let r = match held {
             Held::Future(_, call, cancel_rx) => driver().block_on(async move {
@@ -771,16 +768,14 @@ pub unsafe extern "C" fn felix_completion_queue_wait_one(
                     r = run(call) => r,
                 }
             }),
-            Held::Direct(..) if cancel_taken() => Err(cancelled()),
+            // A call cancelled before it was waited for must not run at all.
+            Held::Direct(..) if q.state.lock().cancelled_unsent(token) => Err(cancelled()),
             Held::Direct(_, serial, d) => driver().block_on(async {
                 let h = d.handle();
                 let (tx, rx) = oneshot::channel();
-                d.start(
-                    handle(),
-                    Box::new(move |r| {
-                        let _ = tx.send(r);
-                    }),
-                );
+                d.start(Box::new(move |r| {
+                    let _ = tx.send(r);
+                }));
                 // A cancel that raced the start found nothing to cancel yet.
                 if let Some(h) = mark_sent(serial, h) {
                     h.cancel();

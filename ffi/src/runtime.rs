@@ -62,8 +62,8 @@ pub(crate) enum Work {
 pub(crate) trait DirectWork: Send {
     /// Cancels the call once started.
     fn handle(&self) -> DirectHandle;
-    /// Sends it; `done` runs once, never before this returns.
-    fn start(self: Box<Self>, rt: &Handle, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>);
+    /// Sends it on the library's runtime; `done` runs once.
+    fn start(self: Box<Self>, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>);
 }
 
 /// A [`DirectCall`] and how its value becomes the C result.
@@ -77,11 +77,11 @@ impl<T: Send + 'static> DirectWork for Direct<T> {
         self.call.handle()
     }
 
-    fn start(self: Box<Self>, rt: &Handle, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>) {
+    fn start(self: Box<Self>, done: Box<dyn FnOnce(Res<Option<Output>>) + Send>) {
         let output = self.output;
         // In flight until it completes: the runtime must stay driven for it.
         let tracked = driver().track();
-        self.call.start(rt, move |r| {
+        self.call.start(handle(), move |r| {
             let _tracked = tracked;
             // A panic turning the outcome into C data becomes the call's `internal` failure.
             let out =
