@@ -38,8 +38,8 @@ type result struct {
 	P99         float64 `json:"p99_us"`
 	P999        float64 `json:"p999_us"`
 	OpsPerSec   float64 `json:"ops_per_sec"`
-	CPU         float64 `json:"-"` // process CPU time per get, µs (Go side only)
-	Allocs      float64 `json:"-"` // Go heap allocations per get (Go side only)
+	CPU         float64 `json:"cpu_us_per_op"` // the side's process CPU time per get, µs
+	Allocs      float64 `json:"-"`             // Go heap allocations per get (Go side only)
 }
 
 func main() {
@@ -111,7 +111,14 @@ func main() {
 		return r
 	}
 	per := max(*ops / *rounds, 100)
-	fmt.Printf("%-5s %-5s %5s %10s %10s %10s %12s\n", "side", "conc", "round", "p50_us", "p99_us", "p999_us", "ops/s")
+	fmt.Printf("%-5s %-5s %5s %10s %10s %10s %12s %9s %9s\n", "side", "conc", "round", "p50_us", "p99_us", "p999_us", "ops/s", "cpu_us", "allocs")
+	row := func(side string, conc, round int, r result) {
+		allocs := "-" // counted in this (Go) process only
+		if side == "go" {
+			allocs = fmt.Sprintf("%.1f", r.Allocs)
+		}
+		fmt.Printf("%-5s %-5d %5d %10.1f %10.1f %10.1f %12.0f %9.2f %9s\n", side, conc, round, r.P50, r.P99, r.P999, r.OpsPerSec, r.CPU, allocs)
+	}
 	var levels []int
 	for _, f := range strings.Split(*levelList, ",") {
 		var n int
@@ -126,18 +133,14 @@ func main() {
 			run(ctx, c, conc, per/10) // warm-up
 			g := run(ctx, c, conc, per)
 			if *goOnly {
-				fmt.Printf("%-5s %-5d %5d %10.1f %10.1f %10.1f %12.0f  cpu %.2f us/get  %.1f allocs/get\n", "go", conc, round, g.P50, g.P99, g.P999, g.OpsPerSec, g.CPU, g.Allocs)
+				row("go", conc, round, g)
 				continue
 			}
 			r := rustRound(conc, per)
 			goRes[conc] = append(goRes[conc], g)
 			rustRes[conc] = append(rustRes[conc], r)
-			for _, x := range []struct {
-				n string
-				r result
-			}{{"rust", r}, {"go", g}} {
-				fmt.Printf("%-5s %-5d %5d %10.1f %10.1f %10.1f %12.0f\n", x.n, conc, round, x.r.P50, x.r.P99, x.r.P999, x.r.OpsPerSec)
-			}
+			row("rust", conc, round, r)
+			row("go", conc, round, g)
 		}
 	}
 	if *goOnly {
