@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use felix_client::{
-    CacheValue, Client, ClientConfig, DirectCall, Error, ErrorCode, PutCondition, Result, Tls,
+    CacheValue, ClientConfig, DirectCall, Error, ErrorCode, PutCondition, Result, Tls,
 };
 use felix_transport::TransportConfig;
 use tokio::runtime::Handle;
@@ -110,17 +110,6 @@ async fn direct_get_put_delete_round_trip_from_a_task_and_from_a_plain_thread() 
     assert!(c.cache_get_direct(NS, "c", "k").is_none());
 }
 
-/// Sends SIGSTOP or SIGCONT to the broker: a frozen broker keeps its connections but answers
-/// nothing.
-fn signal(p: &BrokerProcess, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, &p.child.id().to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok, "kill {sig}");
-}
-
 fn config(p: &BrokerProcess, request_timeout: Duration) -> ClientConfig {
     ClientConfig {
         addresses: vec![p.addr.to_string()],
@@ -136,23 +125,17 @@ fn config(p: &BrokerProcess, request_timeout: Duration) -> ClientConfig {
     }
 }
 
-async fn connect(cfg: ClientConfig) -> Client {
-    retry_until(20, "connect", || Client::connect(cfg.clone()))
-        .await
-        .0
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_direct_calls_end_by_deadline_cancel_close_or_connection_loss() {
     let mut p = BrokerProcess::spawn(scratch("direct-frozen"), free_udp_port());
-    let short = connect(config(&p, Duration::from_millis(300))).await;
-    let long = connect(config(&p, Duration::from_secs(30))).await;
-    let closing = connect(config(&p, Duration::from_secs(30))).await;
+    let short = connect_retrying(config(&p, Duration::from_millis(300))).await;
+    let long = connect_retrying(config(&p, Duration::from_secs(30))).await;
+    let closing = connect_retrying(config(&p, Duration::from_secs(30))).await;
     let rt = Handle::current();
     // Answered while the broker runs: the connections are up.
     let get = short.cache_get_direct(NS, "c", "k").unwrap().unwrap();
     assert_eq!(outcome(start(&rt, get), "warm-up get").await.unwrap(), None);
-    signal(&p, "-STOP");
+    p.signal("-STOP");
 
     // The sweeper fails an unanswered call at its deadline, not before.
     let started = Instant::now();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
-use felix_client::{Client, ClientConfig, ErrorCode, Start, Subscription, Tls};
+use felix_client::{ClientConfig, ErrorCode, Start, Subscription, Tls};
 use felix_transport::TransportConfig;
 
 const NS: &str = "ns";
@@ -26,12 +26,6 @@ fn client_config(p: &BrokerProcess) -> ClientConfig {
         reconnect_max: Duration::from_millis(250),
         ..ClientConfig::default()
     }
-}
-
-async fn connect(cfg: ClientConfig) -> Client {
-    retry_until(20, "initial connect", || Client::connect(cfg.clone()))
-        .await
-        .0
 }
 
 /// The next event's (offset, payload).
@@ -64,8 +58,8 @@ async fn restart_scenario(mode: Restart) {
     let cfg = client_config(&p);
     // `active` makes calls; `idle` only holds a subscription, so it learns about the restart
     // from its own keep-alives (every 5 s by default), not from a request of its own.
-    let active = connect(cfg.clone()).await;
-    let idle = connect(cfg.clone()).await;
+    let active = connect_retrying(cfg.clone()).await;
+    let idle = connect_retrying(cfg.clone()).await;
     let mut sub_active = active.subscribe(NS, "events", Start::Latest).await.unwrap();
     let mut sub_idle = idle.subscribe(NS, "events", Start::Latest).await.unwrap();
     for i in 0..3 {
@@ -202,7 +196,7 @@ async fn request_in_flight_when_the_broker_dies_fails_unavailable() {
     let dir = scratch("inflight");
     let mut p = BrokerProcess::spawn(dir.clone(), free_udp_port());
     let addr = p.addr;
-    let c = connect(client_config(&p)).await;
+    let c = connect_retrying(client_config(&p)).await;
     let consumer = c.consumer(NS, "jobs", "g");
     // A long poll is parked on the broker: its own deadline is 2 s + 20 s away.
     let wait = Duration::from_secs(20);
@@ -258,7 +252,7 @@ async fn request_in_flight_fails_at_the_idle_timeout_when_the_broker_stays_down(
         },
         ..client_config(&p)
     };
-    let c = connect(cfg).await;
+    let c = connect_retrying(cfg).await;
     let consumer = c.consumer(NS, "jobs", "g");
     let wait = Duration::from_secs(20);
     let pull = {

@@ -370,12 +370,22 @@ unsafe fn present(c: &Client, key: &[u8]) -> bool {
 }
 
 unsafe fn put_start(c: &Client, q: *const FelixCompletionQueue, key: &[u8], token: u64) {
+    put_value_start(c, q, key, b"v", token);
+}
+
+unsafe fn put_value_start(
+    c: &Client,
+    q: *const FelixCompletionQueue,
+    key: &[u8],
+    value: &[u8],
+    token: u64,
+) {
     let st = felix_cache_put_start(
         c.0,
         b(b"default"),
         b(b"drv"),
         b(key),
-        b(b"v"),
+        b(value),
         0,
         0,
         0,
@@ -633,20 +643,7 @@ fn cache_calls_in_flight_end_once_by_cancel_deadline_or_queue_free() {
         // call's completion, as for any other failure of a started call.
         let big = vec![0u8; 17 << 20];
         for (queue, token) in [(q, 10u64), (driven, 11)] {
-            let st = felix_cache_put_start(
-                c.0,
-                b(b"default"),
-                b(b"drv"),
-                b(b"big"),
-                b(&big),
-                0,
-                0,
-                0,
-                queue,
-                token,
-                ptr::null_mut(),
-            );
-            assert_eq!(st, FelixStatus::Ok);
+            put_value_start(&c, queue, b"big", &big, token);
             assert_eq!(collect(queue, 1), vec![(token, FelixStatus::FrameTooLarge)]);
         }
         setup.broker.signal("-STOP");
@@ -708,20 +705,7 @@ fn direct_calls_started_from_many_threads_at_once_keep_every_frame_whole() {
                     let value = vec![t as u8; 32 << 10];
                     for i in 0..250u64 {
                         let key = format!("w-{t}-{i}");
-                        let st = felix_cache_put_start(
-                            c.0,
-                            b(b"default"),
-                            b(b"drv"),
-                            b(key.as_bytes()),
-                            b(&value),
-                            0,
-                            0,
-                            0,
-                            qa as *const _,
-                            t * 1000 + i,
-                            ptr::null_mut(),
-                        );
-                        assert_eq!(st, FelixStatus::Ok);
+                        put_value_start(&c, qa as *const _, key.as_bytes(), &value, t * 1000 + i);
                     }
                 })
             })

@@ -151,6 +151,24 @@ impl BrokerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Sends `sig` (`-STOP`, `-CONT`): a stopped broker keeps its connections but answers
+    /// nothing.
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok, "kill {sig}");
+    }
+}
+
+/// Connects, retrying while the broker process starts.
+pub async fn connect_retrying(cfg: ClientConfig) -> Client {
+    retry_until(20, "initial connect", || Client::connect(cfg.clone()))
+        .await
+        .0
 }
 
 impl Drop for BrokerProcess {
