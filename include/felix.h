@@ -526,23 +526,6 @@ FelixCompletionQueue *felix_completion_queue_new_deferred(void);
 // completion by themselves). Release with `felix_completion_queue_free`.
 FelixCompletionQueue *felix_completion_queue_new_driven(void);
 
-// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
-// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
-// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
-// thread drives the library's runtime, as a blocking call does; on a driven queue it also
-// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
-// background thread instead). The caller owns each completion's result and error. Returns
-// `FELIX_STATUS_CLOSED` once the queue was freed (waiters blocked at that moment are woken).
-//
-// # Safety
-// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
-FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
-                                        FelixCompletion *out,
-                                        size_t max,
-                                        int32_t timeout_ms,
-                                        size_t *n_out,
-                                        FelixError **error);
-
 // Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
 // `queue`, for event loops (epoll, kqueue, libuv, Go's netpoller) that would rather not block
 // a thread in `felix_completion_queue_wait`. When it is readable: read and discard its bytes,
@@ -566,6 +549,50 @@ FelixStatus felix_completion_queue_fd(const FelixCompletionQueue *queue,
 // `queue` is NULL or live.
 FelixStatus felix_completion_queue_cancel(const FelixCompletionQueue *queue, uint64_t token);
 
+// Frees a queue: calls still in flight are cancelled and their completions dropped,
+// undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return
+// `FELIX_STATUS_CLOSED`. NULL is a no-op.
+//
+// # Safety
+// `queue` is NULL or a queue from `felix_completion_queue_new`, not yet freed.
+void felix_completion_queue_free(FelixCompletionQueue *queue);
+
+// Waits up to `timeout_ms` (negative: forever; 0: do not wait) for completions and moves up
+// to `max` of them into `out`, setting `*n_out` to how many (0 on timeout, which is
+// `FELIX_STATUS_OK`). While calls are in flight (and always on a driven queue) the waiting
+// thread drives the library's runtime, as a blocking call does; on a driven queue it also
+// starts the calls started since the last wait (with `timeout_ms` 0 it hands them to the
+// background thread instead; `felix_completion_queue_poll` sends them on this thread). The
+// caller owns each completion's result and error. Returns `FELIX_STATUS_CLOSED` once the
+// queue was freed (waiters blocked at that moment are woken).
+//
+// # Safety
+// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
+FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
+                                        FelixCompletion *out,
+                                        size_t max,
+                                        int32_t timeout_ms,
+                                        size_t *n_out,
+                                        FelixError **error);
+
+// Moves up to `max` completions that are ready into `out`, setting `*n_out` to how many (0:
+// none, `FELIX_STATUS_OK`), without sleeping — after first sending the calls held on a
+// driven queue and driving the library's runtime once on this thread (unless another thread
+// is driving it): requests started since the last wait leave now, and replies that have
+// arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
+// the background thread. For a consumer that hands a batch of completions out in parts:
+// polling between parts sends the calls started meanwhile, so the broker works on them while
+// the rest are handed out, instead of after the whole batch. Returns `FELIX_STATUS_CLOSED`
+// once the queue was freed and nothing is left in it.
+//
+// # Safety
+// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
+FelixStatus felix_completion_queue_poll(const FelixCompletionQueue *queue,
+                                        FelixCompletion *out,
+                                        size_t max,
+                                        size_t *n_out,
+                                        FelixError **error);
+
 // Waits for the call started on deferred `queue` under `token` and writes its completion to
 // `*out` (the caller owns its result and error). The call runs on this thread, which drives
 // the library's runtime while it waits (when no other thread is driving it). Returns
@@ -580,14 +607,6 @@ FelixStatus felix_completion_queue_wait_one(const FelixCompletionQueue *queue,
                                             uint64_t token,
                                             FelixCompletion *out,
                                             FelixError **error);
-
-// Frees a queue: calls still in flight are cancelled and their completions dropped,
-// undelivered completions are freed, and threads blocked in `felix_completion_queue_wait` return
-// `FELIX_STATUS_CLOSED`. NULL is a no-op.
-//
-// # Safety
-// `queue` is NULL or a queue from `felix_completion_queue_new`, not yet freed.
-void felix_completion_queue_free(FelixCompletionQueue *queue);
 
 // Releases an error returned through a `FelixError**`. NULL is a no-op.
 //

@@ -127,6 +127,19 @@ fn completion_queue_edge_cases() {
         assert_ne!(buf[0].status, FelixStatus::Ok);
         assert!(buf[0].result.is_null());
         felix_error_free(buf[0].error);
+        // A poll takes what is ready and never sleeps; it checks its arguments as a wait does.
+        let st = felix_completion_queue_poll(q, buf.as_mut_ptr(), 4, &mut n, ptr::null_mut());
+        assert_eq!((st, n), (FelixStatus::Ok, 0));
+        let st = felix_completion_queue_poll(q, ptr::null_mut(), 4, &mut n, &mut err);
+        expect(st, err, FelixStatus::InvalidArgument);
+        let st = felix_completion_queue_poll(q, buf.as_mut_ptr(), 0, &mut n, &mut err);
+        expect(st, err, FelixStatus::InvalidArgument);
+        let st = felix_completion_queue_poll(ptr::null(), buf.as_mut_ptr(), 4, &mut n, &mut err);
+        expect(st, err, FelixStatus::InvalidArgument);
+        let deferred = felix_completion_queue_new_deferred();
+        let st = felix_completion_queue_poll(deferred, buf.as_mut_ptr(), 4, &mut n, &mut err);
+        expect(st, err, FelixStatus::InvalidArgument);
+        felix_completion_queue_free(deferred);
         felix_completion_queue_free(q);
     }
 }

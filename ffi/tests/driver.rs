@@ -721,3 +721,71 @@ fn direct_calls_started_from_many_threads_at_once_keep_every_frame_whole() {
         felix_completion_queue_free(q);
     }
 }
+
+#[test]
+fn polls_send_held_calls_and_complete_them_without_sleeping() {
+    // felix_completion_queue_poll is how a consumer hands a batch out in parts (the Go
+    // dispatcher): between parts it sends the calls started meanwhile and reads what arrived,
+    // one turn of the runtime, never waiting for the broker.
+    let setup = Setup::new("driver9");
+    let c = setup.client();
+    unsafe {
+        let q = felix_completion_queue_new_driven();
+        let mut buf: [FelixCompletion; 8] = std::mem::zeroed();
+        // Twenty held calls, completed by polls alone, each once.
+        for i in 0..20u64 {
+            put_start(&c, q, format!("p-{i}").as_bytes(), i);
+        }
+        let want: Vec<_> = (0..20u64).map(|i| (i, FelixStatus::Ok)).collect();
+        assert_eq!(poll_until(q, 20), want);
+        assert!(present(&c, b"p-19"));
+
+        // With the broker frozen a poll returns at once with nothing (it does not wait for the
+        // reply), and a cancel still ends the call once.
+        setup.broker.signal("-STOP");
+        put_start(&c, q, b"frozen", 100);
+        for _ in 0..3 {
+            let mut n = 9usize;
+            let st = felix_completion_queue_poll(q, buf.as_mut_ptr(), 8, &mut n, ptr::null_mut());
+            assert_eq!((st, n), (FelixStatus::Ok, 0));
+        }
+        assert_eq!(felix_completion_queue_cancel(q, 100), FelixStatus::Ok);
+        assert_eq!(poll_until(q, 1), vec![(100, FelixStatus::Cancelled)]);
+        setup.broker.signal("-CONT");
+
+        // Polls and waits mix: a batch started between them completes once either way.
+        for i in 200..208u64 {
+            put_start(&c, q, b"mixed", i);
+        }
+        let mut got = poll_until(q, 1);
+        got.extend(collect(q, 8 - got.len()));
+        got.sort_by_key(|&(t, _)| t);
+        let want: Vec<_> = (200..208u64).map(|i| (i, FelixStatus::Ok)).collect();
+        assert_eq!(got, want);
+        felix_completion_queue_free(q);
+    }
+}
+
+/// Polls `q` until `want` calls completed (10 s at most): their tokens and statuses, sorted.
+unsafe fn poll_until(q: *const FelixCompletionQueue, want: usize) -> Vec<(u64, FelixStatus)> {
+    let mut buf: [FelixCompletion; 8] = std::mem::zeroed();
+    let mut got = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while got.len() < want {
+        let mut n = 0usize;
+        let st = felix_completion_queue_poll(q, buf.as_mut_ptr(), 8, &mut n, ptr::null_mut());
+        assert_eq!(st, FelixStatus::Ok);
+        for done in &buf[..n] {
+            got.push((done.token, done.status));
+            felix_result_free(done.result);
+            felix_error_free(done.error);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "polls completed {} of {want} calls in 10 s",
+            got.len()
+        );
+    }
+    got.sort_by_key(|&(t, _)| t);
+    got
+}
