@@ -4,7 +4,9 @@
 //	cargo build --release -p felix-broker && cargo build --release -p felix-ffi --lib --example rust_cache_bench
 //	cd bindings/go && go run -tags felix_release ./bench
 //
-// Without -addr it starts its own broker. The Rust side is
+// Without -addr it starts its own broker, and (-pin, the default) runs it on the upper half of
+// the CPUs and both clients on the lower half, as on separate hosts; -pin=false shares every CPU
+// between them (see placement). The Rust side is
 // target/<profile>/examples/rust_cache_bench, a subprocess that runs one round per request.
 // Go and Rust rounds alternate (-rounds of each, per concurrency level), so that both sides
 // see the same machine: each side's figures are the median over its rounds, and each ratio is
@@ -51,7 +53,9 @@ func main() {
 	levelList := flag.String("levels", "1,32", "comma-separated concurrency levels")
 	goOnly := flag.Bool("go-only", false, "run only the Go rounds (to profile the Go side alone)")
 	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile of the run to this file")
+	pin := flag.Bool("pin", true, "without -addr: broker on the upper half of the CPUs, clients on the lower half (taskset)")
 	flag.Parse()
+	brokerCPUs := placement(*pin && *addr == "")
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -67,7 +71,14 @@ func main() {
 		dir, _ := os.MkdirTemp("", "felix-bench-")
 		defer os.RemoveAll(dir)
 		*addr, *ca = "127.0.0.1:47123", filepath.Join(dir, "ca.pem")
-		cmd := exec.Command(filepath.Join(root, "target", *profile, "felix-broker"), "--listen", *addr, "--no-metrics", "--dev-ca-path", *ca)
+		argv := []string{filepath.Join(root, "target", *profile, "felix-broker"), "--listen", *addr, "--no-metrics", "--dev-ca-path", *ca}
+		if brokerCPUs != "" {
+			argv = append([]string{"taskset", "-c", brokerCPUs}, argv...)
+			fmt.Printf("broker on CPUs %s, Go and Rust clients on CPUs %s (-pin=false: all CPUs shared)\n", brokerCPUs, os.Getenv(clientCPUsEnv))
+		} else {
+			fmt.Println("broker and clients share every CPU")
+		}
+		cmd := exec.Command(argv[0], argv[1:]...)
 		stderr, _ := cmd.StderrPipe()
 		if err := cmd.Start(); err != nil {
 			fail(err)
