@@ -521,9 +521,10 @@ FelixCompletionQueue *felix_completion_queue_new_deferred(void);
 // wake-up from another thread: the highest throughput for one thread serving many callers (how
 // the Go package runs concurrent calls). A call started while a thread waits wakes it to
 // start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
-// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
-// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
-// completion by themselves). Release with `felix_completion_queue_free`.
+// with nobody waiting they are held, or make no progress, until a thread waits or polls
+// again (`felix_completion_queue_poll` sends them and drives the runtime once on its thread; a
+// wait with `timeout_ms` 0 instead starts held calls on the background thread, where they run
+// to completion by themselves). Release with `felix_completion_queue_free`.
 FelixCompletionQueue *felix_completion_queue_new_driven(void);
 
 // Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
@@ -582,8 +583,11 @@ FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
 // arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
 // the background thread. For a consumer that hands a batch of completions out in parts:
 // polling between parts sends the calls started meanwhile, so the broker works on them while
-// the rest are handed out, instead of after the whole batch. Returns `FELIX_STATUS_CLOSED`
-// once the queue was freed and nothing is left in it.
+// the rest are handed out, instead of after the whole batch. The consumer of a driven queue
+// is expected to wait or poll again promptly: its calls in flight are left to it (the
+// background thread takes them over only if it stays away for 1 ms). When another thread is
+// driving the runtime at that moment, the poll only takes what is ready. Returns
+// `FELIX_STATUS_CLOSED` once the queue was freed and nothing is left in it.
 //
 // # Safety
 // `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.

@@ -470,51 +470,64 @@ func TestThousandGoroutinesDoNotCreateThousandThreads(t *testing.T) {
 	}
 }
 
-// With GOMAXPROCS=1 a call alone in flight yields before it waits in C on its own thread (where
-// it would hold the only P): goroutines about to call join it on the driven queue instead of
-// each running alone in turn. (What that is worth shows in the bench, which runs the client on
-// one core: 21 k gets/s at 32 goroutines without the yield, 170 k with it.) Here: lone calls,
-// calls of 8 goroutines at once and a cancelled one all end correctly on one P.
-func TestOneProcessorServesLoneAndConcurrentCalls(t *testing.T) {
+// Many goroutines' calls come back to their own goroutines: batches larger than the
+// dispatcher's parts (so it polls between them) on the default GOMAXPROCS and on one P. On one
+// P a lone call also yields before it waits in C on its own thread (where it would hold the
+// only P): goroutines about to call join it on the driven queue instead of each running alone
+// in turn. (That convoy shows in the bench, which runs the client on one CPU: 32 goroutines
+// fell to 21 k gets/s in it.) On one P too: lone calls, and a call ended by its deadline
+// while it waits in the broker.
+func TestManyGoroutinesGetTheirOwnRepliesOnAnyNumberOfProcessors(t *testing.T) {
 	c, ctx, cache := connect(t, shared), ctxT(t), unique(t)
+	many := func() {
+		const goroutines, each = 48, 40
+		var wg sync.WaitGroup
+		errs := make(chan error, goroutines)
+		for g := 0; g < goroutines; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				key := fmt.Sprintf("g%d", g)
+				for i := 0; i < each; i++ {
+					want := fmt.Sprintf("%d/%d", g, i)
+					if _, err := c.CachePut(ctx, "default", cache, key, []byte(want), 0); err != nil {
+						errs <- fmt.Errorf("put: %v", err)
+						return
+					}
+					if v, found, err := c.CacheGet(ctx, "default", cache, key); err != nil || !found || string(v.Value) != want {
+						errs <- fmt.Errorf("get %s: %v found=%v %q, want %q", key, err, found, v.Value, want)
+						return
+					}
+				}
+			}(g)
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+	}
+	many()
+
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	many()
 	if _, err := c.CachePut(ctx, "default", cache, "k", []byte("v"), 0); err != nil {
 		t.Fatal(err)
 	}
-	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for i := 0; i < 20; i++ {
 		if v, found, err := c.CacheGet(ctx, "default", cache, "k"); err != nil || !found || string(v.Value) != "v" {
 			t.Fatalf("lone get: %v found=%v %q", err, found, v.Value)
 		}
 	}
-	const goroutines, each = 8, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, goroutines)
-	for g := 0; g < goroutines; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			key := fmt.Sprintf("g%d", g)
-			for i := 0; i < each; i++ {
-				if _, err := c.CachePut(ctx, "default", cache, key, []byte(strconv.Itoa(i)), 0); err != nil {
-					errs <- fmt.Errorf("put: %v", err)
-					return
-				}
-				if v, found, err := c.CacheGet(ctx, "default", cache, key); err != nil || !found || string(v.Value) != strconv.Itoa(i) {
-					errs <- fmt.Errorf("get %s: %v found=%v %q", key, err, found, v.Value)
-					return
-				}
-			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
+	q, err := c.Consumer("default", unique(t), "g")
+	if err != nil {
 		t.Fatal(err)
 	}
-	cancelled, cancel := context.WithCancel(ctx)
-	cancel()
-	if _, _, err := c.CacheGet(cancelled, "default", cache, "k"); !errors.Is(err, context.Canceled) {
-		t.Fatalf("cancelled get: %v", err)
+	defer q.Close()
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if _, err := q.Pull(short, 1, 10*time.Second); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("pull past its deadline: %v", err)
 	}
 }
 

@@ -36,6 +36,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 	"unsafe"
 )
 
@@ -110,12 +111,17 @@ func dispatch() {
 				end := min(off+part, total)
 				handOut(buf[off:end])
 				off = end
-				// After the last part the next wait sends what its goroutines started.
-				if off < total && total < max {
-					var m C.size_t
-					if C.felix_completion_queue_poll(queue, &buf[total], C.size_t(max-total), &m, nil) != C.FELIX_STATUS_OK {
-						return
-					}
+				if off == total {
+					break // the next wait sends what the last part's goroutines started
+				}
+				if total == max { // make room for what the poll brings
+					total = copy(buf[:], buf[off:total])
+					off = 0
+				}
+				// Only a speed-up: a failed poll (it cannot fail but by a bug) leaves the rest
+				// of the batch to be handed out all the same.
+				var m C.size_t
+				if C.felix_completion_queue_poll(queue, &buf[total], C.size_t(max-total), &m, nil) == C.FELIX_STATUS_OK {
 					total += int(m)
 				}
 			}
@@ -138,12 +144,19 @@ func handOut(done []C.FelixCompletion) {
 	pendingMu.Unlock()
 	queued.Add(-int32(len(done)))
 	// Gosched alone lets the scheduler pick this goroutine again before all of them ran (it
-	// checks the global queue every 61 turns); bounded, as a goroutine may be slow to resume.
+	// checks the global queue every 61 turns). Bounded in time: a goroutine may be slow to
+	// resume (other goroutines running, or one left over from an earlier part).
 	runtime.Gosched()
-	for spins := 0; toRun.Load() > 0 && spins < 64; spins++ {
+	if toRun.Load() <= 0 {
+		return
+	}
+	for start := time.Now(); toRun.Load() > 0 && time.Since(start) < settle; {
 		runtime.Gosched()
 	}
 }
+
+// settle bounds how long handOut waits for the goroutines it woke to resume.
+const settle = 100 * time.Microsecond
 
 // startFn starts one call on queue cq with the given token.
 type startFn func(cq *C.FelixCompletionQueue, token C.uint64_t, errp **C.FelixError) C.FelixStatus

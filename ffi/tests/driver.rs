@@ -746,8 +746,14 @@ fn polls_send_held_calls_and_complete_them_without_sleeping() {
         put_start(&c, q, b"frozen", 100);
         for _ in 0..3 {
             let mut n = 9usize;
+            let t0 = std::time::Instant::now();
             let st = felix_completion_queue_poll(q, buf.as_mut_ptr(), 8, &mut n, ptr::null_mut());
             assert_eq!((st, n), (FelixStatus::Ok, 0));
+            assert!(
+                t0.elapsed() < Duration::from_secs(1),
+                "a poll waited {:?}",
+                t0.elapsed()
+            );
         }
         assert_eq!(felix_completion_queue_cancel(q, 100), FelixStatus::Ok);
         assert_eq!(poll_until(q, 1), vec![(100, FelixStatus::Cancelled)]);

@@ -74,7 +74,7 @@ func main() {
 		argv := []string{filepath.Join(root, "target", *profile, "felix-broker"), "--listen", *addr, "--no-metrics", "--dev-ca-path", *ca}
 		if brokerCPUs != "" {
 			argv = append([]string{"taskset", "-c", brokerCPUs}, argv...)
-			fmt.Printf("broker on CPUs %s, Go and Rust clients on CPUs %s (-pin=false: all CPUs shared)\n", brokerCPUs, os.Getenv(clientCPUsEnv))
+			fmt.Printf("broker on CPUs %s, Go and Rust clients on CPUs %s (-pin=false shares every CPU)\n", brokerCPUs, os.Getenv(clientCPUsEnv))
 		} else {
 			fmt.Println("broker and clients share every CPU")
 		}

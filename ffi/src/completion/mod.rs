@@ -463,9 +463,10 @@ pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQ
 /// wake-up from another thread: the highest throughput for one thread serving many callers (how
 /// the Go package runs concurrent calls). A call started while a thread waits wakes it to
 /// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
-/// with nobody waiting they are held, or make no progress, until a thread waits again (a wait
-/// with `timeout_ms` 0 instead starts held calls on the background thread, where they run to
-/// completion by themselves). Release with `felix_completion_queue_free`.
+/// with nobody waiting they are held, or make no progress, until a thread waits or polls
+/// again (`felix_completion_queue_poll` sends them and drives the runtime once on its thread; a
+/// wait with `timeout_ms` 0 instead starts held calls on the background thread, where they run
+/// to completion by themselves). Release with `felix_completion_queue_free`.
 #[no_mangle]
 pub extern "C" fn felix_completion_queue_new_driven() -> *mut FelixCompletionQueue {
     quiet(ptr::null_mut(), || new_queue(Kind::Driven))

@@ -6,13 +6,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use felix_client::sync::MutexGuard;
 use futures::StreamExt;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
 use super::{
     cancelled, launch_held, queue_arg, sent, Done, FelixCompletion, FelixCompletionQueue, Held,
-    Kind, Queue, QueueState,
+    Kind, Queue, QueueState, Running,
 };
 use crate::error::{guard, Failure, FelixError, FelixStatus, Res};
 use crate::runtime::{driver, run};
@@ -85,8 +86,11 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
 /// arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
 /// the background thread. For a consumer that hands a batch of completions out in parts:
 /// polling between parts sends the calls started meanwhile, so the broker works on them while
-/// the rest are handed out, instead of after the whole batch. Returns `FELIX_STATUS_CLOSED`
-/// once the queue was freed and nothing is left in it.
+/// the rest are handed out, instead of after the whole batch. The consumer of a driven queue
+/// is expected to wait or poll again promptly: its calls in flight are left to it (the
+/// background thread takes them over only if it stays away for 1 ms). When another thread is
+/// driving the runtime at that moment, the poll only takes what is ready. Returns
+/// `FELIX_STATUS_CLOSED` once the queue was freed and nothing is left in it.
 ///
 /// # Safety
 /// `queue` is NULL or live; `out` is valid for `max` completions; `n_out` is valid.
@@ -172,21 +176,50 @@ unsafe fn take(
     }
 }
 
-/// One turn of the runtime on this thread for [`felix_completion_queue_poll`]: starts the held
-/// calls (futures as tasks: nobody may poll the queue's running set after this), lets every
-/// task that is ready run — the connection sends what was written, the replies that arrived
-/// are read — and returns without sleeping.
+/// Drives the runtime on this thread for [`felix_completion_queue_poll`], without sleeping:
+/// starts the held calls (a driven queue's futures into its running set when no waiter polls
+/// it, else as tasks), then two turns of the runtime — the first runs the tasks woken so far
+/// (the connection sends what was written) and polls I/O without sleeping, the second runs the
+/// tasks that I/O woke (replies that arrived are read, completions queued) — polling the
+/// running set around each. When another thread holds the runtime, nothing is driven here.
 fn drive_once(q: &Arc<Queue>) {
     driver().block_on_returning(async {
+        let mut running = None;
+        if q.kind == Kind::Driven {
+            running = q.running.try_lock();
+        }
         let calls = std::mem::take(&mut q.state.lock().unstarted);
         if !calls.is_empty() {
-            launch_held(q, calls, None);
+            launch_held(q, calls, running.as_deref_mut());
         }
-        // Deferred to the end of the turn: the tasks woken so far, and the I/O that is ready
-        // (polled without sleeping), run first.
-        tokio::task::yield_now().await;
-        ((), !q.state.lock().pending.is_empty())
+        for _ in 0..2 {
+            drain(&mut running);
+            // Deferred to the end of the turn: the tasks that are ready run first, then I/O is
+            // polled without sleeping.
+            tokio::task::yield_now().await;
+        }
+        drain(&mut running);
+        if running.take().is_some() {
+            // A thread waiting on this queue polls the running calls from now on.
+            q.drivers.notify_waiters();
+        }
+        // A driven queue's consumer comes back for its calls (by contract it drives them), so
+        // the background thread need not take the runtime over at once; anyone else may not.
+        let back = q.kind == Kind::Driven && !q.state.lock().pending.is_empty();
+        ((), back)
     });
+}
+
+/// Polls a driven queue's running calls, when this thread holds them, until none is ready (a
+/// finished one queues its completion). Their wakers are this turn's: the next thread to poll
+/// the set registers its own.
+fn drain(running: &mut Option<MutexGuard<'_, Running>>) {
+    let Some(set) = running.as_mut() else {
+        return;
+    };
+    let waker = futures::task::noop_waker_ref();
+    let mut cx = std::task::Context::from_waker(waker);
+    while let std::task::Poll::Ready(Some(())) = set.poll_next_unpin(&mut cx) {}
 }
 
 /// While calls are in flight on `q`, waits for one to complete by driving the runtime on this
