@@ -522,9 +522,10 @@ FelixCompletionQueue *felix_completion_queue_new_deferred(void);
 // the Go package runs concurrent calls). A call started while a thread waits wakes it to
 // start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
 // with nobody waiting they are held, or make no progress, until a thread waits or polls
-// again (`felix_completion_queue_poll` sends them and drives the runtime once on its thread; a
-// wait with `timeout_ms` 0 instead starts held calls on the background thread, where they run
-// to completion by themselves). Release with `felix_completion_queue_free`.
+// again (`felix_completion_queue_poll` starts them and drives the runtime on its thread
+// without sleeping; it and a wait with `timeout_ms` 0 start held calls other than cache
+// get/put/delete as tasks, which the background thread runs to completion by themselves).
+// Release with `felix_completion_queue_free`.
 FelixCompletionQueue *felix_completion_queue_new_driven(void);
 
 // Stores in `*fd_out` a file descriptor that becomes readable when completions are waiting on
@@ -577,15 +578,17 @@ FelixStatus felix_completion_queue_wait(const FelixCompletionQueue *queue,
                                         FelixError **error);
 
 // Moves up to `max` completions that are ready into `out`, setting `*n_out` to how many (0:
-// none, `FELIX_STATUS_OK`), without sleeping — after first sending the calls held on a
-// driven queue and driving the library's runtime once on this thread (unless another thread
-// is driving it): requests started since the last wait leave now, and replies that have
-// arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
+// none, `FELIX_STATUS_OK`), without sleeping — after first starting the calls held on a
+// driven queue and driving the library's runtime for two turns on this thread (unless another
+// thread is driving it): requests started since the last wait leave now, and replies that
+// have arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
 // the background thread. For a consumer that hands a batch of completions out in parts:
 // polling between parts sends the calls started meanwhile, so the broker works on them while
-// the rest are handed out, instead of after the whole batch. The consumer of a driven queue
-// is expected to wait or poll again promptly: its calls in flight are left to it (the
-// background thread takes them over only if it stays away for 1 ms). When another thread is
+// the rest are handed out, instead of after the whole batch. The held calls other than cache
+// get/put/delete start as tasks of their own. The consumer of a driven queue is expected to
+// wait or poll again promptly: the background thread drives the runtime for its calls in
+// flight only if it stays away for 1 ms, and those a wait started run only inside its waits
+// and polls (see `felix_completion_queue_new_driven`). When another thread is
 // driving the runtime at that moment, the poll only takes what is ready. Returns
 // `FELIX_STATUS_CLOSED` once the queue was freed and nothing is left in it.
 //

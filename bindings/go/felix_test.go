@@ -519,15 +519,40 @@ func TestManyGoroutinesGetTheirOwnRepliesOnAnyNumberOfProcessors(t *testing.T) {
 			t.Fatalf("lone get: %v found=%v %q", err, found, v.Value)
 		}
 	}
+	// A pull ended by its deadline while it waits in the broker, with other calls in flight
+	// (so it runs among the dispatcher's calls, not alone on its own thread).
 	q, err := c.Consumer("default", unique(t), "g")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
+	stop, looped := make(chan struct{}), make(chan error, 1)
+	go func() {
+		for {
+			select {
+			case <-stop:
+				looped <- nil
+				return
+			default:
+			}
+			if _, _, err := c.CacheGet(ctx, "default", cache, "k"); err != nil {
+				looped <- err
+				return
+			}
+		}
+	}()
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
+	start := time.Now()
 	if _, err := q.Pull(short, 1, 10*time.Second); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("pull past its deadline: %v", err)
+	}
+	if waited := time.Since(start); waited > 5*time.Second {
+		t.Fatalf("a pull with a 100 ms deadline returned after %v", waited)
+	}
+	close(stop)
+	if err := <-looped; err != nil {
+		t.Fatal(err)
 	}
 }
 

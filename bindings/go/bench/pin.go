@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -22,7 +23,8 @@ const (
 // figures then measure that contention rather than the client. It restarts this process on
 // the client CPUs (the Rust bench, its child, inherits them) and returns the broker's CPU list
 // for taskset, or "" when not pinning (asked not to, a single core, or no usable taskset),
-// saying why. With 2 or 3 CPUs the clients get one: Go then runs with GOMAXPROCS=1.
+// saying why. With 2 or 3 cores the clients get one: Go then runs with GOMAXPROCS=1 (or 2
+// with hyperthreads).
 func placement(pin bool) (brokerCPUs string) {
 	if !pin {
 		return ""
@@ -49,6 +51,9 @@ func placement(pin bool) (brokerCPUs string) {
 			brokerSide = append(brokerSide, core...)
 		}
 	}
+	// Compared with Cpus_allowed_list (ascending) after the restart.
+	sort.Ints(client)
+	sort.Ints(brokerSide)
 	taskset, err := exec.LookPath("taskset")
 	if err == nil {
 		err = exec.Command(taskset, "-c", cpuList(client), "true").Run()

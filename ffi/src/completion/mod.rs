@@ -20,8 +20,8 @@
 //! requests share a packet; and they run inside its wait (polled there, not spawned as a task
 //! each, which cost more than the call's own work). That is how Go serves many goroutines: one
 //! thread in C both sends and receives, and no other thread needs waking for either. Between
-//! parts of a batch it hands out, that thread calls `felix_completion_queue_poll` (one turn of
-//! the runtime, no sleep) so that the calls of the goroutines already served leave at once and
+//! parts of a batch it hands out, that thread calls `felix_completion_queue_poll` (the runtime
+//! driven without sleeping) so that the calls of the goroutines already served leave at once and
 //! the broker works on them while the others run.
 
 use std::collections::{HashMap, VecDeque};
@@ -320,7 +320,7 @@ async fn finish_call(q: Weak<Queue>, token: u64, call: Call, mut cancel_rx: ones
         return;
     };
     let (wake, sleepers) = q.complete(token, r);
-    wake.signal(|| q.signal(sleepers)).await;
+    signal(q, wake, sleepers);
 }
 
 /// Starts held calls: futures into `set` (polled by the caller) or, without one, as tasks;
@@ -406,10 +406,17 @@ fn complete_direct(q: &Weak<Queue>, token: u64, r: Res<Option<Output>>) {
         return; // the queue was freed: the outcome is dropped
     };
     let (wake, sleepers) = q.complete(token, r);
+    signal(q, wake, sleepers);
+}
+
+/// Wakes `q`'s consumer as `wake` says. A wake-up after the turn (other completions of this
+/// turn ride on it) is a task of its own, not an await in the completing call: a driven
+/// queue's running calls are polled only while a thread drives them, and a poll's last turn
+/// ends with them, so an awaiting call could be left unfinished for good (holding its queue).
+fn signal(q: Arc<Queue>, wake: Wake, sleepers: bool) {
     match wake {
         Wake::No => {}
         Wake::Now => q.signal(sleepers),
-        // Other completions of this turn ride on the same wake-up.
         Wake::AfterTurn => match Handle::try_current() {
             Ok(h) => {
                 h.spawn(async move {
@@ -464,9 +471,10 @@ pub extern "C" fn felix_completion_queue_new_deferred() -> *mut FelixCompletionQ
 /// the Go package runs concurrent calls). A call started while a thread waits wakes it to
 /// start the call. The calls run inside the waiting thread's wait, not as tasks of their own:
 /// with nobody waiting they are held, or make no progress, until a thread waits or polls
-/// again (`felix_completion_queue_poll` sends them and drives the runtime once on its thread; a
-/// wait with `timeout_ms` 0 instead starts held calls on the background thread, where they run
-/// to completion by themselves). Release with `felix_completion_queue_free`.
+/// again (`felix_completion_queue_poll` starts them and drives the runtime on its thread
+/// without sleeping; it and a wait with `timeout_ms` 0 start held calls other than cache
+/// get/put/delete as tasks, which the background thread runs to completion by themselves).
+/// Release with `felix_completion_queue_free`.
 #[no_mangle]
 pub extern "C" fn felix_completion_queue_new_driven() -> *mut FelixCompletionQueue {
     quiet(ptr::null_mut(), || new_queue(Kind::Driven))

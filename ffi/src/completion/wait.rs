@@ -1,6 +1,6 @@
 //! Waiting on a completion queue: `felix_completion_queue_wait` (sleeps until completions
-//! are ready, driving the runtime meanwhile), `felix_completion_queue_poll` (one turn of the
-//! runtime, no sleep) and `felix_completion_queue_wait_one` (a deferred queue's call, run on
+//! are ready, driving the runtime meanwhile), `felix_completion_queue_poll` (the runtime driven
+//! without sleeping) and `felix_completion_queue_wait_one` (a deferred queue's call, run on
 //! the waiting thread).
 
 use std::sync::Arc;
@@ -80,15 +80,17 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
 }
 
 /// Moves up to `max` completions that are ready into `out`, setting `*n_out` to how many (0:
-/// none, `FELIX_STATUS_OK`), without sleeping — after first sending the calls held on a
-/// driven queue and driving the library's runtime once on this thread (unless another thread
-/// is driving it): requests started since the last wait leave now, and replies that have
-/// arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
+/// none, `FELIX_STATUS_OK`), without sleeping — after first starting the calls held on a
+/// driven queue and driving the library's runtime for two turns on this thread (unless another
+/// thread is driving it): requests started since the last wait leave now, and replies that
+/// have arrived are read. `felix_completion_queue_wait` with `timeout_ms` 0 instead leaves both to
 /// the background thread. For a consumer that hands a batch of completions out in parts:
 /// polling between parts sends the calls started meanwhile, so the broker works on them while
-/// the rest are handed out, instead of after the whole batch. The consumer of a driven queue
-/// is expected to wait or poll again promptly: its calls in flight are left to it (the
-/// background thread takes them over only if it stays away for 1 ms). When another thread is
+/// the rest are handed out, instead of after the whole batch. The held calls other than cache
+/// get/put/delete start as tasks of their own. The consumer of a driven queue is expected to
+/// wait or poll again promptly: the background thread drives the runtime for its calls in
+/// flight only if it stays away for 1 ms, and those a wait started run only inside its waits
+/// and polls (see `felix_completion_queue_new_driven`). When another thread is
 /// driving the runtime at that moment, the poll only takes what is ready. Returns
 /// `FELIX_STATUS_CLOSED` once the queue was freed and nothing is left in it.
 ///
@@ -177,8 +179,8 @@ unsafe fn take(
 }
 
 /// Drives the runtime on this thread for [`felix_completion_queue_poll`], without sleeping:
-/// starts the held calls (a driven queue's futures into its running set when no waiter polls
-/// it, else as tasks), then two turns of the runtime — the first runs the tasks woken so far
+/// starts the held calls (futures as tasks: a poller need not come back to poll them), then
+/// two turns of the runtime — the first runs the tasks woken so far
 /// (the connection sends what was written) and polls I/O without sleeping, the second runs the
 /// tasks that I/O woke (replies that arrived are read, completions queued) — polling the
 /// running set around each. When another thread holds the runtime, nothing is driven here.
@@ -190,7 +192,7 @@ fn drive_once(q: &Arc<Queue>) {
         }
         let calls = std::mem::take(&mut q.state.lock().unstarted);
         if !calls.is_empty() {
-            launch_held(q, calls, running.as_deref_mut());
+            launch_held(q, calls, None);
         }
         for _ in 0..2 {
             drain(&mut running);
@@ -210,9 +212,9 @@ fn drive_once(q: &Arc<Queue>) {
     });
 }
 
-/// Polls a driven queue's running calls, when this thread holds them, until none is ready (a
-/// finished one queues its completion). Their wakers are this turn's: the next thread to poll
-/// the set registers its own.
+/// Polls a driven queue's running calls (those its waits started), when this thread holds
+/// them, while they make progress (a finished one queues its completion); any left ready are
+/// polled by the next thread to drive the set, which registers its own waker.
 fn drain(running: &mut Option<MutexGuard<'_, Running>>) {
     let Some(set) = running.as_mut() else {
         return;
