@@ -51,9 +51,8 @@ pub unsafe extern "C" fn felix_completion_queue_wait(
             st = q.state.lock();
         } else if !st.unstarted.is_empty() {
             // No driving here (a poll): the background thread runs them.
-            let calls = std::mem::take(&mut st.unstarted);
             drop(st);
-            launch_held(&q, calls, None);
+            launch_unstarted(&q);
             st = q.state.lock();
         }
         while st.ready.is_empty() {
@@ -107,12 +106,11 @@ pub unsafe extern "C" fn felix_completion_queue_poll(
     guard(error, || {
         // SAFETY: per the contract.
         let q = unsafe { waiter(queue, out, max, n_out) }?;
+        // Futures as tasks: a poller need not come back to poll them.
+        launch_unstarted(&q);
+        // A callback on the runtime's own thread cannot drive from there.
         if Handle::try_current().is_err() {
             drive_once(&q);
-        } else {
-            // A callback on the runtime's own thread: it cannot drive from here.
-            let calls = std::mem::take(&mut q.state.lock().unstarted);
-            launch_held(&q, calls, None);
         }
         let mut st = q.state.lock();
         if st.ready.is_empty() && st.closed {
@@ -179,7 +177,6 @@ unsafe fn take(
 }
 
 /// Drives the runtime on this thread for [`felix_completion_queue_poll`], without sleeping:
-/// starts the held calls (futures as tasks: a poller need not come back to poll them), then
 /// two turns of the runtime — the first runs the tasks woken so far
 /// (the connection sends what was written) and polls I/O without sleeping, the second runs the
 /// tasks that I/O woke (replies that arrived are read, completions queued) — polling the
@@ -189,10 +186,6 @@ fn drive_once(q: &Arc<Queue>) {
         let mut running = None;
         if q.kind == Kind::Driven {
             running = q.running.try_lock();
-        }
-        let calls = std::mem::take(&mut q.state.lock().unstarted);
-        if !calls.is_empty() {
-            launch_held(q, calls, None);
         }
         for _ in 0..2 {
             drain(&mut running);
@@ -210,6 +203,15 @@ fn drive_once(q: &Arc<Queue>) {
         let back = q.kind == Kind::Driven && !q.state.lock().pending.is_empty();
         ((), back)
     });
+}
+
+/// Starts the calls held on a driven queue without driving: futures as tasks of their own,
+/// direct calls at once.
+fn launch_unstarted(q: &Arc<Queue>) {
+    let calls = std::mem::take(&mut q.state.lock().unstarted);
+    if !calls.is_empty() {
+        launch_held(q, calls, None);
+    }
 }
 
 /// Polls a driven queue's running calls (those its waits started), when this thread holds
@@ -232,8 +234,7 @@ fn drain(running: &mut Option<MutexGuard<'_, Running>>) {
 fn drive_until_ready(q: &Arc<Queue>, deadline: Option<Instant>) {
     if Handle::try_current().is_ok() {
         // A callback on the runtime's own thread: it cannot drive from here.
-        let calls = std::mem::take(&mut q.state.lock().unstarted);
-        launch_held(q, calls, None);
+        launch_unstarted(q);
         return;
     }
     driver().block_on_returning(async {
