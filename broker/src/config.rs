@@ -90,6 +90,37 @@ pub struct Limits {
     pub max_event_batch: usize,
     /// Bytes per frame written to a subscriber.
     pub max_event_batch_bytes: usize,
+    /// Largest frame a stream may send before it has authenticated (an `auth` frame is small;
+    /// an unauthenticated peer must not make the broker buffer `max_frame_bytes`).
+    pub max_auth_frame_bytes: u32,
+    /// A stream must complete `auth` within this time, or it is closed.
+    pub auth_timeout_ms: u64,
+    /// Failed `auth` attempts on one connection before the connection is closed.
+    pub max_auth_failures_per_connection: u32,
+    /// Bytes of unfinished frames buffered per connection, all streams together (QUIC flow
+    /// control holds the rest back in the client). Must be at least `max_frame_bytes`.
+    pub max_partial_frame_bytes_per_connection: usize,
+    /// Long-poll `queue_pull` requests parked at once per connection.
+    pub max_parked_pulls_per_connection: usize,
+    /// Streams + caches per tenant (the broker-wide bound is `max_resources`).
+    pub max_resources_per_tenant: usize,
+    /// Broker-wide memory budget in bytes: retained stream records, cache entries, subscriber
+    /// buffers, requests in flight and unfinished frames together. Past it, writes get
+    /// `overloaded`.
+    pub max_memory_bytes: usize,
+    /// Upper bound for a client-set `max_records` of a stream.
+    pub max_stream_records: usize,
+    /// Upper bound for a client-set `max_bytes` of a stream or cache.
+    pub max_stream_bytes: usize,
+    /// Upper bound for a client-set `subscriber_buffer` (messages).
+    pub max_subscriber_buffer: usize,
+    /// Bytes one subscriber may have queued and not yet written (its full policy applies past
+    /// it, as past `subscriber_buffer` messages).
+    pub max_subscriber_buffer_bytes: usize,
+    /// Offsets in one `queue_ack` / `queue_nack` / `queue_extend` / dead-letter request.
+    pub max_offsets_per_request: usize,
+    /// Keys in one `cache_get_many`.
+    pub max_keys_per_request: usize,
 }
 
 /// Defaults for streams.
@@ -180,6 +211,19 @@ impl Default for Limits {
             max_pull_batch: 1_000,
             max_event_batch: 256,
             max_event_batch_bytes: 256 * 1024,
+            max_auth_frame_bytes: 64 * 1024,
+            auth_timeout_ms: 10_000,
+            max_auth_failures_per_connection: 5,
+            max_partial_frame_bytes_per_connection: 32 * 1024 * 1024,
+            max_parked_pulls_per_connection: 1_024,
+            max_resources_per_tenant: 10_000,
+            max_memory_bytes: 2 * 1024 * 1024 * 1024,
+            max_stream_records: 10_000_000,
+            max_stream_bytes: 1024 * 1024 * 1024,
+            max_subscriber_buffer: 65_536,
+            max_subscriber_buffer_bytes: 16 * 1024 * 1024,
+            max_offsets_per_request: 10_000,
+            max_keys_per_request: 1_000,
         }
     }
 }
@@ -258,6 +302,13 @@ impl BrokerConfig {
         if self.limits.max_frame_bytes < 1024 {
             return Err(ConfigError(
                 "limits.max_frame_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.limits.max_partial_frame_bytes_per_connection < self.limits.max_frame_bytes as usize
+        {
+            return Err(ConfigError(
+                "limits.max_partial_frame_bytes_per_connection must be at least limits.max_frame_bytes"
+                    .into(),
             ));
         }
         if self.stream_defaults.subscriber_buffer == 0 {

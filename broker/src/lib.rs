@@ -16,6 +16,7 @@
 //! ```
 
 pub mod auth;
+pub mod budget;
 pub mod cache;
 pub mod config;
 pub mod error;

@@ -41,6 +41,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Token checks.
     pub auth: Box<dyn Authenticator>,
+    /// Broker-wide memory budget (`limits.max_memory_bytes`).
+    pub memory: Arc<crate::budget::MemoryBudget>,
     /// Flips to true when shutdown starts.
     pub shutdown: watch::Receiver<bool>,
     /// False once shutdown starts (for `/ready`).
@@ -103,6 +105,7 @@ impl Broker {
             cfg: cfg.clone(),
             metrics: Metrics::default(),
             auth,
+            memory: crate::budget::MemoryBudget::new(cfg.limits.max_memory_bytes),
             shutdown: shutdown_rx,
             ready: AtomicBool::new(true),
             connection_closed: tokio::sync::Notify::new(),
