@@ -217,7 +217,7 @@ typedef struct {
   size_t addresses_len;
   // TLS server name to verify (default `localhost`, the dev certificate's name).
   FelixBytes server_name;
-  // Path of a CA PEM file to verify the broker with (default `/tmp/felix-dev/ca.pem`).
+  // Path of a CA PEM file to verify the broker with (default `/tmp/felix-dev-<uid>/ca.pem`).
   FelixBytes ca_file;
   // CA PEM contents (takes precedence over `ca_file`).
   FelixBytes ca_pem;

@@ -2,7 +2,7 @@
 // work queues and a cache. It is a thin cgo layer over the one Rust client core (through the
 // C ABI in include/felix.h): protocol, pooling, reconnect and batching live there.
 //
-//	c, err := felix.Connect(ctx, felix.Options{Addresses: []string{"127.0.0.1:5000"}, CAFile: "/tmp/felix-dev/ca.pem"})
+//	c, err := felix.Connect(ctx, felix.Options{Addresses: []string{"127.0.0.1:5000"}, CAFile: "/tmp/felix-dev-<uid>/ca.pem"})
 //	defer c.Close()
 //	_, err = c.CachePut(ctx, "default", "sessions", "alice", []byte("v"), time.Minute)
 //
@@ -31,7 +31,7 @@ import (
 type Options struct {
 	Addresses            []string      // broker host:port list; default 127.0.0.1:5000
 	ServerName           string        // TLS name to verify; default "localhost"
-	CAFile               string        // CA PEM file; default /tmp/felix-dev/ca.pem
+	CAFile               string        // CA PEM file; default /tmp/felix-dev-<uid>/ca.pem
 	CAPEM                []byte        // CA PEM contents (wins over CAFile)
 	InsecureDev          bool          // accept any certificate (development only)
 	Token                string        // bearer token

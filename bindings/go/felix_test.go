@@ -288,7 +288,9 @@ func TestErrorCodes(t *testing.T) {
 		}
 	})
 	t.Run("bad token is unauthorized", func(t *testing.T) {
-		b, err := startBroker("--auth-tokens", "good-token")
+		// Tokens reach the broker through its environment, never its command line.
+		t.Setenv("FELIX_AUTH_TOKENS", "default:good-token,acme:acme-token")
+		b, err := startBroker()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -302,6 +304,13 @@ func TestErrorCodes(t *testing.T) {
 			c.Close()
 		}
 		expectCode(t, "bad token", err, felix.ErrUnauthorized)
+		o.Token = "acme-token" // valid, but for another tenant
+		c, err = felix.Connect(ctx, o)
+		if err == nil {
+			_, _, err = c.CacheGet(ctx, "default", "c", "k")
+			c.Close()
+		}
+		expectCode(t, "another tenant's token", err, felix.ErrUnauthorized)
 		o.Token = "good-token"
 		good, err := felix.Connect(ctx, o)
 		if err != nil {

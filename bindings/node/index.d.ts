@@ -127,7 +127,7 @@ export interface ConnectOptions {
   addresses?: Array<string>
   /** TLS server name to verify (default `localhost`). */
   serverName?: string
-  /** CA certificate file (PEM) to verify the broker with (default `$TMPDIR/felix-dev/ca.pem`). */
+  /** CA certificate file (PEM) to verify the broker with (default `$TMPDIR/felix-dev-<uid>/ca.pem`). */
   caFile?: string
   /** CA certificate PEM text (instead of `caFile`). */
   caPem?: string

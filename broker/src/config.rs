@@ -37,6 +37,11 @@ pub struct BrokerConfig {
     pub reset_key_path: Option<PathBuf>,
     /// Create streams and caches on first use (defaults to `dev`).
     pub auto_create: Option<bool>,
+    /// Token file: one `TENANT TOKEN [SUBJECT]` per line (`TOKEN` may be `sha256:HEX`); each
+    /// token opens only its tenant. Must not be readable by other users in production. Tokens
+    /// may also come from the `FELIX_AUTH_TOKENS` environment variable (`TENANT:TOKEN,...`),
+    /// never from the command line. Production needs one or the other.
+    pub auth_tokens_file: Option<PathBuf>,
     /// `current_thread` (lowest latency on few cores) or `multi_thread`.
     pub runtime: RuntimeKind,
     /// Worker threads for `multi_thread` (0 = one per core).
@@ -178,6 +183,7 @@ impl Default for BrokerConfig {
             tls_key: None,
             reset_key_path: None,
             auto_create: None,
+            auth_tokens_file: None,
             runtime: RuntimeKind::CurrentThread,
             worker_threads: 0,
             log_format: "text".into(),
@@ -191,9 +197,10 @@ impl Default for BrokerConfig {
     }
 }
 
-/// `$TMPDIR/felix-dev/ca.pem` (`/tmp/felix-dev/ca.pem` on Linux).
+/// `$TMPDIR/felix-dev-<uid>/ca.pem` (`/tmp/felix-dev-0/ca.pem` for root on Linux): a per-user
+/// directory, created 0700 and refused if another user owns it or can write to it.
 pub fn default_ca_path() -> PathBuf {
-    std::env::temp_dir().join("felix-dev").join("ca.pem")
+    felix_transport::default_dev_ca_path()
 }
 
 impl Default for Limits {

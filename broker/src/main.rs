@@ -1,7 +1,7 @@
 //! `felix-broker`: runs a Felix broker.
 //!
 //! With no arguments it runs in dev mode: in memory, a generated certificate whose CA PEM is
-//! written to `/tmp/felix-dev/ca.pem`, QUIC on 127.0.0.1:5000, HTTP health and metrics on
+//! written to `/tmp/felix-dev-<uid>/ca.pem`, QUIC on 127.0.0.1:5000, HTTP health and metrics on
 //! 127.0.0.1:8080. Settings come from defaults, then a TOML file (`--config`), then `FELIX_*`
 //! environment variables, then flags.
 
@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
-use felix_broker::auth::{Authenticator, DevAuth, StaticTokenAuth};
+use felix_broker::auth::Authenticator;
 use felix_broker::config::{BrokerConfig, RuntimeKind};
 use felix_broker::Broker;
 use tracing::{error, info, warn};
@@ -33,7 +33,8 @@ struct Args {
     /// Disable the HTTP endpoint.
     #[arg(long, env = "FELIX_NO_METRICS")]
     no_metrics: bool,
-    /// Production mode: requires --tls-cert and --tls-key, no auto-creation.
+    /// Production mode: refuses unsafe configurations (needs --tls-cert and --tls-key and an
+    /// auth configuration), no creation on first use.
     #[arg(long, env = "FELIX_PRODUCTION")]
     production: bool,
     /// Where dev mode writes the CA PEM.
@@ -54,9 +55,13 @@ struct Args {
     /// Worker threads for the multi-thread runtime.
     #[arg(long, env = "FELIX_WORKER_THREADS")]
     worker_threads: Option<usize>,
-    /// Accept only these tokens (comma-separated); default dev mode accepts any.
-    #[arg(long, env = "FELIX_AUTH_TOKENS", value_delimiter = ',')]
-    auth_tokens: Vec<String>,
+    /// Token file: one `TENANT TOKEN [SUBJECT]` per line, mode 0600; each token opens only its
+    /// tenant (`TOKEN` may be `sha256:HEX`). Tokens may also be given as `TENANT:TOKEN,...` in
+    /// the FELIX_AUTH_TOKENS environment variable; there is deliberately no flag for tokens
+    /// themselves (any local user can read a command line). Without tokens the broker runs in
+    /// dev mode (anyone accepted); --production refuses to start without them.
+    #[arg(long, env = "FELIX_AUTH_TOKENS_FILE")]
+    auth_tokens_file: Option<PathBuf>,
     /// Log format: text or json.
     #[arg(long, env = "FELIX_LOG_FORMAT")]
     log_format: Option<String>,
@@ -99,6 +104,9 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
     }
     if let Some(v) = &args.tls_key {
         cfg.tls_key = Some(v.clone());
+    }
+    if let Some(v) = &args.auth_tokens_file {
+        cfg.auth_tokens_file = Some(v.clone());
     }
     if let Some(v) = args.auto_create {
         cfg.auto_create = Some(v);
@@ -152,6 +160,17 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     init_tracing(&cfg.log_format);
+    // Read once and dropped from the environment, so that nothing this process starts inherits
+    // the secrets.
+    let env_tokens = std::env::var("FELIX_AUTH_TOKENS").ok();
+    std::env::remove_var("FELIX_AUTH_TOKENS");
+    let auth = match felix_broker::auth::from_config(&cfg, env_tokens.as_deref()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("felix-broker: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     let mut rt = match cfg.runtime {
         RuntimeKind::CurrentThread => tokio::runtime::Builder::new_current_thread(),
         RuntimeKind::MultiThread => {
@@ -163,22 +182,19 @@ fn main() -> std::process::ExitCode {
         }
     };
     let rt = rt.enable_all().build().expect("tokio runtime");
-    rt.block_on(run(cfg, args.auth_tokens))
+    rt.block_on(run(cfg, auth))
 }
 
-async fn run(cfg: BrokerConfig, tokens: Vec<String>) -> std::process::ExitCode {
+async fn run(cfg: BrokerConfig, auth: Box<dyn Authenticator>) -> std::process::ExitCode {
     info!(config = %serde_json::to_string(&cfg).unwrap_or_default(), "effective configuration");
-    let auth: Box<dyn Authenticator> = if tokens.is_empty() {
-        if cfg.dev {
-            warn!(
-                "dev mode: accepting any token (or none) for any tenant; do not expose this broker"
-            );
-        }
-        Box::new(DevAuth)
+    if auth.accepts_anyone() {
+        warn!(
+            "DEV MODE: accepting any token (or none) for any tenant; do not expose this broker \
+             (configure auth_tokens_file or FELIX_AUTH_TOKENS, and run with --production)"
+        );
     } else {
-        info!(tokens = tokens.len(), "accepting only configured tokens");
-        Box::new(StaticTokenAuth::new(tokens))
-    };
+        info!("accepting only configured tokens, each for its own tenant");
+    }
     if cfg.dev && cfg.tls_cert.is_none() {
         info!(ca = %cfg.dev_ca_path.display(), "dev certificate generated; clients verify with this CA");
     }

@@ -117,6 +117,10 @@ pub struct Metrics {
     pub overloaded: Counter,
     /// Frames rejected as malformed.
     pub protocol_errors: Counter,
+    /// `auth` frames refused (bad token, token of another tenant, missing token).
+    pub auth_failures: Counter,
+    /// Connections closed for too many failed `auth` attempts.
+    pub auth_connections_closed: Counter,
     /// Queue deliveries handed out.
     pub queue_delivered: Counter,
     /// Queue acks.
@@ -222,6 +226,18 @@ impl Metrics {
             "felix_protocol_errors_total",
             "Malformed frames.",
             self.protocol_errors.get(),
+        );
+        counter(
+            &mut out,
+            "felix_auth_failures_total",
+            "Refused auth attempts.",
+            self.auth_failures.get(),
+        );
+        counter(
+            &mut out,
+            "felix_auth_connections_closed_total",
+            "Connections closed after repeated auth failures.",
+            self.auth_connections_closed.get(),
         );
         counter(
             &mut out,

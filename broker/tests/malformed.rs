@@ -606,7 +606,7 @@ async fn failed_unacknowledged_publishes_are_not_answered() {
 async fn bad_tokens_are_unauthorized_and_the_connection_survives() {
     let cfg = test_config("malformed-auth");
     let ca = cfg.dev_ca_path.clone();
-    let auth = StaticTokenAuth::new(vec!["s3cret".into()]);
+    let auth = StaticTokenAuth::new(StaticTokenAuth::parse_list("t1:s3cret").unwrap()).unwrap();
     let b = TestBroker {
         broker: Broker::start_with_auth(cfg, Box::new(auth))
             .await

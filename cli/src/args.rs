@@ -31,7 +31,7 @@ Examples:
 /// read and write the cache.
 ///
 /// By default it talks to a local dev broker (127.0.0.1:5000), trusting the CA the dev broker
-/// writes to $TMPDIR/felix-dev/ca.pem.
+/// writes to $TMPDIR/felix-dev-<uid>/ca.pem.
 #[derive(Debug, Parser)]
 #[command(
     name = "felix",
@@ -150,7 +150,7 @@ pub struct GlobalArgs {
 }
 
 fn default_ca() -> PathBuf {
-    std::env::temp_dir().join("felix-dev").join("ca.pem")
+    felix_client::default_dev_ca_path()
 }
 
 /// The subcommands.

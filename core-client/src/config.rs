@@ -9,7 +9,7 @@ use felix_transport::TransportConfig;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Tls {
-    /// Verify against the CA in this PEM file (the dev broker writes `/tmp/felix-dev/ca.pem`).
+    /// Verify against the CA in this PEM file (the dev broker writes `$TMPDIR/felix-dev-<uid>/ca.pem`).
     CaFile(PathBuf),
     /// Verify against this CA PEM.
     CaPem(Vec<u8>),
@@ -53,7 +53,7 @@ impl Default for ClientConfig {
         Self {
             addresses: vec!["127.0.0.1:5000".into()],
             server_name: "localhost".into(),
-            tls: Tls::CaFile(std::env::temp_dir().join("felix-dev").join("ca.pem")),
+            tls: Tls::CaFile(felix_transport::default_dev_ca_path()),
             tenant: "default".into(),
             token: None,
             connections: 1,

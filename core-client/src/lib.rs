@@ -40,6 +40,7 @@ pub use config::{ClientConfig, PublisherConfig, Tls};
 pub use direct::{DirectCall, DirectHandle};
 pub use driver::{Driver, Flavor, Tracked, Wake, QUIET};
 pub use error::{Error, ErrorCode, Result};
+pub use felix_transport::default_dev_ca_path;
 pub use felix_wire::AckMode;
 pub use publish::Publisher;
 pub use queue::{Consumer, DeadLetter, GroupSettings, QueueMessage};

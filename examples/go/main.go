@@ -1,7 +1,7 @@
 // Command example shows the Go binding: cache, pub/sub and a work queue against a broker.
 //
 //	cargo run --release -p felix-broker &        # dev broker on 127.0.0.1:5000
-//	cargo build -p felix-ffi && cd examples/go && go run . 127.0.0.1:5000 /tmp/felix-dev/ca.pem
+//	cargo build -p felix-ffi && cd examples/go && go run . 127.0.0.1:5000 /tmp/felix-dev-<uid>/ca.pem
 package main
 
 import (
@@ -9,13 +9,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	felix "github.com/felix-rs/felix/bindings/go"
 )
 
 func main() {
-	addr, ca := "127.0.0.1:5000", "/tmp/felix-dev/ca.pem"
+	addr, ca := "127.0.0.1:5000", filepath.Join(os.TempDir(), fmt.Sprintf("felix-dev-%d", os.Geteuid()), "ca.pem")
 	if len(os.Args) > 2 {
 		addr, ca = os.Args[1], os.Args[2]
 	}

@@ -7,7 +7,7 @@ const path = require('node:path')
 function connectOptions() {
   return {
     addresses: (process.env.FELIX_ADDR || '127.0.0.1:5000').split(','),
-    caFile: process.env.FELIX_CA || path.join(os.tmpdir(), 'felix-dev', 'ca.pem'),
+    caFile: process.env.FELIX_CA || path.join(os.tmpdir(), `felix-dev-${process.geteuid()}`, 'ca.pem'),
     token: process.env.FELIX_TOKEN,
   }
 }

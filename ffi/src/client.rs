@@ -5,7 +5,7 @@
 //! felix_connect_options_init(&o);
 //! FelixBytes addr = {(const uint8_t*)"127.0.0.1:5000", 14};
 //! o.addresses = &addr; o.addresses_len = 1;
-//! o.ca_file = (FelixBytes){(const uint8_t*)"/tmp/felix-dev/ca.pem", 21};
+//! o.ca_file = (FelixBytes){(const uint8_t*)"/etc/felix/ca.pem", 17};  // unset: the dev CA
 //! FelixClient* c = NULL; FelixError* e = NULL;
 //! if (felix_client_connect(&o, &c, &e) != FELIX_STATUS_OK) { puts(e->message); felix_error_free(e); }
 //! ```
@@ -38,7 +38,7 @@ pub struct FelixConnectOptions {
     pub addresses_len: usize,
     /// TLS server name to verify (default `localhost`, the dev certificate's name).
     pub server_name: FelixBytes,
-    /// Path of a CA PEM file to verify the broker with (default `/tmp/felix-dev/ca.pem`).
+    /// Path of a CA PEM file to verify the broker with (default `/tmp/felix-dev-<uid>/ca.pem`).
     pub ca_file: FelixBytes,
     /// CA PEM contents (takes precedence over `ca_file`).
     pub ca_pem: FelixBytes,

@@ -30,7 +30,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), felix_transport::TransportError> {
 //! use felix_transport::*;
-//! let ca = std::env::temp_dir().join("felix-dev/ca.pem");
+//! let ca = felix_transport::default_dev_ca_path();
 //! let server = server_endpoint(
 //!     "127.0.0.1:5000".parse().unwrap(),
 //!     ServerTls::generate_dev(&ca)?,
@@ -45,12 +45,14 @@
 
 mod alpn;
 mod config;
+pub mod devdir;
 mod endpoint;
 mod error;
 pub mod framed;
 mod tls;
 
 pub use config::TransportConfig;
+pub use devdir::{default_dev_ca_path, default_dev_dir};
 pub use endpoint::{
     client_bind_addr, client_config, client_endpoint, client_endpoint_for, server_config,
     server_endpoint, server_endpoint_with_reset_key, ClientOptions, V1_CLIENT_CONNECT_STREAMS,

@@ -12,7 +12,7 @@
 
 use std::fmt;
 use std::fs;
-use std::io::{BufReader, Write};
+use std::io::BufReader;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -72,10 +72,24 @@ impl ServerTls {
     /// written to disk can mint further certificates. Files are written to a
     /// temporary name and renamed into place, so a client polling for the CA
     /// never reads a half-written PEM.
+    ///
+    /// The directory must be this user's own and not writable by others (see
+    /// [`crate::devdir::prepare`]); a missing one is created with mode 0700. The key is
+    /// created with mode 0600 from the start and reused only while it is still a private
+    /// regular file of this user.
     pub fn generate_dev(ca_pem_path: &Path) -> Result<Self, TransportError> {
+        let dir = match ca_pem_path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        crate::devdir::prepare(&dir)?;
         let leaf_path = ca_pem_path.with_file_name("dev-server.pem");
         let key_path = ca_pem_path.with_file_name("dev-server.key");
-        if ca_pem_path.exists() && leaf_path.exists() && key_path.exists() {
+        let key_private = crate::devdir::secret_file_is_private(&key_path);
+        if key_path.exists() && !key_private {
+            tracing::warn!(key = %key_path.display(), "development key is not a private file of this user; generating a new one");
+        }
+        if key_private && ca_pem_path.exists() && leaf_path.exists() {
             match Self::from_pem_files(&leaf_path, &key_path) {
                 Ok(tls) => {
                     tracing::info!(ca = %ca_pem_path.display(), "reusing development certificate");
@@ -87,10 +101,9 @@ impl ServerTls {
             }
         }
         let dev = generate_dev_material()?;
-        write_atomically(&key_path, dev.leaf_key_pem.as_bytes())?;
-        restrict_permissions(&key_path)?;
-        write_atomically(&leaf_path, dev.leaf_pem.as_bytes())?;
-        write_atomically(ca_pem_path, dev.ca_pem.as_bytes())?;
+        write_atomically(&key_path, dev.leaf_key_pem.as_bytes(), 0o600)?;
+        write_atomically(&leaf_path, dev.leaf_pem.as_bytes(), 0o644)?;
+        write_atomically(ca_pem_path, dev.ca_pem.as_bytes(), 0o644)?;
         tracing::info!(ca = %ca_pem_path.display(), "generated development CA and localhost certificate");
         Ok(dev.tls)
     }
@@ -286,37 +299,7 @@ pub(crate) fn generate_dev_material() -> Result<DevMaterial, TransportError> {
     })
 }
 
-#[cfg(unix)]
-fn restrict_permissions(path: &Path) -> Result<(), TransportError> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-        .map_err(|e| TransportError::cert(path, e))
-}
-
-#[cfg(not(unix))]
-fn restrict_permissions(_path: &Path) -> Result<(), TransportError> {
-    Ok(())
-}
-
-fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), TransportError> {
-    let io_err = |e: std::io::Error| TransportError::cert(path, e);
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        fs::create_dir_all(parent).map_err(io_err)?;
-    }
-    let mut tmp_name = path.as_os_str().to_owned();
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = PathBuf::from(tmp_name);
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err)
-}
+use crate::devdir::write_atomically;
 
 /// Verifier behind [`ClientTls::InsecureSkipVerify`]. It skips only the
 /// certificate-chain check; handshake signatures are still verified so the

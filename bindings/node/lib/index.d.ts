@@ -47,7 +47,7 @@ export interface ConnectOptions {
   addresses?: string[]
   /** TLS server name to verify (default `'localhost'`). */
   serverName?: string
-  /** CA certificate (PEM file) to verify the broker with (default `$TMPDIR/felix-dev/ca.pem`). */
+  /** CA certificate (PEM file) to verify the broker with (default `$TMPDIR/felix-dev-<uid>/ca.pem`). */
   caFile?: string
   /** CA certificate PEM text. */
   caPem?: string

@@ -21,7 +21,7 @@ pub struct ConnectOptions {
     pub addresses: Option<Vec<String>>,
     /// TLS server name to verify (default `localhost`).
     pub server_name: Option<String>,
-    /// CA certificate file (PEM) to verify the broker with (default `$TMPDIR/felix-dev/ca.pem`).
+    /// CA certificate file (PEM) to verify the broker with (default `$TMPDIR/felix-dev-<uid>/ca.pem`).
     pub ca_file: Option<String>,
     /// CA certificate PEM text (instead of `caFile`).
     pub ca_pem: Option<String>,

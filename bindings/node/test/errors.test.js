@@ -67,9 +67,11 @@ test('no broker: unavailable, retryable', async () => {
 })
 
 test('a broker with tokens rejects others with unauthorized', async () => {
-  const secured = await startBroker({ args: ['--auth-tokens', 'secret,other'] })
+  const secured = await startBroker({ tokens: 'default:secret,default:other,acme:acme-token' })
   try {
     await rejectsWith(Client.connect(secured.options({ token: 'wrong' })), 'unauthorized')
+    // A valid token of another tenant opens nothing here.
+    await rejectsWith(Client.connect(secured.options({ token: 'acme-token' })), 'unauthorized')
     const ok = await Client.connect(secured.options({ token: 'secret' }))
     await ok.cachePut('ns', 'c', 'k', 'v')
     ok.close()

@@ -37,7 +37,9 @@ async function waitFor(cond, { timeoutMs = 10000, intervalMs = 10, what = 'condi
  * Starts a broker process. `dir` (the dev CA directory) and `port` may be given to restart
  * a broker on the same address with the same certificate.
  */
-async function startBroker({ args = [], port, dir } = {}) {
+// `tokens`: TENANT:TOKEN pairs the broker accepts (FELIX_AUTH_TOKENS; tokens never go on a
+// command line); the readiness probe uses the first one.
+async function startBroker({ args = [], port, dir, tokens } = {}) {
   if (!fs.existsSync(brokerBin)) throw new Error(`no broker at ${brokerBin}: cargo build -p felix-broker`)
   dir = dir || fs.mkdtempSync(path.join(os.tmpdir(), 'felix-node-test-'))
   port = port || (await freePort())
@@ -46,6 +48,7 @@ async function startBroker({ args = [], port, dir } = {}) {
   const log = fs.openSync(path.join(dir, 'broker.log'), 'a')
   const proc = spawn(brokerBin, ['--listen', addr, '--no-metrics', '--dev-ca-path', ca, ...args], {
     stdio: ['ignore', log, log],
+    env: tokens ? { ...process.env, FELIX_AUTH_TOKENS: tokens } : process.env,
   })
   fs.closeSync(log)
   let exited = false
@@ -72,7 +75,7 @@ async function startBroker({ args = [], port, dir } = {}) {
       if (exited) throw new Error(`broker exited; see ${dir}/broker.log`)
       if (!fs.existsSync(ca)) return false
       try {
-        const c = await Client.connect(broker.options({ connectTimeoutMs: 1000, token: args.includes('--auth-tokens') ? args[args.indexOf('--auth-tokens') + 1].split(',')[0] : undefined }))
+        const c = await Client.connect(broker.options({ connectTimeoutMs: 1000, token: tokens ? tokens.split(',')[0].split(':')[1] : undefined }))
         c.close()
         return true
       } catch {

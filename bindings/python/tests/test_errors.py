@@ -63,11 +63,17 @@ def test_unreachable_broker_is_unavailable(tmp_path, broker):
     assert e.value.retryable
 
 
-def test_wrong_token_is_unauthorized():
-    b = Broker(["--auth-tokens", "secret-a,secret-b"])
+def test_wrong_token_is_unauthorized(monkeypatch):
+    # Tokens reach the broker through its environment, never its command line.
+    monkeypatch.setenv("FELIX_AUTH_TOKENS", "default:secret-a,default:secret-b,acme:acme-token")
+    b = Broker()
     try:
         with pytest.raises(felix.AuthError) as e:
             b.client(token="wrong")
+        assert e.value.code == "unauthorized"
+        # A valid token of another tenant opens nothing here.
+        with pytest.raises(felix.AuthError) as e:
+            b.client(token="acme-token")
         assert e.value.code == "unauthorized"
         with b.client(token="secret-b") as c:
             c.ping()

@@ -1,7 +1,7 @@
 //! One client connection: connection limit, per-connection budgets, stream dispatch and
 //! draining on shutdown.
 
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU32, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +20,9 @@ pub struct ConnState {
     pub inflight: Arc<Semaphore>,
     /// Open subscriptions.
     pub subscriptions: AtomicUsize,
+    /// Refused `auth` attempts so far (the connection is closed at
+    /// `limits.max_auth_failures_per_connection`).
+    pub auth_failures: AtomicU32,
 }
 
 pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
@@ -47,6 +50,7 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
             shared.cfg.limits.max_inflight_bytes_per_connection,
         )),
         subscriptions: AtomicUsize::new(0),
+        auth_failures: AtomicU32::new(0),
     });
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
@@ -95,7 +99,7 @@ async fn stream(
 ) {
     let mut reader = FrameReader::new(recv, shared.cfg.limits.max_frame_bytes);
     let mut replier = Replier::new(send);
-    let Ok(session) = authenticate(&shared, &mut reader, &mut replier).await else {
+    let Ok(session) = authenticate(&shared, &conn, &state, &mut reader, &mut replier).await else {
         return;
     };
     request::serve(shared, conn, state, session, reader, replier).await;

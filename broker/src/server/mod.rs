@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
 
-use crate::auth::{Authenticator, DevAuth};
+use crate::auth::Authenticator;
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::registry::Registry;
@@ -71,8 +71,10 @@ pub struct Broker {
 impl Broker {
     /// Binds the QUIC endpoint (and the HTTP endpoint) and starts serving on the current
     /// tokio runtime.
+    /// Authentication follows the configuration ([`crate::auth::from_config`]: the token
+    /// file when set, else dev mode's accept-anyone, which production refuses).
     pub async fn start(cfg: BrokerConfig) -> Result<Self, StartError> {
-        let auth: Box<dyn Authenticator> = Box::new(DevAuth);
+        let auth = crate::auth::from_config(&cfg, None).map_err(|e| StartError(e.to_string()))?;
         Self::start_with_auth(cfg, auth).await
     }
 
@@ -82,6 +84,12 @@ impl Broker {
         auth: Box<dyn Authenticator>,
     ) -> Result<Self, StartError> {
         cfg.validate().map_err(|e| StartError(e.to_string()))?;
+        if !cfg.dev && auth.accepts_anyone() {
+            return Err(StartError(
+                "production mode refuses an authenticator that accepts anyone: configure tokens"
+                    .into(),
+            ));
+        }
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(cert), Some(key)) => felix_transport::ServerTls::from_pem_files(cert, key),
             _ => felix_transport::ServerTls::generate_dev(&cfg.dev_ca_path),

@@ -6,8 +6,12 @@ use bytes::BytesMut;
 use felix_wire::{features, flags, AckError, BinaryAck, ErrorCode, Message, WireError};
 use tokio::sync::Mutex;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::conn::ConnState;
 use super::Shared;
-use crate::auth::Principal;
+use crate::auth::{AuthError, Principal};
 use crate::error::BrokerError;
 use felix_transport::framed::{FrameReader, ReadFrameError};
 
@@ -84,6 +88,13 @@ impl Replier {
     pub async fn finish(&self) {
         let _ = self.send.lock().await.finish();
     }
+
+    /// Waits (at most `max`) until the peer has received everything written and the finish,
+    /// so a connection closed right after still delivers the last answer.
+    pub async fn delivered(&self, max: Duration) {
+        let send = self.send.lock().await;
+        let _ = tokio::time::timeout(max, send.stopped()).await;
+    }
 }
 
 /// The decode error behind a failed frame read when the peer's bytes are at fault: a bad
@@ -97,9 +108,96 @@ pub fn framing_error(e: &ReadFrameError) -> Option<WireError> {
     }
 }
 
+/// Counts, logs (rate-limited, never the token) and answers a refused `auth`; closes the
+/// connection at `limits.max_auth_failures_per_connection`. Each further failure on a
+/// connection is answered a little later (100 ms per failure so far, at most 1 s), so a
+/// guesser gains nothing by pipelining attempts.
+async fn auth_failed(
+    shared: &Shared,
+    conn: &quinn::Connection,
+    state: &ConnState,
+    tenant: &str,
+    e: &AuthError,
+    replier: &mut Replier,
+) {
+    shared.metrics.auth_failures.inc();
+    let failures = state.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    if let Some(suppressed) = AUTH_LOG.allow(Instant::now()) {
+        tracing::warn!(
+            remote = %conn.remote_address(),
+            tenant,
+            reason = %e,
+            failures_on_connection = failures,
+            suppressed_since_last = suppressed,
+            "auth refused"
+        );
+    }
+    let delay = Duration::from_millis(100 * u64::from(failures - 1).min(10));
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let _ = replier.error(&BrokerError::from(e.clone()), None).await;
+    replier.finish().await;
+    if failures == shared.cfg.limits.max_auth_failures_per_connection {
+        shared.metrics.auth_connections_closed.inc();
+        // Closing drops unsent stream data: let the refusal reach the client first.
+        replier.delivered(Duration::from_millis(500)).await;
+        conn.close(
+            quinn::VarInt::from_u32(ErrorCode::Unauthorized.as_u16() as u32),
+            b"unauthorized: too many failed auth attempts",
+        );
+    }
+}
+
+/// At most one "auth refused" log line per second broker-wide, with the count of those left
+/// out, so that a guessing client cannot flood the log.
+static AUTH_LOG: LogLimiter = LogLimiter::new();
+
+/// Allows one event per second and counts the rest.
+pub struct LogLimiter {
+    /// Start of the current one-second window (ms since the limiter's epoch) plus one; 0 is
+    /// "never logged".
+    window: AtomicU64,
+    suppressed: AtomicU64,
+}
+
+impl LogLimiter {
+    /// A limiter that allows the first event.
+    pub const fn new() -> Self {
+        Self {
+            window: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// `Some(events left out since the last allowed one)` if this event may be logged.
+    pub fn allow(&self, now: Instant) -> Option<u64> {
+        let now_ms = now.saturating_duration_since(*EPOCH).as_millis() as u64 + 1;
+        let last = self.window.load(Ordering::Relaxed);
+        if last != 0 && now_ms < last + 1_000 {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        self.window
+            .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+            .ok()
+            .map(|_| self.suppressed.swap(0, Ordering::Relaxed))
+    }
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+static EPOCH: std::sync::LazyLock<Instant> = std::sync::LazyLock::new(Instant::now);
+
 /// Reads and checks the `auth` frame; replies `ok` / `auth_ok` or `error`.
 pub async fn authenticate(
     shared: &Shared,
+    conn: &quinn::Connection,
+    state: &ConnState,
     reader: &mut FrameReader,
     replier: &mut Replier,
 ) -> Result<Session, ()> {
@@ -159,11 +257,19 @@ pub async fn authenticate(
         replier.finish().await;
         return Err(());
     }
+    // A connection past its failure limit is being closed: refuse without looking at the
+    // token, so streams opened in parallel cannot add guesses.
+    let limit = shared.cfg.limits.max_auth_failures_per_connection;
+    if state.auth_failures.load(Ordering::Relaxed) >= limit {
+        let e = BrokerError::new(ErrorCode::Unauthorized, "too many failed auth attempts");
+        let _ = replier.error(&e, None).await;
+        replier.finish().await;
+        return Err(());
+    }
     let principal = match shared.auth.authenticate(&tenant_id, token.as_deref()) {
         Ok(p) => p,
         Err(e) => {
-            let _ = replier.error(&BrokerError::from(e), None).await;
-            replier.finish().await;
+            auth_failed(shared, conn, state, &tenant_id, &e, replier).await;
             return Err(());
         }
     };
@@ -198,4 +304,25 @@ pub async fn authenticate(
         flags: session_flags,
         features: negotiated_features,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_limiter_allows_one_event_a_second_and_counts_the_rest() {
+        let l = LogLimiter::new();
+        let t0 = Instant::now();
+        assert_eq!(l.allow(t0), Some(0), "the first event is logged");
+        for i in 1..=5 {
+            assert_eq!(l.allow(t0 + Duration::from_millis(i * 100)), None);
+        }
+        assert_eq!(
+            l.allow(t0 + Duration::from_millis(1_001)),
+            Some(5),
+            "a second later: logged, with the five left out"
+        );
+        assert_eq!(l.allow(t0 + Duration::from_millis(1_500)), None);
+    }
 }

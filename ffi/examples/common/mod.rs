@@ -21,6 +21,6 @@ pub fn addr_and_ca(args: &[String]) -> (String, String) {
     let ca = args
         .get(2)
         .cloned()
-        .unwrap_or_else(|| "/tmp/felix-dev/ca.pem".into());
+        .unwrap_or_else(|| felix_client::default_dev_ca_path().display().to_string());
     (addr, ca)
 }

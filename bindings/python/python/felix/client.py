@@ -68,7 +68,7 @@ class Client:
     """A blocking client: a pool of QUIC connections to a Felix broker.
 
     ``addresses``: ``"host:port"``, a comma-separated list or a sequence (tried in order).
-    TLS: ``ca_file`` (PEM path; default ``<tmp>/felix-dev/ca.pem``, the dev broker's CA),
+    TLS: ``ca_file`` (PEM path; default ``<tmp>/felix-dev-<uid>/ca.pem``, the dev broker's CA),
     ``ca_pem`` (PEM bytes) or ``insecure_dev=True`` (no verification: development only).
     ``server_name``: name on the broker's certificate. ``tenant``/``token``: identity.
     ``connections`` x ``streams_per_connection``: the pool. Timeouts are seconds.
