@@ -11,6 +11,11 @@
 //! while [`Cache::sweep_expired`] reclaims the memory of expired entries nobody reads, doing a
 //! bounded amount of work per call so a background sweeper never stalls readers.
 //!
+//! Entries also reserve their charged bytes from the broker-wide [`MemoryBudget`] (when the
+//! cache has one): a put that does not fit first evicts expired, then least recently used
+//! entries of its own shard, and is refused with [`CacheError::Overloaded`] only if that is
+//! not enough. Every removal (eviction, expiry, delete, overwrite) gives the bytes back.
+//!
 //! Versions come from one counter per cache rather than per key, so a version is never
 //! reused, not even after a delete and re-put: a compare-and-set holding a stale version can
 //! never succeed against a different incarnation of the key.
@@ -22,7 +27,10 @@ mod tests;
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use crate::budget::MemoryBudget;
 
 use bytes::Bytes;
 use parking_lot::Mutex;
@@ -127,6 +135,13 @@ pub enum CacheError {
     /// The effective TTL was zero, or too large to represent as an instant.
     #[error("ttl must be greater than zero and representable")]
     InvalidTtl,
+    /// The broker-wide memory budget cannot take the entry, even after evicting this
+    /// cache shard's expired and least recently used entries.
+    #[error("broker memory budget full (limits.max_memory_bytes = {limit})")]
+    Overloaded {
+        /// The configured budget.
+        limit: usize,
+    },
 }
 
 /// Point-in-time counters of a [`Cache`].
@@ -157,6 +172,8 @@ struct Counters {
     misses: AtomicU64,
     evictions: AtomicU64,
     expirations: AtomicU64,
+    /// Holds `bytes` at all times when present.
+    budget: Option<Arc<MemoryBudget>>,
 }
 
 /// A sharded, byte-bounded LRU cache with TTLs and versioned conditional writes.
@@ -174,6 +191,13 @@ pub struct Cache {
 }
 
 impl Cache {
+    /// An empty cache with the given knobs whose entries reserve their bytes from `budget`.
+    pub fn with_budget(config: CacheConfig, budget: Arc<MemoryBudget>) -> Self {
+        let mut c = Self::new(config);
+        c.counters.budget = Some(budget);
+        c
+    }
+
     /// An empty cache with the given knobs.
     pub fn new(config: CacheConfig) -> Self {
         let n = config.shards.max(1);
@@ -300,6 +324,14 @@ impl std::fmt::Debug for Cache {
             .field("config", &self.config)
             .field("stats", &self.stats())
             .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        if let Some(b) = &self.counters.budget {
+            b.release(self.counters.bytes.load(Ordering::Relaxed));
+        }
     }
 }
 

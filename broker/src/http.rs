@@ -2,6 +2,7 @@
 //!
 //! Probes and scrapers send one small GET per connection; a full HTTP stack would add more
 //! dependencies and build time than this needs. Requests are bounded (8 KiB head, 5 s).
+//! `/metrics` is rendered off the serving thread (see `handle`).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
     }
 }
 
-async fn handle(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
+async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()> {
     let mut buf = vec![0u8; 8192];
     let mut n = 0;
     while !buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
@@ -71,7 +72,15 @@ async fn handle(mut sock: TcpStream, shared: &Shared) -> std::io::Result<()> {
             }
         }
         "/metrics" => {
-            let body = shared.metrics.render(&shared.registry.snapshot());
+            // Walking every stream, cache and group and formatting the text takes tens of
+            // milliseconds with 100k resources: done on the blocking pool, so the serving
+            // thread (one, by default) keeps answering clients meanwhile.
+            let owner = shared.clone();
+            let body = tokio::task::spawn_blocking(move || {
+                owner.metrics.render(&owner.registry.snapshot())
+            })
+            .await
+            .map_err(std::io::Error::other)?;
             respond(&mut sock, "200 OK", "text/plain; version=0.0.4", &body).await
         }
         _ => respond(&mut sock, "404 Not Found", "text/plain", "not found\n").await,

@@ -8,8 +8,26 @@
 
 use std::collections::VecDeque;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::budget::MemoryBudget;
+
+/// Bytes a [`MemoryLog`] charges its budget per record on top of the payload: the `Bytes`
+/// handle in the ring buffer (32 bytes) and its share of the allocation's header.
+pub const RECORD_OVERHEAD: usize = 48;
+
+/// The broker-wide memory budget cannot take an append; nothing was appended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("broker memory budget full: {needed} more bytes needed, limit {limit} (limits.max_memory_bytes)")]
+#[non_exhaustive]
+pub struct MemoryFull {
+    /// Bytes the operation needed beyond what is held.
+    pub needed: usize,
+    /// The configured budget.
+    pub limit: usize,
+}
 
 /// Retention bounds of a log; whichever is reached first evicts the oldest records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +61,9 @@ pub struct ReadResult {
 /// An append-only log with offsets. Implementations must be cheap to call under a lock:
 /// callers (the stream) serialise appends so that fanout order equals log order.
 pub trait Log: Send + Sync + 'static {
-    /// Appends payloads atomically and returns the offsets they were given.
-    fn append(&mut self, payloads: &[Bytes]) -> Range<u64>;
+    /// Appends payloads atomically and returns the offsets they were given; a log with a
+    /// memory budget that cannot take the batch appends nothing and says so.
+    fn append(&mut self, payloads: &[Bytes]) -> Result<Range<u64>, MemoryFull>;
     /// Reads up to `max_records` records starting at `from` (or the first held one).
     fn read(&self, from: u64, max_records: usize) -> ReadResult;
     /// Offset the next append will get.
@@ -75,6 +94,17 @@ pub struct MemoryLog {
     records: VecDeque<Bytes>,
     first: u64,
     bytes: usize,
+    /// Holds `charge()` bytes of this log at all times; released as records are evicted and
+    /// when the log is dropped.
+    budget: Option<Arc<MemoryBudget>>,
+}
+
+impl Drop for MemoryLog {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.release(self.charge());
+        }
+    }
 }
 
 impl MemoryLog {
@@ -87,7 +117,39 @@ impl MemoryLog {
             records: VecDeque::new(),
             first: 0,
             bytes: 0,
+            budget: None,
         }
+    }
+
+    /// An empty log whose records (payload plus [`RECORD_OVERHEAD`] each) are reserved from
+    /// `budget`: an append that does not fit is refused whole, eviction gives bytes back.
+    pub fn with_budget(retention: Retention, budget: Arc<MemoryBudget>) -> Self {
+        let mut log = Self::new(retention);
+        log.budget = Some(budget);
+        log
+    }
+
+    /// What this log holds from its budget.
+    fn charge(&self) -> usize {
+        self.bytes + self.records.len() * RECORD_OVERHEAD
+    }
+
+    /// (records, bytes) held after appending `payloads` and evicting per retention, computed
+    /// without changing anything (a refused append must leave the log as it was).
+    fn after_append(&self, payloads: &[Bytes]) -> (usize, usize) {
+        let mut len = self.records.len() + payloads.len();
+        let mut bytes = self.bytes + payloads.iter().map(Bytes::len).sum::<usize>();
+        let mut oldest = self.records.iter().chain(payloads);
+        while len > 0 && (len > self.retention.max_records || bytes > self.retention.max_bytes) {
+            match oldest.next() {
+                Some(p) => {
+                    len -= 1;
+                    bytes -= p.len();
+                }
+                None => break,
+            }
+        }
+        (len, bytes)
     }
 
     /// The bounds this log enforces.
@@ -109,14 +171,31 @@ impl MemoryLog {
 }
 
 impl Log for MemoryLog {
-    fn append(&mut self, payloads: &[Bytes]) -> Range<u64> {
+    fn append(&mut self, payloads: &[Bytes]) -> Result<Range<u64>, MemoryFull> {
+        let before = self.charge();
+        if let Some(budget) = &self.budget {
+            let (len, bytes) = self.after_append(payloads);
+            let after = bytes + len * RECORD_OVERHEAD;
+            if after > before && !budget.try_reserve(after - before) {
+                return Err(MemoryFull {
+                    needed: after - before,
+                    limit: budget.limit(),
+                });
+            }
+        }
         let start = self.next_offset();
         for p in payloads {
             self.bytes += p.len();
             self.records.push_back(p.clone());
         }
         self.evict();
-        start..start + payloads.len() as u64
+        if let Some(budget) = &self.budget {
+            let after = self.charge();
+            if after < before {
+                budget.release(before - after);
+            }
+        }
+        Ok(start..start + payloads.len() as u64)
     }
 
     fn read(&self, from: u64, max_records: usize) -> ReadResult {
@@ -169,8 +248,8 @@ mod tests {
     #[test]
     fn append_assigns_consecutive_offsets() {
         let mut log = MemoryLog::new(Retention::default());
-        assert_eq!(log.append(&[b("a"), b("b")]), 0..2);
-        assert_eq!(log.append(&[b("c")]), 2..3);
+        assert_eq!(log.append(&[b("a"), b("b")]), Ok(0..2));
+        assert_eq!(log.append(&[b("c")]), Ok(2..3));
         let r = log.read(1, 10);
         assert_eq!(r.records, vec![(1, b("b")), (2, b("c"))]);
         assert_eq!(r.next_offset, 3);
@@ -182,7 +261,7 @@ mod tests {
             max_records: 2,
             max_bytes: 1 << 20,
         });
-        log.append(&[b("a"), b("b"), b("c")]);
+        log.append(&[b("a"), b("b"), b("c")]).unwrap();
         assert_eq!(log.first_offset(), 1);
         let r = log.read(0, 10);
         assert_eq!(r.first_available, 1);
@@ -195,9 +274,42 @@ mod tests {
             max_records: 100,
             max_bytes: 5,
         });
-        log.append(&[b("abc"), b("de"), b("f")]);
+        log.append(&[b("abc"), b("de"), b("f")]).unwrap();
         assert_eq!(log.bytes(), 3);
         assert_eq!(log.first_offset(), 1);
         assert_eq!(log.next_offset(), 3);
+    }
+
+    #[test]
+    fn budget_is_reserved_on_append_refused_whole_and_released_on_eviction_and_drop() {
+        let budget = MemoryBudget::new(3 * (RECORD_OVERHEAD + 10));
+        let retention = Retention {
+            max_records: 2,
+            max_bytes: 1 << 20,
+        };
+        let mut log = MemoryLog::with_budget(retention, budget.clone());
+        let ten = Bytes::from(vec![0u8; 10]);
+        log.append(&[ten.clone(), ten.clone()]).unwrap();
+        assert_eq!(budget.used(), 2 * (RECORD_OVERHEAD + 10));
+        // Retention evicts the oldest: the net charge stays at two records.
+        log.append(std::slice::from_ref(&ten)).unwrap();
+        assert_eq!(budget.used(), 2 * (RECORD_OVERHEAD + 10));
+        assert_eq!(log.first_offset(), 1);
+        // A second log sharing the budget gets the one record left, then is refused whole.
+        let mut other = MemoryLog::with_budget(Retention::default(), budget.clone());
+        other.append(std::slice::from_ref(&ten)).unwrap();
+        let err = other.append(std::slice::from_ref(&ten)).unwrap_err();
+        assert_eq!(err.limit, budget.limit());
+        assert_eq!(other.len(), 1, "a refused append appends nothing");
+        assert_eq!(other.next_offset(), 1);
+        drop(log);
+        assert_eq!(
+            budget.used(),
+            RECORD_OVERHEAD + 10,
+            "dropping a log releases it"
+        );
+        other.append(std::slice::from_ref(&ten)).unwrap();
+        drop(other);
+        assert_eq!(budget.used(), 0);
     }
 }

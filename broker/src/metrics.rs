@@ -129,6 +129,11 @@ pub struct Metrics {
     pub publish_latency: Histogram,
     /// Time to serve a cache request.
     pub cache_latency: Histogram,
+    // -- Resource bounds (issue 13): memory budget and request sizes. --
+    /// Requests refused because the broker-wide memory budget was full.
+    pub memory_refused: Counter,
+    /// Requests refused as too large (`max_offsets_per_request`, `max_keys_per_request`).
+    pub request_too_large: Counter,
 }
 
 /// Per-resource figures gathered at scrape time.
@@ -140,6 +145,13 @@ pub struct Snapshot {
     pub caches: Vec<(String, u64, u64, u64, u64)>,
     /// (label, in_flight, pending, dead_letters) per group.
     pub groups: Vec<(String, u64, u64, u64)>,
+    // -- Resource bounds (issue 13). --
+    /// Bytes reserved from the broker-wide memory budget.
+    pub memory_used: u64,
+    /// `limits.max_memory_bytes`.
+    pub memory_limit: u64,
+    /// Creates refused by `limits.max_resources_per_tenant`.
+    pub tenant_refusals: u64,
 }
 
 impl Metrics {
@@ -250,6 +262,37 @@ impl Metrics {
             "felix_queue_acked_total",
             "Queue acks.",
             self.queue_acked.get(),
+        );
+        // -- Resource bounds (issue 13). --
+        gauge(
+            &mut out,
+            "felix_memory_used_bytes",
+            "Bytes reserved from the broker-wide memory budget.",
+            snap.memory_used,
+        );
+        gauge(
+            &mut out,
+            "felix_memory_limit_bytes",
+            "The broker-wide memory budget (limits.max_memory_bytes).",
+            snap.memory_limit,
+        );
+        counter(
+            &mut out,
+            "felix_memory_refused_total",
+            "Requests refused as overloaded because the memory budget was full.",
+            self.memory_refused.get(),
+        );
+        counter(
+            &mut out,
+            "felix_tenant_resource_refusals_total",
+            "Creates refused by limits.max_resources_per_tenant.",
+            snap.tenant_refusals,
+        );
+        counter(
+            &mut out,
+            "felix_request_too_large_total",
+            "Requests refused by max_offsets_per_request or max_keys_per_request.",
+            self.request_too_large.get(),
         );
         self.publish_latency.render(
             &mut out,

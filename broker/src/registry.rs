@@ -3,13 +3,19 @@
 //!
 //! Lookups on the hot path take a read lock and build no owned key: the key is written into
 //! a caller-provided buffer (`tenant/namespace/name`; `/` cannot occur in names). Creation on
-//! first use (dev mode) validates names and the broker-wide resource bound.
+//! first use (dev mode) validates names, the broker-wide resource bound and the tenant's
+//! (`limits.max_resources_per_tenant`, so one tenant cannot take every slot of the broker).
+//!
+//! Streams' logs and caches reserve their bytes from the broker-wide [`MemoryBudget`].
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
+
+use crate::budget::MemoryBudget;
 
 use crate::cache::{Cache, CacheConfig};
 use crate::config::BrokerConfig;
@@ -49,9 +55,14 @@ struct WildcardSub {
 /// All named resources of one broker.
 pub struct Registry {
     cfg: Arc<BrokerConfig>,
+    memory: Arc<MemoryBudget>,
     streams: RwLock<HashMap<Box<str>, Arc<StreamEntry>>>,
     caches: RwLock<HashMap<Box<str>, Arc<CacheEntry>>>,
     wildcards: RwLock<Vec<WildcardSub>>,
+    /// Streams + caches per tenant (resources are never deleted, so counts only grow).
+    per_tenant: Mutex<HashMap<Box<str>, usize>>,
+    /// Creates refused by `max_resources_per_tenant`.
+    tenant_refusals: AtomicU64,
 }
 
 /// Writes the lookup key into `buf`.
@@ -66,14 +77,54 @@ fn key<'a>(buf: &'a mut String, tenant: &str, namespace: &str, name: &str) -> &'
 }
 
 impl Registry {
-    /// An empty registry using `cfg` for defaults and limits.
-    pub fn new(cfg: Arc<BrokerConfig>) -> Self {
+    /// An empty registry using `cfg` for defaults and limits, whose streams and caches
+    /// reserve their bytes from `memory`.
+    pub fn new(cfg: Arc<BrokerConfig>, memory: Arc<MemoryBudget>) -> Self {
         Self {
             cfg,
+            memory,
             streams: RwLock::new(HashMap::new()),
             caches: RwLock::new(HashMap::new()),
             wildcards: RwLock::new(Vec::new()),
+            per_tenant: Mutex::new(HashMap::new()),
+            tenant_refusals: AtomicU64::new(0),
         }
+    }
+
+    /// The broker-wide memory budget.
+    pub fn memory(&self) -> &Arc<MemoryBudget> {
+        &self.memory
+    }
+
+    /// Takes one of `tenant`'s resource slots, or refuses with `overloaded` naming the limit.
+    fn take_tenant_slot(&self, tenant: &str) -> Result<(), BrokerError> {
+        let limit = self.cfg.limits.max_resources_per_tenant;
+        let mut counts = self.per_tenant.lock();
+        let n = match counts.get_mut(tenant) {
+            Some(n) => n,
+            None => counts.entry(tenant.into()).or_insert(0),
+        };
+        if *n >= limit {
+            self.tenant_refusals.fetch_add(1, Ordering::Relaxed);
+            return Err(BrokerError::overloaded(format!(
+                "tenant {tenant} holds its maximum of {limit} streams and caches \
+                 (limits.max_resources_per_tenant)"
+            )));
+        }
+        *n += 1;
+        Ok(())
+    }
+
+    /// Gives back a slot taken for a create that found the resource already there.
+    fn give_back_tenant_slot(&self, tenant: &str) {
+        if let Some(n) = self.per_tenant.lock().get_mut(tenant) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Streams + caches `tenant` holds.
+    pub fn tenant_resources(&self, tenant: &str) -> usize {
+        self.per_tenant.lock().get(tenant).copied().unwrap_or(0)
     }
 
     fn check_room(&self) -> Result<(), BrokerError> {
@@ -149,13 +200,18 @@ impl Registry {
             return Ok((e.clone(), false));
         }
         self.check_room()?;
+        self.take_tenant_slot(tenant)?;
         // Lock order everywhere: wildcards, then streams.
         let wildcards = self.wildcards.read();
         let mut streams = self.streams.write();
         if let Some(e) = streams.get(&k) {
+            self.give_back_tenant_slot(tenant);
             return Ok((e.clone(), false));
         }
-        let log = Box::new(MemoryLog::new(config.retention));
+        let log = Box::new(MemoryLog::with_budget(
+            config.retention,
+            self.memory.clone(),
+        ));
         let stream = Stream::new(Arc::from(name), config, log);
         // Attach matching wildcard subscribers before the stream is visible, so they cannot
         // miss its first record.
@@ -300,12 +356,14 @@ impl Registry {
             return Ok((e.clone(), false));
         }
         self.check_room()?;
+        self.take_tenant_slot(tenant)?;
         let mut caches = self.caches.write();
         if let Some(e) = caches.get(&k) {
+            self.give_back_tenant_slot(tenant);
             return Ok((e.clone(), false));
         }
         let entry = Arc::new(CacheEntry {
-            cache: Cache::new(config.clone()),
+            cache: Cache::with_budget(config.clone(), self.memory.clone()),
             config,
             label: k.to_string(),
         });
@@ -380,7 +438,12 @@ impl Registry {
 
     /// Per-resource figures for `/metrics`.
     pub fn snapshot(&self) -> Snapshot {
-        let mut snap = Snapshot::default();
+        let mut snap = Snapshot {
+            memory_used: self.memory.used() as u64,
+            memory_limit: self.memory.limit() as u64,
+            tenant_refusals: self.tenant_refusals.load(Ordering::Relaxed),
+            ..Snapshot::default()
+        };
         for e in self.streams.read().values() {
             let s = e.stream.stats();
             snap.streams.push((
@@ -411,5 +474,85 @@ impl Registry {
             ));
         }
         snap
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(per_tenant: usize) -> Registry {
+        let mut cfg = BrokerConfig::default();
+        cfg.limits.max_resources_per_tenant = per_tenant;
+        let memory = MemoryBudget::new(cfg.limits.max_memory_bytes);
+        Registry::new(Arc::new(cfg), memory)
+    }
+
+    #[test]
+    fn per_tenant_resource_bound_refuses_only_that_tenant() {
+        let r = registry(3);
+        let sc = StreamConfig::default();
+        r.create_stream("greedy", "ns", "s1", sc.clone()).unwrap();
+        r.create_stream("greedy", "ns", "s2", sc.clone()).unwrap();
+        r.create_cache("greedy", "ns", "c1", CacheConfig::default())
+            .unwrap();
+        // Re-creating an existing resource takes no slot.
+        r.create_stream("greedy", "ns", "s1", sc.clone()).unwrap();
+        assert_eq!(r.tenant_resources("greedy"), 3);
+        let e = r
+            .create_stream("greedy", "other-ns", "s3", sc.clone())
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded);
+        assert!(e.message.contains("max_resources_per_tenant"), "{e}");
+        let e = r
+            .create_cache("greedy", "ns", "c2", CacheConfig::default())
+            .unwrap_err();
+        assert_eq!(e.code, ErrorCode::Overloaded);
+        let mut buf = String::new();
+        let e = r
+            .stream(&mut buf, "greedy", "ns", "auto", true)
+            .unwrap_err();
+        assert_eq!(
+            e.code,
+            ErrorCode::Overloaded,
+            "creation on first use counts too"
+        );
+        // The tenant's existing resources still work, and other tenants are unaffected.
+        r.stream(&mut buf, "greedy", "ns", "s1", false).unwrap();
+        r.create_stream("polite", "ns", "s1", sc.clone()).unwrap();
+        r.create_cache("polite", "ns", "c1", CacheConfig::default())
+            .unwrap();
+        assert_eq!(r.tenant_resources("polite"), 2);
+        assert_eq!(r.snapshot().tenant_refusals, 3);
+    }
+
+    #[test]
+    fn stream_logs_and_caches_reserve_from_the_registry_budget() {
+        let r = registry(10);
+        let s = r
+            .create_stream("t", "ns", "s", StreamConfig::default())
+            .unwrap();
+        let p = s
+            .stream
+            .publish(&[bytes::Bytes::from(vec![1u8; 1000])])
+            .unwrap();
+        assert!(p.backpressure.is_none());
+        let used = r.memory().used();
+        assert!(used >= 1000, "the retained record is charged: {used}");
+        let c = r
+            .create_cache("t", "ns", "c", CacheConfig::default())
+            .unwrap();
+        c.cache
+            .put(
+                "k",
+                bytes::Bytes::from(vec![2u8; 500]),
+                None,
+                crate::cache::PutCondition::Always,
+                Instant::now(),
+            )
+            .unwrap();
+        assert!(r.memory().used() >= used + 500);
+        assert!(c.cache.delete("k", Instant::now()));
+        assert_eq!(r.memory().used(), used, "a delete releases the entry");
     }
 }

@@ -13,11 +13,9 @@
 //! [`Backpressure`] to await and which is released after [`StreamConfig::block_timeout`] at
 //! the latest by disconnecting the stalled subscriber.
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::ops::Range;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,10 +24,14 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::log::{Log, ReadResult, Retention};
+use crate::log::{Log, MemoryFull, ReadResult, Retention};
 
+mod subscriber;
 #[cfg(test)]
 mod tests;
+
+use subscriber::Offer;
+pub use subscriber::{Backpressure, Subscriber};
 
 /// Records read from the log per step while replaying into a new subscriber (bounds the
 /// temporary buffer; the whole replay still happens under the stream lock).
@@ -175,300 +177,6 @@ pub struct SubscribeInfo {
     pub gap: Option<Range<u64>>,
 }
 
-struct SubState {
-    queue: VecDeque<Event>,
-    /// Replayed events not yet consumed. They do not count against `capacity` (replay is
-    /// bounded by retention instead); events leaving the front use this credit up first.
-    replay_credit: usize,
-    closed: Option<CloseReason>,
-}
-
-impl SubState {
-    /// Queued events that count against capacity.
-    fn live(&self) -> usize {
-        self.queue.len() - self.replay_credit
-    }
-
-    fn pop_front(&mut self) -> Option<Event> {
-        let ev = self.queue.pop_front()?;
-        self.replay_credit = self.replay_credit.saturating_sub(1);
-        Some(ev)
-    }
-}
-
-/// Outcome of offering a publish batch to one subscriber.
-enum Offer {
-    /// Queued (possibly with drops); `full` = a Block subscriber is at/over capacity.
-    Queued { dropped: u64, full: bool },
-    /// The subscriber was closed by this offer (Disconnect policy).
-    Disconnected,
-    /// The subscriber was already closed.
-    Closed,
-}
-
-/// One subscription's bounded queue of [`Event`]s.
-///
-/// Memory bound: at most `capacity` live events, plus not-yet-consumed replayed events
-/// (bounded by the log retention of each stream it subscribed to with replay), plus, for
-/// `Block` only, one publish batch per concurrently publishing request (each publisher awaits
-/// its [`Backpressure`] before publishing again). Closing frees the queue immediately.
-pub struct Subscriber {
-    id: u64,
-    capacity: usize,
-    policy: FullPolicy,
-    state: Mutex<SubState>,
-    /// Wakes the consumer (`next_batch`); notified on empty -> non-empty and on close.
-    ready: Notify,
-    /// Wakes `Backpressure` waiters; notified when live events fall below capacity and on close.
-    drained: Notify,
-    /// Wakes [`Subscriber::closed`] waiters (the writer blocked on a stalled client).
-    closed_signal: Notify,
-    dropped: AtomicU64,
-}
-
-impl fmt::Debug for Subscriber {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let st = self.state.lock();
-        f.debug_struct("Subscriber")
-            .field("id", &self.id)
-            .field("capacity", &self.capacity)
-            .field("policy", &self.policy)
-            .field("queued", &st.queue.len())
-            .field("closed", &st.closed)
-            .field("dropped", &self.dropped())
-            .finish()
-    }
-}
-
-impl Subscriber {
-    /// A new open subscriber. `capacity` is in events; 0 is treated as 1.
-    pub fn new(id: u64, capacity: usize, policy: FullPolicy) -> Arc<Self> {
-        Arc::new(Self {
-            id,
-            capacity: capacity.max(1),
-            policy,
-            state: Mutex::new(SubState {
-                queue: VecDeque::new(),
-                replay_credit: 0,
-                closed: None,
-            }),
-            ready: Notify::new(),
-            drained: Notify::new(),
-            closed_signal: Notify::new(),
-            dropped: AtomicU64::new(0),
-        })
-    }
-
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
-    /// Waits until at least one event is queued or the subscriber is closed; then moves up to
-    /// `max_events` / `max_bytes` (payload bytes; always at least one event) into `out`, in
-    /// order. Once closed it returns the reason immediately and queued events are discarded.
-    /// Cancel-safe; meant for a single consumer task.
-    pub async fn next_batch(
-        &self,
-        out: &mut Vec<Event>,
-        max_events: usize,
-        max_bytes: usize,
-    ) -> Result<(), CloseReason> {
-        loop {
-            if self.try_next_batch(out, max_events, max_bytes)? > 0 {
-                return Ok(());
-            }
-            // `notify_one` stores a permit, so a push between the check and here is not lost.
-            self.ready.notified().await;
-        }
-    }
-
-    /// Non-blocking [`next_batch`](Self::next_batch): returns how many events were moved
-    /// (0 when none is queued), or the close reason.
-    pub fn try_next_batch(
-        &self,
-        out: &mut Vec<Event>,
-        max_events: usize,
-        max_bytes: usize,
-    ) -> Result<usize, CloseReason> {
-        let max_events = max_events.max(1);
-        let mut st = self.state.lock();
-        if let Some(reason) = st.closed {
-            return Err(reason);
-        }
-        let was_full = st.live() >= self.capacity;
-        out.reserve(st.queue.len().min(max_events));
-        let mut n = 0;
-        let mut bytes = 0usize;
-        while n < max_events {
-            let len = match st.queue.front() {
-                Some(ev) => ev.payload.len(),
-                None => break,
-            };
-            if n > 0 && bytes.saturating_add(len) > max_bytes {
-                break;
-            }
-            if let Some(ev) = st.pop_front() {
-                out.push(ev);
-            }
-            bytes = bytes.saturating_add(len);
-            n += 1;
-        }
-        let now_has_room = st.live() < self.capacity;
-        if st.queue.is_empty() && st.queue.capacity() > 4 * self.capacity.max(16) {
-            // Give back memory grown by a replay or a Block overshoot.
-            st.queue.shrink_to(self.capacity);
-        }
-        drop(st);
-        if was_full && now_has_room {
-            self.drained.notify_waiters();
-        }
-        Ok(n)
-    }
-
-    /// Closes the subscriber (the first reason wins), discards queued events and wakes the
-    /// consumer and any publisher waiting on it. Streams detach it lazily.
-    pub fn close(&self, reason: CloseReason) {
-        let mut st = self.state.lock();
-        let discarded = Self::close_locked(&mut st, reason);
-        drop(st);
-        drop(discarded);
-        self.wake_closed();
-    }
-
-    fn close_locked(st: &mut SubState, reason: CloseReason) -> VecDeque<Event> {
-        if st.closed.is_some() {
-            return VecDeque::new();
-        }
-        st.closed = Some(reason);
-        st.replay_credit = 0;
-        std::mem::take(&mut st.queue)
-    }
-
-    fn wake_closed(&self) {
-        self.ready.notify_one();
-        self.drained.notify_waiters();
-        self.closed_signal.notify_waiters();
-    }
-
-    /// Resolves once the subscriber is closed, with the reason. Lets a writer blocked on a
-    /// stalled client's flow control notice that the policy disconnected it.
-    pub async fn closed(&self) -> CloseReason {
-        loop {
-            let notified = self.closed_signal.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            if let Some(reason) = self.is_closed() {
-                return reason;
-            }
-            notified.await;
-        }
-    }
-
-    pub fn is_closed(&self) -> Option<CloseReason> {
-        self.state.lock().closed
-    }
-
-    /// Events currently queued (including unconsumed replay).
-    pub fn queued(&self) -> usize {
-        self.state.lock().queue.len()
-    }
-
-    /// Events dropped for this subscriber by DropNewest / DropOldest, over all its streams.
-    pub fn dropped(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
-
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    pub fn policy(&self) -> FullPolicy {
-        self.policy
-    }
-
-    /// Closed, or live events below capacity: a blocked publisher may proceed.
-    fn has_room_or_closed(&self) -> bool {
-        let st = self.state.lock();
-        st.closed.is_some() || st.live() < self.capacity
-    }
-
-    /// Pushes one publish batch (offsets `base..`) applying the full policy per event.
-    fn offer(&self, stream: &Arc<str>, base: u64, payloads: &[Bytes]) -> Offer {
-        let mut st = self.state.lock();
-        if st.closed.is_some() {
-            return Offer::Closed;
-        }
-        let was_empty = st.queue.is_empty();
-        let mut dropped = 0u64;
-        for (offset, payload) in (base..).zip(payloads) {
-            if st.live() >= self.capacity {
-                match self.policy {
-                    FullPolicy::Block => {}
-                    FullPolicy::DropNewest => {
-                        dropped += 1;
-                        continue;
-                    }
-                    FullPolicy::DropOldest => {
-                        st.pop_front();
-                        dropped += 1;
-                    }
-                    FullPolicy::Disconnect => {
-                        let discarded = Self::close_locked(&mut st, CloseReason::SlowConsumer);
-                        drop(st);
-                        drop(discarded);
-                        self.add_dropped(dropped);
-                        self.wake_closed();
-                        return Offer::Disconnected;
-                    }
-                }
-            }
-            st.queue.push_back(Event {
-                stream: stream.clone(),
-                offset,
-                payload: payload.clone(),
-            });
-        }
-        let full = self.policy == FullPolicy::Block && st.live() >= self.capacity;
-        let wake = was_empty && !st.queue.is_empty();
-        drop(st);
-        self.add_dropped(dropped);
-        if wake {
-            self.ready.notify_one();
-        }
-        Offer::Queued { dropped, full }
-    }
-
-    /// Queues replayed records regardless of capacity (no policy applies to replay).
-    fn replay(&self, stream: &Arc<str>, records: Vec<(u64, Bytes)>) {
-        if records.is_empty() {
-            return;
-        }
-        let mut st = self.state.lock();
-        if st.closed.is_some() {
-            return;
-        }
-        let was_empty = st.queue.is_empty();
-        st.replay_credit += records.len();
-        st.queue.reserve(records.len());
-        st.queue
-            .extend(records.into_iter().map(|(offset, payload)| Event {
-                stream: stream.clone(),
-                offset,
-                payload,
-            }));
-        drop(st);
-        if was_empty {
-            self.ready.notify_one();
-        }
-    }
-
-    fn add_dropped(&self, n: u64) {
-        if n > 0 {
-            self.dropped.fetch_add(n, Ordering::Relaxed);
-        }
-    }
-}
-
 /// Result of [`Stream::publish`].
 #[derive(Debug)]
 #[must_use = "await the backpressure (if any) before acknowledging the publish"]
@@ -479,50 +187,6 @@ pub struct Published {
     pub backpressure: Option<Backpressure>,
     /// Subscribers the records were handed to (their writer tasks were woken).
     pub fanout: usize,
-}
-
-/// Full `Block` subscribers a publisher must wait for.
-#[derive(Debug)]
-#[must_use = "a publisher must await Backpressure::wait before publishing again"]
-pub struct Backpressure {
-    subs: Vec<Arc<Subscriber>>,
-    timeout: Duration,
-}
-
-impl Backpressure {
-    /// Ids of the subscribers being waited for.
-    pub fn subscriber_ids(&self) -> impl Iterator<Item = u64> + '_ {
-        self.subs.iter().map(|s| s.id())
-    }
-
-    /// Waits until every over-capacity Block subscriber has drained below capacity or closed.
-    /// If `block_timeout` passes first, those still full are closed with SlowConsumer (so one
-    /// stalled subscriber cannot stall publishers forever); the publish itself stays accepted.
-    pub async fn wait(self) {
-        let deadline = tokio::time::Instant::now() + self.timeout;
-        for sub in &self.subs {
-            loop {
-                let notified = sub.drained.notified();
-                tokio::pin!(notified);
-                // Register before checking, so a drain between check and await is not missed.
-                notified.as_mut().enable();
-                if sub.has_room_or_closed() {
-                    break;
-                }
-                if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                    if !sub.has_room_or_closed() {
-                        tracing::info!(
-                            subscriber = sub.id(),
-                            timeout_ms = self.timeout.as_millis() as u64,
-                            "block timeout: disconnecting slow consumer"
-                        );
-                        sub.close(CloseReason::SlowConsumer);
-                    }
-                    break;
-                }
-            }
-        }
-    }
 }
 
 /// Counters of one stream.
@@ -609,20 +273,21 @@ impl Stream {
     /// Appends atomically to the log and pushes each record to every attached subscriber in
     /// log order, applying each subscriber's full policy. Never awaits. Returns the offsets
     /// and, if any Block-policy subscriber is at/over capacity, a [`Backpressure`] the caller
-    /// awaits before acknowledging the publish. Closed subscribers are detached here.
-    pub fn publish(&self, payloads: &[Bytes]) -> Published {
+    /// awaits before acknowledging the publish. Closed subscribers are detached here. When the
+    /// log's memory budget cannot take the batch, nothing is appended or delivered.
+    pub fn publish(&self, payloads: &[Bytes]) -> Result<Published, MemoryFull> {
         let mut blocked: Vec<Arc<Subscriber>> = Vec::new(); // allocates only if used
         let fanout;
         let offsets = {
             let mut guard = self.state.lock();
             let st = &mut *guard;
-            let offsets = st.log.append(payloads);
+            let offsets = st.log.append(payloads)?;
             if payloads.is_empty() {
-                return Published {
+                return Ok(Published {
                     offsets,
                     backpressure: None,
                     fanout: 0,
-                };
+                });
             }
             st.published += payloads.len() as u64;
             let (mut dropped, mut disconnected) = (0u64, 0u64);
@@ -654,14 +319,14 @@ impl Stream {
             offsets
         };
         self.append_notify.notify_waiters();
-        Published {
+        Ok(Published {
             offsets,
             fanout,
             backpressure: (!blocked.is_empty()).then(|| Backpressure {
                 subs: blocked,
                 timeout: self.config.block_timeout,
             }),
-        }
+        })
     }
 
     /// Attaches a subscriber; replays records from the log per `start` (replay may exceed the

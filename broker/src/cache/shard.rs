@@ -15,6 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use super::{charge, CacheError, CacheValue, Counters, PutCondition};
+use crate::budget::MemoryBudget;
 
 const NIL: usize = usize::MAX;
 
@@ -114,23 +115,39 @@ impl Shard {
         if !holds {
             return Err(CacheError::Conflict { current });
         }
+        let size = charge(key, value.len());
+        // Reserve what the put adds to the broker-wide budget before changing anything, so a
+        // refused put leaves the shard as it was. An overwrite already holds the old size.
+        let old_size = existing.map_or(0, |idx| self.entry(idx).charge());
+        if let Some(budget) = &c.budget {
+            if !self.reserve_global(budget, size.saturating_sub(old_size), existing, now, c) {
+                return Err(CacheError::Overloaded {
+                    limit: budget.limit(),
+                });
+            }
+        }
         // Taken under the shard lock, so successive writes of one key get increasing versions.
         let version = last_version.fetch_add(1, Ordering::Relaxed) + 1;
-        let size = charge(key, value.len());
 
         let idx = match existing {
             Some(idx) => {
                 // Take the old incarnation out of both eviction paths and release its bytes,
-                // so making room can neither evict it nor count it twice.
+                // so making room can neither evict it nor count it twice. Its global
+                // reservation carries over to the new value (see above).
                 self.unlink(idx);
-                let (old_size, old_expiry) = {
+                let old_expiry = {
                     let e = self.entry(idx);
-                    (e.charge(), e.expires_at.map(|t| (t, e.version)))
+                    e.expires_at.map(|t| (t, e.version))
                 };
                 if let Some(k) = old_expiry {
                     self.expiry.remove(&k);
                 }
-                self.release(old_size, c);
+                self.release_local(old_size, c);
+                if old_size > size {
+                    if let Some(b) = &c.budget {
+                        b.release(old_size - size);
+                    }
+                }
                 self.make_room(size, now, c);
                 let e = self.entry_mut(idx);
                 e.value = value;
@@ -190,6 +207,35 @@ impl Shard {
         Some(idx)
     }
 
+    /// Reserves `n` bytes from the broker-wide budget, evicting this shard's expired and then
+    /// least recently used entries (never `keep`, the entry being overwritten) while it does
+    /// not fit. `false` if it still does not fit.
+    fn reserve_global(
+        &mut self,
+        budget: &MemoryBudget,
+        n: usize,
+        keep: Option<usize>,
+        now: Instant,
+        c: &Counters,
+    ) -> bool {
+        while !budget.try_reserve(n) {
+            if self.expire_first(now, c) {
+                continue;
+            }
+            let victim = match (self.tail, keep) {
+                (NIL, _) => return false,
+                (t, Some(k)) if t == k => match self.nodes[t].prev {
+                    NIL => return false,
+                    p => p,
+                },
+                (t, _) => t,
+            };
+            self.remove(victim, c);
+            c.evictions.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
     /// Frees space until `size` more bytes fit: already expired entries go first (they are
     /// garbage), then the least recently used.
     fn make_room(&mut self, size: usize, now: Instant, c: &Counters) {
@@ -229,7 +275,16 @@ impl Shard {
         c.entries.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Gives back `size` bytes to the shard, the cache and the broker-wide budget.
     fn release(&mut self, size: usize, c: &Counters) {
+        self.release_local(size, c);
+        if let Some(b) = &c.budget {
+            b.release(size);
+        }
+    }
+
+    /// Gives back `size` bytes to the shard and the cache only.
+    fn release_local(&mut self, size: usize, c: &Counters) {
         self.bytes -= size;
         c.bytes.fetch_sub(size, Ordering::Relaxed);
     }

@@ -480,3 +480,84 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn budget_is_released_by_eviction_expiry_delete_and_overwrite() {
+    use crate::budget::MemoryBudget;
+    let budget = MemoryBudget::new(1 << 20);
+    let c = Cache::with_budget(
+        CacheConfig {
+            max_bytes: 4 * (ENTRY_OVERHEAD + 101),
+            shards: 1,
+            ..CacheConfig::default()
+        },
+        budget.clone(),
+    );
+    let now = Instant::now();
+    let v = || Bytes::from(vec![0u8; 100]);
+    for k in ["a", "b", "c", "d"] {
+        c.put(k, v(), None, PutCondition::Always, now).unwrap();
+    }
+    assert_eq!(budget.used(), c.stats().bytes);
+    // LRU eviction by the cache's own bound releases the evicted entry's bytes.
+    c.put("e", v(), None, PutCondition::Always, now).unwrap();
+    assert_eq!(c.stats().evictions, 1);
+    assert_eq!(budget.used(), c.stats().bytes);
+    // Overwrite with a smaller value gives the difference back.
+    c.put(
+        "e",
+        Bytes::from_static(b"x"),
+        None,
+        PutCondition::Always,
+        now,
+    )
+    .unwrap();
+    assert_eq!(budget.used(), c.stats().bytes);
+    // Delete and expiry release.
+    assert!(c.delete("e", now));
+    c.put(
+        "t",
+        v(),
+        Some(Duration::from_millis(5)),
+        PutCondition::Always,
+        now,
+    )
+    .unwrap();
+    assert_eq!(budget.used(), c.stats().bytes);
+    c.sweep_expired(now + Duration::from_secs(1), 100);
+    assert_eq!(c.stats().entries, 3);
+    assert_eq!(budget.used(), c.stats().bytes);
+    drop(c);
+    assert_eq!(budget.used(), 0, "dropping the cache releases the rest");
+}
+
+#[test]
+fn a_full_budget_evicts_the_shards_own_entries_then_refuses() {
+    use crate::budget::MemoryBudget;
+    let one = ENTRY_OVERHEAD + 1 + 100;
+    let budget = MemoryBudget::new(2 * one);
+    let c = Cache::with_budget(
+        CacheConfig {
+            shards: 1,
+            ..CacheConfig::default()
+        },
+        budget.clone(),
+    );
+    let now = Instant::now();
+    let v = || Bytes::from(vec![0u8; 100]);
+    c.put("a", v(), None, PutCondition::Always, now).unwrap();
+    c.put("b", v(), None, PutCondition::Always, now).unwrap();
+    // The cache's own bound (64 MiB) is far away, but the broker's budget is full: the
+    // least recently used entry makes room.
+    c.put("c", v(), None, PutCondition::Always, now).unwrap();
+    assert_eq!(c.get("a", now), None);
+    assert_eq!(budget.used(), 2 * one);
+    // Held by someone else, the budget cannot be freed by this cache: refused whole.
+    let other = MemoryBudget::new(0);
+    let starved = Cache::with_budget(CacheConfig::default(), other);
+    let e = starved
+        .put("k", v(), None, PutCondition::Always, now)
+        .unwrap_err();
+    assert_eq!(e, CacheError::Overloaded { limit: 0 });
+    assert_eq!(starved.stats().entries, 0);
+}

@@ -24,7 +24,7 @@ fn cfg() -> GroupConfig {
 fn log_with(n: usize) -> MemoryLog {
     let mut log = MemoryLog::new(Retention::default());
     let payloads: Vec<Bytes> = (0..n).map(|i| Bytes::from(format!("m{i}"))).collect();
-    log.append(&payloads);
+    log.append(&payloads).unwrap();
     log
 }
 
@@ -300,10 +300,10 @@ fn retention_gap_is_skipped_and_counted_as_lost() {
     });
     let g = ConsumerGroup::new(cfg(), 0);
     let t = Instant::now();
-    log.append(&[Bytes::from("a"), Bytes::from("b")]);
+    log.append(&[Bytes::from("a"), Bytes::from("b")]).unwrap();
     assert_eq!(offsets(&pull(&g, &log, 1, t)), vec![0]);
     let more: Vec<Bytes> = (0..5).map(|_| Bytes::from("x")).collect();
-    log.append(&more); // offsets 2..7; retention keeps 4..7
+    log.append(&more).unwrap(); // offsets 2..7; retention keeps 4..7
     let ds = pull(&g, &log, 10, t);
     assert_eq!(offsets(&ds), vec![4, 5, 6]);
     let s = g.stats();
@@ -448,7 +448,7 @@ proptest! {
             match op {
                 Op::Append(n) => {
                     let p: Vec<Bytes> = (0..n).map(|_| Bytes::from("p")).collect();
-                    log.append(&p);
+                    log.append(&p).unwrap();
                 }
                 Op::Pull(max) => {
                     let ds = pull(&g, &log, max, now);

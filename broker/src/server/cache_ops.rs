@@ -8,7 +8,7 @@ use felix_wire::{
     features, CacheEntry as WireEntry, CacheTarget, ErrorCode, ExtFrame, Message, PutCond,
 };
 
-use super::request::{reply_result, Ctx};
+use super::request::{check_cap, memory_full, reply_result, Ctx};
 use crate::auth::Action;
 use crate::cache::{CacheError, PutCondition};
 use crate::error::BrokerError;
@@ -79,7 +79,10 @@ fn put(
     entry
         .cache
         .put(&t.key, value, ttl(ttl_ms), cond, Instant::now())
-        .map_err(cache_error)
+        .map_err(|e| match e {
+            CacheError::Overloaded { limit } => memory_full(&ctx.shared, limit),
+            other => cache_error(other),
+        })
 }
 
 fn delete(ctx: &mut Ctx, t: &CacheTarget) -> Result<bool, BrokerError> {
@@ -234,6 +237,14 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
         } => {
             let r = (|| {
                 ctx.require(features::CACHE_EXT, "cache_get_many")?;
+                let max = ctx.shared.cfg.limits.max_keys_per_request;
+                if keys.len() > max {
+                    ctx.shared.metrics.request_too_large.inc();
+                    return Err(BrokerError::invalid(format!(
+                        "cache_get_many with {} keys exceeds limits.max_keys_per_request ({max})",
+                        keys.len()
+                    )));
+                }
                 let entry = lookup(ctx, Action::CacheRead, &tenant_id, &namespace, &cache)?;
                 let now = Instant::now();
                 let values = keys
@@ -269,8 +280,9 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &cache)?;
                 let mut cfg = ctx.shared.cfg.cache_config();
                 if let Some(b) = max_bytes {
-                    cfg.max_bytes =
-                        usize::try_from(b).map_err(|_| BrokerError::invalid("max_bytes"))?;
+                    // Refused above the cap rather than clamped (see stream_create).
+                    let cap = ctx.shared.cfg.limits.max_stream_bytes;
+                    cfg.max_bytes = check_cap("max_bytes", b, cap, "max_stream_bytes")?;
                 }
                 if let Some(ms) = default_ttl_ms {
                     cfg.default_ttl = ttl(Some(ms));

@@ -108,12 +108,13 @@ impl Broker {
         .map_err(|e| StartError(format!("listen on {}: {e}", cfg.listen)))?;
         let cfg = Arc::new(cfg);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        let memory = crate::budget::MemoryBudget::new(cfg.limits.max_memory_bytes);
         let shared = Arc::new(Shared {
-            registry: Registry::new(cfg.clone()),
+            registry: Registry::new(cfg.clone(), memory.clone()),
             cfg: cfg.clone(),
             metrics: Metrics::default(),
             auth,
-            memory: crate::budget::MemoryBudget::new(cfg.limits.max_memory_bytes),
+            memory: memory.clone(),
             shutdown: shutdown_rx,
             ready: AtomicBool::new(true),
             connection_closed: tokio::sync::Notify::new(),

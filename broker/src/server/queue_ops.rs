@@ -36,6 +36,19 @@ fn resolve(
     Ok((entry, g))
 }
 
+/// Refuses an offsets list longer than `limits.max_offsets_per_request` (`invalid_argument`
+/// naming the limit): one request must not hold the serving thread for long.
+fn check_offsets(ctx: &Ctx, what: &str, n: usize) -> Result<(), BrokerError> {
+    let max = ctx.shared.cfg.limits.max_offsets_per_request;
+    if n > max {
+        ctx.shared.metrics.request_too_large.inc();
+        return Err(BrokerError::invalid(format!(
+            "{what} with {n} offsets exceeds limits.max_offsets_per_request ({max})"
+        )));
+    }
+    Ok(())
+}
+
 fn to_wire(d: Delivery, now: Instant) -> QueueMessage {
     QueueMessage {
         offset: d.offset,
@@ -168,14 +181,16 @@ pub async fn json(
             request_id,
             offsets,
         } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
-                let n = g.ack(&offsets, Instant::now());
-                ctx.shared.metrics.queue_acked.add(n as u64);
-                Message::Count {
-                    request_id,
-                    count: n as u64,
-                }
-            });
+            let r = check_offsets(ctx, "queue_ack", offsets.len())
+                .and_then(|_| resolve(ctx, &tenant_id, &namespace, &stream, &group))
+                .map(|(_, g)| {
+                    let n = g.ack(&offsets, Instant::now());
+                    ctx.shared.metrics.queue_acked.add(n as u64);
+                    Message::Count {
+                        request_id,
+                        count: n as u64,
+                    }
+                });
             (r, request_id)
         }
         Message::QueueNack {
@@ -187,13 +202,15 @@ pub async fn json(
             offsets,
             delay_ms,
         } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
-                let n = g.nack(&offsets, Duration::from_millis(delay_ms), Instant::now());
-                Message::Count {
-                    request_id,
-                    count: n as u64,
-                }
-            });
+            let r = check_offsets(ctx, "queue_nack", offsets.len())
+                .and_then(|_| resolve(ctx, &tenant_id, &namespace, &stream, &group))
+                .map(|(_, g)| {
+                    let n = g.nack(&offsets, Duration::from_millis(delay_ms), Instant::now());
+                    Message::Count {
+                        request_id,
+                        count: n as u64,
+                    }
+                });
             (r, request_id)
         }
         Message::QueueExtend {
@@ -205,13 +222,15 @@ pub async fn json(
             offsets,
             extend_ms,
         } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
-                let n = g.extend(&offsets, Duration::from_millis(extend_ms), Instant::now());
-                Message::Count {
-                    request_id,
-                    count: n as u64,
-                }
-            });
+            let r = check_offsets(ctx, "queue_extend", offsets.len())
+                .and_then(|_| resolve(ctx, &tenant_id, &namespace, &stream, &group))
+                .map(|(_, g)| {
+                    let n = g.extend(&offsets, Duration::from_millis(extend_ms), Instant::now());
+                    Message::Count {
+                        request_id,
+                        count: n as u64,
+                    }
+                });
             (r, request_id)
         }
         Message::DeadLetterList {
@@ -223,8 +242,10 @@ pub async fn json(
             max,
         } => {
             let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
+                // A "most entries" bound: clamped to max_offsets_per_request, not refused.
+                let max = (max as usize).min(ctx.shared.cfg.limits.max_offsets_per_request);
                 let messages = g
-                    .dead_letters(max as usize)
+                    .dead_letters(max)
                     .into_iter()
                     .map(|d| DeadLetterMessage {
                         offset: d.offset,
@@ -248,12 +269,13 @@ pub async fn json(
             request_id,
             offsets,
         } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
-                Message::Count {
+            let n = offsets.as_ref().map_or(0, Vec::len);
+            let r = check_offsets(ctx, "dead_letter_redrive", n)
+                .and_then(|_| resolve(ctx, &tenant_id, &namespace, &stream, &group))
+                .map(|(_, g)| Message::Count {
                     request_id,
                     count: g.redrive(offsets.as_deref()) as u64,
-                }
-            });
+                });
             (r, request_id)
         }
         Message::DeadLetterDiscard {
@@ -264,12 +286,13 @@ pub async fn json(
             request_id,
             offsets,
         } => {
-            let r = resolve(ctx, &tenant_id, &namespace, &stream, &group).map(|(_, g)| {
-                Message::Count {
+            let n = offsets.as_ref().map_or(0, Vec::len);
+            let r = check_offsets(ctx, "dead_letter_discard", n)
+                .and_then(|_| resolve(ctx, &tenant_id, &namespace, &stream, &group))
+                .map(|(_, g)| Message::Count {
                     request_id,
                     count: g.discard(offsets.as_deref()) as u64,
-                }
-            });
+                });
             (r, request_id)
         }
         _ => unreachable!("routed by request::json"),

@@ -145,12 +145,31 @@ pub async fn serve(
                 continue;
             }
         };
+        // A write's bytes count against the broker-wide budget while it is handled (a blocked
+        // publish can hold them for `block_timeout`). Reads are not charged: with the budget
+        // full of stored data, every tenant's reads must keep working.
+        let memory = if is_write(&decoded) {
+            match ctx.shared.memory.reserve(size) {
+                Some(r) => Some(r),
+                None => {
+                    drop(permit);
+                    let e = memory_full(&ctx.shared, ctx.shared.memory.limit());
+                    if reject(&mut ctx, &decoded, &e).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
         if let Decoded::Json(Message::Subscribe { .. }) = &decoded {
             let Decoded::Json(msg) = decoded else {
                 unreachable!()
             };
             if first {
                 drop(permit);
+                drop(memory);
                 subscribe::serve(ctx, state, reader, msg).await;
                 return;
             }
@@ -159,11 +178,25 @@ pub async fn serve(
             continue;
         }
         first = false;
-        if dispatch(&mut ctx, decoded, permit, received).await.is_err() {
+        let r = dispatch(&mut ctx, decoded, permit, received).await;
+        drop(memory);
+        if r.is_err() {
             return; // the peer is gone
         }
     }
     ctx.replier.finish().await;
+}
+
+/// Requests that make the broker store bytes (and so are refused when memory is full).
+fn is_write(decoded: &Decoded) -> bool {
+    matches!(
+        decoded,
+        Decoded::Publish(_)
+            | Decoded::Ext(felix_wire::ExtFrame::CachePut { .. })
+            | Decoded::Json(
+                Message::Publish { .. } | Message::PublishBatch { .. } | Message::CachePut { .. }
+            )
+    )
 }
 
 /// Answers a request with `e` in the form its sender expects.
@@ -265,6 +298,25 @@ async fn dispatch(
     }
 }
 
+/// `overloaded` for a full broker-wide memory budget, counted.
+pub fn memory_full(shared: &Shared, limit: usize) -> BrokerError {
+    shared.metrics.overloaded.inc();
+    shared.metrics.memory_refused.inc();
+    BrokerError::overloaded(format!(
+        "broker memory budget full (limits.max_memory_bytes = {limit}); retry later"
+    ))
+}
+
+/// `invalid_argument` unless `value <= cap`, naming the limit that caps it.
+pub fn check_cap(field: &str, value: u64, cap: usize, limit: &str) -> Result<usize, BrokerError> {
+    match usize::try_from(value) {
+        Ok(v) if v <= cap => Ok(v),
+        _ => Err(BrokerError::invalid(format!(
+            "{field} {value} exceeds limits.{limit} ({cap})"
+        ))),
+    }
+}
+
 /// Appends to a stream (creating it in dev mode) and waits out `block` backpressure.
 pub async fn publish(
     ctx: &mut Ctx,
@@ -284,7 +336,10 @@ pub async fn publish(
         stream,
         ctx.shared.cfg.auto_create(),
     )?;
-    let published = entry.stream.publish(payloads);
+    let published = entry
+        .stream
+        .publish(payloads)
+        .map_err(|e| memory_full(&ctx.shared, e.limit))?;
     let m = &ctx.shared.metrics;
     m.published.add(payloads.len() as u64);
     m.published_bytes
@@ -378,20 +433,32 @@ async fn json(
             let r = (|| {
                 ctx.require(features::ADMIN, "stream_create")?;
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &stream)?;
+                // Client-set bounds above the broker's caps are refused (not clamped), so a
+                // client never silently gets less than it asked for.
+                let limits = &ctx.shared.cfg.limits;
                 let mut cfg: StreamConfig = ctx.shared.cfg.stream_config();
                 if let Some(n) = max_records {
-                    cfg.retention.max_records =
-                        usize::try_from(n).map_err(|_| BrokerError::invalid("max_records"))?;
+                    cfg.retention.max_records = check_cap(
+                        "max_records",
+                        n,
+                        limits.max_stream_records,
+                        "max_stream_records",
+                    )?;
                 }
                 if let Some(n) = max_bytes {
                     cfg.retention.max_bytes =
-                        usize::try_from(n).map_err(|_| BrokerError::invalid("max_bytes"))?;
+                        check_cap("max_bytes", n, limits.max_stream_bytes, "max_stream_bytes")?;
                 }
                 if let Some(n) = subscriber_buffer {
                     if n == 0 {
                         return Err(BrokerError::invalid("subscriber_buffer must be > 0"));
                     }
-                    cfg.subscriber_buffer = n as usize;
+                    cfg.subscriber_buffer = check_cap(
+                        "subscriber_buffer",
+                        n.into(),
+                        limits.max_subscriber_buffer,
+                        "max_subscriber_buffer",
+                    )?;
                 }
                 if let Some(p) = full_policy {
                     cfg.full_policy = p.parse::<FullPolicy>().map_err(|_| {

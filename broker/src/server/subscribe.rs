@@ -134,15 +134,24 @@ fn attach(
 ) -> Result<(Arc<Subscriber>, u64, Option<u64>), BrokerError> {
     let create = ctx.auto_create();
     let registry = &ctx.shared.registry;
+    // Bounded in bytes as well as messages; live bytes reserve from the broker-wide budget.
+    let max_bytes = ctx.shared.cfg.limits.max_subscriber_buffer_bytes;
+    let budget = Some(ctx.shared.memory.clone());
     if names::is_pattern(stream) {
         let d = &ctx.shared.cfg.stream_defaults;
-        let sub = Subscriber::new(id, d.subscriber_buffer, d.full_policy);
+        let sub = Subscriber::bounded(id, d.subscriber_buffer, max_bytes, d.full_policy, budget);
         let info = registry.subscribe(tenant, ns, stream, &sub, start, create)?;
         return Ok((sub, info.start_offset, None));
     }
     let entry = registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
     let cfg = entry.stream.config();
-    let sub = Subscriber::new(id, cfg.subscriber_buffer, cfg.full_policy);
+    let sub = Subscriber::bounded(
+        id,
+        cfg.subscriber_buffer,
+        max_bytes,
+        cfg.full_policy,
+        budget,
+    );
     let info = entry.stream.subscribe(&sub, start);
     Ok((sub, info.start_offset, Some(entry.stream.epoch())))
 }

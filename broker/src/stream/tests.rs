@@ -26,7 +26,7 @@ fn payloads(range: Range<u64>) -> Vec<Bytes> {
 }
 
 fn publish_ok(s: &Stream, range: Range<u64>) -> Range<u64> {
-    let p = s.publish(&payloads(range));
+    let p = s.publish(&payloads(range)).unwrap();
     assert!(p.backpressure.is_none());
     p.offsets
 }
@@ -140,9 +140,9 @@ async fn block_queues_over_capacity_and_hands_out_backpressure() {
     let s = stream("orders");
     let sub = Subscriber::new(1, 2, FullPolicy::Block);
     s.subscribe(&sub, Start::Latest);
-    let p = s.publish(&payloads(0..1));
+    let p = s.publish(&payloads(0..1)).unwrap();
     assert!(p.backpressure.is_none(), "below capacity: no backpressure");
-    let p = s.publish(&payloads(1..4));
+    let p = s.publish(&payloads(1..4)).unwrap();
     let bp = p.backpressure.expect("over capacity: backpressure");
     assert_eq!(bp.subscriber_ids().collect::<Vec<_>>(), vec![1]);
     assert_eq!(sub.queued(), 4, "Block still queues the events");
@@ -160,6 +160,7 @@ async fn block_backpressure_releases_when_subscriber_drains() {
     s.subscribe(&other, Start::Latest);
     let bp = s
         .publish(&payloads(0..2))
+        .unwrap()
         .backpressure
         .expect("at capacity");
     let mut wait = Box::pin(bp.wait());
@@ -180,6 +181,7 @@ async fn block_backpressure_releases_when_subscriber_closes() {
     s.subscribe(&sub, Start::Latest);
     let bp = s
         .publish(&payloads(0..1))
+        .unwrap()
         .backpressure
         .expect("at capacity");
     let mut wait = Box::pin(bp.wait());
@@ -196,7 +198,7 @@ async fn block_timeout_disconnects_stalled_subscriber() {
     let healthy = Subscriber::new(2, 100, FullPolicy::Block);
     s.subscribe(&stalled, Start::Latest);
     s.subscribe(&healthy, Start::Latest);
-    let p = s.publish(&payloads(0..1));
+    let p = s.publish(&payloads(0..1)).unwrap();
     assert_eq!(p.offsets, 0..1, "the publish is accepted");
     let bp = p.backpressure.expect("stalled subscriber is full");
     assert_eq!(bp.subscriber_ids().collect::<Vec<_>>(), vec![1]);
@@ -247,7 +249,7 @@ async fn stalled_subscriber_does_not_affect_other_subscribers() {
         };
         let mut max_stalled = 0;
         for i in (0..N).step_by(10) {
-            let p = s.publish(&payloads(i..i + 10));
+            let p = s.publish(&payloads(i..i + 10)).unwrap();
             if let Some(bp) = p.backpressure {
                 timeout(DEADLINE, bp.wait()).await.unwrap();
             }
@@ -348,7 +350,7 @@ fn replay_is_not_subject_to_full_policies() {
         assert_eq!(sub.queued(), 10, "replay exceeds capacity");
     }
     // One live record fits the capacity left for live records.
-    let p = s.publish(&payloads(10..11));
+    let p = s.publish(&payloads(10..11)).unwrap();
     assert!(p.backpressure.is_none());
     for sub in [&disconnect, &drop_newest, &block] {
         assert_eq!(sub.is_closed(), None);
@@ -427,7 +429,7 @@ async fn one_subscriber_on_two_streams_gets_both_streams_in_order() {
         .map(|s| {
             tokio::spawn(async move {
                 for i in (0..N).step_by(5) {
-                    if let Some(bp) = s.publish(&payloads(i..i + 5)).backpressure {
+                    if let Some(bp) = s.publish(&payloads(i..i + 5)).unwrap().backpressure {
                         bp.wait().await;
                     }
                 }
@@ -578,7 +580,7 @@ fn stats_count_records_publishes_drops_and_subscribers() {
     let sub = Subscriber::new(1, 1, FullPolicy::DropNewest);
     s.subscribe(&sub, Start::Latest);
     publish_ok(&s, 0..3);
-    let p = s.publish(&[]);
+    let p = s.publish(&[]).unwrap();
     assert_eq!(p.offsets, 3..3);
     let stats = s.stats();
     assert_eq!(
@@ -621,4 +623,130 @@ fn policy_and_reason_names_are_snake_case() {
         serde_json::to_string(&CloseReason::Unsubscribed).unwrap(),
         "\"unsubscribed\""
     );
+}
+
+// ---- Byte bound of subscriber queues and the broker-wide budget (issue 13). ----
+
+fn kib(n: usize) -> Vec<Bytes> {
+    (0..n).map(|_| Bytes::from(vec![0u8; 1024])).collect()
+}
+
+/// A subscriber of 1,000 messages but 4 KiB: the byte bound is the one reached.
+fn byte_bounded(id: u64, policy: FullPolicy, budget: Option<Arc<MemoryBudget>>) -> Arc<Subscriber> {
+    Subscriber::bounded(id, 1000, 4 * 1024, policy, budget)
+}
+
+use crate::budget::MemoryBudget;
+
+#[test]
+fn byte_bound_drop_newest_keeps_the_first_bytes_worth() {
+    let s = stream("big");
+    let sub = byte_bounded(1, FullPolicy::DropNewest, None);
+    s.subscribe(&sub, Start::Latest);
+    let _ = s.publish(&kib(10)).unwrap();
+    assert_eq!(sub.queued(), 4, "4 x 1 KiB fill the 4 KiB bound");
+    assert_eq!(sub.queued_bytes(), 4096);
+    assert_eq!(sub.dropped(), 6);
+    assert_eq!(offsets(&drain(&sub)), vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn byte_bound_drop_oldest_keeps_the_last_bytes_worth() {
+    let s = stream("big");
+    let sub = byte_bounded(1, FullPolicy::DropOldest, None);
+    s.subscribe(&sub, Start::Latest);
+    let _ = s.publish(&kib(10)).unwrap();
+    assert_eq!(sub.queued_bytes(), 4096);
+    assert_eq!(sub.dropped(), 6);
+    assert_eq!(offsets(&drain(&sub)), vec![6, 7, 8, 9]);
+    // One payload larger than the whole bound still goes to an empty queue, alone.
+    let _ = s.publish(&[Bytes::from(vec![1u8; 10_000])]).unwrap();
+    assert_eq!(sub.queued(), 1);
+}
+
+#[test]
+fn byte_bound_disconnect_closes_the_subscriber() {
+    let s = stream("big");
+    let sub = byte_bounded(1, FullPolicy::Disconnect, None);
+    let other = Subscriber::new(2, 1000, FullPolicy::Disconnect);
+    s.subscribe(&sub, Start::Latest);
+    s.subscribe(&other, Start::Latest);
+    let _ = s.publish(&kib(5)).unwrap();
+    assert_eq!(sub.is_closed(), Some(CloseReason::SlowConsumer));
+    assert_eq!(sub.queued_bytes(), 0, "closing frees the queue");
+    assert_eq!(
+        other.is_closed(),
+        None,
+        "a count-bounded subscriber takes 5 KiB"
+    );
+    assert_eq!(other.queued(), 5);
+}
+
+#[tokio::test]
+async fn byte_bound_block_hands_out_backpressure_until_drained() {
+    let s = stream("big");
+    let sub = byte_bounded(1, FullPolicy::Block, None);
+    s.subscribe(&sub, Start::Latest);
+    assert!(s.publish(&kib(3)).unwrap().backpressure.is_none());
+    let bp = s
+        .publish(&kib(1))
+        .unwrap()
+        .backpressure
+        .expect("4 KiB reached: backpressure although 4 << 1000 messages");
+    let mut wait = Box::pin(bp.wait());
+    assert!(futures::poll!(&mut wait).is_pending());
+    let mut out = Vec::new();
+    assert_eq!(sub.try_next_batch(&mut out, 1, usize::MAX), Ok(1));
+    timeout(DEADLINE, wait)
+        .await
+        .expect("released below the byte bound");
+    assert_eq!(sub.is_closed(), None);
+}
+
+#[test]
+fn subscriber_bytes_reserve_from_the_budget_and_are_released() {
+    let budget = MemoryBudget::new(3 * 1024);
+    let s = stream("big");
+    let a = Subscriber::bounded(
+        1,
+        1000,
+        usize::MAX,
+        FullPolicy::DropNewest,
+        Some(budget.clone()),
+    );
+    s.subscribe(&a, Start::Latest);
+    let _ = s.publish(&kib(5)).unwrap();
+    assert_eq!(
+        a.queued(),
+        3,
+        "the budget, not the queue's own bounds, stopped it"
+    );
+    assert_eq!(a.dropped(), 2);
+    assert_eq!(budget.used(), 3 * 1024);
+    let mut out = Vec::new();
+    assert_eq!(a.try_next_batch(&mut out, 1, usize::MAX), Ok(1));
+    assert_eq!(budget.used(), 2 * 1024, "consuming releases");
+    let b = Subscriber::bounded(
+        2,
+        1000,
+        usize::MAX,
+        FullPolicy::DropOldest,
+        Some(budget.clone()),
+    );
+    s.subscribe(&b, Start::Latest);
+    let _ = s.publish(&kib(1)).unwrap();
+    assert_eq!(budget.used(), 3 * 1024, "a took the last KiB");
+    assert_eq!(
+        b.dropped(),
+        1,
+        "b's policy applied when the budget was full"
+    );
+    a.close(CloseReason::Unsubscribed);
+    assert_eq!(budget.used(), 0, "closing releases");
+    let _ = s.publish(&kib(1)).unwrap();
+    assert_eq!(b.queued_bytes(), 1024);
+    assert_eq!(budget.used(), 1024);
+    drop(s);
+    drop(b);
+    assert_eq!(budget.used(), 0, "dropping releases");
 }
