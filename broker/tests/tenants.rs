@@ -355,3 +355,41 @@ async fn requests_naming_another_tenant_are_forbidden_and_change_nothing() {
         "{r}"
     );
 }
+
+/// With shared-secret tokens (`StaticTokenAuth`), a valid token still acts only for the
+/// tenant its stream authenticated as: a request naming another tenant is `forbidden`, and a
+/// wrong token of the right length is `unauthorized`. (Found by `cargo mutants`: replacing
+/// `StaticTokenAuth::authorize` with `Ok(())` survived every test.)
+#[tokio::test]
+async fn token_auth_still_confines_a_stream_to_its_tenant() {
+    let cfg = test_config("tenant-token");
+    let ca = cfg.dev_ca_path.clone();
+    let auth = felix_broker::auth::StaticTokenAuth::new(vec!["s3cret".into()]);
+    let b = TestBroker {
+        broker: felix_broker::Broker::start_with_auth(cfg, Box::new(auth))
+            .await
+            .expect("broker starts"),
+        ca,
+    };
+    let c = within(10, "connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    let token_auth = |tenant: &str, token: &str| {
+        json!({"type": "auth", "tenant_id": tenant, "token": token,
+            "client_features": felix_wire::features::ALL as u32})
+    };
+    let (_, reply) = within(5, "auth", c.open_authed(&token_auth("alpha", "s3creT"))).await;
+    assert_eq!(reply["code"], "unauthorized", "a wrong token: {reply}");
+    let (mut s, reply) = within(5, "auth", c.open_authed(&token_auth("alpha", "s3cret"))).await;
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
+    for (rid, tenant, want) in [(1u64, "beta", "publish_error"), (2, "alpha", "publish_ok")] {
+        s.send_json(
+            &json!({"type": "publish", "tenant_id": tenant, "namespace": NS,
+            "stream": "s", "payload": b64(b"x"), "request_id": rid}),
+        )
+        .await;
+        let r = within(5, "publish", s.json()).await;
+        assert_eq!(r["type"], want, "publish naming {tenant}: {r}");
+        if tenant == "beta" {
+            assert_eq!(r["code"], "forbidden", "{r}");
+        }
+    }
+}
