@@ -364,7 +364,11 @@ async fn requests_naming_another_tenant_are_forbidden_and_change_nothing() {
 async fn token_auth_still_confines_a_stream_to_its_tenant() {
     let cfg = test_config("tenant-token");
     let ca = cfg.dev_ca_path.clone();
-    let auth = felix_broker::auth::StaticTokenAuth::new(vec!["s3cret".into()]);
+    use felix_broker::auth::StaticTokenAuth;
+    // The token opens both tenants, so only authorize's own check keeps the stream to its one.
+    let auth =
+        StaticTokenAuth::new(StaticTokenAuth::parse_list("alpha:s3cret,beta:s3cret").unwrap())
+            .unwrap();
     let b = TestBroker {
         broker: felix_broker::Broker::start_with_auth(cfg, Box::new(auth))
             .await
