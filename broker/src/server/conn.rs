@@ -12,7 +12,8 @@ use tracing::debug;
 
 use super::session::{authenticate, Replier};
 use super::{request, Shared};
-use felix_transport::framed::FrameReader;
+use crate::budget::MemoryBudget;
+use felix_transport::framed::{ByteBudget, FrameBudget, FrameReader};
 
 /// Budgets shared by all streams of one connection.
 pub struct ConnState {
@@ -20,6 +21,22 @@ pub struct ConnState {
     pub inflight: Arc<Semaphore>,
     /// Open subscriptions.
     pub subscriptions: AtomicUsize,
+    /// Unfinished frames of all streams (`max_partial_frame_bytes_per_connection`), also
+    /// reserved from the broker's memory budget.
+    pub frames: Arc<FrameBudget>,
+    /// Long-poll `queue_pull`s parked now (`max_parked_pulls_per_connection`).
+    pub parked_pulls: AtomicUsize,
+}
+
+/// Unfinished frames are reserved from the broker-wide budget too.
+impl ByteBudget for MemoryBudget {
+    fn try_reserve(&self, n: usize) -> bool {
+        MemoryBudget::try_reserve(self, n)
+    }
+
+    fn release(&self, n: usize) {
+        MemoryBudget::release(self, n)
+    }
 }
 
 pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
@@ -47,6 +64,12 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
             shared.cfg.limits.max_inflight_bytes_per_connection,
         )),
         subscriptions: AtomicUsize::new(0),
+        frames: FrameBudget::new(
+            shared.cfg.limits.max_partial_frame_bytes_per_connection,
+            Duration::from_millis(shared.cfg.limits.partial_frame_wait_ms),
+            Some(shared.memory.clone() as Arc<dyn ByteBudget>),
+        ),
+        parked_pulls: AtomicUsize::new(0),
     });
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
@@ -93,10 +116,26 @@ async fn stream(
     send: quinn::SendStream,
     recv: quinn::RecvStream,
 ) {
-    let mut reader = FrameReader::new(recv, shared.cfg.limits.max_frame_bytes);
+    let limits = &shared.cfg.limits;
+    // Until the stream has authenticated it may send only a small frame (an `auth`), so an
+    // anonymous peer cannot make the broker buffer `max_frame_bytes` per stream.
+    let mut reader = FrameReader::with_budget(
+        recv,
+        limits.max_auth_frame_bytes.min(limits.max_frame_bytes),
+        state.frames.clone(),
+    );
     let mut replier = Replier::new(send);
     let Ok(session) = authenticate(&shared, &mut reader, &mut replier).await else {
         return;
     };
-    request::serve(shared, conn, state, session, reader, replier).await;
+    reader.set_max_frame(limits.max_frame_bytes);
+    let late = replier.clone();
+    request::serve(shared.clone(), conn, state, session, reader, replier).await;
+    if *shared.shutdown.borrow() {
+        // Closing the connection right after the stream ends would drop the last replies
+        // (a parked pull's answer) before they reach the client: wait until the client has
+        // them, bounded by the grace period.
+        let grace = Duration::from_millis(shared.cfg.shutdown_grace_ms);
+        let _ = tokio::time::timeout(grace, late.delivered()).await;
+    }
 }

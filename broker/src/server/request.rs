@@ -27,6 +27,8 @@ pub struct Ctx {
     pub conn: quinn::Connection,
     pub session: Session,
     pub replier: Replier,
+    /// Budgets of the stream's connection.
+    pub conn_state: Arc<ConnState>,
     /// Reused key buffer for registry lookups.
     pub key: String,
     /// Reused encode buffer.
@@ -89,6 +91,7 @@ pub async fn serve(
         conn,
         session,
         replier,
+        conn_state: state.clone(),
         key: String::new(),
         out: BytesMut::new(),
     };
@@ -105,14 +108,12 @@ pub async fn serve(
             Err(e) => {
                 // A stream finished inside a frame is a framing error too (it used to get no
                 // answer); only I/O failures end the stream silently.
-                let Some(e) = framing_error(&e) else { return };
+                let Some(e) = framing_error(&ctx.shared.metrics, &e) else {
+                    return;
+                };
                 // Framing is lost: answer once, then give up on this stream only.
-                ctx.shared.metrics.protocol_errors.inc();
-                let _ = ctx
-                    .replier
-                    .error(&BrokerError::new(e.code(), e.to_string()), None)
-                    .await;
-                reader.stop(e.code().as_u16() as u32);
+                let _ = ctx.replier.error(&e, None).await;
+                reader.stop(e.code.as_u16() as u32);
                 break;
             }
         };
