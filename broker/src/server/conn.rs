@@ -104,6 +104,8 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
         );
     }
     streams.abort_all();
+    drop(streams);
+    memory::after_close();
     shared.metrics.connections.dec();
     shared.connection_closed.notify_waiters();
     debug!(%remote, "connection closed");
@@ -138,4 +140,43 @@ async fn stream(
         let grace = Duration::from_millis(shared.cfg.shutdown_grace_ms);
         let _ = tokio::time::timeout(grace, late.delivered()).await;
     }
+}
+
+/// Giving memory back to the OS after connections close.
+///
+/// glibc's malloc keeps freed memory in its arenas, and the many small allocations of a
+/// connection (stream tasks, quinn's stream tables) leave it fragmented: without a trim, the
+/// RSS of 2 000 idle connections stayed after they closed. `malloc_trim` returns the free
+/// pages of every arena. It runs at most once a second, one second after a close (so the
+/// last close of a burst is followed by a trim too), on a blocking thread.
+mod memory {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    static PENDING: AtomicBool = AtomicBool::new(false);
+
+    pub fn after_close() {
+        if PENDING.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            PENDING.store(false, Ordering::Release);
+            let _ = tokio::task::spawn_blocking(trim).await;
+        });
+    }
+
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn trim() {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: malloc_trim only walks glibc's own arenas; it has no preconditions.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    fn trim() {}
 }

@@ -152,7 +152,8 @@ pub async fn serve(
             };
             if first {
                 drop(permit);
-                subscribe::serve(ctx, state, reader, msg).await;
+                // Boxed for the same reason as `dispatch` below (once per subscription).
+                Box::pin(subscribe::serve(ctx, state, reader, msg)).await;
                 return;
             }
             let e = BrokerError::invalid("subscribe must be the first request on its own stream");
@@ -160,7 +161,12 @@ pub async fn serve(
             continue;
         }
         first = false;
-        if dispatch(&mut ctx, decoded, permit, received).await.is_err() {
+        // Boxed: the request loop spends most of its life idle in `reader.next()`, and an
+        // inline `dispatch` future would make every idle stream's task ~3 KB larger.
+        if Box::pin(dispatch(&mut ctx, decoded, permit, received))
+            .await
+            .is_err()
+        {
             return; // the peer is gone
         }
     }
