@@ -105,6 +105,12 @@ pub struct Limits {
     /// Bytes of unfinished frames buffered per connection, all streams together (QUIC flow
     /// control holds the rest back in the client). Must be at least `max_frame_bytes`.
     pub max_partial_frame_bytes_per_connection: usize,
+    /// How long a stream waits for room under `max_partial_frame_bytes_per_connection` (or
+    /// the memory budget) before it is failed with `overloaded` and stopped. While it waits
+    /// the broker does not read it, so QUIC flow control holds the client back; the bound
+    /// keeps that from lasting forever (waiting streams' unread bytes also use the
+    /// connection's QUIC window, which a frame already admitted may need). Default 5000.
+    pub partial_frame_wait_ms: u64,
     /// Long-poll `queue_pull` requests parked at once per connection.
     pub max_parked_pulls_per_connection: usize,
     /// Streams + caches per tenant (the broker-wide bound is `max_resources`).
@@ -222,6 +228,7 @@ impl Default for Limits {
             auth_timeout_ms: 10_000,
             max_auth_failures_per_connection: 5,
             max_partial_frame_bytes_per_connection: 32 * 1024 * 1024,
+            partial_frame_wait_ms: 5_000,
             max_parked_pulls_per_connection: 1_024,
             max_resources_per_tenant: 10_000,
             max_memory_bytes: 2 * 1024 * 1024 * 1024,

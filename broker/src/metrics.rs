@@ -134,6 +134,16 @@ pub struct Metrics {
     pub memory_refused: Counter,
     /// Requests refused as too large (`max_offsets_per_request`, `max_keys_per_request`).
     pub request_too_large: Counter,
+    // ---- Read-path bounds (auth deadline, unfinished frames, parked pulls). ----
+    /// Streams closed because `auth` did not arrive within `limits.auth_timeout_ms`.
+    pub auth_timeouts: Counter,
+    /// Streams failed with `overloaded` after waiting `limits.partial_frame_wait_ms` for room
+    /// for an unfinished frame.
+    pub partial_frames_overloaded: Counter,
+    /// Long-poll `queue_pull`s parked now (all connections).
+    pub parked_pulls: Gauge,
+    /// Long-poll `queue_pull`s refused by `limits.max_parked_pulls_per_connection`.
+    pub parked_pulls_refused: Counter,
 }
 
 /// Per-resource figures gathered at scrape time.
@@ -301,6 +311,31 @@ impl Metrics {
         );
         self.cache_latency
             .render(&mut out, "felix_cache_op_seconds", "Cache request latency.");
+        // ---- Read-path bounds. ----
+        counter(
+            &mut out,
+            "felix_auth_timeouts_total",
+            "Streams closed for not authenticating within auth_timeout_ms.",
+            self.auth_timeouts.get(),
+        );
+        counter(
+            &mut out,
+            "felix_partial_frames_overloaded_total",
+            "Streams failed as overloaded waiting for room for an unfinished frame.",
+            self.partial_frames_overloaded.get(),
+        );
+        gauge(
+            &mut out,
+            "felix_parked_pulls",
+            "Long-poll queue pulls parked now.",
+            self.parked_pulls.get(),
+        );
+        counter(
+            &mut out,
+            "felix_parked_pulls_refused_total",
+            "Long-poll queue pulls refused by max_parked_pulls_per_connection.",
+            self.parked_pulls_refused.get(),
+        );
         let _ = writeln!(out, "# TYPE felix_stream_records gauge\n# TYPE felix_stream_bytes gauge\n# TYPE felix_stream_subscribers gauge\n# TYPE felix_stream_dropped_total counter");
         for (l, rec, bytes, subs, dropped) in &snap.streams {
             let _ = writeln!(out, "felix_stream_records{{stream=\"{l}\"}} {rec}\nfelix_stream_bytes{{stream=\"{l}\"}} {bytes}\nfelix_stream_subscribers{{stream=\"{l}\"}} {subs}\nfelix_stream_dropped_total{{stream=\"{l}\"}} {dropped}");

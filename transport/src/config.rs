@@ -42,7 +42,9 @@ const MAX_STREAM_COUNT: u64 = 1 << 60;
 ///   at connect (quinn's default of 100 leaves little room); 1024 leaves room
 ///   for request pipelining without letting one client pin unbounded state.
 /// - `max_concurrent_uni_streams` = 4096: the server opens one uni stream per
-///   subscription, so this is the per-connection subscription ceiling.
+///   subscription, so on a client this is the per-connection subscription ceiling. A server
+///   ignores it and allows clients none (they never open one; quinn would allocate the
+///   state of all 4096 up front for every connection).
 /// - `keep_alive_interval_ms` = 5000 with `idle_timeout_ms` = 30000: idle
 ///   subscribers must not be reaped; six keep-alives fit in one idle period,
 ///   so several consecutive losses are tolerated before the peer is declared

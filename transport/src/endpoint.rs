@@ -76,8 +76,15 @@ pub fn server_config(
     let strict = quic(vec![ALPN_FELIX_V1.to_vec()])?;
     let lenient = quic(Vec::new())?;
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(AlpnDispatch::new(strict, lenient)));
+    let mut transport = cfg.to_quinn()?;
+    // Felix clients never open unidirectional streams (the broker opens them, toward the
+    // client, whose own `max_concurrent_uni_streams` bounds them). Allowing the peer 4096
+    // of them cost every connection ~200 KB: quinn allocates the state of every stream a
+    // peer may open up front. A client that opens one anyway breaks the protocol, and QUIC
+    // closes its connection (STREAM_LIMIT_ERROR).
+    transport.max_concurrent_uni_streams(0u32.into());
     server
-        .transport_config(Arc::new(cfg.to_quinn()?))
+        .transport_config(Arc::new(transport))
         .migration(cfg.allow_migration);
     Ok(server)
 }

@@ -142,7 +142,10 @@ impl Frame {
 
 /// Splits a byte stream into frames without I/O: push received bytes, pop whole frames.
 ///
-/// The buffer never grows beyond one header plus the largest payload the limit allows, and a
+/// The buffer holds what was pushed and not yet popped; the caller decides how much to push
+/// (the I/O loop asks [`FrameAssembler::needed`] and [`FrameAssembler::pending_len`] to bound
+/// it). Once a header is read, the buffer is sized for exactly that frame's payload, so a
+/// large frame costs its length once instead of a doubling buffer's up to twice that. A
 /// frame's payload is handed out as a zero-copy slice of the received buffer.
 #[derive(Debug)]
 pub struct FrameAssembler {
@@ -159,6 +162,18 @@ impl FrameAssembler {
             max_len,
             pending: None,
         }
+    }
+
+    /// Changes the payload limit for headers not read yet (e.g. a small limit until a stream
+    /// has authenticated, the full one after).
+    pub fn set_max_len(&mut self, max_len: u32) {
+        self.max_len = max_len;
+    }
+
+    /// The payload length of the frame whose header has been read and whose payload is not
+    /// complete yet (`None` between frames).
+    pub fn pending_len(&self) -> Option<usize> {
+        self.pending.map(|h| h.length as usize)
     }
 
     /// Adds received bytes.
@@ -192,6 +207,12 @@ impl FrameAssembler {
             let header = FrameHeader::parse(&h, self.max_len)?;
             self.buf.advance(HEADER_LEN);
             self.pending = Some(header);
+            // Room for exactly this payload now, rather than growing by doubling as it
+            // arrives (which could hold twice the frame and copies it on every growth).
+            let missing = (header.length as usize).saturating_sub(self.buf.len());
+            if missing > 0 {
+                self.buf.reserve(missing);
+            }
         }
         let header = self.pending.expect("set above");
         if self.buf.len() < header.length as usize {
@@ -260,6 +281,47 @@ mod tests {
         assert_eq!(frames.len(), 2);
         assert_eq!(frames[1].payload.as_ref(), b"xy");
         assert_eq!(asm.buffered(), 0);
+    }
+
+    #[test]
+    fn pending_len_and_a_lowered_limit_apply_to_the_next_header() {
+        let mut asm = FrameAssembler::new(8);
+        let f1 = Frame::new(0, Bytes::from_static(b"12345678")).to_bytes();
+        asm.push(&f1[..HEADER_LEN + 2]);
+        assert_eq!(asm.next_frame().unwrap(), None);
+        assert_eq!(asm.pending_len(), Some(8));
+        asm.push(&f1[HEADER_LEN + 2..]);
+        assert_eq!(asm.next_frame().unwrap().unwrap().payload.len(), 8);
+        assert_eq!(asm.pending_len(), None);
+        asm.set_max_len(4);
+        asm.push(&f1);
+        assert_eq!(
+            asm.next_frame().unwrap_err(),
+            WireError::FrameTooLarge { len: 8, max: 4 }
+        );
+    }
+
+    #[test]
+    fn a_large_frame_is_buffered_in_one_exact_allocation() {
+        let mut asm = FrameAssembler::new(DEFAULT_MAX_FRAME);
+        let len = 1024 * 1024;
+        asm.push(&header(MAGIC, 1, 0, len));
+        assert_eq!(asm.next_frame().unwrap(), None);
+        let cap = asm.buf.capacity();
+        assert!(cap >= len as usize && cap < 2 * len as usize, "{cap}");
+        for _ in 0..(len / 1000) {
+            asm.push(&[7u8; 1000]);
+        }
+        asm.push(&vec![7u8; (len % 1000) as usize]);
+        assert_eq!(
+            asm.buf.capacity(),
+            cap,
+            "no regrowth while the payload arrives"
+        );
+        assert_eq!(
+            asm.next_frame().unwrap().unwrap().payload.len(),
+            len as usize
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! signal and the group's next lease/nack deadline, in its own task, so the request stream
 //! keeps serving other requests (acks in particular) meanwhile.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -152,15 +153,26 @@ pub async fn json(
                 )
                 .await;
             }
+            let parked = match Parked::take(ctx) {
+                Ok(p) => p,
+                Err(e) => return reply_result(ctx, Err(e), Some(request_id)).await,
+            };
             let replier = ctx.replier.clone();
+            // The stream is not finished while this answer is owed (shutdown included).
+            let owed = replier.owe();
             let shared = ctx.shared.clone();
             let conn = ctx.conn.clone();
+            let mut shutdown = ctx.shared.shutdown.clone();
             tokio::spawn(async move {
-                let _permit = permit;
+                let (_permit, _parked, _owed) = (permit, parked, owed);
                 let deadline = Instant::now() + wait;
                 let (d, now) = tokio::select! {
                     r = long_poll(&entry, &g, max as usize, deadline) => r,
                     _ = conn.closed() => return,
+                    // Shutting down: answer now with what a long poll that found nothing
+                    // answers, an empty list (nothing was leased, so nothing is lost),
+                    // before the stream and connection close (wire-protocol 7.6).
+                    _ = shutdown.wait_for(|s| *s) => (Vec::new(), Instant::now()),
                 };
                 shared.metrics.queue_delivered.add(d.len() as u64);
                 let messages = d.into_iter().map(|d| to_wire(d, now)).collect();
@@ -299,6 +311,55 @@ pub async fn json(
     };
     drop(permit);
     reply_result(ctx, r, Some(request_id)).await
+}
+
+/// Nominal bytes a parked pull holds (its task, reply state and wake-up registrations),
+/// reserved from the broker's memory budget while it is parked.
+const PARKED_PULL_BYTES: usize = 1024;
+
+/// One parked long-poll pull, counted against `max_parked_pulls_per_connection` and the
+/// memory budget until dropped.
+struct Parked {
+    state: Arc<super::conn::ConnState>,
+    shared: Arc<super::Shared>,
+    _memory: crate::budget::Reservation,
+}
+
+impl Parked {
+    /// Takes a parking place, or the `overloaded` error to answer the pull with.
+    fn take(ctx: &Ctx) -> Result<Self, BrokerError> {
+        let limit = ctx.shared.cfg.limits.max_parked_pulls_per_connection;
+        let state = ctx.conn_state.clone();
+        let refuse = |why: String| {
+            ctx.shared.metrics.parked_pulls_refused.inc();
+            ctx.shared.metrics.overloaded.inc();
+            Err(BrokerError::overloaded(why))
+        };
+        if state.parked_pulls.fetch_add(1, Ordering::AcqRel) >= limit {
+            state.parked_pulls.fetch_sub(1, Ordering::AcqRel);
+            return refuse(format!(
+                "connection has {limit} long-poll queue_pulls waiting \
+                 (limits.max_parked_pulls_per_connection)"
+            ));
+        }
+        let Some(memory) = ctx.shared.memory.reserve(PARKED_PULL_BYTES) else {
+            state.parked_pulls.fetch_sub(1, Ordering::AcqRel);
+            return refuse("broker memory budget exhausted (limits.max_memory_bytes)".into());
+        };
+        ctx.shared.metrics.parked_pulls.inc();
+        Ok(Self {
+            state,
+            shared: ctx.shared.clone(),
+            _memory: memory,
+        })
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.state.parked_pulls.fetch_sub(1, Ordering::AcqRel);
+        self.shared.metrics.parked_pulls.dec();
+    }
 }
 
 /// Waits until the group has something for us or the deadline passes.

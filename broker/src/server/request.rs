@@ -27,6 +27,8 @@ pub struct Ctx {
     pub conn: quinn::Connection,
     pub session: Session,
     pub replier: Replier,
+    /// Budgets of the stream's connection.
+    pub conn_state: Arc<ConnState>,
     /// Reused key buffer for registry lookups.
     pub key: String,
     /// Reused encode buffer.
@@ -89,6 +91,7 @@ pub async fn serve(
         conn,
         session,
         replier,
+        conn_state: state.clone(),
         key: String::new(),
         out: BytesMut::new(),
     };
@@ -105,14 +108,12 @@ pub async fn serve(
             Err(e) => {
                 // A stream finished inside a frame is a framing error too (it used to get no
                 // answer); only I/O failures end the stream silently.
-                let Some(e) = framing_error(&e) else { return };
+                let Some(e) = framing_error(&ctx.shared.metrics, &e) else {
+                    return;
+                };
                 // Framing is lost: answer once, then give up on this stream only.
-                ctx.shared.metrics.protocol_errors.inc();
-                let _ = ctx
-                    .replier
-                    .error(&BrokerError::new(e.code(), e.to_string()), None)
-                    .await;
-                reader.stop(e.code().as_u16() as u32);
+                let _ = ctx.replier.error(&e, None).await;
+                reader.stop(e.code.as_u16() as u32);
                 break;
             }
         };
@@ -170,7 +171,8 @@ pub async fn serve(
             if first {
                 drop(permit);
                 drop(memory);
-                subscribe::serve(ctx, state, reader, msg).await;
+                // Boxed for the same reason as `dispatch` below (once per subscription).
+                Box::pin(subscribe::serve(ctx, state, reader, msg)).await;
                 return;
             }
             let e = BrokerError::invalid("subscribe must be the first request on its own stream");
@@ -178,7 +180,9 @@ pub async fn serve(
             continue;
         }
         first = false;
-        let r = dispatch(&mut ctx, decoded, permit, received).await;
+        // Boxed: the request loop spends most of its life idle in `reader.next()`, and an
+        // inline `dispatch` future would make every idle stream's task ~3 KB larger.
+        let r = Box::pin(dispatch(&mut ctx, decoded, permit, received)).await;
         drop(memory);
         if r.is_err() {
             return; // the peer is gone

@@ -1,19 +1,27 @@
 //! Stream authentication and negotiation, and the reply side of a stream.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
-use felix_wire::{features, flags, AckError, BinaryAck, ErrorCode, Message, WireError};
-use tokio::sync::Mutex;
+use felix_wire::{features, flags, AckError, BinaryAck, ErrorCode, Message};
+use tokio::sync::{Mutex, Notify};
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicU64;
+use std::time::Instant;
 
 use super::conn::ConnState;
 use super::Shared;
 use crate::auth::{AuthError, Principal};
 use crate::error::BrokerError;
+use crate::metrics::Metrics;
 use felix_transport::framed::{FrameReader, ReadFrameError};
+
+/// How long the broker tries to write the answer to a stream it is giving up on (auth
+/// deadline, lost framing) before resetting it instead: a peer that grants no flow-control
+/// credit must not keep the stream (and its task) alive.
+const LAST_WORD: Duration = Duration::from_secs(1);
 
 /// What one client-opened stream negotiated in its `auth`.
 #[derive(Debug, Clone)]
@@ -39,6 +47,26 @@ pub struct Replier {
     send: Arc<Mutex<quinn::SendStream>>,
     /// Errors carry codes (error-code extension negotiated).
     pub codes: bool,
+    late: Arc<LateReplies>,
+}
+
+/// Replies promised but not written yet (parked long polls): `finish` waits for them, so a
+/// stream is not finished under an answer still owed.
+#[derive(Default)]
+struct LateReplies {
+    owed: AtomicUsize,
+    done: Notify,
+}
+
+/// One late reply owed on a stream, until dropped (after writing it, or giving up).
+pub struct LateReply(Arc<LateReplies>);
+
+impl Drop for LateReply {
+    fn drop(&mut self) {
+        if self.0.owed.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
 }
 
 impl Replier {
@@ -46,6 +74,32 @@ impl Replier {
         Self {
             send: Arc::new(Mutex::new(send)),
             codes: false,
+            late: Arc::default(),
+        }
+    }
+
+    /// Registers a reply that will be written later; `finish` waits until it is dropped.
+    pub fn owe(&self) -> LateReply {
+        self.late.owed.fetch_add(1, Ordering::AcqRel);
+        LateReply(self.late.clone())
+    }
+
+    /// Resolves once the send side is finished and the peer has acknowledged every byte (or
+    /// stopped the stream, or the connection is gone).
+    pub async fn delivered(&self) {
+        let stopped = self.send.lock().await.stopped();
+        let _ = stopped.await;
+    }
+
+    /// Answers `e` (bounded by [`LAST_WORD`]) and finishes, or resets the stream when the
+    /// answer cannot be written in time.
+    pub async fn last_word(&self, e: &BrokerError) {
+        match tokio::time::timeout(LAST_WORD, self.error(e, None)).await {
+            Ok(_) => self.finish().await,
+            Err(_) => {
+                let code = quinn::VarInt::from_u32(e.code.as_u16() as u32);
+                let _ = self.send.lock().await.reset(code);
+            }
         }
     }
 
@@ -84,28 +138,42 @@ impl Replier {
         .encode(out, self.codes);
     }
 
-    /// Finishes the send side.
+    /// Finishes the send side, once every late reply owed on it is written.
     pub async fn finish(&self) {
+        loop {
+            let done = self.late.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.late.owed.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            done.await;
+        }
         let _ = self.send.lock().await.finish();
-    }
-
-    /// Waits (at most `max`) until the peer has received everything written and the finish,
-    /// so a connection closed right after still delivers the last answer.
-    pub async fn delivered(&self, max: Duration) {
-        let send = self.send.lock().await;
-        let _ = tokio::time::timeout(max, send.stopped()).await;
     }
 }
 
-/// The decode error behind a failed frame read when the peer's bytes are at fault: a bad
-/// header, or a stream finished inside a frame (`protocol`, like a truncated body). `None`
-/// for I/O failures (reset stream, lost connection), which nobody can be told about.
-pub fn framing_error(e: &ReadFrameError) -> Option<WireError> {
-    match e {
-        ReadFrameError::Wire(w) => Some(w.clone()),
-        ReadFrameError::Truncated => Some(WireError::Truncated("frame")),
-        ReadFrameError::Read(_) => None,
-    }
+/// The error to answer a failed frame read with, when the framing of the stream is lost
+/// through the peer's bytes (a bad header, a stream finished inside a frame: `protocol`,
+/// like a truncated body) or through a limit (no room for its unfinished frame within
+/// `partial_frame_wait_ms`: `overloaded`), counted in its metric. `None` for I/O failures
+/// (reset stream, lost connection), which nobody can be told about.
+pub fn framing_error(metrics: &Metrics, e: &ReadFrameError) -> Option<BrokerError> {
+    let err = match e {
+        ReadFrameError::Wire(w) => BrokerError::new(w.code(), w.to_string()),
+        ReadFrameError::Truncated => BrokerError::new(ErrorCode::Protocol, "truncated frame"),
+        ReadFrameError::Overloaded { .. } => {
+            metrics.partial_frames_overloaded.inc();
+            metrics.overloaded.inc();
+            return Some(BrokerError::overloaded(format!(
+                "{e}: connection exceeds max_partial_frame_bytes_per_connection \
+                 or the broker its memory budget"
+            )));
+        }
+        _ => return None,
+    };
+    metrics.protocol_errors.inc();
+    Some(err)
 }
 
 /// Counts, logs (rate-limited, never the token) and answers a refused `auth`; closes the
@@ -141,7 +209,7 @@ async fn auth_failed(
     if failures == shared.cfg.limits.max_auth_failures_per_connection {
         shared.metrics.auth_connections_closed.inc();
         // Closing drops unsent stream data: let the refusal reach the client first.
-        replier.delivered(Duration::from_millis(500)).await;
+        let _ = tokio::time::timeout(Duration::from_millis(500), replier.delivered()).await;
         conn.close(
             quinn::VarInt::from_u32(ErrorCode::Unauthorized.as_u16() as u32),
             b"unauthorized: too many failed auth attempts",
@@ -201,21 +269,30 @@ pub async fn authenticate(
     reader: &mut FrameReader,
     replier: &mut Replier,
 ) -> Result<Session, ()> {
-    let first = match reader.next().await {
-        Ok(Some(f)) => f,
-        Ok(None) => return Err(()),
-        Err(e) => {
+    // A stream that does not complete `auth` in time is closed: parked anonymous streams
+    // would otherwise hold their task and buffers for the connection's life.
+    let timeout_ms = shared.cfg.limits.auth_timeout_ms;
+    let first = match tokio::time::timeout(Duration::from_millis(timeout_ms), reader.next()).await {
+        Ok(Ok(Some(f))) => f,
+        Ok(Ok(None)) => return Err(()),
+        Ok(Err(e)) => {
             // A bad header, or a stream that ends inside a frame (which used to get no
             // answer at all): framing is lost, so answer once, stop reading with the code
             // number and finish (wire-protocol 7.9). I/O failures need no answer.
-            if let Some(e) = framing_error(&e) {
-                shared.metrics.protocol_errors.inc();
-                let _ = replier
-                    .error(&BrokerError::new(e.code(), e.to_string()), None)
-                    .await;
-                reader.stop(e.code().as_u16() as u32);
-                replier.finish().await;
+            if let Some(e) = framing_error(&shared.metrics, &e) {
+                reader.stop(e.code.as_u16() as u32);
+                replier.last_word(&e).await;
             }
+            return Err(());
+        }
+        Err(_) => {
+            shared.metrics.auth_timeouts.inc();
+            let e = BrokerError::new(
+                ErrorCode::Unauthorized,
+                format!("no auth within limits.auth_timeout_ms ({timeout_ms} ms)"),
+            );
+            reader.stop(e.code.as_u16() as u32);
+            replier.last_word(&e).await;
             return Err(());
         }
     };
