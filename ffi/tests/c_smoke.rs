@@ -11,10 +11,10 @@ use common::{cargo_build, profile_dir, start_broker, workspace};
 fn c_smoke_program_runs_against_a_real_broker() {
     let dir = std::env::temp_dir().join(format!("felix-ffi-c-smoke-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Always through cargo, which rebuilds a library older than its sources (building only
+    // a missing one linked a stale library after every change).
+    cargo_build("felix-ffi");
     let lib = profile_dir().join("libfelix_ffi.a");
-    if !lib.exists() {
-        cargo_build("felix-ffi");
-    }
     let exe = dir.join("smoke");
     let root = workspace();
     let status = Command::new(std::env::var("CC").unwrap_or_else(|_| "cc".into()))

@@ -64,12 +64,17 @@ fn free_port() -> u16 {
 
 /// Starts a broker and waits until it serves.
 pub fn start_broker(dir: &Path) -> (Broker, String) {
-    let bin = std::env::var_os("FELIX_BROKER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| profile_dir().join("felix-broker"));
-    if !bin.exists() {
-        cargo_build("felix-broker");
-    }
+    // Without an explicit binary, always ask cargo: it rebuilds a broker older than its
+    // sources and does nothing when it is fresh. Building only a missing binary ran a stale
+    // broker after every broker change when these tests were invoked directly
+    // (`cargo test -p felix-ffi` does not build another package's binary).
+    let bin = match std::env::var_os("FELIX_BROKER_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            cargo_build("felix-broker");
+            profile_dir().join("felix-broker")
+        }
+    };
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(&bin)
         .args(["--listen", &addr, "--no-metrics", "--dev-ca-path"])
