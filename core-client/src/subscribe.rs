@@ -88,6 +88,8 @@ pub struct Subscription {
     rx: mpsc::Receiver<Item>,
     /// Gaps read from `rx` and not taken yet.
     gaps: Mutex<Vec<Gap>>,
+    /// A gap [`Subscription::try_next_until_gap`] stopped at; the next read moves it on.
+    held: Option<Gap>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -109,6 +111,7 @@ impl Subscription {
     /// The next event; `None` once the subscription has ended (closed, or after a terminal
     /// error was returned).
     pub async fn next(&mut self) -> Option<Result<Event>> {
+        self.release_held();
         loop {
             match self.rx.recv().await? {
                 Item::Event(r) => return Some(r),
@@ -119,6 +122,7 @@ impl Subscription {
 
     /// The next event if one is buffered, without waiting.
     pub fn try_next(&mut self) -> Option<Result<Event>> {
+        self.release_held();
         loop {
             match self.rx.try_recv().ok()? {
                 Item::Event(r) => return Some(r),
@@ -127,11 +131,35 @@ impl Subscription {
         }
     }
 
+    /// Like [`Subscription::try_next`], but `None` also when a gap comes next, which then
+    /// stays hidden until the next `next`/`try_next`. For a binding that hands events over in
+    /// batches: a batch filled with this never spans a gap, so the gaps taken right after a
+    /// batch precede its first event.
+    pub fn try_next_until_gap(&mut self) -> Option<Result<Event>> {
+        if self.held.is_some() {
+            return None;
+        }
+        match self.rx.try_recv().ok()? {
+            Item::Event(r) => Some(r),
+            Item::Gap(g) => {
+                self.held = Some(g);
+                None
+            }
+        }
+    }
+
+    /// Makes a gap `try_next_until_gap` stopped at visible: the application reads past it now.
+    fn release_held(&mut self) {
+        if let Some(g) = self.held.take() {
+            self.gaps.lock().push(g);
+        }
+    }
+
     /// True once the subscription has ended and every buffered event was read: `next` would
     /// return `None`. Tells "nothing buffered yet" (`try_next` gives `None`, not ended) from
     /// "over".
     pub fn is_ended(&self) -> bool {
-        self.rx.is_closed() && self.rx.is_empty()
+        self.rx.is_closed() && self.rx.is_empty() && self.held.is_none()
     }
 
     /// Gaps recorded since the last call (events lost across a reconnect or a broker
@@ -147,6 +175,7 @@ impl Subscription {
 impl futures::Stream for Subscription {
     type Item = Result<Event>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.release_held();
         loop {
             match std::task::ready!(self.rx.poll_recv(cx)) {
                 None => return Poll::Ready(None),
@@ -185,6 +214,7 @@ impl Client {
         Ok(Subscription {
             rx,
             gaps: Mutex::new(Vec::new()),
+            held: None,
             task,
         })
     }
