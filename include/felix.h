@@ -180,7 +180,8 @@ typedef struct {
   uint32_t attempt;
   // Milliseconds left on a queue lease when it was handed out.
   uint32_t lease_ms;
-  // Cache: whether the key was found. Events: whether `offset` is known.
+  // Cache: whether the key was found. Events: whether `offset` is known. Gaps: a reset
+  // (the broker recreated the stream's log; see `felix_subscription_take_gaps`).
   bool present;
 } FelixItem;
 
@@ -870,9 +871,13 @@ FelixStatus felix_subscription_next_start(const FelixSubscription *sub,
                                           uint64_t token,
                                           FelixError **error);
 
-// Moves the gaps recorded since the last call (offsets lost across a reconnect) to `*out`:
-// one item per gap with `text` = stream, `offset` = first missed, `end` = first delivered
-// after. `*out` is NULL when there are none.
+// Moves the gaps recorded since the last call (events lost across a reconnect or a broker
+// restart) to `*out`: one item per gap with `text` = stream, `offset` = first missed, `end` =
+// first delivered after, `present` = reset: the broker recreated the stream's log (an
+// in-memory broker restarted), so `offset` is in the old log (its events from there on that
+// were not delivered are lost, how many is unknown) and `end` in the new one. `*out` is NULL
+// when there are none. Gaps show in order: those taken right after a batch of events
+// precede the batch's first event (a batch never spans a gap).
 //
 // # Safety
 // `sub` live; `out` valid; `error` NULL or valid.

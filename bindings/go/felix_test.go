@@ -221,6 +221,48 @@ func TestReconnectsAfterBrokerRestart(t *testing.T) {
 	}
 }
 
+func TestBrokerRestartIsReportedAsResetGap(t *testing.T) {
+	b, err := startBroker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(b.dir)
+	defer b.stop()
+	c, ctx, st := connect(t, b), ctxT(t), unique(t)
+	sub, err := c.Subscribe(ctx, "default", st, felix.StartLatest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Close()
+	for i := 0; i < 2; i++ {
+		if err := c.Publish(ctx, "default", st, []byte(fmt.Sprint("old-", i))); err != nil {
+			t.Fatal(err)
+		}
+		if ev, err := sub.Next(ctx); err != nil || ev.Offset != uint64(i) {
+			t.Fatalf("old event %d: %+v %v", i, ev, err)
+		}
+	}
+	b.stop()
+	if err := b.start(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "publish after restart", func() bool {
+		return c.Publish(ctx, "default", st, []byte("new-0")) == nil
+	})
+	ev, err := sub.Next(ctx)
+	if err != nil || ev.Offset != 0 || string(ev.Payload) != "new-0" {
+		t.Fatalf("first event after the restart: %+v %v", ev, err)
+	}
+	gaps, err := sub.Gaps()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []felix.Gap{{Stream: st, From: 2, To: 0, Reset: true}}
+	if fmt.Sprint(gaps) != fmt.Sprint(want) {
+		t.Fatalf("gaps before the new log's first event: %+v, want %+v", gaps, want)
+	}
+}
+
 func TestContextCancellationAndDeadline(t *testing.T) {
 	c, st := connect(t, shared), unique(t)
 	q, err := c.Consumer("default", st, "g")

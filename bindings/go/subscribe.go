@@ -17,10 +17,14 @@ type Event struct {
 	Payload   []byte
 }
 
-// Gap is a range of offsets [From, To) in Stream lost across a reconnect.
+// Gap is a range of offsets [From, To) in Stream lost across a reconnect. With Reset, the
+// broker recreated the stream's log (an in-memory broker restarted): From is an offset of the
+// old log, whose events from there on that were not delivered are lost (how many is unknown),
+// and To the offset of the new log where delivery goes on.
 type Gap struct {
 	Stream   string
 	From, To uint64
+	Reset    bool
 }
 
 // Start says where a subscription starts.
@@ -142,7 +146,9 @@ func (s *Subscription) Err() error {
 	return s.err
 }
 
-// Gaps returns the gaps recorded since the last call (events lost across a reconnect).
+// Gaps returns the gaps recorded since the last call (events lost across a reconnect or a
+// broker restart). They come in order: the gaps Gaps returns right after Next gave an event
+// precede that event.
 func (s *Subscription) Gaps() ([]Gap, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -157,7 +163,7 @@ func (s *Subscription) Gaps() ([]Gap, error) {
 	defer C.felix_result_free(r)
 	var out []Gap
 	for _, it := range items(r) {
-		out = append(out, Gap{Stream: goString(it.text), From: uint64(it.offset), To: uint64(it.end)})
+		out = append(out, Gap{Stream: goString(it.text), From: uint64(it.offset), To: uint64(it.end), Reset: bool(it.present)})
 	}
 	return out, nil
 }

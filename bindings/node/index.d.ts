@@ -98,7 +98,11 @@ export declare class NativeSubscription {
    * pending); never waits.
    */
   tryNext(max?: number | undefined | null): Array<SubscriptionEvent>
-  /** Gaps (events lost across a reconnect) recorded since the last call. */
+  /**
+   * Gaps (events lost across a reconnect or a broker restart) recorded since the last
+   * call, in order: those taken right after a batch of events precede its first event (a
+   * batch never spans a gap).
+   */
   takeGaps(): Array<SubscriptionGap>
   /** Ends the subscription on the broker; a pending `next` resolves to `null`. */
   close(): void
@@ -242,9 +246,15 @@ export interface SubscriptionEvent {
   payload: Buffer
 }
 
-/** Offsets a resumed subscription could not get back: `[from, to)` in `stream`. */
+/**
+ * Offsets a resumed subscription could not get back: `[from, to)` in `stream`. With
+ * `reset`, the broker recreated the stream's log (an in-memory broker restarted): `from` is
+ * in the old log (its undelivered events from there on are lost, how many is unknown), `to`
+ * in the new one.
+ */
 export interface SubscriptionGap {
   stream: string
   from: number
   to: number
+  reset: boolean
 }

@@ -41,6 +41,22 @@ fn ev(offset: u64, payload: &str) -> (Option<u64>, Bytes) {
     (Some(offset), Bytes::from(payload.to_owned()))
 }
 
+/// The one gap `sub` reports is a reset of the stream `events` from old offset `from` to the
+/// new log's offset 0, across two different epochs.
+fn assert_reset_gap(sub: &Subscription, from: u64) {
+    let gaps = sub.take_gaps();
+    assert_eq!(gaps.len(), 1, "one reset gap: {gaps:?}");
+    let g = &gaps[0];
+    assert!(
+        g.reset && g.stream == "events" && (g.from, g.to) == (from, 0),
+        "{g:?}"
+    );
+    assert!(
+        g.old_epoch.is_some() && g.new_epoch.is_some() && g.old_epoch != g.new_epoch,
+        "{g:?}"
+    );
+}
+
 /// How the broker comes back.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Restart {
@@ -116,22 +132,21 @@ async fn restart_scenario(mode: Restart) {
     );
 
     // (b) Both subscriptions resume with what was published after the restart. The new
-    // broker's log starts again at offset 0, below the offset each subscription asks to
-    // resume from (3): the client must notice and start again from 0, or it would skip
-    // `after-0`. (The idle client resubscribes only after its keep-alive met the reset.)
-    //
-    // Not covered, because the protocol cannot express it: if the new log had already grown
-    // past the old offset before a subscriber resubscribed, nothing distinguishes that from
-    // a plain resume and the events before the old offset are skipped without a gap. That
-    // needs a broker incarnation id on `subscribed`.
+    // broker's log starts again at offset 0, in a new epoch: the client must notice and
+    // start again from 0, or it would skip `after-0`, and report the reset as a gap from the
+    // old offset (3) before `after-0`. (The idle client resubscribes only after its
+    // keep-alive met the reset.) A new log that grew past the old offset before the
+    // subscriber came back is in tests/epoch_reset.rs.
     assert_eq!(
         next_event(&mut sub_active, "after-0 (active)", 10).await,
         ev(0, "after-0")
     );
+    assert_reset_gap(&sub_active, 3);
     assert_eq!(
         next_event(&mut sub_idle, "after-0 (idle)", 20).await,
         ev(0, "after-0")
     );
+    assert_reset_gap(&sub_idle, 3);
     let idle_resumed = restarted_at.elapsed();
     for i in 1..3 {
         active

@@ -84,6 +84,23 @@ impl Client {
     where
         F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
     {
+        self.call_on(Live::stream, extra_timeout, build, orphan)
+            .await
+    }
+
+    /// [`Client::call_with_orphan`] on the request stream `pick` chooses (the lane, see
+    /// [`Live`]).
+    async fn call_on<P, F>(
+        &self,
+        pick: P,
+        extra_timeout: Duration,
+        build: F,
+        orphan: Option<Orphan>,
+    ) -> Result<Reply>
+    where
+        P: Fn(&Live) -> &Arc<ReqStream>,
+        F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
+    {
         let deadline = self.pool.deadline(extra_timeout);
         // Only a call that must wait for a connection listens for `close`: registering with
         // the Notify on every call cost two lock round trips. A call already sent learns of
@@ -95,13 +112,13 @@ impl Client {
                 _ = self.pool.closed_notify.notified() => return Err(Error::Closed("client")),
             },
         };
-        let (stream, rid, frame, replies) = encode(&live, build)?;
+        let (stream, rid, frame, replies) = encode_on(&live, pick(&live), build)?;
         let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         let r = stream.request(rid, frame, replies, timeout, orphan).await;
         r.map_err(|e| self.pool.why(e))
     }
 
-    /// Sends a request that gets no reply.
+    /// Sends an unacknowledged publish (a request that gets no reply) on the publish lane.
     pub(crate) async fn send<F>(&self, order_key: u64, build: F) -> Result<()>
     where
         F: FnOnce(&Negotiated) -> Result<Bytes>,
@@ -113,7 +130,7 @@ impl Client {
         let live = self.pool.live_keyed(order_key, deadline).await?;
         let frame = build(&live.negotiated)?;
         check_size(&frame, &live.negotiated)?;
-        live.stream_keyed(order_key).send_only(frame).await
+        live.publish_stream_keyed(order_key).send_only(frame).await
     }
 
     /// Fails with `unsupported` unless the broker granted `feature`.
@@ -172,11 +189,12 @@ impl Client {
                 } else {
                     1
                 };
-                self.call(Duration::ZERO, |rid, _| {
-                    Ok((encode(Some((rid, mode))), replies))
-                })
-                .await
-                .map(|_| ())
+                // On the publish lane: the broker may hold it (`block` policy), and nothing
+                // else may queue behind it.
+                let build = |rid, _: &Negotiated| Ok((encode(Some((rid, mode))), replies));
+                self.call_on(Live::publish_stream, Duration::ZERO, build, None)
+                    .await
+                    .map(|_| ())
             }
         }
     }
@@ -235,7 +253,18 @@ pub(crate) fn encode<F>(live: &Live, build: F) -> Result<(&Arc<ReqStream>, u64, 
 where
     F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
 {
-    let stream = live.stream();
+    encode_on(live, live.stream(), build)
+}
+
+/// [`encode`] for a given request stream of `live`.
+fn encode_on<'a, F>(
+    live: &Live,
+    stream: &'a Arc<ReqStream>,
+    build: F,
+) -> Result<(&'a Arc<ReqStream>, u64, Bytes, u32)>
+where
+    F: FnOnce(u64, &Negotiated) -> Result<(Bytes, u32)>,
+{
     let rid = stream.next_request_id();
     let (frame, replies) = build(rid, &live.negotiated)?;
     check_size(&frame, &live.negotiated)?;

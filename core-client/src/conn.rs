@@ -444,12 +444,22 @@ impl Router {
 }
 
 /// A connected, authenticated connection.
+///
+/// Its request streams come in two lanes. The broker handles one stream's requests in
+/// order, and a publish to a `block` stream whose subscriber does not read holds its stream
+/// until the subscriber drains or the block timeout passes: a cache get that shared the
+/// stream waited behind it (5 s). Publishes, the only requests the broker may hold, have
+/// streams of their own, so cache, queue and admin requests never queue behind one.
 pub(crate) struct Live {
     pub conn: quinn::Connection,
+    /// Cache, queue and admin requests.
     pub streams: Vec<Arc<ReqStream>>,
+    /// Publishes (acknowledged or not).
+    pub publish_streams: Vec<Arc<ReqStream>>,
     pub negotiated: Negotiated,
     pub router: Arc<Router>,
     rr: AtomicUsize,
+    publish_rr: AtomicUsize,
     dead: AtomicBool,
     next_subscription: AtomicU64,
 }
@@ -461,10 +471,17 @@ impl Live {
         &self.streams[i]
     }
 
-    /// The request stream `key` maps to (bits independent of the connection choice in
+    /// Picks a publish stream (round robin).
+    pub fn publish_stream(&self) -> &Arc<ReqStream> {
+        let i = self.publish_rr.fetch_add(1, Ordering::Relaxed) % self.publish_streams.len();
+        &self.publish_streams[i]
+    }
+
+    /// The publish stream `key` maps to (bits independent of the connection choice in
     /// `Pool::live_keyed`): frames written with one key arrive in the order written.
-    pub fn stream_keyed(&self, key: u64) -> &Arc<ReqStream> {
-        &self.streams[(key.rotate_right(32) % self.streams.len() as u64) as usize]
+    pub fn publish_stream_keyed(&self, key: u64) -> &Arc<ReqStream> {
+        let n = self.publish_streams.len() as u64;
+        &self.publish_streams[(key.rotate_right(32) % n) as usize]
     }
 
     pub fn is_dead(&self) -> bool {
@@ -517,7 +534,8 @@ pub(crate) async fn read_auth_reply(reader: &mut FrameReader) -> Result<Negotiat
     }
 }
 
-/// Connects to one address and authenticates every request stream.
+/// Connects to one address and authenticates every request stream (`streams_per_connection`
+/// of each lane, see [`Live`]).
 pub(crate) async fn connect(
     endpoint: &quinn::Endpoint,
     cfg: &ClientConfig,
@@ -529,7 +547,8 @@ pub(crate) async fn connect(
     let conn = connecting.await.map_err(|e| connect_error(addr, e))?;
     let auth = auth_frame(cfg);
     let max_frame = felix_wire::frame::DEFAULT_MAX_FRAME;
-    let opens = (0..cfg.streams_per_connection.max(1)).map(|_| {
+    let per_lane = cfg.streams_per_connection.max(1);
+    let opens = (0..2 * per_lane).map(|_| {
         let conn = conn.clone();
         let auth = auth.clone();
         async move {
@@ -568,16 +587,20 @@ pub(crate) async fn connect(
         readers.push(reader);
     }
     let negotiated = negotiated.expect("at least one stream");
+    let publish_streams = streams.split_off(per_lane);
     let live = Arc::new(Live {
         conn: conn.clone(),
         streams,
+        publish_streams,
         negotiated,
         router: Arc::new(Router::default()),
         rr: AtomicUsize::new(0),
+        publish_rr: AtomicUsize::new(0),
         dead: AtomicBool::new(false),
         next_subscription: AtomicU64::new(1),
     });
-    for (stream, reader) in live.streams.iter().cloned().zip(readers) {
+    let all = live.streams.iter().chain(&live.publish_streams);
+    for (stream, reader) in all.cloned().zip(readers) {
         tokio::spawn(read_replies(stream, reader, Arc::downgrade(&live)));
     }
     tokio::spawn(route_event_streams(

@@ -5,7 +5,15 @@
 //! flow control pushes back to the broker, and the stream's full policy applies there. When
 //! the connection drops, the task reconnects with backoff and resubscribes from the offset
 //! after the last event it delivered; if the broker no longer holds that offset, the skipped
-//! range is recorded as a [`Gap`].
+//! range is recorded as a [`Gap`]. If the broker recreated the stream's log meanwhile (an
+//! in-memory broker restarted: a new epoch), the subscription starts again at the new log's
+//! first offset and records a [`Gap`] with `reset` set: whatever the old log held from the
+//! last delivered offset on may be lost.
+//!
+//! Gaps travel in the event buffer, in order: one becomes visible to [`Subscription::take_gaps`]
+//! when the application has read every event before it, and at the latest when `next`
+//! returns the first event after it. So the gaps `take_gaps` returns right after `next` gave
+//! an event precede that event.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -34,15 +42,26 @@ pub struct Event {
     pub payload: Bytes,
 }
 
-/// Offsets a resumed subscription could not get back: `[from, to)` in `stream`.
+/// Events a resumed subscription could not get back: `[from, to)` in `stream`, or with
+/// `reset`, everything from `from` of the stream's old log on.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Gap {
     /// Stream.
     pub stream: String,
-    /// First missed offset.
+    /// First missed offset (with `reset`: in the old log).
     pub from: u64,
-    /// First offset delivered after the gap.
+    /// First offset delivered after the gap (with `reset`: in the new log).
     pub to: u64,
+    /// The broker recreated the stream's log (an in-memory broker restarted, its epoch
+    /// changed): offsets of the old and the new log are unrelated, the old log's events from
+    /// `from` on that were not delivered are lost (how many is unknown), and delivery goes on
+    /// from the new log's offset `to` (0, or the first it still holds).
+    pub reset: bool,
+    /// With `reset`: the old log's epoch (when the broker reports epochs).
+    pub old_epoch: Option<u64>,
+    /// With `reset`: the new log's epoch (when the broker reports epochs).
+    pub new_epoch: Option<u64>,
 }
 
 /// Where a subscription starts.
@@ -57,10 +76,20 @@ pub enum Start {
     Offset(u64),
 }
 
+/// What the subscription's task hands the application, in order.
+enum Item {
+    Event(Result<Event>),
+    /// Moved to the gap list when read (see the module documentation).
+    Gap(Gap),
+}
+
 /// A live subscription. Dropping it (or [`Subscription::close`]) ends it on the broker.
 pub struct Subscription {
-    rx: mpsc::Receiver<Result<Event>>,
-    gaps: Arc<Mutex<Vec<Gap>>>,
+    rx: mpsc::Receiver<Item>,
+    /// Gaps read from `rx` and not taken yet.
+    gaps: Mutex<Vec<Gap>>,
+    /// A gap [`Subscription::try_next_until_gap`] stopped at; the next read moves it on.
+    held: Option<Gap>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -82,22 +111,59 @@ impl Subscription {
     /// The next event; `None` once the subscription has ended (closed, or after a terminal
     /// error was returned).
     pub async fn next(&mut self) -> Option<Result<Event>> {
-        self.rx.recv().await
+        self.release_held();
+        loop {
+            match self.rx.recv().await? {
+                Item::Event(r) => return Some(r),
+                Item::Gap(g) => self.gaps.lock().push(g),
+            }
+        }
     }
 
     /// The next event if one is buffered, without waiting.
     pub fn try_next(&mut self) -> Option<Result<Event>> {
-        self.rx.try_recv().ok()
+        self.release_held();
+        loop {
+            match self.rx.try_recv().ok()? {
+                Item::Event(r) => return Some(r),
+                Item::Gap(g) => self.gaps.lock().push(g),
+            }
+        }
+    }
+
+    /// Like [`Subscription::try_next`], but `None` also when a gap comes next, which then
+    /// stays hidden until the next `next`/`try_next`. For a binding that hands events over in
+    /// batches: a batch filled with this never spans a gap, so the gaps taken right after a
+    /// batch precede its first event.
+    pub fn try_next_until_gap(&mut self) -> Option<Result<Event>> {
+        if self.held.is_some() {
+            return None;
+        }
+        match self.rx.try_recv().ok()? {
+            Item::Event(r) => Some(r),
+            Item::Gap(g) => {
+                self.held = Some(g);
+                None
+            }
+        }
+    }
+
+    /// Makes a gap `try_next_until_gap` stopped at visible: the application reads past it now.
+    fn release_held(&mut self) {
+        if let Some(g) = self.held.take() {
+            self.gaps.lock().push(g);
+        }
     }
 
     /// True once the subscription has ended and every buffered event was read: `next` would
     /// return `None`. Tells "nothing buffered yet" (`try_next` gives `None`, not ended) from
     /// "over".
     pub fn is_ended(&self) -> bool {
-        self.rx.is_closed() && self.rx.is_empty()
+        self.rx.is_closed() && self.rx.is_empty() && self.held.is_none()
     }
 
-    /// Gaps recorded since the last call (events lost across a reconnect).
+    /// Gaps recorded since the last call (events lost across a reconnect or a broker
+    /// restart), each preceding the events read after it (see the module documentation).
     pub fn take_gaps(&self) -> Vec<Gap> {
         std::mem::take(&mut self.gaps.lock())
     }
@@ -109,7 +175,14 @@ impl Subscription {
 impl futures::Stream for Subscription {
     type Item = Result<Event>;
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx)
+        self.release_held();
+        loop {
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                None => return Poll::Ready(None),
+                Some(Item::Event(r)) => return Poll::Ready(Some(r)),
+                Some(Item::Gap(g)) => self.gaps.lock().push(g),
+            }
+        }
     }
 }
 
@@ -123,7 +196,6 @@ impl Client {
         start: Start,
     ) -> Result<Subscription> {
         let (tx, rx) = mpsc::channel(self.config().subscription_buffer.max(1));
-        let gaps = Arc::new(Mutex::new(Vec::new()));
         let mut state = SubState {
             client: self.clone(),
             namespace: namespace.to_owned(),
@@ -132,14 +204,19 @@ impl Client {
             start,
             next_offset: None,
             epoch: None,
-            gaps: gaps.clone(),
+            reset: None,
         };
         // The first attempt reports its error to the caller; later ones retry.
         let deadline = self.pool.deadline(Duration::ZERO);
         let live = self.pool.live(deadline).await?;
         let opened = state.open(&live).await?;
         let task = tokio::spawn(async move { state.run(opened, tx).await });
-        Ok(Subscription { rx, gaps, task })
+        Ok(Subscription {
+            rx,
+            gaps: Mutex::new(Vec::new()),
+            held: None,
+            task,
+        })
     }
 }
 
@@ -153,12 +230,15 @@ struct SubState {
     next_offset: Option<u64>,
     /// Epoch of the stream's offset space seen at the last subscribe.
     epoch: Option<u64>,
-    gaps: Arc<Mutex<Vec<Gap>>>,
+    /// A log recreation seen and not reported yet: the old log's next offset and epoch.
+    reset: Option<(u64, Option<u64>)>,
 }
 
 struct Opened {
     id: u64,
     events: FrameReader,
+    /// What this (re)subscription could not get back, reported before its first event.
+    gap: Option<Gap>,
 }
 
 enum Ended {
@@ -243,16 +323,21 @@ impl SubState {
                 return Err(e);
             }
         };
+        let mut gap = None;
         if !self.wildcard {
             // A new epoch means the broker recreated the stream's log (an in-memory broker
             // restarted): old offsets say nothing about the new log, all of which is new to
             // us. Without epochs (older brokers), a start offset below the one asked for is
             // the same signal. Resubscribe from offset 0 (the retry loop in `run` does so at
-            // once); anything the new log already evicted is then reported as a gap.
+            // once) and report the reset as a gap: the old log's events from our offset on
+            // that we did not get are gone, however few.
             let restarted = match (self.epoch, epoch) {
                 (Some(old), Some(new)) => old != new,
                 _ => matches!((self.next_offset, start_offset), (Some(a), Some(g)) if g < a),
             };
+            if restarted && self.reset.is_none() {
+                self.reset = Some((self.next_offset.unwrap_or(0), self.epoch));
+            }
             if epoch.is_some() {
                 self.epoch = epoch;
             }
@@ -264,13 +349,27 @@ impl SubState {
                     "stream log recreated; resubscribing from offset 0".into(),
                 ));
             }
-            if let (Some(asked), Some(got)) = (self.next_offset, start_offset) {
+            let to = start_offset.or(self.next_offset).unwrap_or(0);
+            if let Some((from, old_epoch)) = self.reset.take() {
+                warn!(stream = %self.stream, from, to, "stream log was recreated: reporting a reset gap");
+                gap = Some(Gap {
+                    stream: self.stream.clone(),
+                    from,
+                    to,
+                    reset: true,
+                    old_epoch,
+                    new_epoch: self.epoch,
+                });
+            } else if let (Some(asked), Some(got)) = (self.next_offset, start_offset) {
                 if got > asked {
                     warn!(stream = %self.stream, from = asked, to = got, "resubscribed with a gap");
-                    self.gaps.lock().push(Gap {
+                    gap = Some(Gap {
                         stream: self.stream.clone(),
                         from: asked,
                         to: got,
+                        reset: false,
+                        old_epoch: None,
+                        new_epoch: None,
                     });
                 }
             }
@@ -278,15 +377,20 @@ impl SubState {
                 self.next_offset = start_offset;
             }
         }
-        Ok(Opened { id, events })
+        Ok(Opened { id, events, gap })
     }
 
-    async fn run(mut self, mut opened: Opened, tx: mpsc::Sender<Result<Event>>) {
+    async fn run(mut self, mut opened: Opened, tx: mpsc::Sender<Item>) {
         loop {
+            if let Some(g) = opened.gap.take() {
+                if tx.send(Item::Gap(g)).await.is_err() {
+                    return;
+                }
+            }
             match self.pump(&mut opened, &tx).await {
                 Ended::Dropped => return,
                 Ended::Fatal(e) => {
-                    let _ = tx.send(Err(e)).await;
+                    let _ = tx.send(Item::Event(Err(e))).await;
                     return;
                 }
                 Ended::Retry => {}
@@ -301,7 +405,7 @@ impl SubState {
                     Ok(l) => l,
                     Err(e) if e.retryable() => continue,
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        let _ = tx.send(Item::Event(Err(e))).await;
                         return;
                     }
                 };
@@ -312,7 +416,7 @@ impl SubState {
                         tokio::time::sleep(self.client.pool.cfg.reconnect_initial).await;
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(e)).await;
+                        let _ = tx.send(Item::Event(Err(e))).await;
                         return;
                     }
                 }
@@ -320,7 +424,7 @@ impl SubState {
         }
     }
 
-    async fn pump(&mut self, opened: &mut Opened, tx: &mpsc::Sender<Result<Event>>) -> Ended {
+    async fn pump(&mut self, opened: &mut Opened, tx: &mpsc::Sender<Item>) -> Ended {
         loop {
             let frame = tokio::select! {
                 f = opened.events.next() => f,
@@ -419,7 +523,7 @@ impl SubState {
                         self.next_offset = Some(o + 1);
                     }
                 }
-                if tx.send(Ok(ev)).await.is_err() {
+                if tx.send(Item::Event(Ok(ev))).await.is_err() {
                     return Ended::Dropped;
                 }
             }

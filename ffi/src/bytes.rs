@@ -144,7 +144,8 @@ pub struct FelixItem {
     pub attempt: u32,
     /// Milliseconds left on a queue lease when it was handed out.
     pub lease_ms: u32,
-    /// Cache: whether the key was found. Events: whether `offset` is known.
+    /// Cache: whether the key was found. Events: whether `offset` is known. Gaps: a reset
+    /// (the broker recreated the stream's log; see `felix_subscription_take_gaps`).
     pub present: bool,
 }
 

@@ -6,6 +6,11 @@
 //! the broker (the stream's full policy applies there). Each event is an item with `payload`,
 //! `text` = its stream, `offset` (when `present`).
 //!
+//! Gaps (events lost across a reconnect, or a broker restart that recreated the stream's log)
+//! wait in the buffer in order: a batch of events never spans one, and a gap moves to the list
+//! `felix_subscription_take_gaps` reads when the batch after it is taken. So the gaps taken
+//! right after a batch precede its first event.
+//!
 //! Event-loop integration: `felix_subscription_set_wake(sub, cb, user_data)`; `cb(user_data)`
 //! runs on a Felix runtime thread when the buffer goes from empty to non-empty or the
 //! subscription ends. It must not block and must not make blocking Felix calls; it typically
@@ -48,9 +53,16 @@ struct Wake(unsafe extern "C" fn(*mut c_void), *mut c_void);
 // SAFETY: the caller promises `user_data` may be used from the runtime thread.
 unsafe impl Send for Wake {}
 
+/// What waits in a subscription's buffer, in order.
+enum Entry {
+    Event(Res<Event>),
+    Gap(ItemData),
+}
+
 #[derive(Default)]
 struct Buf {
-    events: VecDeque<Res<Event>>,
+    events: VecDeque<Entry>,
+    /// Gaps reached by `take`, for `felix_subscription_take_gaps`.
     gaps: Vec<ItemData>,
     ended: bool,
     closed: bool,
@@ -95,21 +107,29 @@ impl Shared {
             return Err(Failure::closed("subscription"));
         }
         let mut items = Vec::new();
+        let mut popped = false;
         while items.len() < max {
+            // A batch ends before an error and before a gap (which must be seen between the
+            // events around it).
             match b.events.front() {
-                Some(Err(_)) if !items.is_empty() => break,
+                Some(Entry::Event(Err(_)) | Entry::Gap(_)) if !items.is_empty() => break,
                 None => break,
                 _ => {}
             }
+            popped = true;
             match b.events.pop_front() {
-                Some(Ok(e)) => items.push(event_item(e)),
-                Some(Err(f)) => {
+                Some(Entry::Event(Ok(e))) => items.push(event_item(e)),
+                Some(Entry::Gap(g)) => b.gaps.push(g),
+                Some(Entry::Event(Err(f))) => {
                     drop(b);
                     self.room.notify_one();
                     return Err(f);
                 }
                 None => break,
             }
+        }
+        if popped && items.is_empty() {
+            self.room.notify_one();
         }
         if !items.is_empty() {
             drop(b);
@@ -151,18 +171,22 @@ async fn pump(shared: Arc<Shared>, mut sub: Subscription) {
             room.await;
         }
         let next = sub.next().await;
+        // Gaps taken right after an event precede it (see `felix_client::Subscription`).
         let gaps = sub.take_gaps();
         let was_empty = {
             let mut b = shared.buf.lock();
             let was_empty = b.events.is_empty();
-            b.gaps.extend(gaps.into_iter().map(|g| ItemData {
-                text: Some(g.stream.into()),
-                offset: g.from,
-                end: g.to,
-                ..Default::default()
+            b.events.extend(gaps.into_iter().map(|g| {
+                Entry::Gap(ItemData {
+                    text: Some(g.stream.into()),
+                    offset: g.from,
+                    end: g.to,
+                    present: g.reset,
+                    ..Default::default()
+                })
             }));
             match next {
-                Some(r) => b.events.push_back(r.map_err(Failure::from)),
+                Some(r) => b.events.push_back(Entry::Event(r.map_err(Failure::from))),
                 None => b.ended = true,
             }
             was_empty || b.ended
@@ -385,9 +409,13 @@ pub unsafe extern "C" fn felix_subscription_next_start(
     })
 }
 
-/// Moves the gaps recorded since the last call (offsets lost across a reconnect) to `*out`:
-/// one item per gap with `text` = stream, `offset` = first missed, `end` = first delivered
-/// after. `*out` is NULL when there are none.
+/// Moves the gaps recorded since the last call (events lost across a reconnect or a broker
+/// restart) to `*out`: one item per gap with `text` = stream, `offset` = first missed, `end` =
+/// first delivered after, `present` = reset: the broker recreated the stream's log (an
+/// in-memory broker restarted), so `offset` is in the old log (its events from there on that
+/// were not delivered are lost, how many is unknown) and `end` in the new one. `*out` is NULL
+/// when there are none. Gaps show in order: those taken right after a batch of events
+/// precede the batch's first event (a batch never spans a gap).
 ///
 /// # Safety
 /// `sub` live; `out` valid; `error` NULL or valid.

@@ -132,10 +132,16 @@ export interface Event {
   payload: Buffer
 }
 
+/**
+ * Offsets `[from, to)` of `stream` a resumed subscription could not get back. With `reset`,
+ * the broker recreated the stream's log (an in-memory broker restarted): `from` is in the old
+ * log (its undelivered events from there on are lost, how many is unknown), `to` in the new.
+ */
 export interface Gap {
   stream: string
   from: number
   to: number
+  reset: boolean
 }
 
 export interface QueueMessage {

@@ -51,7 +51,11 @@ class Subscription {
     return ev
   }
 
-  /** Gaps (`{stream, from, to}`: events lost across a reconnect) since the last call. */
+  /**
+   * Gaps (`{stream, from, to, reset}`: events lost across a reconnect or, with `reset`, a
+   * broker restart) since the last call. In order: the gaps taken right after `next()` gave
+   * an event precede it.
+   */
   takeGaps() {
     return this.#native.takeGaps()
   }

@@ -173,7 +173,7 @@ impl NativeSubscription {
             let mut out = Vec::with_capacity(max.min(64));
             out.push(first);
             while out.len() < max {
-                match sub.try_next() {
+                match sub.try_next_until_gap() {
                     Some(Ok(e)) => out.push(e),
                     Some(Err(e)) => {
                         *inner.failed.lock() = Some(e.into());
@@ -197,7 +197,14 @@ impl NativeSubscription {
         if let Ok(mut g) = self.inner.sub.try_lock() {
             if let Some(sub) = g.as_mut() {
                 while out.len() < max {
-                    match sub.try_next() {
+                    // The first event may follow gaps (they become visible now); later ones
+                    // may not (a batch never spans a gap).
+                    let next = if out.is_empty() {
+                        sub.try_next()
+                    } else {
+                        sub.try_next_until_gap()
+                    };
+                    match next {
                         Some(Ok(e)) => out.push(e),
                         Some(Err(e)) => {
                             *self.inner.failed.lock() = Some(e.into());
@@ -213,7 +220,9 @@ impl NativeSubscription {
             .map_err(|f| Error::new(Status::GenericFailure, f.message))
     }
 
-    /// Gaps (events lost across a reconnect) recorded since the last call.
+    /// Gaps (events lost across a reconnect or a broker restart) recorded since the last
+    /// call, in order: those taken right after a batch of events precede its first event (a
+    /// batch never spans a gap).
     #[napi(ts_return_type = "Array<SubscriptionGap>")]
     pub fn take_gaps(&self, env: Env) -> Result<sys::napi_value> {
         let mut gaps = std::mem::take(&mut *self.inner.gaps.lock());
@@ -228,6 +237,7 @@ impl NativeSubscription {
                     (c"stream", js.string(&g.stream)?),
                     (c"from", js.number(g.from as f64)?),
                     (c"to", js.number(g.to as f64)?),
+                    (c"reset", js.bool(g.reset)?),
                 ])
             })
             .map_err(|f| Error::new(Status::GenericFailure, f.message))
@@ -261,11 +271,15 @@ pub struct SubscriptionEvent {
     pub payload: Buffer,
 }
 
-/// Offsets a resumed subscription could not get back: `[from, to)` in `stream`.
+/// Offsets a resumed subscription could not get back: `[from, to)` in `stream`. With
+/// `reset`, the broker recreated the stream's log (an in-memory broker restarted): `from` is
+/// in the old log (its undelivered events from there on are lost, how many is unknown), `to`
+/// in the new one.
 #[napi(object)]
 #[allow(dead_code)] // declares the TypeScript shape; values are built by `value::Js`
 pub struct SubscriptionGap {
     pub stream: String,
     pub from: f64,
     pub to: f64,
+    pub reset: bool,
 }

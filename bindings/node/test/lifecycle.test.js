@@ -124,3 +124,40 @@ test('the client reconnects after a broker restart on the same address', async (
     if (second) await second.stop()
   }
 })
+
+test('a broker restart is reported as a reset gap before the new log\'s first event', async () => {
+  const first = await startBroker()
+  let second
+  try {
+    const client = await first.connect({ reconnectInitialMs: 20, reconnectMaxMs: 200 })
+    const ns = uniqueNs()
+    const sub = await client.subscribe(ns, 'g')
+    await client.publish(ns, 'g', 'old-0')
+    await client.publish(ns, 'g', 'old-1')
+    assert.deepEqual((await take(sub, 2)).map((e) => e.offset), [0, 1])
+    await first.stop()
+    second = await startBroker({ port: first.port, dir: first.dir })
+    await waitFor(
+      async () => {
+        try {
+          await client.publish(ns, 'g', 'new-0')
+          return true
+        } catch (e) {
+          if (!e.retryable) throw e
+          return false
+        }
+      },
+      { timeoutMs: 20000, what: 'a publish after the restart' },
+    )
+    const ev = await sub.next({ signal: AbortSignal.timeout(20000) })
+    assert.equal(ev.offset, 0)
+    assert.equal(ev.payload.toString(), 'new-0')
+    // Taken right after the new log's first event: the reset before it.
+    assert.deepEqual(sub.takeGaps(), [{ stream: 'g', from: 2, to: 0, reset: true }])
+    assert.deepEqual(sub.takeGaps(), [])
+    client.close()
+  } finally {
+    await first.stop()
+    if (second) await second.stop()
+  }
+})

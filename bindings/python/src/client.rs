@@ -542,7 +542,8 @@ impl Subscription {
         )
     }
 
-    /// Gaps recorded since the last call (events lost across a reconnect).
+    /// Gaps recorded since the last call (events lost across a reconnect or a broker
+    /// restart), in order: those taken right after `next` gave an event precede it.
     fn take_gaps(&self) -> Vec<Gap> {
         match self.sub.lock().as_ref() {
             Some(s) => s.take_gaps().into_iter().map(Gap::from).collect(),

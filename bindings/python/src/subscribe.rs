@@ -61,6 +61,9 @@ impl From<felix_client::Event> for Event {
 }
 
 /// Offsets `[from_offset, to_offset)` of `stream` a resumed subscription could not get back.
+/// With `reset`, the broker recreated the stream's log (an in-memory broker restarted):
+/// `from_offset` is in the old log (its undelivered events from there on are lost, how many is
+/// unknown), `to_offset` in the new one.
 #[pyclass(module = "felix._native", frozen, get_all)]
 pub struct Gap {
     /// Stream.
@@ -69,14 +72,19 @@ pub struct Gap {
     from_offset: u64,
     /// First offset delivered after the gap.
     to_offset: u64,
+    /// The stream's log was recreated (epoch change).
+    reset: bool,
 }
 
 #[pymethods]
 impl Gap {
     fn __repr__(&self) -> String {
         format!(
-            "Gap(stream={:?}, from_offset={}, to_offset={})",
-            self.stream, self.from_offset, self.to_offset
+            "Gap(stream={:?}, from_offset={}, to_offset={}, reset={})",
+            self.stream,
+            self.from_offset,
+            self.to_offset,
+            if self.reset { "True" } else { "False" }
         )
     }
 }
@@ -87,6 +95,7 @@ impl From<felix_client::Gap> for Gap {
             stream: g.stream,
             from_offset: g.from,
             to_offset: g.to,
+            reset: g.reset,
         }
     }
 }

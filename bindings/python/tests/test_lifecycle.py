@@ -39,6 +39,22 @@ def test_client_reconnects_after_broker_restart(own_broker, ns):
         assert wait_until(delivered, 20, "the resumed subscription").payload == b"x"
 
 
+def test_broker_restart_is_reported_as_a_reset_gap(own_broker, ns):
+    with own_broker.client(request_timeout=2.0) as c:
+        sub = c.subscribe(ns, "g")
+        for i in range(2):
+            c.publish(ns, "g", f"old-{i}".encode())
+        assert [sub.next(timeout=5).offset for _ in range(2)] == [0, 1]
+        own_broker.restart()
+        _retry(lambda: c.publish(ns, "g", b"new-0"))
+        ev = sub.next(timeout=20)
+        assert (ev.offset, ev.payload) == (0, b"new-0")
+        # Taken right after the new log's first event: the reset before it.
+        gaps = sub.take_gaps()
+        assert [(g.stream, g.from_offset, g.to_offset, g.reset) for g in gaps] == [("g", 2, 0, True)]
+        assert sub.take_gaps() == []
+
+
 async def test_async_client_reconnects(own_broker, ns):
     c = await own_broker.aclient(request_timeout=2.0)
     try:

@@ -93,6 +93,20 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
         }
     };
     ctx.shared.metrics.subscriptions.inc();
+    // From here the subscription is counted and attached; the guard undoes both however this
+    // task ends. The connection aborts its stream tasks when it closes (the client went away,
+    // was dropped or killed), so clean-up written after `run` never ran there: the subscriber
+    // stayed attached (a `block` stream then held every later publish for its block timeout)
+    // and the gauges kept counting it.
+    let _attached = Attached {
+        shared: ctx.shared.clone(),
+        state,
+        sub: sub.clone(),
+        tenant: tenant_id.clone(),
+        namespace: namespace.clone(),
+        stream: stream.clone(),
+        internal_id,
+    };
     let offsets = ctx.session.has(features::EVENT_OFFSETS);
     let reply = Message::Subscribed {
         subscription_id: id,
@@ -116,12 +130,33 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
     if sent {
         run(&ctx, &sub, id, encoding, &tenant_id, &namespace).await;
     }
-    sub.close(CloseReason::Unsubscribed);
-    ctx.shared
-        .registry
-        .unsubscribe(&tenant_id, &namespace, &stream, internal_id);
-    state.subscriptions.fetch_sub(1, Ordering::SeqCst);
-    ctx.shared.metrics.subscriptions.dec();
+}
+
+/// An attached, counted subscription: dropping it (the task returned or was aborted) closes
+/// the subscriber, detaches it from its streams and uncounts it.
+struct Attached {
+    shared: Arc<super::Shared>,
+    state: Arc<ConnState>,
+    sub: Arc<Subscriber>,
+    tenant: String,
+    namespace: String,
+    stream: String,
+    internal_id: u64,
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // Closing first wakes a publisher waiting on this subscriber's room at once.
+        self.sub.close(CloseReason::Unsubscribed);
+        self.shared.registry.unsubscribe(
+            &self.tenant,
+            &self.namespace,
+            &self.stream,
+            self.internal_id,
+        );
+        self.state.subscriptions.fetch_sub(1, Ordering::SeqCst);
+        self.shared.metrics.subscriptions.dec();
+    }
 }
 
 fn attach(

@@ -184,9 +184,17 @@ fn print_event(out: &mut Out, ev: &Event, hex: bool) -> std::io::Result<()> {
 
 fn report_gaps(sub: &Subscription) {
     for g in sub.take_gaps() {
-        warn(format_args!(
-            "events {}..{} of stream {} were no longer retained after a reconnect",
-            g.from, g.to, g.stream
-        ));
+        if g.reset {
+            warn(format_args!(
+                "the broker recreated stream {} (restarted): events from offset {} of the old \
+                 log that were not delivered are lost; going on from offset {} of the new one",
+                g.stream, g.from, g.to
+            ));
+        } else {
+            warn(format_args!(
+                "events {}..{} of stream {} were no longer retained after a reconnect",
+                g.from, g.to, g.stream
+            ));
+        }
     }
 }
