@@ -267,16 +267,6 @@ impl StaticTokenAuth {
         Self::parse_file(&text)
             .map_err(|e| TokenConfigError(format!("{}: {}", path.display(), e.0)))
     }
-
-    /// Distinct tokens configured.
-    pub fn len(&self) -> usize {
-        self.by_digest.len()
-    }
-
-    /// Whether no token is configured (never true for a constructed value).
-    pub fn is_empty(&self) -> bool {
-        self.by_digest.is_empty()
-    }
 }
 
 impl Authenticator for StaticTokenAuth {
@@ -417,7 +407,6 @@ mod tests {
             None
         );
         assert!(a.authenticate("initech", Some("shared")).is_err());
-        assert_eq!(a.len(), 1);
     }
 
     #[test]
