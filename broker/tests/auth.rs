@@ -197,6 +197,31 @@ fn broker_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_felix-broker"))
 }
 
+/// Runs a broker that is expected to refuse to start; one still running after 20 s (it
+/// accepted the configuration) is killed and fails the test instead of hanging it.
+fn expect_refusal(mut cmd: Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the broker started instead of refusing the configuration");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `--production` without tokens used to fall back to dev auth and accept everyone.
 #[test]
 fn production_refuses_to_start_without_an_auth_configuration() {
@@ -204,19 +229,16 @@ fn production_refuses_to_start_without_an_auth_configuration() {
     // A certificate for the production TLS settings: the dev one, made by a dev broker run.
     let tls = felix_transport::ServerTls::generate_dev(&dir.join("ca.pem")).unwrap();
     drop(tls);
-    let out = broker_bin()
-        .args(["--production", "--listen", "127.0.0.1:0", "--no-metrics"])
+    let mut cmd = broker_bin();
+    cmd.args(["--production", "--listen", "127.0.0.1:0", "--no-metrics"])
         .arg("--tls-cert")
         .arg(dir.join("dev-server.pem"))
         .arg("--tls-key")
         .arg(dir.join("dev-server.key"))
         .env_remove("FELIX_AUTH_TOKENS")
-        .env_remove("FELIX_AUTH_TOKENS_FILE")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+        .env_remove("FELIX_AUTH_TOKENS_FILE");
+    let (code, stderr) = expect_refusal(cmd);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
     assert!(
         stderr.contains("refuses to start without an auth configuration"),
         "{stderr}"
@@ -227,19 +249,16 @@ fn production_refuses_to_start_without_an_auth_configuration() {
     std::fs::write(&tokens, "acme tok\n").unwrap();
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let out = broker_bin()
-        .args(["--production", "--listen", "127.0.0.1:0", "--no-metrics"])
+    let mut cmd = broker_bin();
+    cmd.args(["--production", "--listen", "127.0.0.1:0", "--no-metrics"])
         .arg("--tls-cert")
         .arg(dir.join("dev-server.pem"))
         .arg("--tls-key")
         .arg(dir.join("dev-server.key"))
         .arg("--auth-tokens-file")
-        .arg(&tokens)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "stderr: {stderr}");
+        .arg(&tokens);
+    let (code, stderr) = expect_refusal(cmd);
+    assert_eq!(code, Some(2), "stderr: {stderr}");
     assert!(stderr.contains("chmod 600"), "{stderr}");
 }
 
