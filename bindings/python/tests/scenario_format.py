@@ -89,6 +89,14 @@ def show(b: Optional[bytes]) -> str:
     return f"{json.dumps(s[:cap], ensure_ascii=False)}... ({len(b)} bytes)"
 
 
+def first_difference(got: Optional[bytes], want: Optional[bytes]) -> str:
+    """Where two payloads part, for a report whose shown prefixes may look alike."""
+    if got is None or want is None or got == want:
+        return ""
+    n = next((i for i, (a, b) in enumerate(zip(got, want)) if a != b), min(len(got), len(want)))
+    return f" (first difference at byte {n})"
+
+
 def show_event(e: Any) -> str:
     off = "?" if e.offset is None else e.offset
     return f"{e.stream}@{off} {show(e.payload)}"

@@ -14,8 +14,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import felix
 from scenario_format import (
     DEAD_KEYS, DEFAULT_SCENARIO_MS, EVENT_KEYS, MAX_NO_EVENT_MS, POLL_S, PULL_KEYS,
-    SAFETY_MS, SELF_TIMED, Fail, Step, StepTimeout, _is_uint, entry, payload,
-    payload_or_null, show, show_event, validate_step, validate_top,
+    SAFETY_MS, SELF_TIMED, Fail, Step, StepTimeout, _is_uint, entry, first_difference,
+    payload, payload_or_null, show, show_event, validate_step, validate_top,
 )  # fmt: skip
 
 
@@ -198,7 +198,8 @@ class Runner:
             if ev is None:
                 raise Fail(f"subscription ended: {progress()}")
             if not any_order and not matches(want[len(got)], ev):
-                raise Fail(f"event {len(got)} is {show_event(ev)}, expected {show_want(want[len(got)])}")
+                w = want[len(got)]
+                raise Fail(f"event {len(got)} is {show_event(ev)}, expected {show_want(w)}{first_difference(ev.payload, w[0])}")
             got.append(ev)
         if any_order:
             used = [False] * len(want)
@@ -270,7 +271,7 @@ class Runner:
                 o, p = entry(w, f"expect[{i}]", PULL_KEYS)
                 attempt = o.get("attempt")
                 if p != m.payload or (attempt is not None and attempt != m.attempt):
-                    raise Fail(f"message {i} is {show(m.payload)} attempt {m.attempt}, expected {show(p)} attempt {'*' if attempt is None else attempt}; pulled {shown}")
+                    raise Fail(f"message {i} is {show(m.payload)} attempt {m.attempt}, expected {show(p)} attempt {'*' if attempt is None else attempt}{first_difference(m.payload, p)}; pulled {shown}")
         self.store(s, self.offsets, [m.offset for m in got])
 
     def queue_settle(self, s: Step) -> None:
@@ -299,7 +300,7 @@ class Runner:
         for i, (w, d) in enumerate(zip(want, got)):
             o, p = entry(w, f"expect[{i}]", DEAD_KEYS)
             if p != d.payload or o.get("attempts") not in (None, d.attempts) or o.get("reason") not in (None, d.reason):
-                raise Fail(f"dead letter {i} does not match {json.dumps(w)}; got {shown}")
+                raise Fail(f"dead letter {i} does not match {json.dumps(w)}{first_difference(d.payload, p)}; got {shown}")
         self.store(s, self.offsets, [d.offset for d in got])
 
     # cache
@@ -333,7 +334,7 @@ class Runner:
             self.store(s, self.versions, got.version)
             return
         g = "a miss" if got is None else f"{show(got.value)} (version {got.version})"
-        raise Fail(f"got {g}, expected {show(want)}")
+        raise Fail(f"got {g}, expected {show(want)}{first_difference(got and got.value, want)}")
 
     def cache_delete(self, s: Step) -> None:
         existed = self.client(s).cache_delete(self.ns(s), s.req_str("cache"), s.req_str("key"))
@@ -357,7 +358,8 @@ class Runner:
             raise Fail(f"{len(got)} results for {len(keys)} keys")
         for k, w, g in zip(keys, want, got):
             if w != (None if g is None else g.value):
-                raise Fail(f"key {json.dumps(k)}: got {show(None if g is None else g.value)}, expected {show(w)}")
+                gv = None if g is None else g.value
+                raise Fail(f"key {json.dumps(k)}: got {show(gv)}, expected {show(w)}{first_difference(gv, w)}")
 
     def wait_until_cache_miss(self, s: Step, own_ms: int) -> None:
         c = self.client(s)
