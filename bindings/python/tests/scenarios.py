@@ -127,7 +127,8 @@ class Runner:
 
     # connections and pub/sub
     def connect(self, s: Step) -> None:
-        c = felix.Client(self.address, ca_file=self.ca_file, tenant=s.str_or("tenant", "default"), token=s.str("token"))
+        tenant = s.str_or("tenant", "default")
+        c = felix.Client(self.address, ca_file=self.ca_file, tenant=tenant, token=s.str("token"))
         old = self.clients.get(s.str_or("as", "default"))
         self.clients[s.str_or("as", "default")] = c
         if old is not None:
@@ -148,7 +149,10 @@ class Runner:
         ps = s.array("payloads")
         if s.has("payload") == (ps is not None):
             raise Fail("publish needs exactly one of payload, payloads")
-        data = [payload(s.get("payload"), "payload")] if ps is None else [payload(p, f"payloads[{i}]") for i, p in enumerate(ps)]
+        if ps is None:
+            data = [payload(s.get("payload"), "payload")]
+        else:
+            data = [payload(p, f"payloads[{i}]") for i, p in enumerate(ps)]
         ack = s.str_or("ack", "per_batch")
         if ack not in ("per_batch", "per_message", "none"):
             raise Fail(f"unknown ack mode {json.dumps(ack)}")
@@ -199,7 +203,8 @@ class Runner:
                 raise Fail(f"subscription ended: {progress()}")
             if not any_order and not matches(want[len(got)], ev):
                 w = want[len(got)]
-                raise Fail(f"event {len(got)} is {show_event(ev)}, expected {show_want(w)}{first_difference(ev.payload, w[0])}")
+                diff = first_difference(ev.payload, w[0])
+                raise Fail(f"event {len(got)} is {show_event(ev)}, expected {show_want(w)}{diff}")
             got.append(ev)
         if any_order:
             used = [False] * len(want)
@@ -239,12 +244,19 @@ class Runner:
         policy = s.str("full_policy")
         if policy not in (None, "block", "drop_newest", "drop_oldest", "disconnect"):
             raise Fail(f"unknown full_policy {json.dumps(policy)}")
-        c.create_stream(self.ns(s), s.req_str("stream"), max_records=s.uint("max_records"), max_bytes=s.uint("max_bytes"), subscriber_buffer=s.uint("subscriber_buffer"), full_policy=policy)
+        c.create_stream(
+            self.ns(s), s.req_str("stream"), max_records=s.uint("max_records"),
+            max_bytes=s.uint("max_bytes"), subscriber_buffer=s.uint("subscriber_buffer"),
+            full_policy=policy,
+        )  # fmt: skip
 
     def create_cache(self, s: Step) -> None:
         c = self.client(s)
         ttl = s.uint("default_ttl_ms")
-        c.create_cache(self.ns(s), s.req_str("cache"), max_bytes=s.uint("max_bytes"), default_ttl=None if ttl is None else ttl / 1000)
+        c.create_cache(
+            self.ns(s), s.req_str("cache"), max_bytes=s.uint("max_bytes"),
+            default_ttl=None if ttl is None else ttl / 1000,
+        )  # fmt: skip
 
     def create_group(self, s: Step) -> None:
         c = self.client(s)
@@ -252,7 +264,10 @@ class Runner:
         if start not in ("earliest", "latest"):
             raise Fail(f"unknown group start {json.dumps(start)}")
         at = s.uint("ack_timeout_ms")
-        c.create_group(self.ns(s), s.req_str("stream"), s.req_str("group"), from_latest=start == "latest", ack_timeout=None if at is None else at / 1000, max_deliveries=s.uint("max_deliveries"))
+        c.create_group(
+            self.ns(s), s.req_str("stream"), s.req_str("group"), from_latest=start == "latest",
+            ack_timeout=None if at is None else at / 1000, max_deliveries=s.uint("max_deliveries"),
+        )  # fmt: skip
 
     # work queues
     def consumer(self, s: Step) -> felix.Consumer:
@@ -271,7 +286,11 @@ class Runner:
                 o, p = entry(w, f"expect[{i}]", PULL_KEYS)
                 attempt = o.get("attempt")
                 if p != m.payload or (attempt is not None and attempt != m.attempt):
-                    raise Fail(f"message {i} is {show(m.payload)} attempt {m.attempt}, expected {show(p)} attempt {'*' if attempt is None else attempt}{first_difference(m.payload, p)}; pulled {shown}")
+                    a = "*" if attempt is None else attempt
+                    raise Fail(
+                        f"message {i} is {show(m.payload)} attempt {m.attempt}, expected {show(p)} "
+                        f"attempt {a}{first_difference(m.payload, p)}; pulled {shown}"
+                    )
         self.store(s, self.offsets, [m.offset for m in got])
 
     def queue_settle(self, s: Step) -> None:
@@ -294,13 +313,19 @@ class Runner:
         got = consumer.dead_letters(100 if mx is None else mx)
         if want is None:
             raise Fail("dead_letters needs expect")
-        shown = "[" + ", ".join(f"{show(d.payload)}@{d.offset} attempts {d.attempts} {d.reason}" for d in got) + "]"
+        shown = ", ".join(f"{show(d.payload)}@{d.offset} attempts {d.attempts} {d.reason}" for d in got)
+        shown = f"[{shown}]"
         if len(want) != len(got):
             raise Fail(f"{len(got)} dead letters, expected {len(want)}: {shown}")
         for i, (w, d) in enumerate(zip(want, got)):
             o, p = entry(w, f"expect[{i}]", DEAD_KEYS)
-            if p != d.payload or o.get("attempts") not in (None, d.attempts) or o.get("reason") not in (None, d.reason):
-                raise Fail(f"dead letter {i} does not match {json.dumps(w)}{first_difference(d.payload, p)}; got {shown}")
+            if (
+                p != d.payload
+                or o.get("attempts") not in (None, d.attempts)
+                or o.get("reason") not in (None, d.reason)
+            ):
+                diff = first_difference(d.payload, p)
+                raise Fail(f"dead letter {i} does not match {json.dumps(w)}{diff}; got {shown}")
         self.store(s, self.offsets, [d.offset for d in got])
 
     # cache
@@ -314,7 +339,10 @@ class Runner:
         if if_absent and s.has("if_version"):
             raise Fail("if_absent and if_version are exclusive")
         iv = None if not s.has("if_version") else self.version(s.get("if_version"))
-        v = c.cache_put_if(self.ns(s), s.req_str("cache"), s.req_str("key"), value, ttl=None if ttl is None else ttl / 1000, if_absent=bool(if_absent), if_version=iv)
+        v = c.cache_put_if(
+            self.ns(s), s.req_str("cache"), s.req_str("key"), value,
+            ttl=None if ttl is None else ttl / 1000, if_absent=bool(if_absent), if_version=iv,
+        )  # fmt: skip
         self.check_version(s, v)
         self.store(s, self.versions, v)
 
