@@ -75,16 +75,23 @@ async def test_async_client_reconnects(own_broker, ns):
 async def test_cancelling_a_task_cancels_the_core_operation(aclient, ns):
     consumer = aclient.consumer(ns, "cq", "g")
     task = asyncio.ensure_future(consumer.pull(1, wait=30))
-    await asyncio.sleep(0.2)
-    assert aclient._c.pending_count() == 1
+
+    async def pending_becomes(n: int) -> None:
+        # Polled with a deadline well below the pull's 30 s wait: a pull left running fails.
+        deadline = time.monotonic() + 10
+        while aclient._c.pending_count() != n:
+            assert time.monotonic() < deadline, f"pending_count {aclient._c.pending_count()}, want {n}"
+            await asyncio.sleep(0.01)
+
+    await pending_becomes(1)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert aclient._c.pending_count() == 0
+    await pending_becomes(0)
     sub = await aclient.subscribe(ns, "cs")
     with pytest.raises(asyncio.TimeoutError):
         await asyncio.wait_for(sub.next(), 0.2)
-    assert aclient._c.pending_count() == 0
+    await pending_becomes(0)
     await aclient.publish(ns, "cs", b"still works")
     assert (await sub.next(timeout=5)).payload == b"still works"
 

@@ -25,25 +25,35 @@ def test_one_batch_fans_out_to_every_subscriber(broker, client, ns):
         client.publish(ns, "fan", b"d")
         assert subs[1].next(timeout=5).payload == b"d"
         assert subs[2].next(timeout=5).payload == b"d"
-        assert subs[0].next(timeout=1) is None  # closed: ended
+        assert subs[0].next(timeout=10) is None  # closed: ended (at once; 10 s is a net)
 
 
 def test_iteration_with_timeout_stops_when_idle(client, ns):
+    # The idle timeout is long enough for a loaded CI to deliver both events within it, and
+    # the stop is bounded from both sides: not before the idle timeout, not long after.
+    idle = 2.0
     sub = client.subscribe(ns, "s")
     client.publish_batch(ns, "s", [b"1", b"2"], ack="none")
-    start = time.monotonic()
-    assert [e.payload for e in sub.iter(timeout=0.5)] == [b"1", b"2"]
-    assert time.monotonic() - start < 5
+    got, last = [], time.monotonic()
+    for e in sub.iter(timeout=idle):
+        got.append(e.payload)
+        last = time.monotonic()
+    idle_for = time.monotonic() - last
+    assert got == [b"1", b"2"]
+    assert idle - 0.05 <= idle_for < idle + 20, f"stopped {idle_for:.3f}s after the last event"
 
 
 def test_next_timeout_raises_felix_timeout(client, ns):
     sub = client.subscribe(ns, "quiet")
+    start = time.monotonic()
     try:
         sub.next(timeout=0.1)
     except felix.TimeoutError as e:
         assert e.code == "timeout" and e.retryable
     else:
         raise AssertionError("no timeout")
+    waited = time.monotonic() - start
+    assert 0.1 - 0.01 <= waited < 20, f"next(timeout=0.1) returned after {waited:.3f}s"
 
 
 def test_wildcard_and_replay_from_earliest(client, ns):
@@ -58,22 +68,27 @@ def test_wildcard_and_replay_from_earliest(client, ns):
 
 
 def test_blocking_calls_release_the_gil(client, ns):
+    # No speed bound: this thread must do Python work while the reader is blocked in next()
+    # (which waits up to 60 s, far past any CI delay, for an event only sent afterwards). A
+    # call holding the GIL would let this thread run only once next() had returned.
     sub = client.subscribe(ns, "gil")
-    ticks = 0
-    done = threading.Event()
+    started, done = threading.Event(), threading.Event()
+    got = []
 
     def reader():
-        sub.next(timeout=5)
+        started.set()
+        got.append(sub.next(timeout=60))
         done.set()
 
     t = threading.Thread(target=reader)
     t.start()
-    deadline = time.monotonic() + 0.3
-    while time.monotonic() < deadline:
-        ticks += 1
+    assert started.wait(30)
+    time.sleep(0.2)  # lets the reader enter next(); it cannot return before the publish
+    ticks = sum(1 for _ in range(100_000))
+    assert not done.is_set(), "the reader returned before the event was published"
     client.publish(ns, "gil", b"x")
-    t.join(5)
-    assert done.is_set() and ticks > 1000
+    t.join(30)
+    assert done.is_set() and ticks == 100_000 and got[0].payload == b"x"
 
 
 def test_publisher_batches_and_flushes(client, ns):
@@ -97,4 +112,5 @@ async def test_async_for_receives_in_order(aclient, ns):
     assert got == [b"1", b"2", b"3"]
     async with aclient.publisher(ns, "a") as p:
         await asyncio.gather(*(p.send(b"x") for _ in range(10)))
-    assert [e.payload async for e in sub.iter(timeout=0.5)] == [b"x"] * 10
+    assert [(await sub.next(timeout=10)).payload for _ in range(10)] == [b"x"] * 10
+    assert [e.payload async for e in sub.iter(timeout=0.3)] == []  # and nothing more
