@@ -209,3 +209,53 @@ async fn runner_reports_failures() {
         wrong.join("\n  ")
     );
 }
+
+/// The shared self-check every language's runner runs: each scenario of
+/// `tests/scenarios/wrong/` is wrong in one way and must fail at the step, and with the reason,
+/// that `wrong/failures.json` gives (`step` null: a scenario-level rule, before any step).
+#[tokio::test]
+async fn runner_fails_every_shared_wrong_scenario() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/scenarios/wrong");
+    let failures: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("failures.json")).expect("wrong/failures.json"),
+    )
+    .unwrap();
+    let failures = failures["failures"].as_object().expect("a failures object");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json") && !p.ends_with("failures.json"))
+        .collect();
+    files.sort();
+    let stems: std::collections::BTreeSet<String> = files
+        .iter()
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let listed: std::collections::BTreeSet<String> = failures.keys().cloned().collect();
+    assert_eq!(stems, listed, "wrong/*.json and failures.json differ");
+    assert!(stems.len() >= 40, "only {} wrong scenarios", stems.len());
+    let broker = TestBroker::start("scenario-wrong").await;
+    let mut misjudged = Vec::new();
+    for (i, path) in files.iter().enumerate() {
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let want = &failures[&stem];
+        let text = want["reason"].as_str().expect("reason");
+        match run_file(&broker, path, 4000 + i).await {
+            Ok(()) => misjudged.push(format!("{stem} passed; expected {want}")),
+            Err(reason) => {
+                let at_step = match want["step"].as_u64() {
+                    Some(n) => reason.starts_with(&format!("step {n} (")),
+                    None => true,
+                };
+                if !at_step || !reason.contains(text) {
+                    misjudged.push(format!("{stem}: expected {want}, got {reason}"));
+                }
+            }
+        }
+    }
+    assert!(
+        misjudged.is_empty(),
+        "the runner misjudged:\n  {}",
+        misjudged.join("\n  ")
+    );
+}
