@@ -284,17 +284,8 @@ async fn tokens_from_the_environment_are_bound_to_their_tenants() {
     let dir = scratch("auth-env");
     let addr = free_udp_port();
     let ca = dir.join("ca.pem");
-    let mut child = broker_bin()
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--no-metrics",
-            "--dev-ca-path",
-        ])
-        .arg(&ca)
+    let mut child = broker_command(addr, &ca)
         .env("FELIX_AUTH_TOKENS", "acme:tok-a, globex:tok-g")
-        .env("FELIX_LOG", "warn")
-        .stdout(Stdio::null())
         .spawn()
         .unwrap();
     wait_for_handshake(addr, 20).await;

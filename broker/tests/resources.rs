@@ -221,11 +221,7 @@ fn spawn_with_toml(dir: &Path, extra: &str) -> Proc {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn felix-broker");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !ca.exists() {
-        assert!(std::time::Instant::now() < deadline, "broker did not start");
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_for_ca(&ca);
     Proc {
         child,
         addr,

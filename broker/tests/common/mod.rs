@@ -102,6 +102,36 @@ where
     }
 }
 
+/// `felix-broker` listening on `addr` with its dev CA written to `ca`, the HTTP endpoint off
+/// and warnings only (the binary is [`process::broker_bin`]).
+pub fn broker_command(addr: SocketAddr, ca: &std::path::Path) -> Command {
+    let mut cmd = Command::new(process::broker_bin());
+    cmd.args([
+        "--listen",
+        &addr.to_string(),
+        "--no-metrics",
+        "--dev-ca-path",
+    ])
+    .arg(ca)
+    .env("FELIX_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(Stdio::inherit());
+    cmd
+}
+
+/// Waits (at most 20 s) until a starting broker has written its CA file.
+pub fn wait_for_ca(ca: &std::path::Path) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !ca.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "broker did not write its CA {}",
+            ca.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// The broker binary as its own process.
 pub struct BrokerProcess {
     pub child: Child,
@@ -120,27 +150,10 @@ impl BrokerProcess {
         };
         let ca = dir.join("ca.pem");
         let _ = std::fs::remove_file(&ca);
-        let child = Command::new(env!("CARGO_BIN_EXE_felix-broker"))
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--no-metrics",
-                "--dev-ca-path",
-            ])
-            .arg(&ca)
-            .env("FELIX_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+        let child = broker_command(addr, &ca)
             .spawn()
             .expect("spawn felix-broker");
-        let deadline = std::time::Instant::now() + Duration::from_secs(20);
-        while !ca.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "broker did not write its CA"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_for_ca(&ca);
         Self {
             child,
             addr,
@@ -264,17 +277,7 @@ impl BrokerProcess {
     /// broker succeeds.
     pub async fn spawn_keeping_identity(dir: PathBuf, addr: SocketAddr) -> Self {
         let ca = dir.join("ca.pem");
-        let child = Command::new(env!("CARGO_BIN_EXE_felix-broker"))
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--no-metrics",
-                "--dev-ca-path",
-            ])
-            .arg(&ca)
-            .env("FELIX_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+        let child = broker_command(addr, &ca)
             .spawn()
             .expect("spawn felix-broker");
         let p = Self {

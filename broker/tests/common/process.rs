@@ -1,8 +1,6 @@
 //! Broker processes with a configuration file, and their memory as the kernel sees it.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use super::{free_udp_port, scratch, BrokerProcess};
 
@@ -22,29 +20,12 @@ pub fn spawn_with_config(name: &str, toml: &str) -> BrokerProcess {
     let ca = dir.join("ca.pem");
     let config = dir.join("broker.toml");
     std::fs::write(&config, toml).expect("write the broker config");
-    let child = Command::new(broker_bin())
+    let child = super::broker_command(addr, &ca)
         .arg("--config")
         .arg(&config)
-        .args([
-            "--listen",
-            &addr.to_string(),
-            "--no-metrics",
-            "--dev-ca-path",
-        ])
-        .arg(&ca)
-        .env("FELIX_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
         .spawn()
         .expect("spawn felix-broker");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while !ca.exists() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "broker did not write its CA"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    super::wait_for_ca(&ca);
     BrokerProcess {
         child,
         addr,
