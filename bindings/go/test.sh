@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Tests of the Go binding, called by scripts/test. Builds the broker and the static C ABI
 # library from this workspace (never downloads one), then vets and race-tests the binding
-# against a real broker (started by TestMain), runs examples/go (inside the tests) and a short
-# Go-vs-Rust bench. Only the Go standard library is used: no module downloads.
+# against a real broker (started by TestMain), runs examples/go and tests/scenarios (inside the
+# tests), the C scenario runner (examples/c, installs libjansson-dev) and a short Go-vs-Rust
+# bench. Only the Go standard library is used: no module downloads.
 set -euo pipefail
 cd "$(dirname "$0")"
 root="$(cd ../.. && pwd)"
@@ -35,6 +36,13 @@ go vet ./...
 
 step "go test -race ./... (real broker; includes examples/go)"
 go test -race -count=1 -v "$(stamp debug)" ./... 2>&1 | grep -v '^=== ' 
+
+step "C scenario runner: tests/scenarios through the C ABI (examples/c/scenarios.c, libjansson)"
+if [ ! -e /usr/include/jansson.h ]; then
+    sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+    { $sudo apt-get update -q && $sudo apt-get install -y -q libjansson-dev; } >/dev/null || { echo "install libjansson-dev (apt-get)" >&2; exit 1; }
+fi
+(cd "$root" && cargo test --locked -p felix-ffi --test c_scenarios -- --ignored --nocapture)
 
 if [ "${FELIX_GO_BENCH:-1}" = 1 ]; then
     step "bench smoke: Go binding vs Rust core, cache get (release)"
