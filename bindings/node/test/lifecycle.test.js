@@ -22,8 +22,8 @@ function runChild(source, env) {
     child.stderr.on('data', (d) => (out += d))
     const killer = setTimeout(() => {
       child.kill('SIGKILL')
-      reject(new Error(`child did not exit within 15 s; output:\n${out}`))
-    }, 15000)
+      reject(new Error(`child did not exit within 30 s; output:\n${out}`))
+    }, 30000)
     child.on('exit', (code) => {
       clearTimeout(killer)
       resolve({ code, out })
@@ -45,7 +45,7 @@ test('a process with a pending subscription exits after close()', async () => {
       await Promise.all([loop, pull])
     })()
   `
-  const started = Date.now()
+  // The bound is runChild's: a process a pending call kept alive would never exit.
   const { code, out } = await runChild(source, { ADDR: broker.addr, CA: broker.ca })
   assert.equal(code, 0, out)
   assert.match(out, /closed/)
@@ -53,7 +53,6 @@ test('a process with a pending subscription exits after close()', async () => {
   // A pull in flight at close() fails with closed, or unavailable when the core sees the
   // connection drop first (Client::call races the two; reported to the core).
   assert.match(out, /pull (closed|unavailable)/)
-  assert.ok(Date.now() - started < 10000)
 })
 
 test('an idle client does not hold the process open', async () => {
@@ -71,15 +70,29 @@ test('an idle client does not hold the process open', async () => {
 })
 
 test('the event loop keeps running while calls wait', async () => {
+  // A native call that blocked the thread would settle before any timer could run: timers
+  // firing while the long poll is still pending show the loop is free. No speed is
+  // measured; the long poll is far longer than the three ticks need even on a loaded machine.
   const client = await broker.connect()
-  let ticks = 0
-  const timer = setInterval(() => ticks++, 20)
+  let settled = false
   const started = Date.now()
-  await client.consumer(uniqueNs(), 's', 'g').pull(1, { waitMs: 600 })
-  clearInterval(timer)
+  const pull = client
+    .consumer(uniqueNs(), 's', 'g')
+    .pull(1, { waitMs: 3000 })
+    .finally(() => (settled = true))
+  let ticks = 0
+  await new Promise((resolve) => {
+    const timer = setInterval(() => {
+      if (settled || ++ticks === 3) {
+        clearInterval(timer)
+        resolve()
+      }
+    }, 20)
+  })
+  assert.equal(settled, false, `the pull settled before the event loop ran ${ticks} timer ticks`)
+  assert.deepEqual(await pull, [])
   const elapsed = Date.now() - started
-  assert.ok(elapsed >= 500, `long poll returned after ${elapsed} ms`)
-  assert.ok(ticks >= 10, `only ${ticks} timer ticks during a ${elapsed} ms wait`)
+  assert.ok(elapsed >= 2500, `the 3000 ms long poll returned after ${elapsed} ms`)
   client.close()
 })
 

@@ -1,21 +1,29 @@
 'use strict'
-// The shared cross-language scenarios (tests/scenarios) through this package, and a
-// self-test: deliberately wrong scenarios must fail at the right step.
+// The shared cross-language scenarios (tests/scenarios) through this package, and the
+// runner's self-check: the deliberately wrong scenarios of wrong-scenarios/ must each fail at
+// the right step with the right reason, so a green run is never a vacuous one.
 const test = require('node:test')
 const assert = require('node:assert/strict')
 const fs = require('node:fs')
-const os = require('node:os')
 const path = require('node:path')
 const { repo, startBroker } = require('./helpers.js')
-const { runScenario } = require('./scenarios.js')
+const { runScenario, runDoc, loadSchema, OPS } = require('./scenarios.js')
 
 const dir = path.join(repo, 'tests', 'scenarios')
-let files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'schema.json').sort() : []
-if (process.env.FELIX_SCENARIOS) {
-  const wanted = process.env.FELIX_SCENARIOS.split(',')
-  for (const w of wanted) if (!files.includes(`${w}.json`)) throw new Error(`no scenario named ${w}`)
-  files = files.filter((f) => wanted.includes(path.basename(f, '.json')))
+const wrongDir = path.join(__dirname, 'wrong-scenarios')
+
+/** The scenario files to run; a missing folder is an empty list (and a failed test below). */
+function scenarioFiles() {
+  if (!fs.existsSync(dir)) return []
+  let files = fs.readdirSync(dir).filter((f) => f.endsWith('.json') && f !== 'schema.json').sort()
+  if (process.env.FELIX_SCENARIOS) {
+    const wanted = process.env.FELIX_SCENARIOS.split(',').map((w) => w.trim()).filter(Boolean)
+    for (const w of wanted) if (!files.includes(`${w}.json`)) throw new Error(`FELIX_SCENARIOS names ${w}, which is not in ${dir}`)
+    files = files.filter((f) => wanted.includes(path.basename(f, '.json')))
+  }
+  return files
 }
+const files = scenarioFiles()
 
 let broker
 test.before(async () => {
@@ -23,8 +31,10 @@ test.before(async () => {
 })
 test.after(() => broker.stop())
 
-test('scenarios exist', { skip: !fs.existsSync(dir) && 'no tests/scenarios' }, () => {
-  assert.ok(files.length > 0, 'a runner that finds no scenario must fail')
+// Never skipped: a runner that finds nothing to run must fail, not pass.
+test('scenarios exist', () => {
+  assert.ok(fs.existsSync(dir), `no scenario folder at ${dir}`)
+  assert.ok(files.length > 0, `no scenario in ${dir}`)
 })
 
 files.forEach((file, index) => {
@@ -34,28 +44,43 @@ files.forEach((file, index) => {
   })
 })
 
-test('the runner fails wrong scenarios at the right step', { skip: !fs.existsSync(dir) && 'no tests/scenarios' }, async () => {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'felix-node-scenarios-'))
-  fs.copyFileSync(path.join(dir, 'schema.json'), path.join(tmp, 'schema.json'))
-  const cases = [
-    // [name, steps, failing step index]
-    ['wrong_payload', [{ op: 'connect' }, { op: 'subscribe', as: 's', stream: 'x' }, { op: 'publish', stream: 'x', payload: 'a' }, { op: 'expect_events', subscription: 's', payloads: ['b'] }], 3],
-    ['unknown_key', [{ op: 'connect' }, { op: 'cache_get', cache: 'c', key: 'k', expect: null, typo: 1 }], 1],
-    ['missing_key', [{ op: 'connect' }, { op: 'subscribe', stream: 'x' }], 1],
-    ['unknown_op', [{ op: 'connect' }, { op: 'teleport' }], 1],
-    ['wrong_error_code', [{ op: 'connect' }, { op: 'publish', stream: 'x', payloads: [], expect_error: { code: 'conflict' } }], 1],
-    ['error_expected_but_ok', [{ op: 'connect' }, { op: 'cache_put', cache: 'c', key: 'k', value: 'v', expect_error: { code: 'conflict' } }], 1],
-    ['unknown_alias', [{ op: 'connect' }, { op: 'queue_ack', stream: 'x', group: 'g', offsets: 'nothing' }], 1],
-    ['wrong_count', [{ op: 'connect' }, { op: 'publish', stream: 'q', payload: 'a' }, { op: 'queue_pull', stream: 'q', group: 'g', expect: [] }], 2],
-    ['wrong_version', [{ op: 'connect' }, { op: 'cache_put', cache: 'c', key: 'k', value: 'v', as: 'v1' }, { op: 'cache_put', cache: 'c', key: 'k', value: 'w', expect_version: { lt: 'v1' } }], 2],
-    ['unexpected_event', [{ op: 'connect' }, { op: 'subscribe', as: 's', stream: 'x' }, { op: 'publish', stream: 'x', payload: 'a' }, { op: 'expect_no_event', subscription: 's', within_ms: 200 }], 3],
-    ['still_a_hit', [{ op: 'connect' }, { op: 'cache_put', cache: 'c', key: 'k', value: 'v' }, { op: 'wait_until_cache_miss', cache: 'c', key: 'k', timeout_ms: 200 }], 2],
-  ]
-  for (const [name, steps, at] of cases) {
-    const file = path.join(tmp, `${name}.json`)
-    fs.writeFileSync(file, JSON.stringify({ name, description: 'must fail', steps }))
-    const failure = await runScenario(file, { addr: broker.addr, ca: broker.ca, index: 999 })
-    assert.ok(failure, `${name} passed but must fail`)
-    assert.equal(failure.index, at, `${name} failed at step ${failure.index} (${failure.reason}), expected ${at}`)
+test('the runner executes exactly the ops schema.json lists', () => {
+  assert.deepEqual([...loadSchema(dir).ops].sort(), [...OPS].sort())
+})
+
+/** Every case of wrong-scenarios/*.json, with the scenario document it runs. */
+function wrongCases() {
+  const out = []
+  for (const f of fs.readdirSync(wrongDir).filter((f) => f.endsWith('.json')).sort()) {
+    const data = JSON.parse(fs.readFileSync(path.join(wrongDir, f), 'utf8'))
+    assert.ok(Array.isArray(data.cases) && data.cases.length > 0, `${f}: no cases`)
+    for (const c of data.cases) {
+      assert.ok(typeof c.name === 'string' && typeof c.why === 'string' && 'fails_at' in c, `${f}: malformed case ${JSON.stringify(c).slice(0, 80)}`)
+      assert.ok(('steps' in c) !== ('scenario' in c), `${f}/${c.name}: give steps or scenario`)
+      const doc = c.scenario ?? { name: c.name, description: c.why, steps: c.steps }
+      out.push({ file: f, name: c.name, stem: c.file_name ?? c.name, doc, failsAt: c.fails_at })
+    }
   }
+  return out
+}
+
+test('the runner fails each wrong scenario at the right step, for the right reason', async () => {
+  const cases = wrongCases()
+  assert.ok(cases.length >= 40, `only ${cases.length} cases`)
+  assert.equal(new Set(cases.map((c) => c.name)).size, cases.length, 'case names are unique')
+  const wrong = []
+  for (const [i, c] of cases.entries()) {
+    const failure = await runDoc(c.doc, c.stem, { addr: broker.addr, ca: broker.ca, index: 1000 + i, dir })
+    const label = `${c.file}/${c.name}`
+    if (c.failsAt === null) {
+      if (failure) wrong.push(`${label} must pass, failed at step ${failure.index} (${failure.op}): ${failure.reason}`)
+      continue
+    }
+    const step = c.failsAt.step === null ? -1 : c.failsAt.step
+    if (!failure) wrong.push(`${label} passed; must fail at step ${c.failsAt.step}: ${c.failsAt.reason}`)
+    else if (failure.index !== step || !failure.reason.includes(c.failsAt.reason)) {
+      wrong.push(`${label} must fail at step ${c.failsAt.step} with "${c.failsAt.reason}", failed at step ${failure.index} (${failure.op}): ${failure.reason}`)
+    }
+  }
+  assert.deepEqual(wrong, [], `the runner misjudged ${wrong.length} of ${cases.length} cases:\n  ${wrong.join('\n  ')}`)
 })
