@@ -219,7 +219,16 @@ impl StaticTokenAuth {
     pub fn parse_file(text: &str) -> Result<Vec<TokenEntry>, TokenConfigError> {
         let mut out = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            let line = line.split('#').next().unwrap_or("").trim();
+            // `#` starts a comment at the start of a line or after white space only: a token
+            // may contain `#` (cutting it there would silently accept a shorter token).
+            let line = if line.trim_start().starts_with('#') {
+                ""
+            } else {
+                line.split_once(" #")
+                    .or_else(|| line.split_once("\t#"))
+                    .map_or(line, |(l, _)| l)
+                    .trim()
+            };
             if line.is_empty() {
                 continue;
             }
@@ -396,7 +405,7 @@ mod tests {
     #[test]
     fn one_token_may_be_bound_to_several_tenants_and_carries_its_subject() {
         let entries = StaticTokenAuth::parse_file(
-            "# tenant token subject\nacme shared svc-a\n\nglobex shared   # no subject\n",
+            "# tenant token subject\nacme shared svc-a\n\nglobex shared   # no subject\n  # indented\ninitech a#b\n",
         )
         .unwrap();
         let a = StaticTokenAuth::new(entries).unwrap();
@@ -407,6 +416,9 @@ mod tests {
             None
         );
         assert!(a.authenticate("initech", Some("shared")).is_err());
+        // A `#` inside a token is part of it, not a comment.
+        assert!(a.authenticate("initech", Some("a#b")).is_ok());
+        assert!(a.authenticate("initech", Some("a")).is_err());
     }
 
     #[test]

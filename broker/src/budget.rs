@@ -43,7 +43,15 @@ impl MemoryBudget {
         }
     }
 
-    /// Gives back `n` bytes taken by [`MemoryBudget::try_reserve`].
+    /// Counts `n` bytes as used even past the limit: for memory the broker holds whether or
+    /// not it fits (bytes already read off the network), so that writes are refused while it
+    /// is held.
+    pub fn charge(&self, n: usize) {
+        self.used.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Gives back `n` bytes taken by [`MemoryBudget::try_reserve`] or
+    /// [`MemoryBudget::charge`].
     pub fn release(&self, n: usize) {
         let prev = self.used.fetch_sub(n, Ordering::Relaxed);
         debug_assert!(prev >= n, "released {n} bytes of {prev} reserved");

@@ -240,8 +240,10 @@ async fn a_stream_waits_for_room_and_fails_alone_past_the_wait_bound() {
     // `w` asks only once the broker has admitted `a`'s frame.
     let frame_w = v1::json_frame(&json!({"type": "publish", "tenant_id": T, "namespace": NS,
         "stream": "s", "payload": v1::b64(&vec![b'y'; 80 * 1024]), "request_id": 2}));
+    // The memory budget sees what is buffered (the half sent), which the broker reads only
+    // after it reserved the whole frame's room on the connection.
     eventually(5, "a's frame to hold the budget", || async {
-        b.broker.shared().memory.used() >= frame_a.len() - 12
+        b.broker.shared().memory.used() >= half - 12
     })
     .await;
     w.write(&frame_w).await;
@@ -406,4 +408,41 @@ async fn sigterm_answers_a_parked_long_poll() {
         }
         other => panic!("expected a close with code 11 (unavailable), got {other:?}"),
     }
+}
+
+/// Headers that declare frames and never send them hold no memory, so they must not take the
+/// broker-wide memory budget from everyone else: the budget counts bytes actually buffered.
+/// (A first version reserved each declared length in the broker budget too: 200 anonymous
+/// streams declaring 64 KiB each took a 8 MiB budget, and every tenant's publish got
+/// `overloaded`.)
+#[tokio::test]
+async fn declared_lengths_do_not_take_the_memory_budget_from_other_tenants() {
+    let mut cfg = test_config("hostile-declared");
+    cfg.limits.max_memory_bytes = 8 * MIB;
+    let b = TestBroker::with_config(cfg).await;
+    let attacker = within(10, "connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    let mut held = Vec::new();
+    for _ in 0..200 {
+        let (mut send, recv) = attacker.conn.open_bi().await.expect("open_bi");
+        let header = v1::header(v1::MAGIC, v1::VERSION, v1::F_JSON, 64 * 1024);
+        send.write_all(&header).await.unwrap();
+        held.push((send, recv));
+    }
+    // The broker has read the headers (and reserved their room on that connection only).
+    eventually(10, "the headers to be read", || async {
+        b.broker.shared().metrics.connections.get() == 1
+    })
+    .await;
+    let c = within(10, "client", b.client()).await;
+    for i in 0..20 {
+        within(5, "publish", c.publish(NS, "s", vec![b'p'; 1024].into()))
+            .await
+            .unwrap_or_else(|e| panic!("publish {i} refused while headers are held: {e}"));
+    }
+    assert!(
+        b.broker.shared().memory.used() < 4 * MIB,
+        "the budget counts {} bytes for 200 headers and 20 KiB of publishes",
+        b.broker.shared().memory.used()
+    );
+    drop(held);
 }

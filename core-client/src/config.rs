@@ -17,8 +17,8 @@ pub enum Tls {
     InsecureDev,
 }
 
-/// Everything [`crate::Client::connect`] needs.
-#[derive(Debug, Clone)]
+/// Everything [`crate::Client::connect`] needs. Its `Debug` output never shows the token.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Broker addresses (`host:port`); tried in order on connect and reconnect.
     pub addresses: Vec<String>,
@@ -93,5 +93,43 @@ impl Default for PublisherConfig {
             ack: crate::AckMode::PerBatch,
             queue_capacity: 4096,
         }
+    }
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A configuration may be logged; a bearer token must not be.
+        f.debug_struct("ClientConfig")
+            .field("addresses", &self.addresses)
+            .field("server_name", &self.server_name)
+            .field("tls", &self.tls)
+            .field("tenant", &self.tenant)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("connections", &self.connections)
+            .field("streams_per_connection", &self.streams_per_connection)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("request_timeout", &self.request_timeout)
+            .field("reconnect_initial", &self.reconnect_initial)
+            .field("reconnect_max", &self.reconnect_max)
+            .field("subscription_buffer", &self.subscription_buffer)
+            .field("transport", &self.transport)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    #[test]
+    fn debug_output_never_shows_the_token() {
+        let cfg = super::ClientConfig {
+            token: Some("s3cret-token".into()),
+            ..Default::default()
+        };
+        let shown = format!("{cfg:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(
+            shown.contains("<redacted>") && shown.contains("tenant"),
+            "{shown}"
+        );
     }
 }

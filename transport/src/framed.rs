@@ -21,9 +21,13 @@
 //! - Bytes beyond the frame in progress (the next small frames of a burst, up to
 //!   [`READ_AHEAD`] per read) are charged after the read; if they do not fit, they are owed
 //!   and covered before the next read. A header alone (12 bytes) is never charged.
-//! - The reservation shrinks back to what is still buffered once frames are handed out, and
-//!   is given back when the reader is dropped. A frame handed out is no longer counted here
-//!   (the broker counts it as a request in flight).
+//! - The reservation shrinks back to what is still buffered as soon as a frame is handed out,
+//!   and is given back when the reader is dropped. A frame handed out is no longer counted
+//!   here (the broker counts it as a request in flight).
+//! - A wider budget (the broker's memory budget) is charged only the bytes actually buffered,
+//!   and is never waited on nor refused: declared lengths are not memory, and a peer that
+//!   sends only headers must not be able to take the wider budget from everyone else. The
+//!   per-connection limit is what bounds unfinished frames; the wider budget only sees them.
 //!
 //! Without a budget (the client core's readers) only the per-frame limit applies.
 
@@ -37,10 +41,6 @@ use tokio::sync::Notify;
 /// Bytes a read may take beyond the frame in progress, so a burst of small frames costs one
 /// read call.
 pub const READ_AHEAD: usize = 16 * 1024;
-
-/// How often a reader waiting for budget looks again when the shared (process-wide) budget
-/// gives no notification of bytes given back.
-const RECHECK: Duration = Duration::from_millis(20);
 
 /// Why no frame could be read.
 #[derive(Debug, thiserror::Error)]
@@ -66,11 +66,12 @@ pub enum ReadFrameError {
     },
 }
 
-/// A byte budget above a connection's own (the broker's process-wide memory budget).
+/// A byte budget above a connection's own (the broker's process-wide memory budget). It is
+/// told what is buffered, never asked: unfinished frames are bounded per connection.
 pub trait ByteBudget: Send + Sync {
-    /// Takes `n` bytes if they fit; `false` and nothing taken otherwise.
-    fn try_reserve(&self, n: usize) -> bool;
-    /// Gives back `n` bytes taken by `try_reserve`.
+    /// Counts `n` bytes as used, even past the budget's limit.
+    fn charge(&self, n: usize);
+    /// Gives back `n` bytes counted by `charge`.
     fn release(&self, n: usize);
 }
 
@@ -97,7 +98,7 @@ impl std::fmt::Debug for FrameBudget {
 
 impl FrameBudget {
     /// `limit` bytes for the connection; a reader waits at most `wait` for room; `parent`
-    /// is charged for every byte too.
+    /// is charged the bytes actually buffered.
     pub fn new(limit: usize, wait: Duration, parent: Option<Arc<dyn ByteBudget>>) -> Arc<Self> {
         Arc::new(Self {
             limit,
@@ -129,25 +130,15 @@ impl FrameBudget {
                 .used
                 .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
             {
-                Ok(_) => break,
+                Ok(_) => return true,
                 Err(actual) => cur = actual,
             }
         }
-        if let Some(p) = &self.parent {
-            if !p.try_reserve(n) {
-                self.used.fetch_sub(n, Ordering::Relaxed);
-                return false;
-            }
-        }
-        true
     }
 
     fn give(&self, n: usize) {
         if n == 0 {
             return;
-        }
-        if let Some(p) = &self.parent {
-            p.release(n);
         }
         self.used.fetch_sub(n, Ordering::Relaxed);
         if self.waiters.load(Ordering::Relaxed) > 0 {
@@ -172,6 +163,8 @@ pub struct FrameReader {
     budget: Option<Arc<FrameBudget>>,
     /// Bytes held from `budget`.
     reserved: usize,
+    /// Bytes counted in the budget's parent (what the assembler buffers).
+    charged: usize,
 }
 
 impl FrameReader {
@@ -182,6 +175,7 @@ impl FrameReader {
             asm: FrameAssembler::new(max_frame),
             budget: None,
             reserved: 0,
+            charged: 0,
         }
     }
 
@@ -193,6 +187,7 @@ impl FrameReader {
             asm: FrameAssembler::new(max_frame),
             budget: Some(budget),
             reserved: 0,
+            charged: 0,
         }
     }
 
@@ -210,6 +205,9 @@ impl FrameReader {
     pub async fn next(&mut self) -> Result<Option<Frame>, ReadFrameError> {
         loop {
             if let Some(f) = self.asm.next_frame()? {
+                // The frame leaves the reader's buffer: hold only what is still buffered, so a
+                // request that takes long (a held publish) does not keep its frame's room.
+                self.shrink_to_buffered();
                 return Ok(Some(f));
             }
             // Nothing whole is buffered: what is buffered is the start of one frame. Hold
@@ -223,6 +221,7 @@ impl FrameReader {
                 Some(chunk) => {
                     self.asm.push(&chunk.bytes);
                     self.charge_read_ahead();
+                    self.sync_parent();
                 }
                 None if self.asm.buffered() == 0 => return Ok(None),
                 None => return Err(ReadFrameError::Truncated),
@@ -268,11 +267,10 @@ impl FrameReader {
                     waited: now - start,
                 });
             }
-            // Bytes given back on this connection wake us at once; the wider budget has no
-            // notification, so look again every RECHECK.
+            // Bytes given back on this connection wake us.
             tokio::select! {
                 _ = freed => {}
-                _ = tokio::time::sleep_until(deadline.min(now + RECHECK)) => {}
+                _ = tokio::time::sleep_until(deadline) => {}
             }
         }
     }
@@ -287,6 +285,32 @@ impl FrameReader {
         }
     }
 
+    /// Gives back what the reservation holds beyond the bytes still buffered.
+    fn shrink_to_buffered(&mut self) {
+        if let Some(budget) = &self.budget {
+            let keep = self.asm.buffered();
+            if self.reserved > keep {
+                budget.give(self.reserved - keep);
+                self.reserved = keep;
+            }
+        }
+        self.sync_parent();
+    }
+
+    /// Tells the budget's parent what the assembler buffers now.
+    fn sync_parent(&mut self) {
+        let Some(parent) = self.budget.as_ref().and_then(|b| b.parent.as_ref()) else {
+            return;
+        };
+        let now = self.asm.buffered();
+        if now > self.charged {
+            parent.charge(now - self.charged);
+        } else if now < self.charged {
+            parent.release(self.charged - now);
+        }
+        self.charged = now;
+    }
+
     /// Tells the peer to stop sending (used after a framing error).
     pub fn stop(&mut self, code: u32) {
         let _ = self.recv.stop(quinn::VarInt::from_u32(code));
@@ -297,6 +321,9 @@ impl Drop for FrameReader {
     fn drop(&mut self) {
         if let Some(b) = &self.budget {
             b.give(self.reserved);
+            if let Some(p) = &b.parent {
+                p.release(self.charged);
+            }
         }
     }
 }

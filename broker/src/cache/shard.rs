@@ -218,6 +218,17 @@ impl Shard {
         now: Instant,
         c: &Counters,
     ) -> bool {
+        if budget.try_reserve(n) {
+            return true;
+        }
+        // Evict only when evicting can make it fit: with the budget full of other caches' and
+        // streams' data, emptying this shard and then refusing anyway would lose its entries
+        // for nothing.
+        let kept = keep.map_or(0, |k| self.entry(k).charge());
+        let free = budget.limit().saturating_sub(budget.used());
+        if free + self.bytes.saturating_sub(kept) < n {
+            return false;
+        }
         while !budget.try_reserve(n) {
             if self.expire_first(now, c) {
                 continue;

@@ -561,3 +561,37 @@ fn a_full_budget_evicts_the_shards_own_entries_then_refuses() {
     assert_eq!(e, CacheError::Overloaded { limit: 0 });
     assert_eq!(starved.stats().entries, 0);
 }
+
+#[test]
+fn a_put_that_cannot_fit_even_after_evicting_leaves_the_shard_as_it_was() {
+    use crate::budget::MemoryBudget;
+    let one = ENTRY_OVERHEAD + 1 + 100;
+    let budget = MemoryBudget::new(3 * one);
+    let c = Cache::with_budget(
+        CacheConfig {
+            shards: 1,
+            ..CacheConfig::default()
+        },
+        budget.clone(),
+    );
+    let now = Instant::now();
+    c.put("a", vec![0u8; 100].into(), None, PutCondition::Always, now)
+        .unwrap();
+    // Someone else holds the rest of the budget.
+    let _other = budget.reserve(2 * one).expect("fits");
+    // Bigger than this shard's bytes plus what is free: refused without evicting "a".
+    let e = c
+        .put(
+            "big",
+            vec![0u8; 3 * one].into(),
+            None,
+            PutCondition::Always,
+            now,
+        )
+        .unwrap_err();
+    assert!(matches!(e, CacheError::Overloaded { .. }), "{e:?}");
+    assert!(
+        c.get("a", now).is_some(),
+        "the shard's entry was evicted for nothing"
+    );
+}

@@ -33,8 +33,8 @@ pub struct ConnState {
 
 /// Unfinished frames are reserved from the broker-wide budget too.
 impl ByteBudget for MemoryBudget {
-    fn try_reserve(&self, n: usize) -> bool {
-        MemoryBudget::try_reserve(self, n)
+    fn charge(&self, n: usize) {
+        MemoryBudget::charge(self, n)
     }
 
     fn release(&self, n: usize) {
