@@ -41,6 +41,7 @@ async fn a_reader_without_room_waits_for_the_bound_then_fails_alone_and_room_com
     );
     let wait = Duration::from_millis(300);
     let budget: Arc<FrameBudget> = FrameBudget::new(1_000, wait, None);
+    assert_eq!(budget.wait(), wait);
 
     // `a` declares 800 bytes and sends half: its reader holds the 800 from the header on.
     let (mut a_send, _a_recv) = conn.open_bi().await.unwrap();
