@@ -1,9 +1,11 @@
 //! The broker-wide memory budget (`limits.max_memory_bytes`).
 //!
 //! Every place that holds bytes a client made the broker keep (retained stream records,
-//! cache entries, subscriber buffers, requests in flight, unfinished frames) reserves them
-//! here first and releases them when it lets go. A reservation that does not fit fails at
-//! once: the caller answers `overloaded` and nothing is half-done. Per-connection and
+//! cache entries, subscriber buffers, requests in flight) reserves them here first and
+//! releases them when it lets go. A reservation that does not fit fails at once: the caller
+//! answers `overloaded` and nothing is half-done. Unfinished frames are only counted
+//! ([`MemoryBudget::charge`]): they are bounded per connection, and bytes already read off the
+//! network are held whether they fit or not. Per-connection and
 //! per-resource bounds sit below this one; this one keeps their sum under the process's
 //! configured size.
 

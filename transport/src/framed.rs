@@ -75,8 +75,8 @@ pub trait ByteBudget: Send + Sync {
     fn release(&self, n: usize);
 }
 
-/// Bytes of unfinished frames all readers of one connection may hold together, optionally
-/// reserved from a wider budget as well.
+/// Bytes of unfinished frames all readers of one connection may hold together; a wider
+/// budget, if given, is told the bytes actually buffered.
 pub struct FrameBudget {
     limit: usize,
     used: AtomicUsize,

@@ -24,14 +24,15 @@ pub struct ConnState {
     /// Refused `auth` attempts so far (the connection is closed at
     /// `limits.max_auth_failures_per_connection`).
     pub auth_failures: AtomicU32,
-    /// Unfinished frames of all streams (`max_partial_frame_bytes_per_connection`), also
-    /// reserved from the broker's memory budget.
+    /// Unfinished frames of all streams (`max_partial_frame_bytes_per_connection`); the
+    /// bytes actually buffered are also counted in the broker's memory budget.
     pub frames: Arc<FrameBudget>,
     /// Long-poll `queue_pull`s parked now (`max_parked_pulls_per_connection`).
     pub parked_pulls: AtomicUsize,
 }
 
-/// Unfinished frames are reserved from the broker-wide budget too.
+/// The bytes of unfinished frames actually buffered are counted in the broker-wide budget
+/// (never refused by it: the connection's own budget bounds them).
 impl ByteBudget for MemoryBudget {
     fn charge(&self, n: usize) {
         MemoryBudget::charge(self, n)

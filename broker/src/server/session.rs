@@ -166,8 +166,7 @@ pub fn framing_error(metrics: &Metrics, e: &ReadFrameError) -> Option<BrokerErro
             metrics.partial_frames_overloaded.inc();
             metrics.overloaded.inc();
             return Some(BrokerError::overloaded(format!(
-                "{e}: connection exceeds max_partial_frame_bytes_per_connection \
-                 or the broker its memory budget"
+                "{e}: connection exceeds max_partial_frame_bytes_per_connection"
             )));
         }
         _ => return None,
