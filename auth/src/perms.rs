@@ -425,13 +425,57 @@ mod tests {
         assert!(matches!(g.validate(), Err(PermError::TooMany(..))));
         // Exactly at the bounds is fine.
         assert!(Permissions::compile(&vec![grant(&["publish"], &[">"]); MAX_GRANTS]).is_ok());
+        let res: Vec<String> = (0..MAX_RESOURCES_PER_GRANT)
+            .map(|i| format!("n/r{i}"))
+            .collect();
+        let g = Grant {
+            actions: vec!["publish".into()],
+            resources: res,
+        };
+        assert_eq!(g.validate(), Ok(()));
+    }
+
+    #[test]
+    fn length_bounds_are_exact() {
+        let ns64 = "n".repeat(64);
+        let name255 = "a".repeat(255);
+        assert!(grant(&["publish"], &[&format!("{ns64}/x")])
+            .validate()
+            .is_ok());
+        assert!(grant(&["publish"], &[&format!("{ns64}n/x")])
+            .validate()
+            .is_err());
+        assert!(grant(&["publish"], &[&format!("ns/{name255}")])
+            .validate()
+            .is_ok());
+        assert!(grant(&["publish"], &[&format!("ns/{name255}a")])
+            .validate()
+            .is_err());
+    }
+
+    #[test]
+    fn underscores_and_dashes_are_name_characters() {
+        let p = perms(&[grant(&["publish"], &["my-ns_1/or_ders-eu.x"])]);
+        assert!(p.allows(Action::Publish, "my-ns_1", "or_ders-eu.x"));
+    }
+
+    #[test]
+    fn wildcards_never_match_empty_tokens() {
+        // Names are validated before they reach a check; the matcher still refuses what the
+        // name grammar forbids rather than relying on it.
+        let p = perms(&[grant(&["publish"], &["ns/a.*.b", "ns/c.>"])]);
+        assert!(p.allows(Action::Publish, "ns", "a.x.b"));
+        assert!(!p.allows(Action::Publish, "ns", "a..b"));
+        assert!(!p.allows(Action::Publish, "ns", "c."));
     }
 
     #[test]
     fn action_names_round_trip() {
         for a in Action::ALL {
             assert_eq!(Action::parse(a.as_str()), Some(a));
+            assert_eq!(a.to_string(), a.as_str());
         }
+        assert_eq!(Action::CacheRead.to_string(), "cache.read");
         assert_eq!(Action::parse("*"), None);
     }
 

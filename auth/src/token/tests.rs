@@ -179,6 +179,30 @@ fn malformed_truncated_and_oversized_tokens_are_refused() {
     ));
     let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
     assert_eq!(v.verify(&huge, NOW), Err(TokenError::TooLarge));
+    let at_bound = "a".repeat(MAX_TOKEN_BYTES);
+    assert!(matches!(
+        v.verify(&at_bound, NOW),
+        Err(TokenError::Malformed(_))
+    ));
+}
+
+#[test]
+fn a_large_valid_token_under_the_bound_verifies() {
+    let (key, v) = setup();
+    let mut c = claims();
+    c.perms = (0..40)
+        .map(|i| Grant {
+            actions: vec!["publish".into()],
+            resources: vec![format!("payments/orders-{i:0>200}")],
+        })
+        .collect();
+    let t = key.sign(&c).unwrap();
+    assert!(
+        t.len() > 8 * 1024 && t.len() < MAX_TOKEN_BYTES,
+        "{}",
+        t.len()
+    );
+    assert_eq!(v.verify(&t, NOW).unwrap(), c);
 }
 
 #[test]
@@ -209,6 +233,8 @@ fn pem_round_trip_keeps_the_key() {
     let pem = key.to_pkcs8_pem();
     assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"));
     let back = SigningKey::from_pkcs8_pem("k9", &pem).unwrap();
+    assert_eq!(back.kid(), "k9");
+    assert_eq!(key.public_jwk().kid, "k9");
     assert_eq!(back.public_jwk(), key.public_jwk());
     assert!(SigningKey::from_pkcs8_pem("k", "junk").is_err());
     assert!(format!("{key:?}").contains("k9"));
@@ -224,12 +250,13 @@ fn keys_that_are_not_ed25519_are_reported_and_left_out() {
     let mut short = good.clone();
     short.kid = "short".into();
     short.x = B64.encode([1u8; 16]);
+    let second = SigningKey::generate("ok2").public_jwk();
     let (v, errors) = Verifier::with_keys(
         cfg(),
         Jwks {
-            keys: vec![good, rsa, short],
+            keys: vec![good, rsa, short, second],
         },
     );
-    assert_eq!(v.key_count(), 1);
+    assert_eq!(v.key_count(), 2);
     assert_eq!(errors.len(), 2);
 }
