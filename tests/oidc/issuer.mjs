@@ -82,6 +82,9 @@ const provider = new Provider(issuer, {
 server.on('request', provider.callback());
 
 process.stdout.write(`${JSON.stringify({ issuer })}\n`);
+// Anything else (oidc-provider's notices) goes to stderr: stdout carries one line only.
+console.log = console.error;
+console.info = console.error;
 process.stdin.on('end', () => process.exit(0));
 process.stdin.resume();
 process.on('SIGTERM', () => process.exit(0));
