@@ -13,6 +13,7 @@ pub mod config;
 pub mod error;
 pub mod exchange;
 pub mod keys;
+pub mod metrics;
 pub mod model;
 pub mod revocations;
 pub mod server;
@@ -42,6 +43,7 @@ pub fn build_state(cfg: CpConfig, admin_tokens: &[String]) -> Result<AppState, S
         fetcher, &cfg.oidc, cfg.dev,
     ));
     Ok(AppState {
+        metrics: Arc::new(metrics::Metrics::default()),
         admin_digests: Arc::new(admin_tokens.iter().map(|t| api::digest(t)).collect()),
         cfg: Arc::new(cfg),
         store,

@@ -41,6 +41,8 @@ pub struct AppState {
     pub issuer_keys: Arc<IssuerKeys>,
     /// SHA-256 digests of the admin tokens (the tokens themselves are not kept).
     pub admin_digests: Arc<Vec<[u8; 32]>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Seconds since the Unix epoch.
@@ -137,6 +139,7 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, req: Request) -> 
             } else {
                 "the body could not be read"
             };
+            st.metrics.exchange("invalid_request");
             return crate::exchange::OAuthError {
                 code: "invalid_request",
                 description: code.into(),
@@ -144,7 +147,10 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, req: Request) -> 
             .into_response();
         }
     };
-    match crate::exchange::token(&st, &headers, &body, now_s()).await {
+    let outcome = crate::exchange::token(&st, &headers, &body, now_s()).await;
+    st.metrics
+        .exchange(outcome.as_ref().map_or_else(|e| e.code, |_| "ok"));
+    match outcome {
         Ok(v) => {
             let mut r = Json(v).into_response();
             r.headers_mut().insert(
@@ -181,6 +187,45 @@ async fn list_keys(State(st): State<AppState>) -> Result<Response, ApiError> {
     Ok(Json(serde_json::json!({ "keys": st.keys.list()? })).into_response())
 }
 
+async fn metrics(State(st): State<AppState>) -> Response {
+    let (fetch_ok, fetch_err, limited) = st.issuer_keys.stats();
+    let published = st.keys.jwks(now_s()).map_or(0, |j| j.keys.len() as u64);
+    let text = st.metrics.render(&[
+        (
+            "felix_cp_store_revision",
+            "Revision of the state store.",
+            st.store.revision(),
+        ),
+        (
+            "felix_cp_signing_keys_published",
+            "Felix public keys in the JWKS (2 during a rotation overlap).",
+            published,
+        ),
+        (
+            "felix_cp_issuer_fetches_ok",
+            "Successful discovery+JWKS fetches from OIDC issuers (counter).",
+            fetch_ok,
+        ),
+        (
+            "felix_cp_issuer_fetches_failed",
+            "Failed discovery+JWKS fetches from OIDC issuers (counter).",
+            fetch_err,
+        ),
+        (
+            "felix_cp_issuer_refetches_limited",
+            "Unknown-kid refetches refused by min_refetch_interval_s (counter).",
+            limited,
+        ),
+    ]);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+async fn count_responses(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    st.metrics.response(r.status().as_u16());
+    r
+}
+
 async fn not_found() -> ApiError {
     ApiError::NotFound("no such resource".into())
 }
@@ -195,11 +240,13 @@ pub fn router(st: AppState) -> Router {
     Router::new()
         .route("/live", get(|| async { "ok" }))
         .route("/ready", get(|| async { "ok" }))
+        .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth/token", post(token))
         .route("/v1/revocations", get(revocations))
         .merge(admin)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(st.cfg.max_body_bytes))
+        .layer(middleware::from_fn_with_state(st.clone(), count_responses))
         .with_state(st)
 }

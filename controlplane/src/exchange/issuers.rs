@@ -8,6 +8,7 @@
 //! * One fetch at a time per issuer; concurrent exchanges wait for it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -45,6 +46,9 @@ pub struct IssuerKeys {
     min_refetch: Duration,
     dev: bool,
     entries: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Entry>>>>,
+    fetch_ok: AtomicU64,
+    fetch_failed: AtomicU64,
+    refetch_limited: AtomicU64,
 }
 
 fn pick(keys: &[IssuerKey], kid: Option<&str>, alg: Alg) -> Option<IssuerKey> {
@@ -68,7 +72,28 @@ impl IssuerKeys {
             min_refetch: Duration::from_secs(cfg.min_refetch_interval_s),
             dev,
             entries: Mutex::new(HashMap::new()),
+            fetch_ok: AtomicU64::new(0),
+            fetch_failed: AtomicU64::new(0),
+            refetch_limited: AtomicU64::new(0),
         }
+    }
+
+    /// (successful fetches, failed fetches, unknown-kid refetches refused by the rate limit).
+    pub fn stats(&self) -> (u64, u64, u64) {
+        (
+            self.fetch_ok.load(Ordering::Relaxed),
+            self.fetch_failed.load(Ordering::Relaxed),
+            self.refetch_limited.load(Ordering::Relaxed),
+        )
+    }
+
+    async fn fetch_counted(&self, issuer: &str) -> Result<Vec<IssuerKey>, FetchError> {
+        let r = self.fetch(issuer).await;
+        match &r {
+            Ok(_) => self.fetch_ok.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.fetch_failed.fetch_add(1, Ordering::Relaxed),
+        };
+        r
     }
 
     async fn fetch(&self, issuer: &str) -> Result<Vec<IssuerKey>, FetchError> {
@@ -121,7 +146,7 @@ impl IssuerKeys {
             .is_none_or(|t| now.duration_since(t) >= self.min_refetch);
         if stale && (e.fetched.is_none() || may_fetch) {
             e.attempted = Some(now);
-            match self.fetch(issuer).await {
+            match self.fetch_counted(issuer).await {
                 Ok(keys) => {
                     e.keys = keys;
                     e.fetched = Some(Instant::now());
@@ -142,10 +167,11 @@ impl IssuerKeys {
             .attempted
             .is_none_or(|t| Instant::now().duration_since(t) >= self.min_refetch);
         if !may_fetch {
+            self.refetch_limited.fetch_add(1, Ordering::Relaxed);
             return Err(KeyLookupError::UnknownKey);
         }
         e.attempted = Some(Instant::now());
-        match self.fetch(issuer).await {
+        match self.fetch_counted(issuer).await {
             Ok(keys) => {
                 e.keys = keys;
                 e.fetched = Some(Instant::now());

@@ -315,6 +315,19 @@ impl Cp {
         (s, v)
     }
 
+    /// The `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        let mut s = TcpStream::connect(&self.addr).unwrap();
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+
     pub fn jwks(&self) -> felix_auth::Jwks {
         let (s, v) = self.get("/.well-known/jwks.json");
         assert_eq!(s, 200, "{v}");
