@@ -217,8 +217,11 @@ pub fn check_label(kind: &str, s: &str) -> Result<(), ApiError> {
 impl Role {
     /// Every grant is valid and the set compiles.
     pub fn validate(&self) -> Result<(), ApiError> {
-        if self.grants.len() > 256 {
-            return Err(invalid("a role holds at most 256 grants"));
+        if self.grants.len() > felix_auth::perms::MAX_GRANTS {
+            return Err(invalid(format!(
+                "a role holds at most {} grants (a token's limit)",
+                felix_auth::perms::MAX_GRANTS
+            )));
         }
         for (i, g) in self.grants.iter().enumerate() {
             g.validate()
