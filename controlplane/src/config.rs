@@ -42,6 +42,13 @@ pub struct CpConfig {
     /// Largest request body accepted, bytes. Default 65536; larger bodies get 413
     /// `request_too_large`. Bounds what one request makes the control plane parse and hold.
     pub max_body_bytes: usize,
+    /// Concurrent HTTP connections. Default 1024; more are closed at once (counted in
+    /// `felix_cp_connections_refused_total`), so idle or slow clients cannot exhaust the
+    /// process's descriptors and memory.
+    pub max_connections: usize,
+    /// Time a client has for its TLS handshake and for each request's headers, milliseconds.
+    /// Default 10000; past it the connection is closed (slow-loris clients do not hold slots).
+    pub header_timeout_ms: u64,
     /// Largest subject token accepted by the exchange, bytes. Default 16384 (real ID tokens
     /// are a few KiB); larger gets `invalid_request`.
     pub max_subject_token_bytes: usize,
@@ -99,6 +106,8 @@ impl Default for CpConfig {
             key_overlap_s: None,
             max_body_bytes: 64 * 1024,
             max_subject_token_bytes: 16 * 1024,
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
             oidc: OidcClientConfig::default(),
             log_format: "text".into(),
         }
@@ -142,6 +151,9 @@ impl CpConfig {
         }
         if self.issuer.is_empty() || self.audience.is_empty() || self.region.is_empty() {
             return bad("issuer, audience and region must not be empty");
+        }
+        if self.max_connections == 0 || self.header_timeout_ms == 0 {
+            return bad("max_connections and header_timeout_ms must be positive");
         }
         if self.oidc.timeout_ms == 0 || self.oidc.max_response_bytes == 0 {
             return bad("oidc.timeout_ms and oidc.max_response_bytes must be positive");

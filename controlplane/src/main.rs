@@ -65,6 +65,9 @@ struct Args {
     /// Largest request body, bytes.
     #[arg(long, env = "FELIX_CP_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Concurrent HTTP connections.
+    #[arg(long, env = "FELIX_CP_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
     /// Least seconds between two unknown-kid JWKS refetches per issuer.
     #[arg(long, env = "FELIX_CP_OIDC_MIN_REFETCH_INTERVAL_S")]
     oidc_min_refetch_interval_s: Option<u64>,
@@ -116,6 +119,7 @@ fn load(args: &Args) -> Result<CpConfig, String> {
         cfg.key_overlap_s = args.key_overlap_s;
     }
     set!(max_body_bytes <- args.max_body_bytes);
+    set!(max_connections <- args.max_connections);
     set!(oidc.min_refetch_interval_s <- args.oidc_min_refetch_interval_s);
     if let Some(v) = &args.oidc_ca_file {
         cfg.oidc.ca_file = Some(v.clone());
@@ -235,8 +239,22 @@ fn main() -> std::process::ExitCode {
             st.clone(),
             Duration::from_secs(60),
         ));
+        let limits = felix_controlplane::server::ServeLimits {
+            max_connections: cfg.max_connections,
+            header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        };
+        let metrics = st.metrics.clone();
         let app = felix_controlplane::api::router(st);
-        match felix_controlplane::server::serve(listener, app, tls, shutdown_signal()).await {
+        match felix_controlplane::server::serve(
+            listener,
+            app,
+            tls,
+            limits,
+            metrics,
+            shutdown_signal(),
+        )
+        .await
+        {
             Ok(()) => std::process::ExitCode::SUCCESS,
             Err(e) => fail(format!("serve: {e}")),
         }

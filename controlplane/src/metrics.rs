@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -13,6 +14,8 @@ pub struct Metrics {
     exchanges: Mutex<BTreeMap<&'static str, u64>>,
     /// HTTP responses by status code.
     responses: Mutex<BTreeMap<u16, u64>>,
+    /// Connections closed at once because `max_connections` were open.
+    connections_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -24,6 +27,11 @@ impl Metrics {
     /// Counts one HTTP response.
     pub fn response(&self, status: u16) {
         *self.responses.lock().entry(status).or_default() += 1;
+    }
+
+    /// Counts one connection refused at `max_connections`.
+    pub fn connection_refused(&self) {
+        self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Renders everything; `gauges` are (name, help, value) read at scrape time.
@@ -39,6 +47,13 @@ impl Metrics {
         for (k, v) in self.responses.lock().iter() {
             let _ = writeln!(out, "felix_cp_http_responses_total{{status=\"{k}\"}} {v}");
         }
+        out.push_str("# HELP felix_cp_connections_refused_total Connections closed at once because max_connections were open.\n");
+        out.push_str("# TYPE felix_cp_connections_refused_total counter\n");
+        let _ = writeln!(
+            out,
+            "felix_cp_connections_refused_total {}",
+            self.connections_refused.load(Ordering::Relaxed)
+        );
         for (name, help, value) in gauges {
             let _ = writeln!(
                 out,

@@ -5,10 +5,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
+
+use crate::metrics::Metrics;
 
 /// Loads the HTTPS server configuration (TLS 1.2 and 1.3, ring).
 pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, String> {
@@ -41,19 +45,26 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Strin
     Ok(cfg)
 }
 
+/// Bounds of the server side.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Concurrent connections; more are closed at once (counted).
+    pub max_connections: usize,
+    /// Time for a TLS handshake, and for each request's headers to arrive.
+    pub header_timeout: Duration,
+}
+
 /// Serves `app` until `shutdown` resolves. With `tls`, every connection is HTTPS.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     tls: Option<rustls::ServerConfig>,
+    limits: ServeLimits,
+    metrics: Arc<Metrics>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let Some(tls) = tls else {
-        return axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
-    };
-    let acceptor = TlsAcceptor::from(Arc::new(tls));
+    let acceptor = tls.map(|t| TlsAcceptor::from(Arc::new(t)));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -68,25 +79,41 @@ pub async fn serve(
             },
             _ = &mut shutdown => return Ok(()),
         };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            metrics.connection_refused();
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            // A client that never finishes its handshake must not hold a task forever.
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+            let _permit = permit;
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(limits.header_timeout);
+            let builder = builder.http1_only();
             let svc = TowerToHyperService::new(app);
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .http1_only()
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
-            if let Err(e) = conn {
+            let result = match acceptor {
+                None => builder.serve_connection(TokioIo::new(tcp), svc).await,
+                Some(acceptor) => {
+                    // A client that never finishes its handshake must not hold a slot.
+                    let tls =
+                        match tokio::time::timeout(limits.header_timeout, acceptor.accept(tcp))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => return,
+                        };
+                    builder.serve_connection(TokioIo::new(tls), svc).await
+                }
+            };
+            if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
         });

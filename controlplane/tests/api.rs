@@ -321,3 +321,80 @@ fn production_refuses_unsafe_setups_and_requires_the_admin_token_over_https() {
         "the admin token is never logged"
     );
 }
+
+#[test]
+fn settings_layer_file_then_environment_then_flags() {
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("cp.toml");
+    std::fs::write(&file, "region = \"from-file\"\naudience = \"from-file\"\ntoken_lifetime_s = 100\n[oidc]\njwks_ttl_s = 77\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_felix-controlplane"))
+        .args([
+            "--config",
+            file.to_str().unwrap(),
+            "--token-lifetime-s",
+            "200",
+            "--print-config",
+        ])
+        .env("FELIX_CP_REGION", "from-env")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cfg: toml::Value = toml::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    assert_eq!(cfg["region"].as_str(), Some("from-env"), "env over file");
+    assert_eq!(
+        cfg["audience"].as_str(),
+        Some("from-file"),
+        "file over default"
+    );
+    assert_eq!(
+        cfg["token_lifetime_s"].as_integer(),
+        Some(200),
+        "flag over file"
+    );
+    assert_eq!(cfg["oidc"]["jwks_ttl_s"].as_integer(), Some(77));
+    assert_eq!(cfg["listen"].as_str(), Some("127.0.0.1:7700"), "default");
+    std::fs::write(&file, "regoin = \"typo\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_felix-controlplane"))
+        .args(["--config", file.to_str().unwrap(), "--print-config"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "unknown keys are refused");
+}
+
+#[test]
+fn connections_are_bounded_and_clients_that_send_nothing_are_cut_off() {
+    use std::io::Read;
+    let root = tempfile::tempdir().unwrap();
+    let file = root.path().join("cp.toml");
+    std::fs::write(&file, "max_connections = 2\nheader_timeout_ms = 2000\n").unwrap();
+    let cp = Cp::start(&["--config", file.to_str().unwrap()]);
+    let idle: Vec<std::net::TcpStream> = (0..2)
+        .map(|_| std::net::TcpStream::connect(&cp.addr).unwrap())
+        .collect();
+    // Both slots are held by clients that send nothing: a third connection is closed unanswered.
+    let (s, _, _) = cp.req("GET", "/live", None, b"", &[]);
+    assert_eq!(s, 0, "refused without an answer");
+    // The idle clients are cut off after the header timeout...
+    for mut c in idle {
+        c.set_read_timeout(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "closed by the server");
+    }
+    // ...which frees their slots.
+    wait_until(
+        "a slot to be free again",
+        std::time::Duration::from_secs(20),
+        || cp.req("GET", "/live", None, b"", &[]).0 == 200,
+    );
+    assert!(
+        cp.metrics_text()
+            .contains("felix_cp_connections_refused_total 1"),
+        "{}",
+        cp.metrics_text()
+    );
+}

@@ -111,6 +111,20 @@ fn bad_exchanges_get_their_oauth_error_and_never_echo_the_token() {
     ]);
     expect((s, v), "invalid_request", "unknown subject_token_type");
 
+    // Oversized: a subject token over max_subject_token_bytes, a body over max_body_bytes.
+    let huge = format!("{}.{}.{}", "a".repeat(10_000), "b".repeat(10_000), "c");
+    expect(
+        cp.exchange_id_token(&huge, None),
+        "invalid_request",
+        "20 KB subject token",
+    );
+    let (s, v, _) = cp.exchange(&[
+        ("grant_type", grant),
+        ("subject_token", &"x".repeat(70_000)),
+        ("subject_token_type", id_type),
+    ]);
+    expect((s, v), "invalid_request", "70 KB body");
+
     // A token for another client of the issuer: wrong audience.
     let other = issuer.id_token("alice", "felix-other");
     expect(

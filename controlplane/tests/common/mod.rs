@@ -222,10 +222,11 @@ impl Cp {
         let mut raw = Vec::new();
         match &self.tls {
             None => {
+                // A refused connection answers nothing (or a reset): status 0.
                 let mut s = tcp;
-                s.write_all(head.as_bytes()).unwrap();
-                s.write_all(body).unwrap();
-                s.read_to_end(&mut raw).unwrap();
+                let _ = s.write_all(head.as_bytes());
+                let _ = s.write_all(body);
+                let _ = s.read_to_end(&mut raw);
             }
             Some(cfg) => {
                 let conn =
