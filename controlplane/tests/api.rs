@@ -398,3 +398,70 @@ fn connections_are_bounded_and_clients_that_send_nothing_are_cut_off() {
         cp.metrics_text()
     );
 }
+
+#[test]
+fn every_acknowledged_write_survives_a_kill_9_mid_stream() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_dir(root.path());
+    let dir_arg = dir.to_str().unwrap();
+    let cp = Cp::start(&["--data-dir", dir_arg]);
+    cp.put_ok("/v1/tenants/acme", json!({}));
+    // Writes acknowledged one after the other from another thread, while the process is
+    // killed without warning.
+    let addr = cp.addr.clone();
+    let acked = Arc::new(std::sync::atomic::AtomicI64::new(-1));
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (acked, stop) = (acked.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let client = Cp::attach(&addr);
+            for i in 0..100_000i64 {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let (s, _, _) = client.req(
+                    "PUT",
+                    &format!("/v1/tenants/acme/namespaces/n{i}"),
+                    Some("application/json"),
+                    b"{}",
+                    &[],
+                );
+                if s != 201 {
+                    break;
+                }
+                acked.store(i, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+    };
+    wait_until(
+        "some writes acknowledged",
+        std::time::Duration::from_secs(30),
+        || acked.load(std::sync::atomic::Ordering::SeqCst) >= 30,
+    );
+    cp.kill_9();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let last = acked.load(std::sync::atomic::Ordering::SeqCst);
+
+    let cp = Cp::start(&["--data-dir", dir_arg]);
+    let (s, v) = cp.get("/v1/tenants/acme/namespaces");
+    assert_eq!(s, 200, "{v}");
+    let names: std::collections::HashSet<String> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
+    for i in 0..=last {
+        assert!(
+            names.contains(&format!("n{i}")),
+            "acknowledged write n{i} lost (last acknowledged n{last})"
+        );
+    }
+    // At most the one write in flight at the kill is there beyond the acknowledged ones.
+    assert!(
+        names.len() as i64 <= last + 2,
+        "{} names, last acknowledged n{last}",
+        names.len()
+    );
+}

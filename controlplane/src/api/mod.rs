@@ -104,8 +104,10 @@ async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| digest(t.trim()));
+        // The scheme is case-insensitive (RFC 7235).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| digest(t.trim()));
     let ok = presented.is_some_and(|d| {
         // Compare every digest in full: timing says nothing about which byte differed.
         st.admin_digests.iter().fold(false, |acc, a| {

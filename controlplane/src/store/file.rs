@@ -17,12 +17,16 @@ use parking_lot::Mutex;
 use super::{State, Store, StoreError, Txn, TxnOutcome, Versioned};
 
 const STATE_FILE: &str = "state.json";
+const LOCK_FILE: &str = "lock";
 const TMP_PREFIX: &str = "state.json.tmp.";
 const FORMAT: u32 = 1;
 
 /// The embedded store: durable in a directory, or in memory (dev mode without a data dir).
 pub struct FileStore {
     dir: Option<PathBuf>,
+    /// Holds an exclusive flock on `DIR/lock` for the store's life: a second process (or a
+    /// second open) on the same directory is refused instead of overwriting its commits.
+    _lock: Option<File>,
     state: Mutex<State>,
     watch: tokio::sync::watch::Sender<u64>,
 }
@@ -43,6 +47,7 @@ impl FileStore {
         };
         FileStore {
             dir: None,
+            _lock: None,
             watch: tokio::sync::watch::channel(0).0,
             state: Mutex::new(state),
         }
@@ -68,6 +73,29 @@ impl FileStore {
                  (chmod 700 it)",
                 dir.display(),
                 mode & 0o777
+            )));
+        }
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| io(&lock_path, e))?;
+        // SAFETY: flock on a descriptor we own; no memory is shared with the call.
+        let rc = unsafe {
+            libc::flock(
+                std::os::unix::io::AsRawFd::as_raw_fd(&lock),
+                libc::LOCK_EX | libc::LOCK_NB,
+            )
+        };
+        if rc != 0 {
+            return Err(StoreError::Unsafe(format!(
+                "data dir {} is in use by another felix-controlplane (lock held on {})",
+                dir.display(),
+                lock_path.display()
             )));
         }
         // Temporary files are leftovers of a crash mid-commit: their commit never happened.
@@ -103,6 +131,7 @@ impl FileStore {
         };
         Ok(FileStore {
             dir: Some(dir.to_path_buf()),
+            _lock: Some(lock),
             watch: tokio::sync::watch::channel(state.revision).0,
             state: Mutex::new(state),
         })
@@ -213,14 +242,24 @@ mod tests {
             })
             .unwrap();
         assert_eq!(out, TxnOutcome::Committed(2));
-        let names: Vec<_> = fs::read_dir(&dir)
+        let mut names: Vec<_> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
+        names.sort();
         assert_eq!(
             names,
-            vec![STATE_FILE.to_string()],
+            vec![LOCK_FILE.to_string(), STATE_FILE.to_string()],
             "no temp file after a commit"
+        );
+        assert!(
+            matches!(FileStore::open(&dir), Err(StoreError::Unsafe(m)) if m.contains("in use")),
+            "a second open of the same directory is refused while the first lives"
+        );
+        drop(s);
+        assert!(
+            FileStore::open(&dir).is_ok(),
+            "free again once the first is gone"
         );
     }
 

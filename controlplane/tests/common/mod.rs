@@ -177,6 +177,19 @@ impl Cp {
         }
     }
 
+    /// A client handle to a control plane another `Cp` owns (no process of its own).
+    pub fn attach(addr: &str) -> CpClient {
+        CpClient {
+            addr: addr.to_string(),
+        }
+    }
+
+    /// Kills the process with SIGKILL (no chance to flush anything) and waits for it.
+    pub fn kill_9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Stops the process with SIGTERM and waits for it.
     pub fn stop(mut self) {
         let _ = Command::new("kill")
@@ -196,7 +209,7 @@ impl Cp {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    /// One request; answers (status, JSON body or Null).
+    /// One request; answers (status, JSON body or Null, raw head).
     pub fn req(
         &self,
         method: &str,
@@ -205,44 +218,15 @@ impl Cp {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> (u16, Value, String) {
-        let mut head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: {}\r\n",
-            self.addr,
-            body.len()
-        );
-        if let Some(ct) = ctype {
-            head.push_str(&format!("Content-Type: {ct}\r\n"));
-        }
-        for (k, v) in headers {
-            head.push_str(&format!("{k}: {v}\r\n"));
-        }
-        head.push_str("\r\n");
-        let tcp = TcpStream::connect(&self.addr).unwrap();
-        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        let mut raw = Vec::new();
-        match &self.tls {
-            None => {
-                // A refused connection answers nothing (or a reset): status 0.
-                let mut s = tcp;
-                let _ = s.write_all(head.as_bytes());
-                let _ = s.write_all(body);
-                let _ = s.read_to_end(&mut raw);
-            }
-            Some(cfg) => {
-                let conn =
-                    rustls::ClientConnection::new(cfg.clone(), "localhost".try_into().unwrap())
-                        .unwrap();
-                let mut s = rustls::StreamOwned::new(conn, tcp);
-                s.write_all(head.as_bytes()).unwrap();
-                s.write_all(body).unwrap();
-                let _ = s.read_to_end(&mut raw);
-            }
-        }
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status: u16 = head.split(' ').nth(1).unwrap_or("0").parse().unwrap();
-        let json = serde_json::from_str(body).unwrap_or(Value::Null);
-        (status, json, head.to_string())
+        raw_request(
+            &self.addr,
+            self.tls.clone(),
+            method,
+            path,
+            ctype,
+            body,
+            headers,
+        )
     }
 
     fn auth(&self) -> Vec<(&str, String)> {
@@ -340,6 +324,73 @@ impl Drop for Cp {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`). A connection closed
+/// or reset without an answer gives status 0.
+pub fn raw_request(
+    addr: &str,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    method: &str,
+    path: &str,
+    ctype: Option<&str>,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> (u16, Value, String) {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(ct) = ctype {
+        head.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let Ok(tcp) = TcpStream::connect(addr) else {
+        return (0, Value::Null, String::new());
+    };
+    tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut raw = Vec::new();
+    match tls {
+        None => {
+            let mut s = tcp;
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+            let _ = s.read_to_end(&mut raw);
+        }
+        Some(cfg) => {
+            let conn = rustls::ClientConnection::new(cfg, "localhost".try_into().unwrap()).unwrap();
+            let mut s = rustls::StreamOwned::new(conn, tcp);
+            let _ = s.write_all(head.as_bytes());
+            let _ = s.write_all(body);
+            let _ = s.read_to_end(&mut raw);
+        }
+    }
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status: u16 = head.split(' ').nth(1).unwrap_or("0").parse().unwrap_or(0);
+    let json = serde_json::from_str(body).unwrap_or(Value::Null);
+    (status, json, head.to_string())
+}
+
+/// Plain-HTTP requests to a control plane owned elsewhere.
+pub struct CpClient {
+    addr: String,
+}
+
+impl CpClient {
+    pub fn req(
+        &self,
+        method: &str,
+        path: &str,
+        ctype: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> (u16, Value, String) {
+        raw_request(&self.addr, None, method, path, ctype, body, headers)
     }
 }
 
