@@ -315,3 +315,79 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
         "others are unaffected"
     );
 }
+
+#[test]
+fn production_exchanges_with_an_https_issuer_trusted_through_the_configured_ca() {
+    let root = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (c, k) = (root.path().join("cert.pem"), root.path().join("key.pem"));
+    std::fs::write(&c, cert.cert.pem()).unwrap();
+    std::fs::write(&k, cert.key_pair.serialize_pem()).unwrap();
+    let issuer = Issuer::start_tls(accounts(), &c, &k);
+    assert!(
+        issuer.url.starts_with("https://localhost:"),
+        "{}",
+        issuer.url
+    );
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).unwrap();
+    let client = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let token = "https-test-admin-token-0123";
+    let start = |name: &str, ca: bool| {
+        let dir = data_dir(&root.path().join(name));
+        let mut args: Vec<String> = [
+            "--production",
+            "--tls-cert",
+            c.to_str().unwrap(),
+            "--tls-key",
+            k.to_str().unwrap(),
+            "--data-dir",
+            dir.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        if ca {
+            args.extend([
+                "--oidc-ca-file".to_string(),
+                c.to_str().unwrap().to_string(),
+            ]);
+        }
+        let cp = Cp::start_with(CpOptions {
+            args,
+            env: vec![("FELIX_CP_ADMIN_TOKEN", token.to_string())],
+            tls_ca: Some(client.clone()),
+            admin: Some(token.to_string()),
+        });
+        setup_tenant(&cp, "acme", &issuer.url);
+        cp
+    };
+    let alice = issuer.id_token("alice", "felix-test");
+
+    let cp = start("with-ca", true);
+    let (s, v) = cp.exchange_id_token(&alice, None);
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        verify(&cp, v["access_token"].as_str().unwrap())
+            .unwrap()
+            .sub,
+        "alice"
+    );
+
+    // Without the CA the issuer's certificate is not trusted: its keys cannot be fetched.
+    let untrusting = start("without-ca", false);
+    let (s, v) = untrusting.exchange_id_token(&alice, None);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (503, Some("temporarily_unavailable")),
+        "{v}"
+    );
+}

@@ -1,9 +1,11 @@
 // A real OpenID Connect issuer (the OpenID-certified `oidc-provider`) on 127.0.0.1, for the
 // control plane's end-to-end tests. No hand-made JWT stands in for it.
 //
-//   node issuer.mjs [--accounts FILE]
+//   node issuer.mjs [--accounts FILE] [--tls-cert PEM --tls-key PEM]
 //
-// Listens on a free port and prints ONE JSON line: {"issuer": "http://127.0.0.1:PORT"}.
+// Listens on a free port and prints ONE JSON line: {"issuer": "http://127.0.0.1:PORT"}
+// (with --tls-*: HTTPS, {"issuer": "https://localhost:PORT"}; the certificate must name
+// localhost, and clients need its CA, e.g. NODE_EXTRA_CA_CERTS for get-id-token.mjs).
 // Exits when its standard input closes (so a test that dies leaves no issuer behind) or on
 // SIGTERM/SIGINT.
 //
@@ -18,14 +20,20 @@
 //   felix-other   RS256, for audience checks (a client the control plane does not trust)
 //   felix-short   RS256, ID tokens valid for 1 second (expiry checks)
 import http from 'node:http';
+import https from 'node:https';
 import fs from 'node:fs';
 import Provider from 'oidc-provider';
 import { generateKeyPair, exportJWK } from 'jose';
 
 const args = process.argv.slice(2);
 let accounts = {};
+let tlsCert;
+let tlsKey;
 for (let i = 0; i < args.length; i += 1) {
   if (args[i] === '--accounts') accounts = JSON.parse(fs.readFileSync(args[i += 1], 'utf8'));
+  else if (args[i] === '--tls-cert') tlsCert = fs.readFileSync(args[i += 1]);
+  else if (args[i] === '--tls-key') tlsKey = fs.readFileSync(args[i += 1]);
+  else throw new Error(`unknown argument ${args[i]}`);
 }
 
 async function key(alg, options) {
@@ -34,9 +42,11 @@ async function key(alg, options) {
   return { ...jwk, alg, use: 'sig', kid: `${alg.toLowerCase()}-${Math.random().toString(36).slice(2, 10)}` };
 }
 
-const server = http.createServer();
+const server = tlsCert ? https.createServer({ cert: tlsCert, key: tlsKey }) : http.createServer();
 await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-const issuer = `http://127.0.0.1:${server.address().port}`;
+const issuer = tlsCert
+  ? `https://localhost:${server.address().port}`
+  : `http://127.0.0.1:${server.address().port}`;
 
 const CLIENT = (id, alg) => ({
   client_id: id,

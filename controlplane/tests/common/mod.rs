@@ -70,19 +70,35 @@ fn first_line(child: &mut Child, what: &str) -> String {
 pub struct Issuer {
     child: Child,
     pub url: String,
+    /// With TLS: the certificate clients must trust.
+    ca: Option<PathBuf>,
     _accounts: tempfile::NamedTempFile,
 }
 
 impl Issuer {
     /// `accounts`: login → extra claims, e.g. `{"alice": {"groups": ["admins"]}}`.
     pub fn start(accounts: Value) -> Issuer {
+        Issuer::start_with(accounts, None)
+    }
+
+    /// An HTTPS issuer at `https://localhost:PORT` with this certificate (naming localhost)
+    /// and key.
+    pub fn start_tls(accounts: Value, cert: &Path, key: &Path) -> Issuer {
+        Issuer::start_with(accounts, Some((cert, key)))
+    }
+
+    fn start_with(accounts: Value, tls: Option<(&Path, &Path)>) -> Issuer {
         ensure_npm();
         let mut file = tempfile::NamedTempFile::new().unwrap();
         file.write_all(accounts.to_string().as_bytes()).unwrap();
-        let mut child = Command::new("node")
-            .arg(oidc_dir().join("issuer.mjs"))
+        let mut cmd = Command::new("node");
+        cmd.arg(oidc_dir().join("issuer.mjs"))
             .arg("--accounts")
-            .arg(file.path())
+            .arg(file.path());
+        if let Some((cert, key)) = tls {
+            cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -93,17 +109,20 @@ impl Issuer {
         Issuer {
             child,
             url: v["issuer"].as_str().unwrap().to_string(),
+            ca: tls.map(|(cert, _)| cert.to_path_buf()),
             _accounts: file,
         }
     }
 
     /// A real ID token for `login`, through the authorization-code flow of `client`.
     pub fn id_token(&self, login: &str, client: &str) -> String {
-        let out = Command::new("node")
-            .arg(oidc_dir().join("get-id-token.mjs"))
-            .args([&self.url, login, client])
-            .output()
-            .expect("node");
+        let mut cmd = Command::new("node");
+        cmd.arg(oidc_dir().join("get-id-token.mjs"))
+            .args([&self.url, login, client]);
+        if let Some(ca) = &self.ca {
+            cmd.env("NODE_EXTRA_CA_CERTS", ca);
+        }
+        let out = cmd.output().expect("node");
         assert!(
             out.status.success(),
             "get-id-token.mjs failed: {}",
