@@ -49,6 +49,10 @@ pub struct CpConfig {
     /// Time a client has for its TLS handshake and for each request's headers, milliseconds.
     /// Default 10000; past it the connection is closed (slow-loris clients do not hold slots).
     pub header_timeout_ms: u64,
+    /// Longest a `GET /v1/revocations?after=REV&wait_s=N` long poll waits for a change,
+    /// seconds. Default 30; a larger `wait_s` is cut to it (the answer is then the unchanged
+    /// list). Bounds how long a poller holds a connection slot.
+    pub max_long_poll_s: u64,
     /// Largest subject token accepted by the exchange, bytes. Default 16384 (real ID tokens
     /// are a few KiB); larger gets `invalid_request`.
     pub max_subject_token_bytes: usize,
@@ -106,6 +110,7 @@ impl Default for CpConfig {
             key_overlap_s: None,
             max_body_bytes: 64 * 1024,
             max_subject_token_bytes: 16 * 1024,
+            max_long_poll_s: 30,
             max_connections: 1024,
             header_timeout_ms: 10_000,
             oidc: OidcClientConfig::default(),

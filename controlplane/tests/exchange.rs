@@ -279,8 +279,40 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
     assert_eq!(s, 200);
     assert_eq!(v["jtis"], json!([]));
     let rev0 = v["revision"].as_u64().unwrap();
+    // A long poll answers as soon as the list changes.
+    let addr = cp.addr.clone();
+    let poll = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        let (s, v, _) = Cp::attach(&addr).req(
+            "GET",
+            &format!("/v1/revocations?after={rev0}&wait_s=25"),
+            None,
+            b"",
+            &[],
+        );
+        (s, v, t.elapsed())
+    });
     let (s, v) = cp.send("POST", "/v1/revocations", json!({"jti": "0123abcd"}));
     assert_eq!(s, 201, "{v}");
+    let (s, v, took) = poll.join().unwrap();
+    assert_eq!(s, 200);
+    assert_eq!(v["jtis"][0]["jti"], "0123abcd", "{v}");
+    assert!(
+        took < Duration::from_secs(20),
+        "woken by the change, not the 25 s wait ({took:?})"
+    );
+    // Without a change it waits wait_s, then answers the same revision.
+    let current = v["revision"].as_u64().unwrap();
+    let t = std::time::Instant::now();
+    let (s, v) = cp.get(&format!("/v1/revocations?after={current}&wait_s=1"));
+    assert_eq!((s, v["revision"].as_u64()), (200, Some(current)));
+    assert!(
+        t.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        t.elapsed()
+    );
+    let (s, v) = cp.get("/v1/revocations?after=-1");
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_argument")));
     let (s, v) = cp.send(
         "POST",
         "/v1/revocations",

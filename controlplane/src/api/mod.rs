@@ -8,7 +8,7 @@
 mod resources;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
@@ -165,7 +165,26 @@ async fn token(State(st): State<AppState>, headers: HeaderMap, req: Request) -> 
     }
 }
 
-async fn revocations(State(st): State<AppState>) -> Result<Response, ApiError> {
+/// `?after=REV&wait_s=N`: answer once the store's revision passes REV, or after N seconds.
+#[derive(Debug, serde::Deserialize)]
+struct LongPoll {
+    after: Option<u64>,
+    wait_s: Option<u64>,
+}
+
+async fn revocations(
+    State(st): State<AppState>,
+    q: Result<axum::extract::Query<LongPoll>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|_| {
+        ApiError::InvalidArgument("query: after and wait_s are non-negative integers".into())
+    })?;
+    if let Some(after) = q.after {
+        let wait = Duration::from_secs(q.wait_s.unwrap_or(0).min(st.cfg.max_long_poll_s));
+        let mut rx = st.store.watch();
+        // Either outcome answers the current list: the poller compares revisions.
+        let _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)).await;
+    }
     Ok(Json(st.revocations.list(now_s())?).into_response())
 }
 
