@@ -63,8 +63,8 @@ impl Keys {
         }
     }
 
-    fn load(&self) -> Result<Vec<(String, u64, StoredKey)>, ApiError> {
-        let (_, items) = self.store.list(PREFIX)?;
+    async fn load(&self) -> Result<Vec<(String, u64, StoredKey)>, ApiError> {
+        let (_, items) = self.store.list(PREFIX).await?;
         let mut out = Vec::with_capacity(items.len());
         for (k, v) in items {
             let key: StoredKey = serde_json::from_value(v.value)
@@ -86,8 +86,8 @@ impl Keys {
     }
 
     /// Makes sure a current key exists (first start): creates one if none is current.
-    pub fn ensure(&self, now_s: u64) -> Result<(), ApiError> {
-        let keys = self.load()?;
+    pub async fn ensure(&self, now_s: u64) -> Result<(), ApiError> {
+        let keys = self.load().await?;
         if keys.iter().any(|(_, _, k)| k.retired_s.is_none()) {
             return Ok(());
         }
@@ -102,7 +102,8 @@ impl Keys {
             .txn(Txn {
                 compare,
                 ops: vec![op],
-            })?
+            })
+            .await?
             .committed()
         {
             // Someone else created or rotated meanwhile: their key is current.
@@ -130,8 +131,8 @@ impl Keys {
     }
 
     /// The key that signs now: the newest unretired one.
-    pub fn current(&self) -> Result<Arc<SigningKey>, ApiError> {
-        let keys = self.load()?;
+    pub async fn current(&self) -> Result<Arc<SigningKey>, ApiError> {
+        let keys = self.load().await?;
         let (kid, _, stored) = keys
             .iter()
             .filter(|(_, _, k)| k.retired_s.is_none())
@@ -141,9 +142,9 @@ impl Keys {
     }
 
     /// Makes a new key current and retires the current one(s), atomically. Returns the new kid.
-    pub fn rotate(&self, now_s: u64) -> Result<String, ApiError> {
+    pub async fn rotate(&self, now_s: u64) -> Result<String, ApiError> {
         for _ in 0..3 {
-            let keys = self.load()?;
+            let keys = self.load().await?;
             let mut compare = Vec::new();
             let mut ops = Vec::new();
             for (kid, rev, k) in &keys {
@@ -160,7 +161,7 @@ impl Keys {
             let (op, kid) = Self::fresh(now_s);
             compare.push(Compare::Absent(format!("{PREFIX}{kid}")));
             ops.push(op);
-            if self.store.txn(Txn { compare, ops })?.committed() {
+            if self.store.txn(Txn { compare, ops }).await?.committed() {
                 tracing::info!(%kid, overlap_s = self.overlap_s, "signing key rotated");
                 return Ok(kid);
             }
@@ -176,9 +177,9 @@ impl Keys {
     }
 
     /// The public keys to publish: the current key and those still in their overlap window.
-    pub fn jwks(&self, now_s: u64) -> Result<Jwks, ApiError> {
+    pub async fn jwks(&self, now_s: u64) -> Result<Jwks, ApiError> {
         let mut keys = Vec::new();
-        for (kid, _, stored) in self.load()? {
+        for (kid, _, stored) in self.load().await? {
             if self.published(&stored, now_s) {
                 keys.push(self.parse(&kid, &stored)?.public_jwk());
             }
@@ -187,9 +188,10 @@ impl Keys {
     }
 
     /// Every key, without private material.
-    pub fn list(&self) -> Result<Vec<KeyInfo>, ApiError> {
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, ApiError> {
         Ok(self
-            .load()?
+            .load()
+            .await?
             .into_iter()
             .map(|(kid, _, k)| KeyInfo {
                 kid,
@@ -201,10 +203,10 @@ impl Keys {
     }
 
     /// Deletes keys past their overlap window (their tokens have all expired).
-    pub fn prune(&self, now_s: u64) -> Result<usize, ApiError> {
+    pub async fn prune(&self, now_s: u64) -> Result<usize, ApiError> {
         let mut compare = Vec::new();
         let mut ops = Vec::new();
-        for (kid, rev, stored) in self.load()? {
+        for (kid, rev, stored) in self.load().await? {
             if !self.published(&stored, now_s) {
                 compare.push(Compare::ModRevision(format!("{PREFIX}{kid}"), rev));
                 ops.push(Op::Delete(format!("{PREFIX}{kid}")));
@@ -212,7 +214,7 @@ impl Keys {
             }
         }
         let n = ops.len();
-        if n > 0 && self.store.txn(Txn { compare, ops })?.committed() {
+        if n > 0 && self.store.txn(Txn { compare, ops }).await?.committed() {
             tracing::info!(count = n, "dropped signing keys past their overlap window");
             return Ok(n);
         }
@@ -225,28 +227,35 @@ mod tests {
     use super::*;
     use crate::store::FileStore;
 
-    #[test]
-    fn rotation_keeps_the_old_key_published_for_the_overlap_then_drops_it() {
+    #[tokio::test]
+    async fn rotation_keeps_the_old_key_published_for_the_overlap_then_drops_it() {
         let keys = Keys::new(Arc::new(FileStore::in_memory()), 100);
-        keys.ensure(1000).unwrap();
-        keys.ensure(1000).unwrap();
-        let first = keys.current().unwrap().kid().to_string();
-        assert_eq!(keys.jwks(1000).unwrap().keys.len(), 1);
-        let second = keys.rotate(2000).unwrap();
+        keys.ensure(1000).await.unwrap();
+        keys.ensure(1000).await.unwrap();
+        let first = keys.current().await.unwrap().kid().to_string();
+        assert_eq!(keys.jwks(1000).await.unwrap().keys.len(), 1);
+        let second = keys.rotate(2000).await.unwrap();
         assert_ne!(first, second);
-        assert_eq!(keys.current().unwrap().kid(), second);
-        let kids = |now| -> Vec<String> {
-            keys.jwks(now)
-                .unwrap()
-                .keys
-                .into_iter()
-                .map(|k| k.kid)
-                .collect()
+        assert_eq!(keys.current().await.unwrap().kid(), second);
+        let kids = |now| {
+            let keys = &keys;
+            async move {
+                keys.jwks(now)
+                    .await
+                    .unwrap()
+                    .keys
+                    .into_iter()
+                    .map(|k| k.kid)
+                    .collect::<Vec<String>>()
+            }
         };
-        assert!(kids(2099).contains(&first), "inside the overlap window");
-        assert_eq!(kids(2100), vec![second.clone()], "after it");
-        assert_eq!(keys.prune(2099).unwrap(), 0);
-        assert_eq!(keys.prune(2100).unwrap(), 1);
-        assert_eq!(keys.list().unwrap().len(), 1);
+        assert!(
+            kids(2099).await.contains(&first),
+            "inside the overlap window"
+        );
+        assert_eq!(kids(2100).await, vec![second.clone()], "after it");
+        assert_eq!(keys.prune(2099).await.unwrap(), 0);
+        assert_eq!(keys.prune(2100).await.unwrap(), 1);
+        assert_eq!(keys.list().await.unwrap().len(), 1);
     }
 }

@@ -27,13 +27,13 @@ use config::CpConfig;
 use store::{FileStore, Store};
 
 /// Builds the shared state: opens the store, makes sure a signing key exists.
-pub fn build_state(cfg: CpConfig, admin_tokens: &[String]) -> Result<AppState, String> {
+pub async fn build_state(cfg: CpConfig, admin_tokens: &[String]) -> Result<AppState, String> {
     let store: Arc<dyn Store> = match &cfg.data_dir {
         Some(dir) => Arc::new(FileStore::open(dir).map_err(|e| e.to_string())?),
         None => Arc::new(FileStore::in_memory()),
     };
     let keys = Arc::new(keys::Keys::new(store.clone(), cfg.key_overlap_s()));
-    keys.ensure(now_s()).map_err(|e| e.to_string())?;
+    keys.ensure(now_s()).await.map_err(|e| e.to_string())?;
     let revocations = Arc::new(revocations::Revocations::new(
         store.clone(),
         cfg.token_lifetime_s + cfg.clock_skew_s,
@@ -59,10 +59,10 @@ pub async fn housekeeping(st: AppState, every: Duration) {
     loop {
         tick.tick().await;
         let now = now_s();
-        if let Err(e) = st.keys.prune(now) {
+        if let Err(e) = st.keys.prune(now).await {
             tracing::warn!(error = %e, "pruning keys failed");
         }
-        if let Err(e) = st.revocations.prune(now) {
+        if let Err(e) = st.revocations.prune(now).await {
             tracing::warn!(error = %e, "pruning revocations failed");
         }
     }

@@ -201,7 +201,7 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let st = match felix_controlplane::build_state(cfg.clone(), &admin_tokens) {
+        let st = match felix_controlplane::build_state(cfg.clone(), &admin_tokens).await {
             Ok(s) => s,
             Err(e) => return fail(e),
         };

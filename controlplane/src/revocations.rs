@@ -55,7 +55,7 @@ impl Revocations {
     }
 
     /// Records a revocation.
-    pub fn revoke(&self, req: RevokeRequest, now_s: u64) -> Result<(), ApiError> {
+    pub async fn revoke(&self, req: RevokeRequest, now_s: u64) -> Result<(), ApiError> {
         let op = match (req.jti, req.tenant, req.sub) {
             (Some(jti), None, None) => {
                 if jti.is_empty()
@@ -99,14 +99,14 @@ impl Revocations {
                 ))
             }
         };
-        self.store.txn(Txn::ops(vec![op]))?;
+        self.store.txn(Txn::ops(vec![op])).await?;
         Ok(())
     }
 
     /// The feed brokers poll. `revision` is the store's revision when read.
-    pub fn list(&self, now_s: u64) -> Result<RevocationList, ApiError> {
-        let (revision, jtis) = self.store.list(JTI)?;
-        let (_, subs) = self.store.list(SUB)?;
+    pub async fn list(&self, now_s: u64) -> Result<RevocationList, ApiError> {
+        let (revision, jtis) = self.store.list(JTI).await?;
+        let (_, subs) = self.store.list(SUB).await?;
         let mut out = RevocationList {
             revision,
             ..RevocationList::default()
@@ -133,18 +133,23 @@ impl Revocations {
     }
 
     /// Whether a principal is revoked now (the exchange refuses it until the entry expires).
-    pub fn subject_revoked(&self, tenant: &str, sub: &str, now_s: u64) -> Result<bool, ApiError> {
+    pub async fn subject_revoked(
+        &self,
+        tenant: &str,
+        sub: &str,
+        now_s: u64,
+    ) -> Result<bool, ApiError> {
         let key = format!("{SUB}{tenant}/{}", hex(sub.as_bytes()));
-        Ok(self.store.get(&key)?.is_some_and(|v| {
+        Ok(self.store.get(&key).await?.is_some_and(|v| {
             serde_json::from_value::<StoredSubject>(v.value).is_ok_and(|s| s.drop_s > now_s)
         }))
     }
 
     /// Deletes entries that can no longer affect any token.
-    pub fn prune(&self, now_s: u64) -> Result<usize, ApiError> {
+    pub async fn prune(&self, now_s: u64) -> Result<usize, ApiError> {
         let mut compare = Vec::new();
         let mut ops = Vec::new();
-        for (k, v) in self.store.list(JTI)?.1 {
+        for (k, v) in self.store.list(JTI).await?.1 {
             let gone = serde_json::from_value::<RevokedJti>(v.value.clone())
                 .map_or(true, |r| r.exp <= now_s);
             if gone {
@@ -152,7 +157,7 @@ impl Revocations {
                 ops.push(Op::Delete(k));
             }
         }
-        for (k, v) in self.store.list(SUB)?.1 {
+        for (k, v) in self.store.list(SUB).await?.1 {
             let gone = serde_json::from_value::<StoredSubject>(v.value.clone())
                 .map_or(true, |s| s.drop_s <= now_s);
             if gone {
@@ -161,7 +166,7 @@ impl Revocations {
             }
         }
         let n = ops.len();
-        if n > 0 && self.store.txn(Txn { compare, ops })?.committed() {
+        if n > 0 && self.store.txn(Txn { compare, ops }).await?.committed() {
             return Ok(n);
         }
         Ok(0)
@@ -177,8 +182,8 @@ mod tests {
     use super::*;
     use crate::store::FileStore;
 
-    #[test]
-    fn entries_are_listed_until_no_token_they_affect_can_live_then_pruned() {
+    #[tokio::test]
+    async fn entries_are_listed_until_no_token_they_affect_can_live_then_pruned() {
         let r = Revocations::new(Arc::new(FileStore::in_memory()), 360);
         r.revoke(
             RevokeRequest {
@@ -187,6 +192,7 @@ mod tests {
             },
             1000,
         )
+        .await
         .unwrap();
         r.revoke(
             RevokeRequest {
@@ -196,6 +202,7 @@ mod tests {
             },
             1000,
         )
+        .await
         .unwrap();
         assert!(r
             .revoke(
@@ -206,8 +213,9 @@ mod tests {
                 },
                 1000
             )
+            .await
             .is_err());
-        let l = r.list(1000).unwrap();
+        let l = r.list(1000).await.unwrap();
         assert_eq!(
             l.jtis,
             vec![RevokedJti {
@@ -216,11 +224,11 @@ mod tests {
             }]
         );
         assert_eq!(l.subjects[0].before, 1001);
-        assert!(r.subject_revoked("acme", "alice/x", 1300).unwrap());
-        assert!(!r.subject_revoked("acme", "bob", 1300).unwrap());
-        assert_eq!(r.prune(1360).unwrap(), 1, "the jti entry");
-        assert_eq!(r.list(1360).unwrap().jtis.len(), 0);
-        assert_eq!(r.list(1360).unwrap().subjects.len(), 1);
-        assert_eq!(r.prune(1361).unwrap(), 1);
+        assert!(r.subject_revoked("acme", "alice/x", 1300).await.unwrap());
+        assert!(!r.subject_revoked("acme", "bob", 1300).await.unwrap());
+        assert_eq!(r.prune(1360).await.unwrap(), 1, "the jti entry");
+        assert_eq!(r.list(1360).await.unwrap().jtis.len(), 0);
+        assert_eq!(r.list(1360).await.unwrap().subjects.len(), 1);
+        assert_eq!(r.prune(1361).await.unwrap(), 1);
     }
 }

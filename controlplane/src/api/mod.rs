@@ -122,7 +122,7 @@ async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> 
 }
 
 async fn jwks(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let jwks = st.keys.jwks(now_s())?;
+    let jwks = st.keys.jwks(now_s()).await?;
     let mut r = Json(jwks).into_response();
     // Brokers and verifiers may cache briefly; a rotation is visible within a minute.
     r.headers_mut().insert(
@@ -185,7 +185,7 @@ async fn revocations(
         // Either outcome answers the current list: the poller compares revisions.
         let _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)).await;
     }
-    Ok(Json(st.revocations.list(now_s())?).into_response())
+    Ok(Json(st.revocations.list(now_s()).await?).into_response())
 }
 
 async fn revoke(
@@ -193,24 +193,32 @@ async fn revoke(
     JsonBody(req): JsonBody<RevokeRequest>,
 ) -> Result<Response, ApiError> {
     let what = format!("{req:?}");
-    st.revocations.revoke(req, now_s())?;
+    st.revocations.revoke(req, now_s()).await?;
     tracing::info!(audit = "admin_change", change = "revoke", %what, "revocation recorded");
-    Ok((StatusCode::CREATED, Json(st.revocations.list(now_s())?)).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(st.revocations.list(now_s()).await?),
+    )
+        .into_response())
 }
 
 async fn rotate(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let kid = st.keys.rotate(now_s())?;
+    let kid = st.keys.rotate(now_s()).await?;
     tracing::info!(audit = "admin_change", change = "rotate_key", %kid, "signing key rotated");
-    Ok(Json(serde_json::json!({ "kid": kid, "keys": st.keys.list()? })).into_response())
+    Ok(Json(serde_json::json!({ "kid": kid, "keys": st.keys.list().await? })).into_response())
 }
 
 async fn list_keys(State(st): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(serde_json::json!({ "keys": st.keys.list()? })).into_response())
+    Ok(Json(serde_json::json!({ "keys": st.keys.list().await? })).into_response())
 }
 
 async fn metrics(State(st): State<AppState>) -> Response {
     let (fetch_ok, fetch_err, limited) = st.issuer_keys.stats();
-    let published = st.keys.jwks(now_s()).map_or(0, |j| j.keys.len() as u64);
+    let published = st
+        .keys
+        .jwks(now_s())
+        .await
+        .map_or(0, |j| j.keys.len() as u64);
     let text = st.metrics.render(&[
         (
             "felix_cp_store_revision",

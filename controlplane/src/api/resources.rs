@@ -139,7 +139,7 @@ fn parse<T: DeserializeOwned + Serialize>(body: Value) -> Result<(T, Value), Api
 }
 
 /// Validates a body for its kind; returns the normalized document and extra conditions.
-fn validate(
+async fn validate(
     st: &AppState,
     kind: Kind,
     loc: &Loc,
@@ -169,7 +169,7 @@ fn validate(
             i.validate(st.cfg.dev)?;
             // One entry per issuer URL per tenant: the exchange must know which rules apply.
             let t = loc.tenant.as_deref().unwrap_or_default();
-            for (k, other) in st.store.list(&format!("issuers/{t}/"))?.1 {
+            for (k, other) in st.store.list(&format!("issuers/{t}/")).await?.1 {
                 let same_url =
                     other.value.get("issuer").and_then(Value::as_str) == Some(i.issuer.as_str());
                 if same_url && k != loc.key(Kind::Issuer) {
@@ -215,7 +215,7 @@ async fn put_item(
     body: Value,
 ) -> Result<Response, ApiError> {
     loc.check(kind)?;
-    let (doc, extra) = validate(st, kind, &loc, body)?;
+    let (doc, extra) = validate(st, kind, &loc, body).await?;
     let key = loc.key(kind);
     let mut compare: Vec<Compare> = loc
         .parents()
@@ -227,23 +227,24 @@ async fn put_item(
     if let Some(rev) = expected {
         compare.push(Compare::ModRevision(key.clone(), rev));
     }
-    let existed = st.store.get(&key)?.is_some();
+    let existed = st.store.get(&key).await?.is_some();
     if !st
         .store
         .txn(Txn {
             compare,
             ops: vec![Op::Put(key.clone(), doc)],
-        })?
+        })
+        .await?
         .committed()
     {
         for (k, what) in loc.parents() {
-            if st.store.get(&k)?.is_none() {
+            if st.store.get(&k).await?.is_none() {
                 return Err(ApiError::NotFound(format!("{what} does not exist")));
             }
         }
         for c in &extra {
             if let Compare::Present(k) = c {
-                if st.store.get(k)?.is_none() {
+                if st.store.get(k.as_str()).await?.is_none() {
                     return Err(ApiError::Conflict(format!(
                         "{} is not defined",
                         k.replacen("streams/", "stream ", 1)
@@ -261,7 +262,8 @@ async fn put_item(
     tracing::info!(audit = "admin_change", change = "put", %key, "stored");
     let stored = st
         .store
-        .get(&key)?
+        .get(&key)
+        .await?
         .ok_or_else(|| ApiError::Conflict("deleted meanwhile".into()))?;
     let status = if existed {
         StatusCode::OK
@@ -273,7 +275,7 @@ async fn put_item(
 
 async fn get_item(st: &AppState, kind: Kind, loc: Loc) -> Result<Response, ApiError> {
     loc.check(kind)?;
-    match st.store.get(&loc.key(kind))? {
+    match st.store.get(&loc.key(kind)).await? {
         Some(v) => Ok(Json(item(&loc.name, &v)).into_response()),
         None => Err(ApiError::NotFound(format!(
             "{} {} does not exist",
@@ -301,11 +303,11 @@ async fn delete_item(
     if kind == Kind::Tenant {
         ops.push(Op::Delete(format!("quotas/{}", loc.name)));
     }
-    if st.store.txn(Txn { compare, ops })?.committed() {
+    if st.store.txn(Txn { compare, ops }).await?.committed() {
         tracing::info!(audit = "admin_change", change = "delete", %key, "deleted");
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    if st.store.get(&key)?.is_none() {
+    if st.store.get(&key).await?.is_none() {
         return Err(ApiError::NotFound(format!(
             "{} {} does not exist",
             kind.what(),
@@ -313,7 +315,7 @@ async fn delete_item(
         )));
     }
     for c in children {
-        if !st.store.list(&c)?.1.is_empty() {
+        if !st.store.list(&c).await?.1.is_empty() {
             return Err(ApiError::Conflict(format!(
                 "{} {} still has {}: delete them first",
                 kind.what(),
@@ -337,7 +339,7 @@ async fn list_items(
 ) -> Result<Response, ApiError> {
     if let Some(t) = &tenant {
         check_segment("tenant", t)?;
-        if st.store.get(&format!("tenants/{t}"))?.is_none() {
+        if st.store.get(&format!("tenants/{t}")).await?.is_none() {
             return Err(ApiError::NotFound(format!("tenant {t} does not exist")));
         }
     }
@@ -349,7 +351,7 @@ async fn list_items(
         prefix.push_str(s);
         prefix.push('/');
     }
-    let (revision, items) = st.store.list(&prefix)?;
+    let (revision, items) = st.store.list(&prefix).await?;
     let items: Vec<Value> = items
         .iter()
         .filter(|(k, _)| !k[prefix.len()..].contains('/'))
@@ -443,10 +445,10 @@ macro_rules! in_ns {
 
 async fn get_quotas(State(st): S, Path(t): Path<String>) -> Result<Response, ApiError> {
     check_segment("tenant", &t)?;
-    if st.store.get(&format!("tenants/{t}"))?.is_none() {
+    if st.store.get(&format!("tenants/{t}")).await?.is_none() {
         return Err(ApiError::NotFound(format!("tenant {t} does not exist")));
     }
-    let doc = match st.store.get(&format!("quotas/{t}"))? {
+    let doc = match st.store.get(&format!("quotas/{t}")).await? {
         Some(v) => item(&t, &v),
         None => serde_json::to_value(Quotas::default()).expect("serializes"),
     };
@@ -466,7 +468,8 @@ async fn put_quotas(
         .txn(Txn {
             compare: vec![Compare::Present(format!("tenants/{t}"))],
             ops: vec![Op::Put(key.clone(), doc)],
-        })?
+        })
+        .await?
         .committed()
     {
         return Err(ApiError::NotFound(format!("tenant {t} does not exist")));
@@ -474,7 +477,8 @@ async fn put_quotas(
     tracing::info!(audit = "admin_change", change = "put", %key, "stored");
     let v = st
         .store
-        .get(&key)?
+        .get(&key)
+        .await?
         .ok_or_else(|| ApiError::Conflict("deleted meanwhile".into()))?;
     Ok(Json(item(&t, &v)).into_response())
 }
@@ -482,7 +486,8 @@ async fn put_quotas(
 async fn delete_quotas(State(st): S, Path(t): Path<String>) -> Result<Response, ApiError> {
     check_segment("tenant", &t)?;
     st.store
-        .txn(Txn::ops(vec![Op::Delete(format!("quotas/{t}"))]))?;
+        .txn(Txn::ops(vec![Op::Delete(format!("quotas/{t}"))]))
+        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -177,7 +177,11 @@ pub async fn token(
         .to_string();
 
     // Which tenant: those trusting this issuer, narrowed by `audience`.
-    let (_, all) = st.store.list("issuers/").map_err(|e| internal(e.into()))?;
+    let (_, all) = st
+        .store
+        .list("issuers/")
+        .await
+        .map_err(|e| internal(e.into()))?;
     let mut candidates: Vec<(String, TrustedIssuer)> = Vec::new();
     for (key, v) in all {
         let Ok(ti) = serde_json::from_value::<TrustedIssuer>(v.value) else {
@@ -251,6 +255,7 @@ pub async fn token(
         match st
             .store
             .get(&format!("roles/{tenant}/{role}"))
+            .await
             .map_err(|e| internal(e.into()))?
         {
             Some(v) => {
@@ -281,6 +286,7 @@ pub async fn token(
     if st
         .revocations
         .subject_revoked(&tenant, &sub, now_s)
+        .await
         .map_err(internal)?
     {
         return Err(oauth("access_denied", "this identity is revoked for now"));
@@ -298,7 +304,7 @@ pub async fn token(
         exp: now_s + st.cfg.token_lifetime_s,
         jti: format!("{:032x}", rand::random::<u128>()),
     };
-    let signer = st.keys.current().map_err(internal)?;
+    let signer = st.keys.current().await.map_err(internal)?;
     let token = signer
         .sign(&felix)
         .map_err(|e| oauth("server_error", e.to_string()))?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use super::{State, Store, StoreError, Txn, TxnOutcome, Versioned};
+use super::{State, Store, StoreError, StoreFuture, Txn, TxnOutcome, Versioned};
 
 const STATE_FILE: &str = "state.json";
 const LOCK_FILE: &str = "lock";
@@ -27,7 +27,10 @@ pub struct FileStore {
     /// Holds an exclusive flock on `DIR/lock` for the store's life: a second process (or a
     /// second open) on the same directory is refused instead of overwriting its commits.
     _lock: Option<File>,
+    /// The last durable state (what readers see).
     state: Mutex<State>,
+    /// Serializes commits.
+    commits: tokio::sync::Mutex<()>,
     watch: tokio::sync::watch::Sender<u64>,
 }
 
@@ -49,6 +52,7 @@ impl FileStore {
             dir: None,
             _lock: None,
             watch: tokio::sync::watch::channel(0).0,
+            commits: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
         }
     }
@@ -133,6 +137,7 @@ impl FileStore {
             dir: Some(dir.to_path_buf()),
             _lock: Some(lock),
             watch: tokio::sync::watch::channel(state.revision).0,
+            commits: tokio::sync::Mutex::new(()),
             state: Mutex::new(state),
         })
     }
@@ -164,31 +169,48 @@ impl FileStore {
     }
 }
 
-impl Store for FileStore {
-    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
-        Ok(self.state.lock().entries.get(key).cloned())
-    }
-
-    fn list(&self, prefix: &str) -> Result<(u64, Vec<(String, Versioned)>), StoreError> {
-        let s = self.state.lock();
-        Ok((s.revision, s.list(prefix)))
-    }
-
-    fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
-        // Held across the write: commits are serialized, and readers never see a state that
-        // is not yet durable.
-        let mut state = self.state.lock();
-        let Some(next) = state.apply(&txn) else {
-            return Ok(TxnOutcome::Failed(state.revision));
+impl FileStore {
+    async fn commit(&self, txn: Txn) -> Result<TxnOutcome, StoreError> {
+        // One commit at a time; readers keep reading the last durable state meanwhile.
+        let _turn = self.commits.lock().await;
+        let current = self.state.lock().clone();
+        let Some(next) = current.apply(&txn) else {
+            return Ok(TxnOutcome::Failed(current.revision));
         };
-        if let Some(dir) = &self.dir {
-            Self::persist(dir, &next)?;
-        }
+        let next = match &self.dir {
+            // fsync can take a while: off the async workers.
+            Some(dir) => {
+                let dir = dir.clone();
+                tokio::task::spawn_blocking(move || Self::persist(&dir, &next).map(|()| next))
+                    .await
+                    .map_err(|e| StoreError::Io {
+                        path: "store commit".into(),
+                        source: std::io::Error::other(e.to_string()),
+                    })??
+            }
+            None => next,
+        };
         let rev = next.revision;
-        *state = next;
-        drop(state);
+        *self.state.lock() = next;
         self.watch.send_replace(rev);
         Ok(TxnOutcome::Committed(rev))
+    }
+}
+
+impl Store for FileStore {
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>> {
+        let v = self.state.lock().entries.get(key).cloned();
+        Box::pin(async move { Ok(v) })
+    }
+
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, (u64, Vec<(String, Versioned)>)> {
+        let s = self.state.lock();
+        let out = (s.revision, s.list(prefix));
+        Box::pin(async move { Ok(out) })
+    }
+
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome> {
+        Box::pin(self.commit(txn))
     }
 
     fn revision(&self) -> u64 {
@@ -206,8 +228,8 @@ mod tests {
     use crate::store::{Compare, Op};
     use serde_json::json;
 
-    #[test]
-    fn state_survives_reopen_files_are_private_and_a_torn_temp_file_is_ignored() {
+    #[tokio::test]
+    async fn state_survives_reopen_files_are_private_and_a_torn_temp_file_is_ignored() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
         {
@@ -215,6 +237,7 @@ mod tests {
             let rx = s.watch();
             assert!(s
                 .txn(Txn::ops(vec![Op::Put("k".into(), json!({"v": 1}))]))
+                .await
                 .unwrap()
                 .committed());
             assert_eq!(*rx.borrow(), 1);
@@ -233,13 +256,14 @@ mod tests {
         fs::write(&torn, b"{\"format\":1,\"revision\":9,\"entr").unwrap();
         let s = FileStore::open(&dir).unwrap();
         assert_eq!(s.revision(), 1);
-        assert_eq!(s.get("k").unwrap().unwrap().value, json!({"v": 1}));
+        assert_eq!(s.get("k").await.unwrap().unwrap().value, json!({"v": 1}));
         assert!(!torn.exists(), "leftover removed");
         let out = s
             .txn(Txn {
                 compare: vec![Compare::ModRevision("k".into(), 1)],
                 ops: vec![Op::Put("k".into(), json!(2))],
             })
+            .await
             .unwrap();
         assert_eq!(out, TxnOutcome::Committed(2));
         let mut names: Vec<_> = fs::read_dir(&dir)
@@ -263,8 +287,8 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_directory_others_can_read_is_refused_and_a_corrupt_state_is_an_error() {
+    #[tokio::test]
+    async fn a_directory_others_can_read_is_refused_and_a_corrupt_state_is_an_error() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("open");
         fs::create_dir(&dir).unwrap();
@@ -278,19 +302,21 @@ mod tests {
         ));
     }
 
-    #[test]
-    fn a_failed_write_leaves_the_old_state_visible() {
+    #[tokio::test]
+    async fn a_failed_write_leaves_the_old_state_visible() {
         let root = tempfile::tempdir().unwrap();
         let dir = root.path().join("data");
         let s = FileStore::open(&dir).unwrap();
         s.txn(Txn::ops(vec![Op::Put("k".into(), json!(1))]))
+            .await
             .unwrap();
         // Make the directory unwritable (root ignores modes, so remove it instead).
         fs::remove_dir_all(&dir).unwrap();
         assert!(s
             .txn(Txn::ops(vec![Op::Put("k".into(), json!(2))]))
+            .await
             .is_err());
-        assert_eq!(s.get("k").unwrap().unwrap().value, json!(1));
+        assert_eq!(s.get("k").await.unwrap().unwrap().value, json!(1));
         assert_eq!(s.revision(), 1);
     }
 }

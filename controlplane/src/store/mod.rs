@@ -112,16 +112,21 @@ pub enum StoreError {
     Unsafe(String),
 }
 
+/// What the store's calls return: boxed so that `dyn Store` works and a networked backend
+/// (etcd) can await its round trips.
+pub type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
 /// The control plane's state store. Implementations are linearizable: a read after a
 /// committed transaction sees it.
 pub trait Store: Send + Sync + 'static {
     /// One key.
-    fn get(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+    fn get<'a>(&'a self, key: &'a str) -> StoreFuture<'a, Option<Versioned>>;
     /// Every key starting with `prefix`, in key order, with the revision they were read at.
-    fn list(&self, prefix: &str) -> Result<(u64, Vec<(String, Versioned)>), StoreError>;
-    /// Compare, then apply all operations or none. Returns once the change is durable.
-    fn txn(&self, txn: Txn) -> Result<TxnOutcome, StoreError>;
-    /// The current revision (0 for an empty, never-written store).
+    fn list<'a>(&'a self, prefix: &'a str) -> StoreFuture<'a, (u64, Vec<(String, Versioned)>)>;
+    /// Compare, then apply all operations or none. Resolves once the change is durable.
+    fn txn(&self, txn: Txn) -> StoreFuture<'_, TxnOutcome>;
+    /// The latest revision this process knows (0 for an empty, never-written store).
     fn revision(&self) -> u64;
     /// A channel whose value is the latest committed revision: watchers wake on every change.
     fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
