@@ -22,6 +22,9 @@ pub const EVENT_OFFSETS: u64 = 1 << 6;
 pub const ADMIN: u64 = 1 << 7;
 /// `ping` / `pong` on request streams.
 pub const PING: u64 = 1 << 8;
+/// `reauth` on request streams: a fresh token replaces the connection's current one without
+/// reconnecting; a token that expires unrefreshed ends the streams acting on it.
+pub const TOKEN_REFRESH: u64 = 1 << 9;
 
 /// Every feature this implementation knows.
 pub const ALL: u64 = ERROR_CODES

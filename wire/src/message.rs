@@ -593,6 +593,16 @@ pub enum Message {
         /// Request answered.
         request_id: u64,
     },
+    /// A fresh token for the connection (token-refresh extension), sent on a request stream.
+    /// It must name the same tenant and subject as the token it replaces; on success every
+    /// stream of the connection that acts as that principal continues under the new token
+    /// (subscriptions included). Answered with `ok` or `error` (`unauthorized`).
+    Reauth {
+        /// Correlates the reply.
+        request_id: u64,
+        /// The new bearer token.
+        token: String,
+    },
 }
 
 impl Message {

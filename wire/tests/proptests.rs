@@ -369,6 +369,8 @@ fn message() -> impl Strategy<Value = Message> {
         (any::<u64>(), any::<u64>())
             .prop_map(|(request_id, count)| Message::Count { request_id, count }),
         any::<u64>().prop_map(|request_id| Message::Ping { request_id }),
+        (any::<u64>(), ".{0,40}")
+            .prop_map(|(request_id, token)| Message::Reauth { request_id, token }),
     ]
 }
 

@@ -132,5 +132,12 @@ pub(crate) fn admin(v: &mut Vectors) {
 
 pub(crate) fn keepalive(v: &mut Vectors) {
     v.json("ping", Message::Ping { request_id: 50 });
+    v.json(
+        "reauth",
+        Message::Reauth {
+            request_id: 51,
+            token: "eyJhbGciOiJFZERTQSJ9.e30.sig".into(),
+        },
+    );
     v.json("pong", Message::Pong { request_id: 50 });
 }
