@@ -215,6 +215,26 @@ mod tests {
             )
             .await
             .is_err());
+        // A known exp keeps the entry no longer than the token lives; a later one is capped.
+        for (exp, kept_until) in [(1100, 1100), (99_999, 1360)] {
+            r.revoke(
+                RevokeRequest {
+                    jti: Some(format!("j{exp}")),
+                    exp: Some(exp),
+                    ..Default::default()
+                },
+                1000,
+            )
+            .await
+            .unwrap();
+            let l = r.list(1000).await.unwrap();
+            let e = l.jtis.iter().find(|j| j.jti == format!("j{exp}")).unwrap();
+            assert_eq!(e.exp, kept_until);
+            r.store
+                .txn(Txn::ops(vec![Op::Delete(format!("{JTI}j{exp}"))]))
+                .await
+                .unwrap();
+        }
         let l = r.list(1000).await.unwrap();
         assert_eq!(
             l.jtis,

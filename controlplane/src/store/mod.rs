@@ -240,5 +240,20 @@ mod tests {
             .unwrap();
         let keys: Vec<_> = s.list("t/").into_iter().map(|(k, _)| k).collect();
         assert_eq!(keys, vec!["t/a", "t/b"]);
+        let holds = |c: Compare| {
+            s.apply(&Txn {
+                compare: vec![c],
+                ops: vec![],
+            })
+            .is_some()
+        };
+        assert!(!holds(Compare::PrefixEmpty("t/".into())));
+        assert!(holds(Compare::PrefixEmpty("u/".into())), "nothing under u/");
+        assert!(
+            holds(Compare::PrefixEmpty("t0/".into())),
+            "t0 itself is not under t0/"
+        );
+        assert!(holds(Compare::Present("s".into())));
+        assert!(!holds(Compare::Present("x".into())));
     }
 }
