@@ -370,7 +370,7 @@ fn connections_are_bounded_and_clients_that_send_nothing_are_cut_off() {
     use std::io::Read;
     let root = tempfile::tempdir().unwrap();
     let file = root.path().join("cp.toml");
-    std::fs::write(&file, "max_connections = 2\nheader_timeout_ms = 2000\n").unwrap();
+    std::fs::write(&file, "max_connections = 2\nheader_timeout_ms = 5000\n").unwrap();
     let cp = Cp::start(&["--config", file.to_str().unwrap()]);
     let idle: Vec<std::net::TcpStream> = (0..2)
         .map(|_| std::net::TcpStream::connect(&cp.addr).unwrap())
