@@ -1,0 +1,261 @@
+//! Felix signing keys: one current Ed25519 key signs every issued token; a rotated-out key
+//! stays published in the JWKS for the overlap window (at least a token's lifetime plus the
+//! clock skew, so every token it signed stays verifiable until it expires), then is dropped.
+//!
+//! Keys live in the store under `keys/KID` (private key as PKCS#8 PEM; the store's files are
+//! 0600 in a 0700 directory). Rotation is one compare-and-set transaction, so two control
+//! planes sharing a store (etcd, later) cannot both make a key current.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use felix_auth::{Jwks, SigningKey};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::store::{Compare, Op, Store, Txn};
+
+const PREFIX: &str = "keys/";
+
+/// A key as stored.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredKey {
+    private_pkcs8_pem: String,
+    created_s: u64,
+    /// When it stopped being current; None while current.
+    #[serde(default)]
+    retired_s: Option<u64>,
+}
+
+/// A key as the admin API lists it (no private material).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    /// Key id (`kid` header of the tokens it signs).
+    pub kid: String,
+    /// Created, seconds since the Unix epoch.
+    pub created_s: u64,
+    /// When it stopped signing; None for the current key.
+    pub retired_s: Option<u64>,
+    /// When it leaves the JWKS (retired + overlap); None for the current key.
+    pub unpublish_s: Option<u64>,
+}
+
+/// The signing key ring over the store.
+pub struct Keys {
+    store: Arc<dyn Store>,
+    overlap_s: u64,
+    /// Parsed keys by kid: PEM parsing once per key, not per token.
+    parsed: Mutex<HashMap<String, Arc<SigningKey>>>,
+}
+
+fn new_kid(now_s: u64) -> String {
+    format!("felix-{now_s}-{:08x}", rand::random::<u32>())
+}
+
+impl Keys {
+    /// A key ring; `overlap_s` is how long a rotated-out key stays published.
+    pub fn new(store: Arc<dyn Store>, overlap_s: u64) -> Self {
+        Keys {
+            store,
+            overlap_s,
+            parsed: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn load(&self) -> Result<Vec<(String, u64, StoredKey)>, ApiError> {
+        let (_, items) = self.store.list(PREFIX).await?;
+        let mut out = Vec::with_capacity(items.len());
+        for (k, v) in items {
+            let key: StoredKey = serde_json::from_value(v.value)
+                .map_err(|e| ApiError::Internal(format!("stored key {k} unreadable: {e}")))?;
+            out.push((k[PREFIX.len()..].to_string(), v.mod_revision, key));
+        }
+        Ok(out)
+    }
+
+    fn parse(&self, kid: &str, stored: &StoredKey) -> Result<Arc<SigningKey>, ApiError> {
+        if let Some(k) = self.parsed.lock().get(kid) {
+            return Ok(k.clone());
+        }
+        let key = SigningKey::from_pkcs8_pem(kid, &stored.private_pkcs8_pem)
+            .map_err(|e| ApiError::Internal(format!("stored key {kid} unreadable: {e}")))?;
+        let key = Arc::new(key);
+        self.parsed.lock().insert(kid.to_string(), key.clone());
+        Ok(key)
+    }
+
+    /// Makes sure a current key exists (first start): creates one if none is current.
+    pub async fn ensure(&self, now_s: u64) -> Result<(), ApiError> {
+        let keys = self.load().await?;
+        if keys.iter().any(|(_, _, k)| k.retired_s.is_none()) {
+            return Ok(());
+        }
+        let mut compare: Vec<Compare> = keys
+            .iter()
+            .map(|(kid, rev, _)| Compare::ModRevision(format!("{PREFIX}{kid}"), *rev))
+            .collect();
+        let (op, kid) = Self::fresh(now_s);
+        compare.push(Compare::Absent(format!("{PREFIX}{kid}")));
+        if !self
+            .store
+            .txn(Txn {
+                compare,
+                ops: vec![op],
+            })
+            .await?
+            .committed()
+        {
+            // Someone else created or rotated meanwhile: their key is current.
+            return Ok(());
+        }
+        tracing::info!(%kid, "created the first signing key");
+        Ok(())
+    }
+
+    fn fresh(now_s: u64) -> (Op, String) {
+        let kid = new_kid(now_s);
+        let key = SigningKey::generate(&kid);
+        let stored = StoredKey {
+            private_pkcs8_pem: key.to_pkcs8_pem(),
+            created_s: now_s,
+            retired_s: None,
+        };
+        (
+            Op::Put(
+                format!("{PREFIX}{kid}"),
+                serde_json::to_value(stored).expect("serializes"),
+            ),
+            kid,
+        )
+    }
+
+    /// The key that signs now: the newest unretired one.
+    pub async fn current(&self) -> Result<Arc<SigningKey>, ApiError> {
+        let keys = self.load().await?;
+        let (kid, _, stored) = keys
+            .iter()
+            .filter(|(_, _, k)| k.retired_s.is_none())
+            .max_by(|a, b| (a.2.created_s, &a.0).cmp(&(b.2.created_s, &b.0)))
+            .ok_or_else(|| ApiError::Internal("no current signing key".into()))?;
+        self.parse(kid, stored)
+    }
+
+    /// Makes a new key current and retires the current one(s), atomically. Returns the new kid.
+    pub async fn rotate(&self, now_s: u64) -> Result<String, ApiError> {
+        for _ in 0..3 {
+            let keys = self.load().await?;
+            let mut compare = Vec::new();
+            let mut ops = Vec::new();
+            for (kid, rev, k) in &keys {
+                if k.retired_s.is_none() {
+                    compare.push(Compare::ModRevision(format!("{PREFIX}{kid}"), *rev));
+                    let mut retired = k.clone();
+                    retired.retired_s = Some(now_s);
+                    ops.push(Op::Put(
+                        format!("{PREFIX}{kid}"),
+                        serde_json::to_value(retired).expect("serializes"),
+                    ));
+                }
+            }
+            let (op, kid) = Self::fresh(now_s);
+            compare.push(Compare::Absent(format!("{PREFIX}{kid}")));
+            ops.push(op);
+            if self.store.txn(Txn { compare, ops }).await?.committed() {
+                tracing::info!(%kid, overlap_s = self.overlap_s, "signing key rotated");
+                return Ok(kid);
+            }
+        }
+        Err(ApiError::Conflict(
+            "concurrent rotations kept winning; try again".into(),
+        ))
+    }
+
+    fn published(&self, k: &StoredKey, now_s: u64) -> bool {
+        k.retired_s
+            .is_none_or(|r| now_s < r.saturating_add(self.overlap_s))
+    }
+
+    /// The public keys to publish: the current key and those still in their overlap window.
+    pub async fn jwks(&self, now_s: u64) -> Result<Jwks, ApiError> {
+        let mut keys = Vec::new();
+        for (kid, _, stored) in self.load().await? {
+            if self.published(&stored, now_s) {
+                keys.push(self.parse(&kid, &stored)?.public_jwk());
+            }
+        }
+        Ok(Jwks { keys })
+    }
+
+    /// Every key, without private material.
+    pub async fn list(&self) -> Result<Vec<KeyInfo>, ApiError> {
+        Ok(self
+            .load()
+            .await?
+            .into_iter()
+            .map(|(kid, _, k)| KeyInfo {
+                kid,
+                created_s: k.created_s,
+                retired_s: k.retired_s,
+                unpublish_s: k.retired_s.map(|r| r.saturating_add(self.overlap_s)),
+            })
+            .collect())
+    }
+
+    /// Deletes keys past their overlap window (their tokens have all expired).
+    pub async fn prune(&self, now_s: u64) -> Result<usize, ApiError> {
+        let mut compare = Vec::new();
+        let mut ops = Vec::new();
+        for (kid, rev, stored) in self.load().await? {
+            if !self.published(&stored, now_s) {
+                compare.push(Compare::ModRevision(format!("{PREFIX}{kid}"), rev));
+                ops.push(Op::Delete(format!("{PREFIX}{kid}")));
+                self.parsed.lock().remove(&kid);
+            }
+        }
+        let n = ops.len();
+        if n > 0 && self.store.txn(Txn { compare, ops }).await?.committed() {
+            tracing::info!(count = n, "dropped signing keys past their overlap window");
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+
+    #[tokio::test]
+    async fn rotation_keeps_the_old_key_published_for_the_overlap_then_drops_it() {
+        let keys = Keys::new(Arc::new(FileStore::in_memory()), 100);
+        keys.ensure(1000).await.unwrap();
+        keys.ensure(1000).await.unwrap();
+        let first = keys.current().await.unwrap().kid().to_string();
+        assert_eq!(keys.jwks(1000).await.unwrap().keys.len(), 1);
+        let second = keys.rotate(2000).await.unwrap();
+        assert_ne!(first, second);
+        assert_eq!(keys.current().await.unwrap().kid(), second);
+        let kids = |now| {
+            let keys = &keys;
+            async move {
+                keys.jwks(now)
+                    .await
+                    .unwrap()
+                    .keys
+                    .into_iter()
+                    .map(|k| k.kid)
+                    .collect::<Vec<String>>()
+            }
+        };
+        assert!(
+            kids(2099).await.contains(&first),
+            "inside the overlap window"
+        );
+        assert_eq!(kids(2100).await, vec![second.clone()], "after it");
+        assert_eq!(keys.prune(2099).await.unwrap(), 0);
+        assert_eq!(keys.prune(2100).await.unwrap(), 1);
+        assert_eq!(keys.list().await.unwrap().len(), 1);
+    }
+}

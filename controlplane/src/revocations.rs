@@ -1,0 +1,254 @@
+//! Revocations: by token (`jti`) or by principal (`tenant` + `sub`: every token issued before
+//! the revocation). Kept until the longest token they could affect has expired, then pruned.
+//! Brokers poll `GET /v1/revocations` ([`felix_auth::RevocationList`]).
+
+use std::sync::Arc;
+
+use felix_auth::{RevocationList, RevokedJti, RevokedSubject};
+use serde::{Deserialize, Serialize};
+
+use crate::error::ApiError;
+use crate::model::check_segment;
+use crate::store::{Compare, Op, Store, Txn};
+
+const JTI: &str = "revocations/jti/";
+const SUB: &str = "revocations/sub/";
+
+/// `POST /v1/revocations` body: exactly one of `jti`, or `tenant` with `sub`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeRequest {
+    /// A token id.
+    pub jti: Option<String>,
+    /// The token's `exp`, if known (keeps the entry no longer than needed).
+    pub exp: Option<u64>,
+    /// Tenant of the principal.
+    pub tenant: Option<String>,
+    /// The principal.
+    pub sub: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredSubject {
+    tenant: String,
+    sub: String,
+    before: u64,
+    /// When the entry can go: `before` + the longest token lifetime + skew.
+    drop_s: u64,
+}
+
+fn invalid(m: &str) -> ApiError {
+    ApiError::InvalidArgument(m.into())
+}
+
+/// Revocations over the store.
+pub struct Revocations {
+    store: Arc<dyn Store>,
+    /// Longest a token issued now can be accepted: lifetime + clock skew.
+    max_token_s: u64,
+}
+
+impl Revocations {
+    /// `max_token_s`: how long after issue a token can still be accepted anywhere.
+    pub fn new(store: Arc<dyn Store>, max_token_s: u64) -> Self {
+        Revocations { store, max_token_s }
+    }
+
+    /// Records a revocation.
+    pub async fn revoke(&self, req: RevokeRequest, now_s: u64) -> Result<(), ApiError> {
+        let op = match (req.jti, req.tenant, req.sub) {
+            (Some(jti), None, None) => {
+                if jti.is_empty()
+                    || jti.len() > 128
+                    || !jti
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+                {
+                    return Err(invalid("jti: 1 to 128 of A-Z a-z 0-9 '-' '_'"));
+                }
+                let latest = now_s + self.max_token_s;
+                let exp = req.exp.map_or(latest, |e| e.min(latest));
+                let entry = RevokedJti {
+                    jti: jti.clone(),
+                    exp,
+                };
+                Op::Put(
+                    format!("{JTI}{jti}"),
+                    serde_json::to_value(entry).expect("ser"),
+                )
+            }
+            (None, Some(tenant), Some(sub)) => {
+                check_segment("tenant", &tenant)?;
+                if sub.is_empty() || sub.len() > 255 {
+                    return Err(invalid("sub: 1 to 255 bytes"));
+                }
+                let entry = StoredSubject {
+                    // Tokens issued within this second are revoked too.
+                    before: now_s + 1,
+                    drop_s: now_s + 1 + self.max_token_s,
+                    tenant: tenant.clone(),
+                    sub: sub.clone(),
+                };
+                // The key escapes `sub` (any bytes) so it is one path segment.
+                let key = format!("{SUB}{tenant}/{}", hex(sub.as_bytes()));
+                Op::Put(key, serde_json::to_value(entry).expect("ser"))
+            }
+            _ => {
+                return Err(invalid(
+                    "give either {\"jti\": ...} or {\"tenant\": ..., \"sub\": ...}",
+                ))
+            }
+        };
+        self.store.txn(Txn::ops(vec![op])).await?;
+        Ok(())
+    }
+
+    /// The feed brokers poll. `revision` is the store's revision when read.
+    pub async fn list(&self, now_s: u64) -> Result<RevocationList, ApiError> {
+        let (revision, jtis) = self.store.list(JTI).await?;
+        let (_, subs) = self.store.list(SUB).await?;
+        let mut out = RevocationList {
+            revision,
+            ..RevocationList::default()
+        };
+        for (_, v) in jtis {
+            if let Ok(r) = serde_json::from_value::<RevokedJti>(v.value) {
+                if r.exp > now_s {
+                    out.jtis.push(r);
+                }
+            }
+        }
+        for (_, v) in subs {
+            if let Ok(s) = serde_json::from_value::<StoredSubject>(v.value) {
+                if s.drop_s > now_s {
+                    out.subjects.push(RevokedSubject {
+                        tenant: s.tenant,
+                        sub: s.sub,
+                        before: s.before,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a principal is revoked now (the exchange refuses it until the entry expires).
+    pub async fn subject_revoked(
+        &self,
+        tenant: &str,
+        sub: &str,
+        now_s: u64,
+    ) -> Result<bool, ApiError> {
+        let key = format!("{SUB}{tenant}/{}", hex(sub.as_bytes()));
+        Ok(self.store.get(&key).await?.is_some_and(|v| {
+            serde_json::from_value::<StoredSubject>(v.value).is_ok_and(|s| s.drop_s > now_s)
+        }))
+    }
+
+    /// Deletes entries that can no longer affect any token.
+    pub async fn prune(&self, now_s: u64) -> Result<usize, ApiError> {
+        let mut compare = Vec::new();
+        let mut ops = Vec::new();
+        for (k, v) in self.store.list(JTI).await?.1 {
+            let gone = serde_json::from_value::<RevokedJti>(v.value.clone())
+                .map_or(true, |r| r.exp <= now_s);
+            if gone {
+                compare.push(Compare::ModRevision(k.clone(), v.mod_revision));
+                ops.push(Op::Delete(k));
+            }
+        }
+        for (k, v) in self.store.list(SUB).await?.1 {
+            let gone = serde_json::from_value::<StoredSubject>(v.value.clone())
+                .map_or(true, |s| s.drop_s <= now_s);
+            if gone {
+                compare.push(Compare::ModRevision(k.clone(), v.mod_revision));
+                ops.push(Op::Delete(k));
+            }
+        }
+        let n = ops.len();
+        if n > 0 && self.store.txn(Txn { compare, ops }).await?.committed() {
+            return Ok(n);
+        }
+        Ok(0)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FileStore;
+
+    #[tokio::test]
+    async fn entries_are_listed_until_no_token_they_affect_can_live_then_pruned() {
+        let r = Revocations::new(Arc::new(FileStore::in_memory()), 360);
+        r.revoke(
+            RevokeRequest {
+                jti: Some("abc".into()),
+                ..Default::default()
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+        r.revoke(
+            RevokeRequest {
+                tenant: Some("acme".into()),
+                sub: Some("alice/x".into()),
+                ..Default::default()
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+        assert!(r
+            .revoke(
+                RevokeRequest {
+                    jti: Some("a".into()),
+                    tenant: Some("acme".into()),
+                    ..Default::default()
+                },
+                1000
+            )
+            .await
+            .is_err());
+        // A known exp keeps the entry no longer than the token lives; a later one is capped.
+        for (exp, kept_until) in [(1100, 1100), (99_999, 1360)] {
+            r.revoke(
+                RevokeRequest {
+                    jti: Some(format!("j{exp}")),
+                    exp: Some(exp),
+                    ..Default::default()
+                },
+                1000,
+            )
+            .await
+            .unwrap();
+            let l = r.list(1000).await.unwrap();
+            let e = l.jtis.iter().find(|j| j.jti == format!("j{exp}")).unwrap();
+            assert_eq!(e.exp, kept_until);
+            r.store
+                .txn(Txn::ops(vec![Op::Delete(format!("{JTI}j{exp}"))]))
+                .await
+                .unwrap();
+        }
+        let l = r.list(1000).await.unwrap();
+        assert_eq!(
+            l.jtis,
+            vec![RevokedJti {
+                jti: "abc".into(),
+                exp: 1360
+            }]
+        );
+        assert_eq!(l.subjects[0].before, 1001);
+        assert!(r.subject_revoked("acme", "alice/x", 1300).await.unwrap());
+        assert!(!r.subject_revoked("acme", "bob", 1300).await.unwrap());
+        assert_eq!(r.prune(1360).await.unwrap(), 1, "the jti entry");
+        assert_eq!(r.list(1360).await.unwrap().jtis.len(), 0);
+        assert_eq!(r.list(1360).await.unwrap().subjects.len(), 1);
+        assert_eq!(r.prune(1361).await.unwrap(), 1);
+    }
+}
