@@ -196,6 +196,12 @@ struct Header {
     alg: String,
     #[serde(default)]
     kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    /// RFC 7515 4.1.11: a verifier must refuse extensions it does not understand; Felix
+    /// tokens use none.
+    #[serde(default)]
+    crit: Option<serde_json::Value>,
 }
 
 /// Verifies Felix JWTs against a key set. Cheap to clone the keys into; swap it whole when
@@ -258,6 +264,12 @@ impl Verifier {
             .map_err(|_| TokenError::Malformed("header is not a JSON object with alg"))?;
         if header.alg != "EdDSA" {
             return Err(TokenError::Algorithm(header.alg.chars().take(32).collect()));
+        }
+        if header.typ.as_deref().is_some_and(|t| t != "JWT") {
+            return Err(TokenError::Malformed("header typ is not JWT"));
+        }
+        if header.crit.is_some() {
+            return Err(TokenError::Malformed("header has crit extensions"));
         }
         let kid = header.kid.unwrap_or_default();
         let Some(key) = self.keys.get(&kid) else {

@@ -260,3 +260,39 @@ fn keys_that_are_not_ed25519_are_reported_and_left_out() {
     assert_eq!(v.key_count(), 2);
     assert_eq!(errors.len(), 2);
 }
+
+#[test]
+fn headers_with_another_typ_or_crit_extensions_are_refused() {
+    let (key, v) = setup();
+    let body = b64(&serde_json::to_value(claims()).unwrap());
+    let sign = |header: serde_json::Value| {
+        let input = format!("{}.{body}", b64(&header));
+        let sig = key.pair.sign(input.as_bytes());
+        format!("{input}.{}", B64.encode(sig.as_ref()))
+    };
+    // The same signed claims pass with the plain header and without typ...
+    assert!(v
+        .verify(
+            &sign(serde_json::json!({"alg":"EdDSA","typ":"JWT","kid":"k1"})),
+            NOW
+        )
+        .is_ok());
+    assert!(v
+        .verify(&sign(serde_json::json!({"alg":"EdDSA","kid":"k1"})), NOW)
+        .is_ok());
+    // ...and fail with another type or a critical extension.
+    assert!(matches!(
+        v.verify(
+            &sign(serde_json::json!({"alg":"EdDSA","typ":"logout+jwt","kid":"k1"})),
+            NOW
+        ),
+        Err(TokenError::Malformed(_))
+    ));
+    assert!(matches!(
+        v.verify(
+            &sign(serde_json::json!({"alg":"EdDSA","kid":"k1","crit":["exp"]})),
+            NOW
+        ),
+        Err(TokenError::Malformed(_))
+    ));
+}
