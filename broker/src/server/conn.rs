@@ -29,6 +29,15 @@ pub struct ConnState {
     pub frames: Arc<FrameBudget>,
     /// Long-poll `queue_pull`s parked now (`max_parked_pulls_per_connection`).
     pub parked_pulls: AtomicUsize,
+    /// Connection id in the audit log (QUIC stable id, unique within this process).
+    pub id: u64,
+    /// mTLS: the identity of the verified client certificate (its first URI SAN such as a
+    /// SPIFFE id, else its first DNS SAN); `None` without a client certificate. Shown in the
+    /// audit log; available to authorization as the connection's certificate identity.
+    pub peer_identity: Option<String>,
+    /// The tenants this connection counts against (tenant connection quota), given back
+    /// when the connection ends.
+    pub tenants: crate::quota::ConnQuota,
 }
 
 /// The bytes of unfinished frames actually buffered are counted in the broker-wide budget
@@ -75,7 +84,18 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
             Some(shared.memory.clone() as Arc<dyn ByteBudget>),
         ),
         parked_pulls: AtomicUsize::new(0),
+        id: conn.stable_id() as u64,
+        peer_identity: felix_transport::peer_identity(&conn),
+        tenants: Default::default(),
     });
+    let audit = |open: bool| {
+        let who = state.tenants.principals();
+        let identity = state.peer_identity.as_deref();
+        shared
+            .audit
+            .connection(open, state.id, remote, identity, &who);
+    };
+    audit(true);
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
     let mut draining = false;
@@ -110,6 +130,7 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
     }
     streams.abort_all();
     drop(streams);
+    audit(false);
     memory::after_close();
     shared.metrics.connections.dec();
     shared.connection_closed.notify_waiters();
