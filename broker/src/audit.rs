@@ -499,6 +499,35 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    /// A log whose channel nobody drains: what a stalled disk looks like to the request path.
+    fn stalled(capacity: usize) -> (AuditLog, Receiver<AuditEvent>) {
+        let (tx, rx) = sync_channel(capacity);
+        let log = AuditLog {
+            tx: Some(tx),
+            ..AuditLog::disabled()
+        };
+        (log, rx)
+    }
+
+    #[test]
+    fn a_full_channel_drops_and_counts_instead_of_waiting() {
+        let (log, rx) = stalled(2);
+        let who = Who {
+            tenant: "acme",
+            sub: None,
+            conn: 7,
+        };
+        let e = BrokerError::new(felix_wire::ErrorCode::Forbidden, "no");
+        for _ in 0..5 {
+            log.denied(who, "publish", "ns/s", &e); // returns at once even when full
+        }
+        assert_eq!(log.dropped(), 3);
+        assert_eq!(rx.try_iter().count(), 2);
+        let mut out = String::new();
+        log.render(&mut out);
+        assert!(out.contains("felix_audit_dropped_total 3"), "{out}");
+    }
+
     #[test]
     fn timestamps_are_rfc3339_utc() {
         let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_796_668_254_123);
