@@ -16,7 +16,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -150,6 +150,11 @@ impl QuotaTable {
             })
             .collect();
         Self { default, tenants }
+    }
+
+    /// Whether any tenant has a non-zero value of `field` (so the check can be skipped).
+    fn any(&self, field: impl Fn(&TenantQuota) -> u64) -> bool {
+        field(&self.default) != 0 || self.tenants.values().any(|q| field(q) != 0)
     }
 
     /// The limits of `tenant`.
@@ -296,6 +301,10 @@ impl ConnQuota {
 #[derive(Debug)]
 pub struct Quotas {
     table: RwLock<Arc<QuotaTable>>,
+    /// Some tenant has a publish rate quota / a queue depth quota: without, the publish path
+    /// pays one relaxed load for quotas.
+    rates_on: AtomicBool,
+    depth_on: AtomicBool,
     usage: RwLock<HashMap<Box<str>, Arc<TenantUsage>>>,
     exceeded: [AtomicU64; 6],
 }
@@ -303,17 +312,26 @@ pub struct Quotas {
 impl Quotas {
     /// Quotas with this table.
     pub fn new(table: QuotaTable) -> Self {
-        Self {
-            table: RwLock::new(Arc::new(table)),
+        let q = Self {
+            table: RwLock::new(Arc::new(QuotaTable::default())),
+            rates_on: AtomicBool::new(false),
+            depth_on: AtomicBool::new(false),
             usage: RwLock::new(HashMap::new()),
             exceeded: Default::default(),
-        }
+        };
+        q.replace(table);
+        q
     }
 
     /// Replaces every limit at once (the control plane's push). Usage is kept: a tenant over
     /// a lowered count keeps what it holds and is refused new slots until under it.
     pub fn replace(&self, table: QuotaTable) {
+        let rates =
+            table.any(|q| q.publish_bytes_per_sec) || table.any(|q| q.publish_messages_per_sec);
+        let depth = table.any(|q| q.queue_depth);
         *self.table.write() = Arc::new(table);
+        self.rates_on.store(rates, Ordering::Release);
+        self.depth_on.store(depth, Ordering::Release);
     }
 
     /// The limits `tenant` has now.
@@ -424,6 +442,9 @@ impl Quotas {
         bytes: u64,
         now: Instant,
     ) -> Result<(), BrokerError> {
+        if !self.rates_on.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let q = self.limits(tenant);
         let (byte_rate, msg_rate) = (q.publish_bytes_per_sec, q.publish_messages_per_sec);
         if byte_rate == 0 && msg_rate == 0 {
@@ -497,6 +518,9 @@ impl Quotas {
         stream: &StreamEntry,
         messages: u64,
     ) -> Result<(), BrokerError> {
+        if !self.depth_on.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let limit = self.limits(tenant).queue_depth;
         if limit == 0 {
             return Ok(());

@@ -99,6 +99,17 @@ fn slots_count_up_to_the_limit_and_come_back_on_drop() {
 }
 
 #[test]
+fn a_rate_set_by_a_later_replace_is_enforced() {
+    let q = Quotas::new(QuotaTable::default());
+    let t0 = Instant::now();
+    q.publish("a", 1_000_000, 1 << 40, t0).unwrap();
+    q.replace(table("[tenants.a]\npublish_messages_per_sec = 1\n"));
+    q.publish("a", 1, 1, t0).unwrap();
+    assert!(q.publish("a", 1, 1, t0).is_err());
+    q.publish("b", 1_000, 1, t0).unwrap();
+}
+
+#[test]
 fn replacing_the_table_keeps_usage() {
     let q = Quotas::new(table("subscriptions = 5\n"));
     let _held: Vec<_> = (0..3).map(|_| q.take_subscription("a").unwrap()).collect();
