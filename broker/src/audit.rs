@@ -1,8 +1,9 @@
 //! The audit log: one JSON line per security-relevant event, for the people who must answer
 //! "who did what, and what was refused".
 //!
-//! Logged: every denial (failed `auth`, `forbidden`, `quota_exceeded`), every connection open
-//! and close (peer address, mTLS identity, the tenants and subject it authenticated as),
+//! Logged: every denial (failed `auth`, `forbidden`, `quota_exceeded`, a refused TLS handshake
+//! or connection), every connection open and close (peer address, mTLS identity, the tenants
+//! and subject it authenticated as),
 //! every admin change (stream, cache and group creation, with its outcome), and grants only
 //! when `audit.grants` is `sampled` (one in `grant_sample_one_in`) or `all`. Every line has
 //! the same keys: `ts`, `event`, `tenant`, `sub`, `action`, `resource`, `outcome`, `code`,
@@ -355,6 +356,29 @@ impl AuditLog {
             peer: Some(peer.to_string()),
             identity: identity.map(str::to_owned),
             tenants: (!open).then(|| principals.iter().map(|p| p.0.clone()).collect()),
+            ..AuditEvent::default()
+        });
+    }
+
+    /// A connection refused before it was served: its TLS handshake failed (mTLS: no or an
+    /// untrusted client certificate; `code` is `None`) or `limits.max_connections` was
+    /// reached (`overloaded`).
+    pub fn connection_refused(
+        &self,
+        peer: std::net::SocketAddr,
+        code: Option<felix_wire::ErrorCode>,
+        reason: &str,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        self.emit(AuditEvent {
+            event: "conn_open",
+            action: Some("connect".into()),
+            outcome: "denied",
+            code: code.map(|c| c.as_str()),
+            reason: Some(reason.to_owned()),
+            peer: Some(peer.to_string()),
             ..AuditEvent::default()
         });
     }

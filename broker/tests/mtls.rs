@@ -185,14 +185,22 @@ fn assert_refused(r: Result<(), String>, what: &str, reason: &str) {
     );
 }
 
+/// Successful connection opens, once at least `want` are in the file.
 async fn audit_identities(path: &Path, want: usize) -> Vec<Value> {
+    audit_lines(path, want, |v| {
+        v["event"] == "conn_open" && v["outcome"] == "ok"
+    })
+    .await
+}
+
+async fn audit_lines(path: &Path, want: usize, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
         let opens: Vec<Value> = std::fs::read_to_string(path)
             .unwrap_or_default()
             .lines()
             .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .filter(|v| v["event"] == "conn_open")
+            .filter(|v| pred(v))
             .collect();
         if opens.len() >= want {
             return opens;
@@ -232,6 +240,20 @@ async fn required_client_certificates_admit_the_trusted_ca_only() {
         .map(|v| v["identity"].as_str().unwrap_or("-"))
         .collect();
     assert_eq!(ids, [SPIFFE, "worker.felix.test"], "{opens:#?}");
+    // The refused handshakes are audited as denied connection attempts, with their reason.
+    let refused = audit_lines(&s.audit, 2, |v| {
+        v["event"] == "conn_open" && v["outcome"] == "denied"
+    })
+    .await;
+    let reasons: Vec<&str> = refused
+        .iter()
+        .map(|v| v["reason"].as_str().unwrap())
+        .collect();
+    assert!(reasons[0].contains("UnknownIssuer"), "{reasons:?}");
+    assert!(reasons[1].contains("no certificates"), "{reasons:?}");
+    assert!(refused
+        .iter()
+        .all(|v| v["peer"].as_str().unwrap().starts_with("127.0.0.1:")));
 }
 
 #[tokio::test]

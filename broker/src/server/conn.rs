@@ -53,15 +53,21 @@ impl ByteBudget for MemoryBudget {
 }
 
 pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let peer = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
             debug!(error = %e, "handshake failed");
+            shared.audit.connection_refused(peer, None, &e.to_string());
             return;
         }
     };
     if shared.metrics.connections.get() as usize >= shared.cfg.limits.max_connections {
         shared.metrics.connections_refused.inc();
+        let reason = "max_connections reached";
+        shared
+            .audit
+            .connection_refused(peer, Some(ErrorCode::Overloaded), reason);
         conn.close(
             quinn::VarInt::from_u32(ErrorCode::Overloaded.as_u16() as u32),
             b"overloaded: max_connections reached",
