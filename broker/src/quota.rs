@@ -28,15 +28,16 @@ use crate::registry::{CacheEntry, StreamEntry};
 use felix_wire::ErrorCode;
 
 /// The `[quotas]` table: limits every tenant gets, and `[quotas.tenants.NAME]` overrides.
-/// A limit of 0 means unlimited. Rates default to unlimited; counts default to finite values
-/// so that one tenant cannot take every slot the broker has.
+/// A limit of 0 means unlimited. Rates default to unlimited; counts default to the broker-wide
+/// bounds they sit under (finite, and a single-tenant broker behaves as without quotas): set
+/// them lower to share a broker between tenants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct QuotaConfig {
     /// Connections per tenant (a connection counts once per tenant it authenticated a stream
-    /// for). Default 1 000 (the broker-wide bound is `limits.max_connections`, 10 000).
+    /// for). Default 10 000 (the default `limits.max_connections`).
     pub connections: u64,
-    /// Open subscriptions per tenant, all connections together. Default 65 536.
+    /// Open subscriptions per tenant, all connections together. Default 1 000 000.
     pub subscriptions: u64,
     /// Publish payload bytes per second per tenant (a token bucket holding one second of the
     /// rate). Default 0 = unlimited.
@@ -45,7 +46,7 @@ pub struct QuotaConfig {
     /// Default 0 = unlimited.
     pub publish_messages_per_sec: u64,
     /// Bytes of all the tenant's caches together, charged as the cache charges them (key +
-    /// value + `cache::ENTRY_OVERHEAD` per entry). Default 1 GiB (half the default
+    /// value + `cache::ENTRY_OVERHEAD` per entry). Default 2 GiB (the default
     /// `limits.max_memory_bytes`).
     pub cache_bytes: u64,
     /// Messages pending (not yet delivered, or waiting for redelivery) in any one consumer
@@ -84,11 +85,11 @@ pub struct QuotaOverride {
 impl Default for QuotaConfig {
     fn default() -> Self {
         Self {
-            connections: 1_000,
-            subscriptions: 65_536,
+            connections: 10_000,
+            subscriptions: 1_000_000,
             publish_bytes_per_sec: 0,
             publish_messages_per_sec: 0,
-            cache_bytes: 1024 * 1024 * 1024,
+            cache_bytes: 2 * 1024 * 1024 * 1024,
             queue_depth: 0,
             tenants: BTreeMap::new(),
         }
