@@ -207,3 +207,39 @@ async fn forbidden_requests_are_logged_and_grants_with_all() {
     assert_eq!(grant["sub"], "svc-a");
     assert!(!std::fs::read_to_string(&path).unwrap().contains(TOKEN_A));
 }
+
+#[tokio::test]
+async fn the_file_rotates_at_its_bound_keeping_n_private_files() {
+    let (mut cfg, path) = config("audit-rotate");
+    cfg.audit.max_file_bytes = 1_000;
+    cfg.audit.max_files = 2;
+    let b = TestBroker::with_config(cfg).await;
+    for _ in 0..10 {
+        let c = client(&b, "acme", TOKEN_A).await.unwrap();
+        c.close();
+    }
+    let audit = &b.broker.shared().audit;
+    eventually(10, "20 connection lines written", || async {
+        audit.written() >= 20
+    })
+    .await;
+    let dir = path.parent().unwrap();
+    let rotated = |i: u32| dir.join(format!("audit.log.{i}"));
+    use std::os::unix::fs::PermissionsExt;
+    for p in [path.clone(), rotated(1), rotated(2)] {
+        let meta = std::fs::metadata(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        assert!(
+            meta.len() <= 1_000,
+            "{} has {} bytes",
+            p.display(),
+            meta.len()
+        );
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600, "{}", p.display());
+        assert!(!lines(&p).is_empty(), "{} is empty", p.display());
+    }
+    assert!(
+        !rotated(3).exists(),
+        "only max_files rotated files are kept"
+    );
+    assert_eq!(audit.dropped(), 0);
+}
