@@ -17,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -254,8 +254,9 @@ struct TenantUsage {
     subscriptions: AtomicU64,
     /// (bytes, messages) buckets, created on first use of a rate quota.
     buckets: Mutex<Option<(TokenBucket, TokenBucket)>>,
-    /// The tenant's caches seen by a put: their bytes are summed for the cache quota.
-    caches: Mutex<Vec<Arc<CacheEntry>>>,
+    /// The tenant's caches seen by a put: their bytes are summed for the cache quota. Weak,
+    /// so that the quota never keeps a cache alive.
+    caches: Mutex<Vec<Weak<CacheEntry>>>,
 }
 
 /// One connection's or subscription's place in its tenant's count, given back on drop.
@@ -484,7 +485,9 @@ impl Quotas {
 
     /// Refuses a put of `charge` bytes (key + value + `cache::ENTRY_OVERHEAD`) into `cache`
     /// when the tenant's caches would hold more than its `cache_bytes`. An overwrite is
-    /// counted at its full size (the old value is freed only by the put itself).
+    /// counted at its full size (the old value is freed only by the put itself). Checked
+    /// before the put: concurrent puts of one tenant may each pass it and overshoot by one
+    /// entry each.
     pub fn cache_put(
         &self,
         tenant: &str,
@@ -494,13 +497,21 @@ impl Quotas {
         let limit = self.limits(tenant).cache_bytes;
         let usage = self.usage(tenant);
         let mut caches = usage.caches.lock();
-        if !caches.iter().any(|c| Arc::ptr_eq(c, cache)) {
-            caches.push(cache.clone());
+        if !caches
+            .iter()
+            .any(|c| std::ptr::eq(c.as_ptr(), Arc::as_ptr(cache)))
+        {
+            caches.retain(|c| c.strong_count() > 0);
+            caches.push(Arc::downgrade(cache));
         }
         if limit == 0 {
             return Ok(());
         }
-        let held: u64 = caches.iter().map(|c| c.cache.stats().bytes as u64).sum();
+        let held: u64 = caches
+            .iter()
+            .filter_map(Weak::upgrade)
+            .map(|c| c.cache.stats().bytes as u64)
+            .sum();
         if held.saturating_add(charge as u64) > limit {
             return Err(self.refuse(
                 QuotaKind::CacheBytes,
@@ -512,7 +523,8 @@ impl Quotas {
     }
 
     /// Refuses a publish of `messages` to `stream` when one of its consumer groups would hold
-    /// more than the tenant's `queue_depth` pending messages.
+    /// more than the tenant's `queue_depth` pending messages. Checked before the append:
+    /// concurrent publishes to one stream may overshoot by their own sizes.
     pub fn queue_depth(
         &self,
         tenant: &str,
