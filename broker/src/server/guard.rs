@@ -67,13 +67,15 @@ impl Ctx {
     /// Audits an authorization decision (denials always, grants per `audit.grants`).
     pub fn audit_authz(&self, action: Action, ns: &str, res: &str, r: &Result<(), BrokerError>) {
         let audit = &self.shared.audit;
-        if !audit.enabled() {
-            return;
-        }
-        let resource = format!("{ns}/{res}");
         match r {
-            Ok(()) => audit.granted(self.who(), action_name(action), &resource),
-            Err(e) => audit.denied(self.who(), action_name(action), &resource, e),
+            Ok(()) if audit.sample_grant() => {
+                audit.granted(self.who(), action_name(action), &format!("{ns}/{res}"))
+            }
+            Ok(()) => {}
+            Err(e) if audit.enabled() => {
+                audit.denied(self.who(), action_name(action), &format!("{ns}/{res}"), e)
+            }
+            Err(_) => {}
         }
     }
 
