@@ -91,6 +91,9 @@ typedef enum {
   FELIX_STATUS_CLOSED = 15,
   // A bug inside Felix (including a caught panic).
   FELIX_STATUS_INTERNAL = 16,
+  // The tenant is past one of its quotas; other tenants are unaffected. Retryable: rate
+  // quotas recover within a second, count quotas once the tenant's usage drops.
+  FELIX_STATUS_QUOTA_EXCEEDED = 17,
 } FelixStatus;
 
 // Acknowledgement mode of a publish.

@@ -30,11 +30,13 @@ const (
 	CodeCancelled       Code = 14
 	CodeClosed          Code = 15
 	CodeInternal        Code = 16
+	CodeQuotaExceeded   Code = 17
 )
 
 var codeNames = [...]string{"ok", "invalid_argument", "not_found", "already_exists", "conflict",
 	"unauthorized", "forbidden", "overloaded", "frame_too_large", "unsupported", "timeout",
-	"unavailable", "protocol", "slow_consumer", "cancelled", "closed", "internal"}
+	"unavailable", "protocol", "slow_consumer", "cancelled", "closed", "internal",
+	"quota_exceeded"}
 
 // String is the stable snake_case name ("not_found").
 func (c Code) String() string {
@@ -46,7 +48,8 @@ func (c Code) String() string {
 
 // Retryable reports whether a call failing with this code may succeed later.
 func (c Code) Retryable() bool {
-	return c == CodeOverloaded || c == CodeTimeout || c == CodeUnavailable
+	return c == CodeOverloaded || c == CodeTimeout || c == CodeUnavailable ||
+		c == CodeQuotaExceeded
 }
 
 // Error is every error Felix returns. Match a kind with errors.Is(err, felix.ErrNotFound) or
@@ -89,6 +92,7 @@ var (
 	ErrCancelled       = sentinel(CodeCancelled)
 	ErrClosed          = sentinel(CodeClosed)
 	ErrInternal        = sentinel(CodeInternal)
+	ErrQuotaExceeded   = sentinel(CodeQuotaExceeded)
 )
 
 // takeError turns a status and an owned C error into a Go error, freeing the C error.

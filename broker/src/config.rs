@@ -60,6 +60,15 @@ pub struct BrokerConfig {
     pub transport: felix_transport::TransportConfig,
     /// How long shutdown waits for in-flight work before closing connections.
     pub shutdown_grace_ms: u64,
+    /// mTLS: PEM file of the CA(s) client certificates must chain to.
+    pub tls_client_ca: Option<PathBuf>,
+    /// mTLS: `off` (default), `optional` (verify a certificate if presented) or `required`
+    /// (refuse clients without one at the handshake). Needs `tls_client_ca`.
+    pub tls_client_auth: felix_transport::ClientAuth,
+    /// Tenant quotas (`[quotas]`, `[quotas.tenants.NAME]`; see `crate::quota`).
+    pub quotas: crate::quota::QuotaConfig,
+    /// Audit log (`[audit]`; see `crate::audit`).
+    pub audit: crate::audit::AuditConfig,
 }
 
 /// Runtime flavour.
@@ -199,6 +208,10 @@ impl Default for BrokerConfig {
             group_defaults: GroupDefaults::default(),
             transport: Default::default(),
             shutdown_grace_ms: 5_000,
+            tls_client_ca: None,
+            tls_client_auth: Default::default(),
+            quotas: Default::default(),
+            audit: Default::default(),
         }
     }
 }
@@ -323,6 +336,12 @@ impl BrokerConfig {
             return Err(ConfigError(
                 "limits.max_partial_frame_bytes_per_connection must be at least limits.max_frame_bytes"
                     .into(),
+            ));
+        }
+        if self.tls_client_auth != felix_transport::ClientAuth::Off && self.tls_client_ca.is_none()
+        {
+            return Err(ConfigError(
+                "tls_client_auth needs tls_client_ca (the CA client certificates chain to)".into(),
             ));
         }
         if self.stream_defaults.subscriber_buffer == 0 {

@@ -77,7 +77,10 @@ async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()
             // thread (one, by default) keeps answering clients meanwhile.
             let owner = shared.clone();
             let body = tokio::task::spawn_blocking(move || {
-                owner.metrics.render(&owner.registry.snapshot())
+                let mut body = owner.metrics.render(&owner.registry.snapshot());
+                owner.quotas.render(&mut body);
+                owner.audit.render(&mut body);
+                body
             })
             .await
             .map_err(std::io::Error::other)?;

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod cache;
@@ -25,6 +26,7 @@ pub mod log;
 pub mod metrics;
 pub mod names;
 pub mod queue;
+pub mod quota;
 pub mod registry;
 pub mod server;
 pub mod stream;

@@ -46,6 +46,15 @@ struct Args {
     /// PEM private key.
     #[arg(long, env = "FELIX_TLS_KEY")]
     tls_key: Option<PathBuf>,
+    /// mTLS: PEM file of the CA(s) client certificates must chain to.
+    #[arg(long, env = "FELIX_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+    /// mTLS: off, optional or required.
+    #[arg(long, env = "FELIX_TLS_CLIENT_AUTH", value_parser = parse_client_auth)]
+    tls_client_auth: Option<felix_transport::ClientAuth>,
+    /// Audit log: a file path (created 0600, rotated) or `-` for stdout.
+    #[arg(long, env = "FELIX_AUDIT_LOG")]
+    audit_log: Option<String>,
     /// Create streams and caches on first use.
     #[arg(long, env = "FELIX_AUTO_CREATE")]
     auto_create: Option<bool>,
@@ -79,6 +88,16 @@ struct Args {
     print_config: bool,
 }
 
+fn parse_client_auth(s: &str) -> Result<felix_transport::ClientAuth, String> {
+    use felix_transport::ClientAuth;
+    match s {
+        "off" => Ok(ClientAuth::Off),
+        "optional" => Ok(ClientAuth::Optional),
+        "required" => Ok(ClientAuth::Required),
+        other => Err(format!("{other:?}: expected off, optional or required")),
+    }
+}
+
 fn load(args: &Args) -> Result<BrokerConfig, String> {
     let mut cfg = match &args.config {
         Some(p) => BrokerConfig::from_toml_file(p).map_err(|e| e.to_string())?,
@@ -104,6 +123,15 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
     }
     if let Some(v) = &args.tls_key {
         cfg.tls_key = Some(v.clone());
+    }
+    if let Some(v) = &args.tls_client_ca {
+        cfg.tls_client_ca = Some(v.clone());
+    }
+    if let Some(v) = args.tls_client_auth {
+        cfg.tls_client_auth = v;
+    }
+    if let Some(v) = &args.audit_log {
+        cfg.audit.output = Some(v.clone());
     }
     if let Some(v) = &args.auth_tokens_file {
         cfg.auth_tokens_file = Some(v.clone());

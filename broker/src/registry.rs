@@ -36,6 +36,23 @@ pub struct StreamEntry {
     label: String,
 }
 
+impl StreamEntry {
+    /// The most messages pending (unread, or waiting for redelivery) in any one consumer
+    /// group of this stream; 0 without groups. For the queue-depth quota.
+    pub fn max_group_pending(&self) -> u64 {
+        let next = self.stream.next_offset();
+        self.groups
+            .read()
+            .values()
+            .map(|g| {
+                let s = g.stats();
+                s.pending_redelivery as u64 + next.saturating_sub(s.cursor)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// A registered cache.
 #[derive(Debug)]
 pub struct CacheEntry {

@@ -16,9 +16,12 @@ fn every_bound_has_a_row_with_its_default() {
         "cache_defaults",
         "group_defaults",
         "transport",
+        "quotas",
+        "audit",
     ] {
         let t = cfg[table].as_table().unwrap();
-        for (key, value) in t {
+        // `quotas.tenants` holds the per-tenant overrides (a table, empty by default).
+        for (key, value) in t.iter().filter(|(k, _)| *k != "tenants") {
             let row = doc
                 .lines()
                 .find(|l| l.starts_with(&format!("| `{table}.{key}` |")))

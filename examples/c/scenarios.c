@@ -40,7 +40,8 @@ static const char *const RESULT_KEYS[] = {"as", "expect", "expect_count", "expec
 static const char *const EXPECT_REQUIRED[] = {"cache_get", "cache_get_many", "dead_letters", NULL};
 static const char *const CODES[] = {"invalid_argument", "not_found", "already_exists", "conflict",
     "unauthorized", "forbidden", "overloaded", "frame_too_large", "unsupported", "timeout",
-    "unavailable", "protocol", "slow_consumer", "cancelled", "closed", "internal", NULL};
+    "unavailable", "protocol", "slow_consumer", "cancelled", "closed", "internal",
+    "quota_exceeded", NULL};
 
 /* Keys each op takes besides COMMON_KEYS. */
 static const struct { const char *op; const char *keys[12]; } OPS[] = {

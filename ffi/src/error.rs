@@ -1,7 +1,7 @@
 //! Status codes and owned errors.
 //!
 //! Every export returns a [`FelixStatus`]: `FELIX_STATUS_OK` (0) or the stable error code
-//! number shared with the wire protocol and every binding (1..16). Callers that want details
+//! number shared with the wire protocol and every binding (1..17). Callers that want details
 //! pass a `FelixError**`; on failure it receives an owned [`FelixError`] (code, message,
 //! retryable) to release with `felix_error_free`. There is no thread-local "last error".
 //! Every export runs inside [`guard`], so a Rust panic becomes `FELIX_STATUS_INTERNAL` instead of
@@ -51,6 +51,9 @@ pub enum FelixStatus {
     Closed = 15,
     /// A bug inside Felix (including a caught panic).
     Internal = 16,
+    /// The tenant is past one of its quotas; other tenants are unaffected. Retryable: rate
+    /// quotas recover within a second, count quotas once the tenant's usage drops.
+    QuotaExceeded = 17,
 }
 
 impl From<ErrorCode> for FelixStatus {
@@ -71,6 +74,7 @@ impl From<ErrorCode> for FelixStatus {
             ErrorCode::SlowConsumer => Self::SlowConsumer,
             ErrorCode::Cancelled => Self::Cancelled,
             ErrorCode::Closed => Self::Closed,
+            ErrorCode::QuotaExceeded => Self::QuotaExceeded,
             _ => Self::Internal,
         }
     }
@@ -226,6 +230,7 @@ fn name_z(c: ErrorCode) -> &'static [u8] {
         ErrorCode::SlowConsumer => b"slow_consumer\0",
         ErrorCode::Cancelled => b"cancelled\0",
         ErrorCode::Closed => b"closed\0",
+        ErrorCode::QuotaExceeded => b"quota_exceeded\0",
         _ => b"internal\0",
     }
 }

@@ -49,6 +49,7 @@ pub mod devdir;
 mod endpoint;
 mod error;
 pub mod framed;
+mod peer;
 mod tls;
 
 pub use config::TransportConfig;
@@ -58,7 +59,8 @@ pub use endpoint::{
     server_endpoint, server_endpoint_with_reset_key, ClientOptions, V1_CLIENT_CONNECT_STREAMS,
 };
 pub use error::TransportError;
-pub use tls::{ClientTls, ServerTls};
+pub use peer::{identity_from_cert, peer_identity};
+pub use tls::{ClientAuth, ClientTls, ServerTls};
 
 pub use quinn;
 

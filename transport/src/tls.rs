@@ -37,6 +37,8 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 pub struct ServerTls {
     pub(crate) chain: Vec<CertificateDer<'static>>,
     pub(crate) key: PrivateKeyDer<'static>,
+    /// mTLS: the CAs client certificates must chain to, and whether one is required.
+    pub(crate) client_auth: Option<(Arc<RootCertStore>, ClientAuth)>,
 }
 
 impl Clone for ServerTls {
@@ -44,6 +46,7 @@ impl Clone for ServerTls {
         Self {
             chain: self.chain.clone(),
             key: self.key.clone_key(),
+            client_auth: self.client_auth.clone(),
         }
     }
 }
@@ -53,6 +56,7 @@ impl fmt::Debug for ServerTls {
         f.debug_struct("ServerTls")
             .field("chain_len", &self.chain.len())
             .field("key", &"<redacted>")
+            .field("client_auth", &self.client_auth.as_ref().map(|c| c.1))
             .finish()
     }
 }
@@ -125,12 +129,42 @@ impl ServerTls {
         Ok(Self {
             chain,
             key: key_der,
+            client_auth: None,
         })
     }
 
     /// Wrap already-parsed DER material (e.g. from a secrets manager).
     pub fn from_der(chain: Vec<CertificateDer<'static>>, key: PrivateKeyDer<'static>) -> Self {
-        Self { chain, key }
+        Self {
+            chain,
+            key,
+            client_auth: None,
+        }
+    }
+
+    /// mTLS: verify client certificates against the CA certificate(s) in `ca_pem_path`
+    /// (rustls' WebPKI client verifier, ring provider). `Required` refuses a client without
+    /// a valid certificate at the handshake, `Optional` admits one without a certificate but
+    /// still refuses an invalid one (another CA, expired), `Off` ignores client certificates.
+    /// The verified identity is read after the handshake with [`crate::peer_identity`].
+    pub fn with_client_auth(
+        mut self,
+        mode: ClientAuth,
+        ca_pem_path: Option<&Path>,
+    ) -> Result<Self, TransportError> {
+        self.client_auth = match (mode, ca_pem_path) {
+            (ClientAuth::Off, _) => None,
+            (_, None) => {
+                return Err(TransportError::Tls(
+                    "client certificate auth needs a client CA (tls_client_ca)".into(),
+                ))
+            }
+            (mode, Some(path)) => {
+                let pem = fs::read(path).map_err(|e| TransportError::cert(path, e))?;
+                Some((Arc::new(root_store(&pem, path)?), mode))
+            }
+        };
+        Ok(self)
     }
 
     /// The certificate chain, leaf first.
@@ -149,10 +183,26 @@ impl ServerTls {
         &self,
         alpn: Vec<Vec<u8>>,
     ) -> Result<rustls::ServerConfig, TransportError> {
-        let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
-            .map_err(|e| TransportError::Tls(e.to_string()))?
-            .with_no_client_auth()
+            .map_err(|e| TransportError::Tls(e.to_string()))?;
+        let builder = match &self.client_auth {
+            None => builder.with_no_client_auth(),
+            Some((roots, mode)) => {
+                let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    roots.clone(),
+                    provider(),
+                );
+                let v = match mode {
+                    ClientAuth::Optional => v.allow_unauthenticated(),
+                    _ => v,
+                };
+                builder.with_client_cert_verifier(
+                    v.build().map_err(|e| TransportError::Tls(e.to_string()))?,
+                )
+            }
+        };
+        let mut cfg = builder
             .with_single_cert(self.chain.clone(), self.key.clone_key())
             .map_err(|e| TransportError::Tls(e.to_string()))?;
         cfg.alpn_protocols = alpn;
@@ -162,6 +212,19 @@ impl ServerTls {
         cfg.max_early_data_size = 0;
         Ok(cfg)
     }
+}
+
+/// Whether a listener asks clients for a certificate (mTLS).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// No client certificates (the default).
+    #[default]
+    Off,
+    /// A certificate is verified if presented; clients without one are admitted.
+    Optional,
+    /// Every client must present a certificate from the configured CA.
+    Required,
 }
 
 /// How a client verifies the broker's certificate.
@@ -292,6 +355,7 @@ pub(crate) fn generate_dev_material() -> Result<DevMaterial, TransportError> {
         tls: ServerTls {
             chain: vec![leaf.der().clone()],
             key: PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+            client_auth: None,
         },
         ca_pem: ca_cert.pem(),
         leaf_pem: leaf.pem(),

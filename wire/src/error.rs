@@ -46,11 +46,15 @@ pub enum ErrorCode {
     Closed = 15,
     /// A bug or unexpected failure inside Felix.
     Internal = 16,
+    /// The tenant is past one of its quotas (connections, subscriptions, publish rate,
+    /// cache bytes, queue depth); other tenants are unaffected. Retryable: rate quotas
+    /// recover by themselves within a second, count quotas once the tenant's usage drops.
+    QuotaExceeded = 17,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 17] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
@@ -67,6 +71,7 @@ impl ErrorCode {
         ErrorCode::Cancelled,
         ErrorCode::Closed,
         ErrorCode::Internal,
+        ErrorCode::QuotaExceeded,
     ];
 
     /// The stable snake_case string carried on the wire.
@@ -88,6 +93,7 @@ impl ErrorCode {
             ErrorCode::Cancelled => "cancelled",
             ErrorCode::Closed => "closed",
             ErrorCode::Internal => "internal",
+            ErrorCode::QuotaExceeded => "quota_exceeded",
         }
     }
 
@@ -100,7 +106,10 @@ impl ErrorCode {
     pub const fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorCode::Overloaded | ErrorCode::Timeout | ErrorCode::Unavailable
+            ErrorCode::Overloaded
+                | ErrorCode::Timeout
+                | ErrorCode::Unavailable
+                | ErrorCode::QuotaExceeded
         )
     }
 

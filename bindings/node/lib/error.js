@@ -21,6 +21,7 @@ const ERROR_CODES = Object.freeze([
   'cancelled',
   'closed',
   'internal',
+  'quota_exceeded',
 ])
 
 class FelixError extends Error {

@@ -22,6 +22,7 @@ export type ErrorCode =
   | 'cancelled'
   | 'closed'
   | 'internal'
+  | 'quota_exceeded'
 
 export declare const ERROR_CODES: readonly ErrorCode[]
 

@@ -71,6 +71,7 @@ fn put(
         &t.namespace,
         &t.cache,
     )?;
+    ctx.quota_cache_put(&t.tenant_id, &t.namespace, &entry, &t.key, value.len())?;
     let cond = match cond {
         PutCond::Always => PutCondition::Always,
         PutCond::IfAbsent => PutCondition::IfAbsent,
@@ -294,6 +295,7 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
                     request_id: Some(request_id),
                 })
             })();
+            ctx.audit_admin("cache_create", &namespace, &cache, &r);
             (r, Some(request_id))
         }
         _ => unreachable!("routed by request::json"),

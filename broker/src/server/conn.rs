@@ -29,6 +29,15 @@ pub struct ConnState {
     pub frames: Arc<FrameBudget>,
     /// Long-poll `queue_pull`s parked now (`max_parked_pulls_per_connection`).
     pub parked_pulls: AtomicUsize,
+    /// Connection id in the audit log (QUIC stable id, unique within this process).
+    pub id: u64,
+    /// mTLS: the identity of the verified client certificate (its first URI SAN such as a
+    /// SPIFFE id, else its first DNS SAN); `None` without a client certificate. Shown in the
+    /// audit log; available to authorization as the connection's certificate identity.
+    pub peer_identity: Option<String>,
+    /// The tenants this connection counts against (tenant connection quota), given back
+    /// when the connection ends.
+    pub tenants: crate::quota::ConnQuota,
 }
 
 /// The bytes of unfinished frames actually buffered are counted in the broker-wide budget
@@ -44,15 +53,21 @@ impl ByteBudget for MemoryBudget {
 }
 
 pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
+    let peer = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
         Err(e) => {
             debug!(error = %e, "handshake failed");
+            shared.audit.connection_refused(peer, None, &e.to_string());
             return;
         }
     };
     if shared.metrics.connections.get() as usize >= shared.cfg.limits.max_connections {
         shared.metrics.connections_refused.inc();
+        let reason = "max_connections reached";
+        shared
+            .audit
+            .connection_refused(peer, Some(ErrorCode::Overloaded), reason);
         conn.close(
             quinn::VarInt::from_u32(ErrorCode::Overloaded.as_u16() as u32),
             b"overloaded: max_connections reached",
@@ -75,7 +90,18 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
             Some(shared.memory.clone() as Arc<dyn ByteBudget>),
         ),
         parked_pulls: AtomicUsize::new(0),
+        id: conn.stable_id() as u64,
+        peer_identity: felix_transport::peer_identity(&conn),
+        tenants: Default::default(),
     });
+    let audit = |open: bool| {
+        let who = state.tenants.principals();
+        let identity = state.peer_identity.as_deref();
+        shared
+            .audit
+            .connection(open, state.id, remote, identity, &who);
+    };
+    audit(true);
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();
     let mut draining = false;
@@ -110,6 +136,7 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
     }
     streams.abort_all();
     drop(streams);
+    audit(false);
     memory::after_close();
     shared.metrics.connections.dec();
     shared.connection_closed.notify_waiters();

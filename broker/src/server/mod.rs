@@ -6,6 +6,7 @@
 
 mod cache_ops;
 mod conn;
+mod guard;
 mod queue_ops;
 mod request;
 mod session;
@@ -49,6 +50,10 @@ pub struct Shared {
     pub ready: AtomicBool,
     /// Notified whenever a connection ends (shutdown waits on it).
     pub connection_closed: tokio::sync::Notify,
+    /// Tenant quotas (limits replaceable at runtime, usage per tenant).
+    pub quotas: crate::quota::Quotas,
+    /// The audit log (off unless `audit.output` is set).
+    pub audit: crate::audit::AuditLog,
     next_subscription: AtomicU64,
 }
 
@@ -94,7 +99,10 @@ impl Broker {
             (Some(cert), Some(key)) => felix_transport::ServerTls::from_pem_files(cert, key),
             _ => felix_transport::ServerTls::generate_dev(&cfg.dev_ca_path),
         }
+        .and_then(|t| t.with_client_auth(cfg.tls_client_auth, cfg.tls_client_ca.as_deref()))
         .map_err(|e| StartError(format!("tls: {e}")))?;
+        let audit = crate::audit::AuditLog::from_config(&cfg.audit)
+            .map_err(|e| StartError(e.to_string()))?;
         let reset_key = match cfg.reset_key_file() {
             Some(path) => Some(load_or_create_reset_key(&path)?),
             None => None,
@@ -118,6 +126,8 @@ impl Broker {
             shutdown: shutdown_rx,
             ready: AtomicBool::new(true),
             connection_closed: tokio::sync::Notify::new(),
+            quotas: crate::quota::Quotas::new(crate::quota::QuotaTable::from_config(&cfg.quotas)),
+            audit,
             next_subscription: AtomicU64::new(1),
         });
         let mut tasks = JoinSet::new();

@@ -117,6 +117,7 @@ pub async fn json(
                     request_id: Some(request_id),
                 })
             })();
+            ctx.audit_admin("group_create", &namespace, &format!("{stream}/{group}"), &r);
             (r, request_id)
         }
         Message::QueuePull {

@@ -44,10 +44,13 @@ impl Ctx {
         ns: &str,
         res: &str,
     ) -> Result<(), BrokerError> {
-        self.shared
+        let r = self
+            .shared
             .auth
             .authorize(&self.session.principal, action, tenant, ns, res)
-            .map_err(BrokerError::from)
+            .map_err(BrokerError::from);
+        self.audit_authz(action, ns, res, &r);
+        r
     }
 
     /// Whether resources are created on first use.
@@ -340,6 +343,7 @@ pub async fn publish(
         stream,
         ctx.shared.cfg.auto_create(),
     )?;
+    ctx.quota_publish(tenant, ns, stream, &entry, payloads)?;
     let published = entry
         .stream
         .publish(payloads)
@@ -476,6 +480,7 @@ async fn json(
                     request_id: Some(request_id),
                 })
             })();
+            ctx.audit_admin("stream_create", &namespace, &stream, &r);
             reply_result(ctx, r, Some(request_id)).await
         }
         Message::CacheCreate { .. }

@@ -188,6 +188,9 @@ async fn auth_failed(
     replier: &mut Replier,
 ) {
     shared.metrics.auth_failures.inc();
+    shared
+        .audit
+        .auth_failed(state.id, tenant, &BrokerError::from(e.clone()));
     let failures = state.auth_failures.fetch_add(1, Ordering::Relaxed) + 1;
     if let Some(suppressed) = AUTH_LOG.allow(Instant::now()) {
         tracing::warn!(
@@ -349,6 +352,7 @@ pub async fn authenticate(
             return Err(());
         }
     };
+    super::guard::admit_stream(shared, state, &principal, replier).await?;
     // Extension frame kinds are usable only together with their feature.
     let mut supported = flags::V1_ALL;
     if negotiated_features & features::BINARY_EXT != 0 {

@@ -44,6 +44,9 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
         unreachable!("routed by request::serve")
     };
     let limit = ctx.shared.cfg.limits.max_subscriptions_per_connection;
+    // The tenant's subscription slot, held for the task's life (given back when it ends or
+    // is aborted with its connection).
+    let mut _quota_slot = None;
     let r = (|| {
         ctx.authorize(Action::Subscribe, &tenant_id, &namespace, &stream)?;
         if names::is_pattern(&stream) {
@@ -59,6 +62,12 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
                 "connection holds its maximum of {limit} subscriptions"
             )));
         }
+        _quota_slot = Some(
+            ctx.quota_subscription(&tenant_id, &namespace, &stream)
+                .inspect_err(|_| {
+                    state.subscriptions.fetch_sub(1, Ordering::SeqCst);
+                })?,
+        );
         Ok(())
     })();
     if let Err(e) = r {

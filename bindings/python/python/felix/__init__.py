@@ -27,6 +27,7 @@ from .error import (
     OperationCancelledError,
     OverloadedError,
     ProtocolError,
+    QuotaExceededError,
     SlowConsumerError,
     TimeoutError,
     UnauthorizedError,
@@ -54,5 +55,5 @@ __all__ = [
     "UnauthorizedError", "ForbiddenError", "OverloadedError", "UnsupportedError",
     "TimeoutError", "UnavailableError", "ConnectionError", "ProtocolError",
     "SlowConsumerError", "OperationCancelledError", "ClosedError", "ForkedError",
-    "InternalError", "error_class", "FELIX_BROKER_CLIENT", "__version__",
+    "InternalError", "QuotaExceededError", "error_class", "FELIX_BROKER_CLIENT", "__version__",
 ]  # fmt: skip

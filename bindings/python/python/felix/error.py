@@ -37,6 +37,7 @@ __all__ = [
     "ClosedError",
     "ForkedError",
     "InternalError",
+    "QuotaExceededError",
 ]
 
 
@@ -178,6 +179,14 @@ class InternalError(FelixError):
     code, code_number = "internal", 16
 
 
+class QuotaExceededError(FelixError):
+    """The tenant is past one of its quotas (connections, subscriptions, publish rate, cache
+    bytes, queue depth); other tenants are unaffected. Retryable: rate quotas recover within a
+    second, count quotas once the tenant's usage drops."""
+
+    code, code_number, retryable = "quota_exceeded", 17, True
+
+
 _BY_CODE: Dict[str, Type[FelixError]] = {
     c.code: c
     for c in (
@@ -197,6 +206,7 @@ _BY_CODE: Dict[str, Type[FelixError]] = {
         OperationCancelledError,
         ClosedError,
         InternalError,
+        QuotaExceededError,
     )
 }
 
