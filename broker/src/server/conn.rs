@@ -29,6 +29,8 @@ pub struct ConnState {
     pub frames: Arc<FrameBudget>,
     /// Long-poll `queue_pull`s parked now (`max_parked_pulls_per_connection`).
     pub parked_pulls: AtomicUsize,
+    /// The principals its streams act as (one per tenant and subject; refresh, expiry).
+    pub principals: crate::auth::Cells,
 }
 
 /// The bytes of unfinished frames actually buffered are counted in the broker-wide budget
@@ -75,6 +77,7 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
             Some(shared.memory.clone() as Arc<dyn ByteBudget>),
         ),
         parked_pulls: AtomicUsize::new(0),
+        principals: Default::default(),
     });
     let mut shutdown = shared.shutdown.clone();
     let mut streams = JoinSet::new();

@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::conn::ConnState;
 use super::session::{framing_error, Replier, Session};
 use super::{cache_ops, queue_ops, subscribe, Shared};
-use crate::auth::Action;
+use crate::auth::{Action, Resource};
 use crate::error::BrokerError;
 use crate::stream::{FullPolicy, StreamConfig};
 use felix_transport::framed::FrameReader;
@@ -36,7 +36,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Checks the stream's principal may do `action` on the named resource.
+    /// Checks the stream's principal may do `action` on the named resource (`unauthorized`
+    /// once its token expired or was revoked, `forbidden` when not granted).
     pub fn authorize(
         &self,
         action: Action,
@@ -44,9 +45,20 @@ impl Ctx {
         ns: &str,
         res: &str,
     ) -> Result<(), BrokerError> {
-        self.shared
-            .auth
-            .authorize(&self.session.principal, action, tenant, ns, res)
+        self.authorize_on(action, tenant, ns, Resource::Exact(res))
+    }
+
+    /// [`Ctx::authorize`] for an exact resource or a whole namespace.
+    pub fn authorize_on(
+        &self,
+        action: Action,
+        tenant: &str,
+        ns: &str,
+        res: Resource<'_>,
+    ) -> Result<(), BrokerError> {
+        self.session
+            .principal
+            .authorize(&*self.shared.auth, action, tenant, ns, res)
             .map_err(BrokerError::from)
     }
 
@@ -477,6 +489,27 @@ async fn json(
                 })
             })();
             reply_result(ctx, r, Some(request_id)).await
+        }
+        Message::Reauth { request_id, token } => {
+            let r = ctx
+                .require(features::TOKEN_REFRESH, "reauth")
+                .and_then(|_| {
+                    ctx.session
+                        .principal
+                        .reauth(&*ctx.shared.auth, &token)
+                        .map_err(|e| {
+                            ctx.shared.metrics.auth_failures.inc();
+                            BrokerError::from(e)
+                        })
+                });
+            reply_result(
+                ctx,
+                r.map(|_| Message::Ok {
+                    request_id: Some(request_id),
+                }),
+                Some(request_id),
+            )
+            .await
         }
         Message::CacheCreate { .. }
         | Message::CachePut { .. }
