@@ -340,3 +340,101 @@ async fn reauth_keeps_a_subscription_flowing_past_the_old_tokens_expiry() {
         .await
         .unwrap_or_else(|v| panic!("the subscription ended: {v}"));
 }
+
+#[tokio::test]
+async fn refused_reauths_count_towards_the_connections_auth_failure_limit() {
+    let key = SigningKey::generate("k1");
+    let b = jwt_broker("jwt-reauth-limit", jwks(&[&key]), 0).await;
+    let token = key.sign(&claims("acme", "alice", all(), 300)).unwrap();
+    let c = within(10, "connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    let (mut req, _) = within(5, "stream", c.open_authed(&auth("acme", &token, FEATURES))).await;
+    let limit = b
+        .broker
+        .shared()
+        .cfg
+        .limits
+        .max_auth_failures_per_connection;
+    for rid in 1..=u64::from(limit) {
+        req.send_json(&json!({"type": "reauth", "request_id": rid, "token": "guess"}))
+            .await;
+        let r = within(5, "refusal", req.json()).await;
+        assert_eq!(r["code"], "unauthorized", "{r}");
+    }
+    let closed = within(5, "connection closed", c.conn.closed()).await;
+    assert!(
+        closed.to_string().contains("too many failed auth attempts"),
+        "{closed}"
+    );
+    assert_eq!(b.broker.shared().metrics.auth_connections_closed.get(), 1);
+}
+
+/// The real binary in production mode: JWT mode is an auth configuration (with a keys file it
+/// starts and serves signed tokens), and a plain-http control plane off this host is refused.
+#[tokio::test]
+async fn production_accepts_jwt_mode_and_refuses_plain_http_to_a_remote_control_plane() {
+    use std::process::{Command, Stdio};
+    let dir = scratch("jwt-prod");
+    let tls = felix_transport::ServerTls::generate_dev(&dir.join("ca.pem")).unwrap();
+    drop(tls);
+    let key = SigningKey::generate("k1");
+    let keys = dir.join("jwks.json");
+    std::fs::write(&keys, serde_json::to_vec(&jwks(&[&key])).unwrap()).unwrap();
+    let base = |addr: &str| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_felix-broker"));
+        cmd.args(["--production", "--listen", addr, "--no-metrics"])
+            .arg("--tls-cert")
+            .arg(dir.join("dev-server.pem"))
+            .arg("--tls-key")
+            .arg(dir.join("dev-server.key"))
+            .args(["--auth-issuer", ISSUER, "--region", REGION])
+            .env("FELIX_LOG", "warn")
+            .env_remove("FELIX_AUTH_TOKENS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        cmd
+    };
+    let out = base("127.0.0.1:0")
+        .args(["--controlplane-url", "http://cp.example:8080"])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("plain http"), "{stderr}");
+
+    let addr = free_udp_port();
+    let mut child = base(&addr.to_string())
+        .arg("--jwt-keys-file")
+        .arg(&keys)
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let token = key.sign(&claims("acme", "svc", all(), 300)).unwrap();
+    let cfg = felix_client::ClientConfig {
+        addresses: vec![addr.to_string()],
+        tls: felix_client::Tls::CaFile(dir.join("ca.pem")),
+        tenant: "acme".into(),
+        token: Some(token),
+        request_timeout: Duration::from_secs(5),
+        ..felix_client::ClientConfig::default()
+    };
+    let c = within(
+        30,
+        "production broker in JWT mode serves",
+        connect_retrying(cfg),
+    )
+    .await;
+    // Production creates nothing on first use: the stream must be created (admin), then used.
+    within(
+        5,
+        "create",
+        c.create_stream("ns", "s", felix_client::StreamSettings::default()),
+    )
+    .await
+    .unwrap();
+    within(5, "publish", c.publish("ns", "s", "x".into()))
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -211,3 +211,51 @@ async fn watch_cell(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{StaticTokenAuth, TokenEntry};
+    use super::*;
+
+    fn auth() -> Arc<dyn Authenticator> {
+        let e = |token: &str, subject: &str| TokenEntry {
+            tenant: "acme".into(),
+            token: token.into(),
+            subject: Some(subject.into()),
+        };
+        Arc::new(
+            StaticTokenAuth::new(vec![e("a1", "alice"), e("a2", "alice"), e("b1", "bob")]).unwrap(),
+        )
+    }
+
+    #[test]
+    fn streams_of_one_principal_share_a_cell_and_reauth_keeps_the_subject() {
+        let auth = auth();
+        let cells = Cells::default();
+        let p = |t: &str| auth.authenticate("acme", Some(t)).unwrap();
+        let a = cells.bind(p("a1"), &auth);
+        let a2 = cells.bind(p("a2"), &auth);
+        let b = cells.bind(p("b1"), &auth);
+        assert!(Arc::ptr_eq(&a, &a2), "same tenant and subject: one cell");
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert!(a.reauth(&*auth, "a1").is_ok());
+        let e = a.reauth(&*auth, "b1").unwrap_err();
+        assert_eq!(e.code(), felix_wire::ErrorCode::Unauthorized);
+        assert!(a.reauth(&*auth, "nope").is_err());
+        assert_eq!(a.principal().subject.as_deref(), Some("alice"));
+        // An ended cell answers unauthorized with its reason; a reauth revives it.
+        a.end("token expired");
+        let e = a
+            .authorize(&*auth, Action::Publish, "acme", "ns", Resource::Exact("s"))
+            .unwrap_err();
+        assert!(e.to_string().contains("token expired"), "{e}");
+        assert!(!a.allows(Action::Subscribe, "ns", "s"));
+        assert!(a.reauth(&*auth, "a2").is_ok());
+        assert!(a
+            .authorize(&*auth, Action::Publish, "acme", "ns", Resource::Exact("s"))
+            .is_ok());
+        drop((a, a2));
+        let _c = cells.bind(p("a1"), &auth);
+        assert_eq!(cells.cells.lock().len(), 2, "dead cells are pruned");
+    }
+}

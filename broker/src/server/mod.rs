@@ -7,6 +7,7 @@
 mod cache_ops;
 mod conn;
 mod queue_ops;
+mod reauth;
 mod request;
 mod session;
 mod subscribe;

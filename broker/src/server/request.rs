@@ -491,25 +491,7 @@ async fn json(
             reply_result(ctx, r, Some(request_id)).await
         }
         Message::Reauth { request_id, token } => {
-            let r = ctx
-                .require(features::TOKEN_REFRESH, "reauth")
-                .and_then(|_| {
-                    ctx.session
-                        .principal
-                        .reauth(&*ctx.shared.auth, &token)
-                        .map_err(|e| {
-                            ctx.shared.metrics.auth_failures.inc();
-                            BrokerError::from(e)
-                        })
-                });
-            reply_result(
-                ctx,
-                r.map(|_| Message::Ok {
-                    request_id: Some(request_id),
-                }),
-                Some(request_id),
-            )
-            .await
+            super::reauth::reauth(ctx, request_id, &token).await
         }
         Message::CacheCreate { .. }
         | Message::CachePut { .. }
