@@ -94,11 +94,17 @@ pub struct RevocationList {
 impl RevocationList {
     /// Whether the list revokes a token with these claims.
     pub fn revokes(&self, c: &Claims) -> bool {
-        self.jtis.iter().any(|r| r.jti == c.jti)
+        self.revokes_token(&c.tenant, &c.sub, c.iat, &c.jti)
+    }
+
+    /// [`RevocationList::revokes`] for a token known only by the claims a verifier keeps of
+    /// it (the broker keeps these, not the whole claims, for each live principal).
+    pub fn revokes_token(&self, tenant: &str, sub: &str, iat: u64, jti: &str) -> bool {
+        self.jtis.iter().any(|r| r.jti == jti)
             || self
                 .subjects
                 .iter()
-                .any(|r| r.tenant == c.tenant && r.sub == c.sub && c.iat < r.before)
+                .any(|r| r.tenant == tenant && r.sub == sub && iat < r.before)
     }
 }
 
@@ -145,6 +151,9 @@ mod tests {
         let mut other = claims("mallory", 10, "j5");
         other.tenant = "globex".into();
         assert!(!list.revokes(&other), "same subject name in another tenant");
+        assert!(list.revokes_token("acme", "mallory", 999, "x"));
+        assert!(!list.revokes_token("acme", "mallory", 1000, "x"));
+        assert!(list.revokes_token("globex", "bob", 1, "j1"));
     }
 
     #[test]

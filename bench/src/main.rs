@@ -8,6 +8,7 @@
 //! are measured in interleaved rounds (see `plan`). Prints a table, the ratios against the
 //! floor, and optionally writes JSON. See bench/README.md.
 
+mod auth;
 mod compare;
 mod cpu;
 mod echo;
@@ -118,6 +119,9 @@ pub enum Cmd {
     },
     /// Felix side by side with the raw floors, NATS and Valkey (see bench/README.md).
     Compare(compare::CompareArgs),
+    /// What JWT mode costs: cache get latency with JWT auth vs dev mode in the same run, and
+    /// the per-request permission check in nanoseconds (see bench/README.md).
+    Auth(auth::AuthArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -156,6 +160,7 @@ fn main() -> std::process::ExitCode {
         .expect("tokio runtime");
     let result = match args.cmd.clone() {
         Some(Cmd::Compare(c)) => rt.block_on(compare::run(c)),
+        Some(Cmd::Auth(a)) => rt.block_on(auth::run(a)),
         _ => rt.block_on(run(args)),
     };
     match result {

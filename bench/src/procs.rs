@@ -95,6 +95,8 @@ pub struct BrokerSpec {
     pub extra_args: Vec<String>,
     pub startup_timeout: Duration,
     pub keep_dir: bool,
+    /// Token of the readiness probe's client (a broker in JWT mode refuses none).
+    pub probe_token: Option<(String, String)>,
 }
 
 /// A started, reachable broker.
@@ -193,6 +195,10 @@ async fn start_broker_once(spec: &BrokerSpec) -> Result<Broker, BoxError> {
             let mut cfg = client_config(addr, &ca);
             cfg.connect_timeout = Duration::from_millis(500);
             cfg.streams_per_connection = 1;
+            if let Some((tenant, token)) = &spec.probe_token {
+                cfg.tenant = tenant.clone();
+                cfg.token = Some(token.clone());
+            }
             if let Ok(c) = Client::connect(cfg).await {
                 let ok = c.ping().await.is_ok();
                 c.close();

@@ -74,6 +74,7 @@ impl Setup {
             extra_args: args.broker_args.clone(),
             startup_timeout: Duration::from_secs(args.startup_timeout),
             keep_dir: args.keep_broker_dir,
+            probe_token: None,
         };
         let b = procs::start_broker(&spec).await?;
         progress(&format!(

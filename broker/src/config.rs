@@ -42,6 +42,8 @@ pub struct BrokerConfig {
     /// may also come from the `FELIX_AUTH_TOKENS` environment variable (`TENANT:TOKEN,...`),
     /// never from the command line. Production needs one or the other.
     pub auth_tokens_file: Option<PathBuf>,
+    /// JWT mode: Felix JWTs verified against keys from a file or the control plane.
+    pub auth: crate::auth::AuthConfig,
     /// `current_thread` (lowest latency on few cores) or `multi_thread`.
     pub runtime: RuntimeKind,
     /// Worker threads for `multi_thread` (0 = one per core).
@@ -199,6 +201,7 @@ impl Default for BrokerConfig {
             reset_key_path: None,
             auto_create: None,
             auth_tokens_file: None,
+            auth: Default::default(),
             runtime: RuntimeKind::CurrentThread,
             worker_threads: 0,
             log_format: "text".into(),

@@ -59,9 +59,8 @@ async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()
     match path {
         "/live" => respond(&mut sock, "200 OK", "text/plain", "ok\n").await,
         "/ready" => {
-            if shared.ready.load(Ordering::SeqCst) {
-                respond(&mut sock, "200 OK", "text/plain", "ready\n").await
-            } else {
+            let auth = shared.auth.status();
+            if !shared.ready.load(Ordering::SeqCst) {
                 respond(
                     &mut sock,
                     "503 Service Unavailable",
@@ -69,6 +68,18 @@ async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()
                     "shutting down\n",
                 )
                 .await
+            } else if let Some(auth) = auth {
+                // JWT mode: ready once tokens can be verified; the body says how fresh the
+                // keys and revocations are (a stale feed keeps serving its last good copy).
+                let (status, state) = if auth.can_verify {
+                    ("200 OK", "ready")
+                } else {
+                    ("503 Service Unavailable", "no token signing keys yet")
+                };
+                let body = serde_json::json!({"status": state, "auth": auth.details});
+                respond(&mut sock, status, "application/json", &format!("{body}\n")).await
+            } else {
+                respond(&mut sock, "200 OK", "text/plain", "ready\n").await
             }
         }
         "/metrics" => {
@@ -80,6 +91,7 @@ async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()
                 let mut body = owner.metrics.render(&owner.registry.snapshot());
                 owner.quotas.render(&mut body);
                 owner.audit.render(&mut body);
+                owner.auth.render_metrics(&mut body);
                 body
             })
             .await

@@ -71,6 +71,29 @@ struct Args {
     /// dev mode (anyone accepted); --production refuses to start without them.
     #[arg(long, env = "FELIX_AUTH_TOKENS_FILE")]
     auth_tokens_file: Option<PathBuf>,
+    /// JWT mode: a JWKS JSON file of the Felix token signing keys (for a broker without a
+    /// control plane, or the keys to start with).
+    #[arg(long, env = "FELIX_JWT_KEYS_FILE")]
+    jwt_keys_file: Option<PathBuf>,
+    /// JWT mode: the control plane's base URL, polled for keys and revocations
+    /// (https://, or http:// to a loopback address).
+    #[arg(long, env = "FELIX_CONTROLPLANE_URL")]
+    controlplane_url: Option<String>,
+    /// JWT mode: required `iss` of tokens.
+    #[arg(long, env = "FELIX_AUTH_ISSUER")]
+    auth_issuer: Option<String>,
+    /// JWT mode: required `aud` of tokens (default felix).
+    #[arg(long, env = "FELIX_AUTH_AUDIENCE")]
+    auth_audience: Option<String>,
+    /// This broker's region; tokens for another region are refused (default local).
+    #[arg(long, env = "FELIX_REGION")]
+    region: Option<String>,
+    /// JWT mode: clock skew tolerated on exp/nbf, seconds (default 60).
+    #[arg(long, env = "FELIX_AUTH_LEEWAY_S")]
+    auth_leeway_s: Option<u64>,
+    /// JWT mode: control-plane poll interval, ms (default 2000).
+    #[arg(long, env = "FELIX_AUTH_FEED_INTERVAL_MS")]
+    auth_feed_interval_ms: Option<u64>,
     /// Log format: text or json.
     #[arg(long, env = "FELIX_LOG_FORMAT")]
     log_format: Option<String>,
@@ -135,6 +158,27 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
     }
     if let Some(v) = &args.auth_tokens_file {
         cfg.auth_tokens_file = Some(v.clone());
+    }
+    if let Some(v) = &args.jwt_keys_file {
+        cfg.auth.jwt_keys_file = Some(v.clone());
+    }
+    if let Some(v) = &args.controlplane_url {
+        cfg.auth.controlplane_url = Some(v.clone());
+    }
+    if let Some(v) = &args.auth_issuer {
+        cfg.auth.issuer = Some(v.clone());
+    }
+    if let Some(v) = &args.auth_audience {
+        cfg.auth.audience = v.clone();
+    }
+    if let Some(v) = &args.region {
+        cfg.auth.region = v.clone();
+    }
+    if let Some(v) = args.auth_leeway_s {
+        cfg.auth.leeway_s = v;
+    }
+    if let Some(v) = args.auth_feed_interval_ms {
+        cfg.auth.feed_interval_ms = v;
     }
     if let Some(v) = args.auto_create {
         cfg.auto_create = Some(v);
@@ -219,6 +263,13 @@ async fn run(cfg: BrokerConfig, auth: Box<dyn Authenticator>) -> std::process::E
         warn!(
             "DEV MODE: accepting any token (or none) for any tenant; do not expose this broker \
              (configure auth_tokens_file or FELIX_AUTH_TOKENS, and run with --production)"
+        );
+    } else if cfg.auth.jwt_mode() {
+        info!(
+            issuer = cfg.auth.issuer.as_deref().unwrap_or(""),
+            region = %cfg.auth.region,
+            controlplane = cfg.auth.controlplane_url.as_deref().unwrap_or("-"),
+            "JWT mode: accepting Felix tokens of this issuer and region, with their permissions"
         );
     } else {
         info!("accepting only configured tokens, each for its own tenant");

@@ -67,6 +67,18 @@ struct WildcardSub {
     namespace: Box<str>,
     pattern: Pattern,
     sub: Arc<Subscriber>,
+    filter: Option<StreamFilter>,
+}
+
+/// Which streams (by name, inside the subscription's tenant and namespace) a wildcard
+/// subscriber may be attached to: its principal's `subscribe` permission, asked for each
+/// stream the pattern matches, existing or created later.
+pub type StreamFilter = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+impl WildcardSub {
+    fn admits(&self, name: &str) -> bool {
+        self.pattern.matches(name) && self.filter.as_ref().is_none_or(|f| f(name))
+    }
 }
 
 /// All named resources of one broker.
@@ -235,8 +247,8 @@ impl Registry {
         for w in wildcards.iter() {
             if &*w.tenant == tenant
                 && &*w.namespace == namespace
-                && w.pattern.matches(name)
                 && w.sub.is_closed().is_none()
+                && w.admits(name)
             {
                 stream.subscribe(&w.sub, Start::Earliest);
             }
@@ -251,8 +263,10 @@ impl Registry {
     }
 
     /// Attaches a subscriber to a stream, or to every matching stream (now and later) for a
-    /// wildcard pattern. Returns the start info (for a pattern: offsets are per stream, so
-    /// `start_offset` is 0 and no gap is reported).
+    /// wildcard pattern, each only if `filter` (when given) admits its name. Returns the start
+    /// info (for a pattern: offsets are per stream, so `start_offset` is 0 and no gap is
+    /// reported).
+    #[allow(clippy::too_many_arguments)]
     pub fn subscribe(
         &self,
         tenant: &str,
@@ -261,6 +275,7 @@ impl Registry {
         sub: &Arc<Subscriber>,
         start: Start,
         create: bool,
+        filter: Option<StreamFilter>,
     ) -> Result<SubscribeInfo, BrokerError> {
         if names::is_pattern(stream_or_pattern) {
             names::validate_tenant(tenant)?;
@@ -271,20 +286,22 @@ impl Registry {
             // exactly once, either here or in insert_stream.
             let mut wild = self.wildcards.write();
             let streams = self.streams.read();
-            let prefix = format!("{tenant}/{namespace}/");
-            for (k, e) in streams.iter() {
-                if let Some(name) = k.strip_prefix(&prefix) {
-                    if pattern.matches(name) {
-                        e.stream.subscribe(sub, start);
-                    }
-                }
-            }
-            wild.push(WildcardSub {
+            let w = WildcardSub {
                 tenant: tenant.into(),
                 namespace: namespace.into(),
                 pattern,
                 sub: sub.clone(),
-            });
+                filter,
+            };
+            let prefix = format!("{tenant}/{namespace}/");
+            for (k, e) in streams.iter() {
+                if let Some(name) = k.strip_prefix(&prefix) {
+                    if w.admits(name) {
+                        e.stream.subscribe(sub, start);
+                    }
+                }
+            }
+            wild.push(w);
             return Ok(SubscribeInfo {
                 start_offset: 0,
                 gap: None,

@@ -35,7 +35,8 @@ pub const ALL: u64 = ERROR_CODES
     | SUBSCRIBE_FROM
     | EVENT_OFFSETS
     | ADMIN
-    | PING;
+    | PING
+    | TOKEN_REFRESH;
 
 /// Joins the two 32-bit halves carried in JSON.
 pub fn join(lo: Option<u32>, hi: Option<u32>) -> u64 {

@@ -6,7 +6,7 @@
 //! figure is measured in `trials` trials, systems interleaved within a trial, and reported
 //! as the median with min and max. Results go to `<out>/<date>.json` and `<out>/<date>.md`.
 
-mod measure;
+pub mod measure;
 mod memory;
 mod pubsub;
 mod queue;

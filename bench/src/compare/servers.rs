@@ -50,6 +50,7 @@ pub async fn felix(spec: &ServerSpec, extra: &[&str]) -> Result<procs::Broker, B
         extra_args: extra.iter().map(|s| s.to_string()).collect(),
         startup_timeout: Duration::from_secs(20),
         keep_dir: false,
+        probe_token: None,
     })
     .await
 }

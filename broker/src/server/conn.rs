@@ -38,6 +38,8 @@ pub struct ConnState {
     /// The tenants this connection counts against (tenant connection quota), given back
     /// when the connection ends.
     pub tenants: crate::quota::ConnQuota,
+    /// The principals its streams act as (one per tenant and subject; refresh, expiry).
+    pub principals: crate::auth::Cells,
 }
 
 /// The bytes of unfinished frames actually buffered are counted in the broker-wide budget
@@ -93,6 +95,7 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
         id: conn.stable_id() as u64,
         peer_identity: felix_transport::peer_identity(&conn),
         tenants: Default::default(),
+        principals: Default::default(),
     });
     let audit = |open: bool| {
         let who = state.tenants.principals();

@@ -16,16 +16,9 @@ use crate::error::BrokerError;
 use crate::quota::QuotaSlot;
 use crate::registry::{CacheEntry, StreamEntry};
 
-/// The audit name of an action (the permission grammar's names).
+/// The audit name of an action (the permission grammar's names, from `felix-auth`).
 pub fn action_name(a: Action) -> &'static str {
-    match a {
-        Action::Publish => "publish",
-        Action::Subscribe => "subscribe",
-        Action::Consume => "consume",
-        Action::CacheRead => "cache.read",
-        Action::CacheWrite => "cache.write",
-        Action::Admin => "admin",
-    }
+    a.as_str()
 }
 
 /// Counts the stream's connection against its tenant's connection quota once `auth` has
@@ -58,8 +51,8 @@ impl Ctx {
     /// The stream's principal and connection, for the audit log.
     pub fn who(&self) -> Who<'_> {
         Who {
-            tenant: &self.session.principal.tenant,
-            sub: self.session.principal.subject.as_deref(),
+            tenant: self.session.principal.tenant(),
+            sub: self.session.principal.subject(),
             conn: self.conn_state.id,
         }
     }

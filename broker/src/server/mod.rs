@@ -8,6 +8,7 @@ mod cache_ops;
 mod conn;
 mod guard;
 mod queue_ops;
+mod reauth;
 mod request;
 mod session;
 mod subscribe;
@@ -41,7 +42,7 @@ pub struct Shared {
     /// Counters and histograms.
     pub metrics: Metrics,
     /// Token checks.
-    pub auth: Box<dyn Authenticator>,
+    pub auth: Arc<dyn Authenticator>,
     /// Broker-wide memory budget (`limits.max_memory_bytes`).
     pub memory: Arc<crate::budget::MemoryBudget>,
     /// Flips to true when shutdown starts.
@@ -115,6 +116,7 @@ impl Broker {
         )
         .map_err(|e| StartError(format!("listen on {}: {e}", cfg.listen)))?;
         let cfg = Arc::new(cfg);
+        let auth: Arc<dyn Authenticator> = Arc::from(auth);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let memory = crate::budget::MemoryBudget::new(cfg.limits.max_memory_bytes);
         let shared = Arc::new(Shared {
@@ -143,6 +145,9 @@ impl Broker {
             None => None,
         };
         tasks.spawn(sweep_caches(shared.clone()));
+        if let Some(feed) = shared.auth.background() {
+            tasks.spawn(feed);
+        }
         tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
         info!(
             quic = %endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default(),

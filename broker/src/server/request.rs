@@ -16,7 +16,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use super::conn::ConnState;
 use super::session::{framing_error, Replier, Session};
 use super::{cache_ops, queue_ops, subscribe, Shared};
-use crate::auth::Action;
+use crate::auth::{Action, Resource};
 use crate::error::BrokerError;
 use crate::stream::{FullPolicy, StreamConfig};
 use felix_transport::framed::FrameReader;
@@ -36,7 +36,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Checks the stream's principal may do `action` on the named resource.
+    /// Checks the stream's principal may do `action` on the named resource (`unauthorized`
+    /// once its token expired or was revoked, `forbidden` when not granted).
     pub fn authorize(
         &self,
         action: Action,
@@ -44,12 +45,27 @@ impl Ctx {
         ns: &str,
         res: &str,
     ) -> Result<(), BrokerError> {
+        self.authorize_on(action, tenant, ns, Resource::Exact(res))
+    }
+
+    /// [`Ctx::authorize`] for an exact resource or a whole namespace; audited.
+    pub fn authorize_on(
+        &self,
+        action: Action,
+        tenant: &str,
+        ns: &str,
+        res: Resource<'_>,
+    ) -> Result<(), BrokerError> {
         let r = self
-            .shared
-            .auth
-            .authorize(&self.session.principal, action, tenant, ns, res)
+            .session
+            .principal
+            .authorize(&*self.shared.auth, action, tenant, ns, res)
             .map_err(BrokerError::from);
-        self.audit_authz(action, ns, res, &r);
+        let shown = match res {
+            Resource::Exact(name) => name,
+            Resource::SomeIn => "*",
+        };
+        self.audit_authz(action, ns, shown, &r);
         r
     }
 
@@ -482,6 +498,9 @@ async fn json(
             })();
             ctx.audit_admin("stream_create", &namespace, &stream, &r);
             reply_result(ctx, r, Some(request_id)).await
+        }
+        Message::Reauth { request_id, token } => {
+            super::reauth::reauth(ctx, request_id, &token).await
         }
         Message::CacheCreate { .. }
         | Message::CachePut { .. }

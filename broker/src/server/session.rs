@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use super::conn::ConnState;
 use super::Shared;
-use crate::auth::{AuthError, Principal};
+use crate::auth::{AuthError, PrincipalCell};
 use crate::error::BrokerError;
 use crate::metrics::Metrics;
 use felix_transport::framed::{FrameReader, ReadFrameError};
@@ -26,8 +26,9 @@ const LAST_WORD: Duration = Duration::from_secs(1);
 /// What one client-opened stream negotiated in its `auth`.
 #[derive(Debug, Clone)]
 pub struct Session {
-    /// Who the stream acts as.
-    pub principal: Principal,
+    /// Who the stream acts as: the connection's cell for its principal (refreshed by
+    /// `reauth`, ended by expiry or revocation).
+    pub principal: Arc<PrincipalCell>,
     /// Frame flags both sides use.
     pub flags: u16,
     /// Extension features both sides use.
@@ -380,7 +381,7 @@ pub async fn authenticate(
         return Err(());
     }
     Ok(Session {
-        principal,
+        principal: state.principals.bind(principal, &shared.auth),
         flags: session_flags,
         features: negotiated_features,
     })

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::conn::ConnState;
 use super::request::Ctx;
-use crate::auth::Action;
+use crate::auth::{Action, Resource};
 use crate::error::BrokerError;
 use crate::names;
 use crate::stream::{CloseReason, Event, Start, Subscriber};
@@ -48,9 +48,13 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
     // is aborted with its connection).
     let mut _quota_slot = None;
     let r = (|| {
-        ctx.authorize(Action::Subscribe, &tenant_id, &namespace, &stream)?;
         if names::is_pattern(&stream) {
+            // Some stream of the namespace must be granted; each one the pattern matches is
+            // then attached only if granted (the registry asks the filter made in `attach`).
+            ctx.authorize_on(Action::Subscribe, &tenant_id, &namespace, Resource::SomeIn)?;
             ctx.require(features::WILDCARD, "wildcard subscriptions")?;
+        } else {
+            ctx.authorize(Action::Subscribe, &tenant_id, &namespace, &stream)?;
         }
         if start.is_some() {
             ctx.require(features::SUBSCRIBE_FROM, "subscribe start")?;
@@ -184,7 +188,11 @@ fn attach(
     if names::is_pattern(stream) {
         let d = &ctx.shared.cfg.stream_defaults;
         let sub = Subscriber::bounded(id, d.subscriber_buffer, max_bytes, d.full_policy, budget);
-        let info = registry.subscribe(tenant, ns, stream, &sub, start, create)?;
+        let cell = ctx.session.principal.clone();
+        let namespace: Box<str> = ns.into();
+        let filter: crate::registry::StreamFilter =
+            Arc::new(move |name: &str| cell.allows(Action::Subscribe, &namespace, name));
+        let info = registry.subscribe(tenant, ns, stream, &sub, start, create, Some(filter))?;
         return Ok((sub, info.start_offset, None));
     }
     let entry = registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
@@ -225,22 +233,36 @@ async fn run(
     }
     let limits = &ctx.shared.cfg.limits;
     let mut shutdown = ctx.shared.shutdown.clone();
+    // The principal's token expiring unrefreshed or being revoked ends the subscription.
+    let mut principal = ctx.session.principal.watch();
     let mut batch: Vec<Event> = Vec::new();
     let reason = loop {
         batch.clear();
         out.clear();
         let next = tokio::select! {
-            r = sub.next_batch(&mut batch, limits.max_event_batch, limits.max_event_batch_bytes) => r,
+            r = sub.next_batch(&mut batch, limits.max_event_batch, limits.max_event_batch_bytes) => r.map_err(Ok),
             _ = uni.stopped() => return,
-            _ = shutdown.wait_for(|s| *s) => Err(CloseReason::Shutdown),
+            _ = shutdown.wait_for(|s| *s) => Err(Ok(CloseReason::Shutdown)),
+            why = async {
+                principal.wait_for(|s| s.ended.is_some()).await.ok().and_then(|s| s.ended.clone())
+            } => Err(Err(why.unwrap_or_else(|| Arc::from("token expired")))),
         };
-        if let Err(reason) = next {
-            break reason;
+        match next {
+            Ok(()) => {}
+            Err(Ok(reason)) => break reason,
+            Err(Err(why)) => {
+                end_unauthorized(ctx, &mut uni, &mut out, id, encoding, &why).await;
+                return;
+            }
         }
         encode(&mut out, &batch, id, encoding, tenant, ns);
         // A stalled client blocks this write; the policy may close the subscriber meanwhile.
         tokio::select! {
             w = uni.write_all(&out) => if w.is_err() { return },
+            _ = async { let _ = principal.wait_for(|s| s.ended.is_some()).await; } => {
+                let _ = uni.reset(quinn::VarInt::from_u32(ErrorCode::Unauthorized.as_u16() as u32));
+                return;
+            }
             reason = sub.closed() => {
                 // The end frame cannot get past a full window: reset with the code instead.
                 let _ = uni.reset(quinn::VarInt::from_u32(code_of(reason).as_u16() as u32));
@@ -272,6 +294,46 @@ async fn run(
         let _ = uni.write_all(&out).await;
     }
     let _ = uni.finish();
+}
+
+/// Ends a subscription whose principal's token expired or was revoked: `subscription_end`
+/// with `unauthorized` and the reason (event-offsets clients), else an `error` frame.
+async fn end_unauthorized(
+    ctx: &Ctx,
+    uni: &mut quinn::SendStream,
+    out: &mut BytesMut,
+    id: u64,
+    encoding: Encoding,
+    why: &str,
+) {
+    debug!(
+        subscription = id,
+        reason = why,
+        "subscription ended: unauthorized"
+    );
+    out.clear();
+    let message = format!("unauthorized: {why}");
+    if matches!(encoding, Encoding::Offsets) {
+        Message::SubscriptionEnd {
+            subscription_id: id,
+            code: ErrorCode::Unauthorized.as_str().to_owned(),
+            message,
+        }
+        .encode(out);
+    } else {
+        Message::error(ErrorCode::Unauthorized, message, None, ctx.replier.codes).encode(out);
+    }
+    // A stalled client cannot take the frame: reset with the code instead.
+    match tokio::time::timeout(std::time::Duration::from_secs(1), uni.write_all(out)).await {
+        Ok(Ok(())) => {
+            let _ = uni.finish();
+        }
+        _ => {
+            let _ = uni.reset(quinn::VarInt::from_u32(
+                ErrorCode::Unauthorized.as_u16() as u32
+            ));
+        }
+    }
 }
 
 fn code_of(reason: CloseReason) -> ErrorCode {

@@ -1,119 +1,9 @@
-//! The one place where a token is checked.
-//!
-//! Every client-opened stream starts with `auth`; the broker hands the tenant and token to an
-//! [`Authenticator`] and keeps the returned [`Principal`] for the stream. Every request then
-//! passes through [`Authenticator::authorize`]. Dev mode ([`DevAuth`]) accepts anything and
-//! says so in the log; the security work plugs real verification and permissions in here.
+//! Shared-secret mode: static tokens bound to tenants.
 
 use std::collections::HashMap;
 use std::path::Path;
 
-use felix_wire::ErrorCode;
-
-/// Who a stream acts as, once authenticated.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Tenant the credentials are valid for.
-    pub tenant: String,
-    /// Subject (user or service) named by the token, if any.
-    pub subject: Option<String>,
-}
-
-/// What a request wants to do, for authorization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    /// Publish to a stream.
-    Publish,
-    /// Subscribe to a stream or pattern.
-    Subscribe,
-    /// Consume from a group (pull, ack, nack, dead letters).
-    Consume,
-    /// Read a cache.
-    CacheRead,
-    /// Write a cache.
-    CacheWrite,
-    /// Create streams, caches and groups.
-    Admin,
-}
-
-/// Verifies credentials and permissions.
-pub trait Authenticator: Send + Sync + 'static {
-    /// Checks the `auth` frame of a stream.
-    fn authenticate(&self, tenant: &str, token: Option<&str>) -> Result<Principal, AuthError>;
-    /// Checks one request against the stream's principal.
-    fn authorize(
-        &self,
-        principal: &Principal,
-        action: Action,
-        tenant: &str,
-        namespace: &str,
-        resource: &str,
-    ) -> Result<(), AuthError>;
-    /// Whether any credentials (or none) are accepted: true only for dev mode, which a
-    /// production broker refuses to run with.
-    fn accepts_anyone(&self) -> bool {
-        false
-    }
-}
-
-/// Why credentials or a request were refused.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum AuthError {
-    /// Missing or invalid credentials.
-    #[error("unauthorized: {0}")]
-    Unauthorized(String),
-    /// Valid credentials that do not grant the action.
-    #[error("forbidden: {0}")]
-    Forbidden(String),
-}
-
-impl AuthError {
-    /// Stable wire code.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            AuthError::Unauthorized(_) => ErrorCode::Unauthorized,
-            AuthError::Forbidden(_) => ErrorCode::Forbidden,
-        }
-    }
-}
-
-/// Dev mode: any token (or none) for any tenant. Still refuses a request for another tenant
-/// than the stream authenticated as, so tenant isolation is exercised even in development.
-#[derive(Debug, Default)]
-pub struct DevAuth;
-
-impl Authenticator for DevAuth {
-    fn accepts_anyone(&self) -> bool {
-        true
-    }
-
-    fn authenticate(&self, tenant: &str, _token: Option<&str>) -> Result<Principal, AuthError> {
-        crate::names::validate_tenant(tenant)
-            .map_err(|e| AuthError::Unauthorized(format!("tenant: {e}")))?;
-        Ok(Principal {
-            tenant: tenant.to_owned(),
-            subject: None,
-        })
-    }
-
-    fn authorize(
-        &self,
-        principal: &Principal,
-        _action: Action,
-        tenant: &str,
-        _namespace: &str,
-        _resource: &str,
-    ) -> Result<(), AuthError> {
-        if principal.tenant != tenant {
-            return Err(AuthError::Forbidden(format!(
-                "stream authenticated for tenant {:?}, request names {:?}",
-                principal.tenant, tenant
-            )));
-        }
-        Ok(())
-    }
-}
+use super::{AuthError, Authenticator, DevAuth, Principal};
 
 /// Shared-secret mode: each token is bound to the tenant (or tenants) it was issued for, and
 /// opens only that tenant. A stop-gap until signed tokens (the identity work), and what tests
@@ -291,58 +181,11 @@ impl Authenticator for StaticTokenAuth {
             .get(&digest(token.as_bytes()))
             .and_then(|grants| grants.iter().find(|g| g.tenant == principal.tenant))
             .ok_or_else(|| AuthError::Unauthorized("invalid token for this tenant".into()))?;
-        Ok(Principal {
-            tenant: principal.tenant,
-            subject: grant.subject.clone(),
-        })
+        Ok(Principal::unrestricted(
+            principal.tenant,
+            grant.subject.clone(),
+        ))
     }
-
-    fn authorize(
-        &self,
-        principal: &Principal,
-        action: Action,
-        tenant: &str,
-        namespace: &str,
-        resource: &str,
-    ) -> Result<(), AuthError> {
-        DevAuth.authorize(principal, action, tenant, namespace, resource)
-    }
-}
-
-/// The authenticator a configuration asks for: configured tokens (the file, then the
-/// `FELIX_AUTH_TOKENS` list given as `env_tokens`) when there are any; otherwise dev mode's
-/// accept-anyone, which production refuses.
-pub fn from_config(
-    cfg: &crate::BrokerConfig,
-    env_tokens: Option<&str>,
-) -> Result<Box<dyn Authenticator>, TokenConfigError> {
-    let mut entries = Vec::new();
-    if let Some(path) = &cfg.auth_tokens_file {
-        entries.extend(StaticTokenAuth::read_file(path, !cfg.dev)?);
-        if entries.is_empty() {
-            return Err(TokenConfigError(format!(
-                "{} holds no token",
-                path.display()
-            )));
-        }
-    }
-    if let Some(list) = env_tokens.filter(|l| !l.trim().is_empty()) {
-        entries.extend(
-            StaticTokenAuth::parse_list(list)
-                .map_err(|e| TokenConfigError(format!("FELIX_AUTH_TOKENS: {}", e.0)))?,
-        );
-    }
-    if entries.is_empty() {
-        if !cfg.dev {
-            return Err(TokenConfigError(
-                "production mode refuses to start without an auth configuration: set \
-                 auth_tokens_file (--auth-tokens-file) or FELIX_AUTH_TOKENS"
-                    .into(),
-            ));
-        }
-        return Ok(Box::new(DevAuth));
-    }
-    Ok(Box::new(StaticTokenAuth::new(entries)?))
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -366,6 +209,7 @@ fn parse_digest(hex: &str) -> Option<[u8; 32]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use felix_wire::ErrorCode;
 
     fn auth(list: &str) -> StaticTokenAuth {
         StaticTokenAuth::new(StaticTokenAuth::parse_list(list).unwrap()).unwrap()

@@ -1,0 +1,249 @@
+//! Where JWT mode's keys and revocations come from: a JWKS file read at start, and/or the
+//! control plane polled every `auth.feed_interval_ms`.
+//!
+//! Feed protocol (the control plane serves both as JSON):
+//! * `GET {controlplane_url}/.well-known/jwks.json` → [`felix_auth::Jwks`]
+//! * `GET {controlplane_url}/v1/revocations` → [`felix_auth::RevocationList`]
+//!
+//! Each poll fetches both on a blocking thread (`ureq`, rustls with ring), each bounded by
+//! `auth.feed_timeout_ms` and `auth.feed_max_response_bytes`. A failed poll (unreachable,
+//! non-2xx, too large, not JSON, a key set without one usable Ed25519 key) changes nothing:
+//! the last good copy stays in force, the failure is counted and `/ready` says the feed is
+//! stale. A new key set replaces the verifier as a whole (one pointer swap), so during a
+//! rotation tokens of both keys verify as long as the control plane publishes both.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use felix_auth::{Jwks, RevocationList, Verifier, VerifierConfig};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+use super::AuthStatus;
+
+/// The keys and revocations in force.
+#[derive(Debug)]
+pub struct KeySet {
+    /// Verifies tokens against the current keys.
+    pub verifier: Verifier,
+    /// The key set it was made from (to tell a changed one).
+    pub jwks: Jwks,
+    /// The current revocation list.
+    pub revocations: RevocationList,
+}
+
+#[derive(Debug, Default)]
+struct Status {
+    /// Last poll that brought a good copy of both documents.
+    last_ok: Option<Instant>,
+    /// The latest poll failed (the feed is stale).
+    failing: bool,
+    last_error: Option<String>,
+}
+
+/// Keys and revocations, swapped whole by the feed, read once per `auth`.
+#[derive(Debug)]
+pub struct Feed {
+    cfg: VerifierConfig,
+    current: RwLock<Arc<KeySet>>,
+    changes: watch::Sender<u64>,
+    status: Mutex<Status>,
+    failures: AtomicU64,
+    /// Whether a control plane is polled (else the keys come from the file only).
+    polled: bool,
+}
+
+/// Why a poll or a key file was not used.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct FeedError(pub String);
+
+impl Feed {
+    /// A feed starting with `keys` (possibly none: nothing verifies until the first poll).
+    pub fn new(cfg: VerifierConfig, keys: Jwks, polled: bool) -> Self {
+        let verifier = Verifier::new(cfg.clone(), keys.clone());
+        Self {
+            cfg,
+            current: RwLock::new(Arc::new(KeySet {
+                verifier,
+                jwks: keys,
+                revocations: RevocationList::default(),
+            })),
+            changes: watch::Sender::new(0),
+            status: Mutex::default(),
+            failures: AtomicU64::new(0),
+            polled,
+        }
+    }
+
+    /// Parses a JWKS document and checks it holds at least one usable key.
+    pub fn parse_jwks(cfg: &VerifierConfig, bytes: &[u8]) -> Result<Jwks, FeedError> {
+        let jwks: Jwks = serde_json::from_slice(bytes)
+            .map_err(|e| FeedError(format!("JWKS is not valid JSON of a key set: {e}")))?;
+        let (v, errors) = Verifier::with_keys(cfg.clone(), jwks.clone());
+        for e in &errors {
+            tracing::warn!(error = %e, "JWKS key left out");
+        }
+        if v.key_count() == 0 {
+            return Err(FeedError("JWKS holds no usable Ed25519 key".into()));
+        }
+        Ok(jwks)
+    }
+
+    /// The keys and revocations in force now.
+    pub fn current(&self) -> Arc<KeySet> {
+        self.current.read().clone()
+    }
+
+    /// Ticks whenever keys or revocations change.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Puts a good copy in force (only what changed) and marks the feed fresh.
+    pub fn apply(&self, jwks: Jwks, revocations: RevocationList) {
+        let changed = {
+            let mut cur = self.current.write();
+            let keys_changed = cur.jwks != jwks;
+            let revs_changed = cur.revocations != revocations;
+            if keys_changed || revs_changed {
+                let verifier = if keys_changed {
+                    Verifier::new(self.cfg.clone(), jwks.clone())
+                } else {
+                    cur.verifier.clone()
+                };
+                if keys_changed {
+                    tracing::info!(keys = verifier.key_count(), "auth feed: new key set");
+                }
+                *cur = Arc::new(KeySet {
+                    verifier,
+                    jwks,
+                    revocations,
+                });
+            }
+            keys_changed || revs_changed
+        };
+        {
+            let mut st = self.status.lock();
+            if st.failing {
+                tracing::info!("auth feed: control plane answers again");
+            }
+            st.last_ok = Some(Instant::now());
+            st.failing = false;
+            st.last_error = None;
+        }
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Counts a failed poll; the last good copy stays in force.
+    pub fn failed(&self, e: &FeedError) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        let mut st = self.status.lock();
+        if !st.failing {
+            tracing::warn!(error = %e, "auth feed: poll failed; serving with the last good keys and revocations");
+        }
+        st.failing = true;
+        st.last_error = Some(e.0.chars().take(300).collect());
+    }
+
+    /// Polls `base` every `interval` for the broker's life.
+    pub async fn run(
+        self: Arc<Self>,
+        base: String,
+        interval: Duration,
+        timeout: Duration,
+        max: u64,
+    ) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .timeout_global(Some(timeout))
+            .max_redirects(0)
+            .build()
+            .into();
+        let base = base.trim_end_matches('/').to_owned();
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let (agent2, base2, cfg) = (agent.clone(), base.clone(), self.cfg.clone());
+            let polled = tokio::task::spawn_blocking(move || {
+                let keys = fetch(&agent2, &format!("{base2}/.well-known/jwks.json"), max)?;
+                let keys = Feed::parse_jwks(&cfg, &keys)?;
+                let revs = fetch(&agent2, &format!("{base2}/v1/revocations"), max)?;
+                let revs: RevocationList = serde_json::from_slice(&revs).map_err(|e| {
+                    FeedError(format!("revocations are not valid JSON of the list: {e}"))
+                })?;
+                Ok::<_, FeedError>((keys, revs))
+            })
+            .await;
+            match polled {
+                Ok(Ok((keys, revs))) => self.apply(keys, revs),
+                Ok(Err(e)) => self.failed(&e),
+                Err(e) => self.failed(&FeedError(format!("poll task: {e}"))),
+            }
+        }
+    }
+
+    /// Readiness: can tokens be verified, and how fresh the copy is.
+    pub fn status(&self) -> AuthStatus {
+        let cur = self.current();
+        let st = self.status.lock();
+        let keys = cur.verifier.key_count();
+        let state = if !self.polled {
+            "file"
+        } else if st.failing || st.last_ok.is_none() {
+            "stale"
+        } else {
+            "ok"
+        };
+        let age = st.last_ok.map(|t| t.elapsed().as_secs_f64());
+        AuthStatus {
+            can_verify: keys > 0,
+            details: serde_json::json!({
+                "mode": "jwt",
+                "feed": state,
+                "age_s": age,
+                "keys": keys,
+                "revocation_revision": cur.revocations.revision,
+                "failures": self.failures.load(Ordering::Relaxed),
+                "last_error": st.last_error,
+            }),
+        }
+    }
+
+    /// `felix_auth_feed_failures_total`, `felix_auth_feed_age_seconds`, `felix_auth_keys`.
+    pub fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        let keys = self.current().verifier.key_count();
+        let age = self
+            .status
+            .lock()
+            .last_ok
+            .map_or(-1.0, |t| t.elapsed().as_secs_f64());
+        let _ = writeln!(
+            out,
+            "# HELP felix_auth_feed_failures_total Failed polls of the control-plane key and revocation feed.\n\
+             # TYPE felix_auth_feed_failures_total counter\nfelix_auth_feed_failures_total {}\n\
+             # HELP felix_auth_feed_age_seconds Seconds since the feed last brought a good copy (-1: never).\n\
+             # TYPE felix_auth_feed_age_seconds gauge\nfelix_auth_feed_age_seconds {age:.3}\n\
+             # HELP felix_auth_keys Usable token signing keys in force.\n\
+             # TYPE felix_auth_keys gauge\nfelix_auth_keys {keys}",
+            self.failures.load(Ordering::Relaxed)
+        );
+    }
+}
+
+/// One bounded GET.
+fn fetch(agent: &ureq::Agent, url: &str, max: u64) -> Result<Vec<u8>, FeedError> {
+    let mut resp = agent
+        .get(url)
+        .call()
+        .map_err(|e| FeedError(format!("GET {url}: {e}")))?;
+    resp.body_mut()
+        .with_config()
+        .limit(max)
+        .read_to_vec()
+        .map_err(|e| FeedError(format!("GET {url}: body: {e} (limit {max} bytes)")))
+}

@@ -1,0 +1,278 @@
+//! JWT mode: Felix JWTs verified locally, once per stream `auth` (no network call on the
+//! request path), against the keys of the [`Feed`].
+//!
+//! Checked: size (16 KiB), `alg` = `EdDSA`, `kid` among the current keys, the signature,
+//! `iss`, `aud`, `region` (this broker's), `nbf`/`exp` with `auth.leeway_s`, the grammar of
+//! `perms`, the token's `tenant` against the `auth` frame's `tenant_id`, and the revocation
+//! list. Every refusal is `unauthorized`.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use felix_auth::{Jwks, Permissions, VerifierConfig};
+
+use super::feed::Feed;
+use super::TokenConfigError;
+use super::{now_s, AuthConfig, AuthError, AuthStatus, Authenticator, Principal};
+
+/// Verifies Felix JWTs.
+#[derive(Debug)]
+pub struct JwtAuth {
+    feed: Arc<Feed>,
+    leeway_s: u64,
+    poll: Option<Poll>,
+    expired: AtomicU64,
+    revoked: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+struct Poll {
+    url: String,
+    interval: Duration,
+    timeout: Duration,
+    max_bytes: u64,
+}
+
+impl JwtAuth {
+    /// JWT mode from the `[auth]` section; `production` refuses a plain-HTTP control plane
+    /// that is not on this host.
+    pub fn from_config(cfg: &AuthConfig, production: bool) -> Result<Self, TokenConfigError> {
+        let err = |m: String| TokenConfigError(m);
+        let issuer = cfg
+            .issuer
+            .clone()
+            .filter(|i| !i.is_empty())
+            .ok_or_else(|| err("JWT mode needs auth.issuer (FELIX_AUTH_ISSUER)".into()))?;
+        if cfg.audience.is_empty() || cfg.region.is_empty() {
+            return Err(err("auth.audience and auth.region must not be empty".into()));
+        }
+        if cfg.feed_interval_ms == 0 || cfg.feed_timeout_ms == 0 {
+            return Err(err(
+                "auth.feed_interval_ms and auth.feed_timeout_ms must be > 0".into(),
+            ));
+        }
+        if cfg.feed_max_response_bytes < 1024 {
+            return Err(err(
+                "auth.feed_max_response_bytes must be at least 1024".into()
+            ));
+        }
+        let vcfg = VerifierConfig {
+            issuer,
+            audience: cfg.audience.clone(),
+            region: cfg.region.clone(),
+            leeway_s: cfg.leeway_s,
+        };
+        let keys = match &cfg.jwt_keys_file {
+            Some(path) => {
+                let bytes = std::fs::read(path)
+                    .map_err(|e| err(format!("auth.jwt_keys_file {}: {e}", path.display())))?;
+                Feed::parse_jwks(&vcfg, &bytes)
+                    .map_err(|e| err(format!("auth.jwt_keys_file {}: {e}", path.display())))?
+            }
+            None => Jwks::default(),
+        };
+        let poll = match &cfg.controlplane_url {
+            Some(url) => {
+                check_url(url, production).map_err(err)?;
+                Some(Poll {
+                    url: url.clone(),
+                    interval: Duration::from_millis(cfg.feed_interval_ms),
+                    timeout: Duration::from_millis(cfg.feed_timeout_ms),
+                    max_bytes: cfg.feed_max_response_bytes,
+                })
+            }
+            None => None,
+        };
+        Ok(Self::new(vcfg, keys, poll.is_some(), poll))
+    }
+
+    /// JWT mode with fixed keys and no control plane (tests, embedding).
+    pub fn with_keys(cfg: VerifierConfig, keys: Jwks) -> Self {
+        Self::new(cfg, keys, false, None)
+    }
+
+    fn new(cfg: VerifierConfig, keys: Jwks, polled: bool, poll: Option<Poll>) -> Self {
+        let leeway_s = cfg.leeway_s;
+        Self {
+            feed: Arc::new(Feed::new(cfg, keys, polled)),
+            leeway_s,
+            poll,
+            expired: AtomicU64::new(0),
+            revoked: AtomicU64::new(0),
+        }
+    }
+
+    /// The key and revocation source (tests and embedders may apply documents directly).
+    pub fn feed(&self) -> &Arc<Feed> {
+        &self.feed
+    }
+}
+
+/// `https://` anywhere; `http://` only in dev mode or to a loopback host.
+fn check_url(url: &str, production: bool) -> Result<(), String> {
+    if url.starts_with("https://") {
+        return Ok(());
+    }
+    let Some(rest) = url.strip_prefix("http://") else {
+        return Err(format!(
+            "auth.controlplane_url {url:?} must start with https:// (or http:// on loopback)"
+        ));
+    };
+    if !production {
+        return Ok(());
+    }
+    let authority = rest.split('/').next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "production refuses auth.controlplane_url {url:?}: plain http is accepted only to \
+             a loopback address; use https://"
+        ))
+    }
+}
+
+impl Authenticator for JwtAuth {
+    fn authenticate(&self, tenant: &str, token: Option<&str>) -> Result<Principal, AuthError> {
+        crate::names::validate_tenant(tenant)
+            .map_err(|e| AuthError::Unauthorized(format!("tenant: {e}")))?;
+        let Some(token) = token else {
+            return Err(AuthError::Unauthorized("token required".into()));
+        };
+        let keys = self.feed.current();
+        if keys.verifier.key_count() == 0 {
+            return Err(AuthError::Unauthorized(
+                "no token signing keys yet (the control plane has not answered)".into(),
+            ));
+        }
+        let claims = keys
+            .verifier
+            .verify(token, now_s())
+            .map_err(|e| AuthError::Unauthorized(e.to_string()))?;
+        // The same answer as any bad token: a token of one tenant never opens another.
+        if claims.tenant != tenant {
+            return Err(AuthError::Unauthorized(
+                "invalid token for this tenant".into(),
+            ));
+        }
+        if keys.revocations.revokes(&claims) {
+            return Err(AuthError::Unauthorized("token revoked".into()));
+        }
+        let perms = Permissions::compile(&claims.perms)
+            .map_err(|e| AuthError::Unauthorized(format!("bad claims: {e}")))?;
+        Ok(Principal {
+            tenant: claims.tenant,
+            subject: Some(claims.sub),
+            perms: Arc::new(perms),
+            expires_at: Some(claims.exp),
+            issued_at: Some(claims.iat),
+            jti: Some(claims.jti),
+        })
+    }
+
+    fn revoked(&self, p: &Principal) -> bool {
+        let (Some(sub), Some(iat), Some(jti)) = (&p.subject, p.issued_at, &p.jti) else {
+            return false;
+        };
+        self.feed
+            .current()
+            .revocations
+            .revokes_token(&p.tenant, sub, iat, jti)
+    }
+
+    fn leeway_s(&self) -> u64 {
+        self.leeway_s
+    }
+
+    fn changes(&self) -> Option<tokio::sync::watch::Receiver<u64>> {
+        Some(self.feed.changes())
+    }
+
+    fn background(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
+        let p = self.poll.clone()?;
+        Some(Box::pin(self.feed.clone().run(
+            p.url,
+            p.interval,
+            p.timeout,
+            p.max_bytes,
+        )))
+    }
+
+    fn status(&self) -> Option<AuthStatus> {
+        Some(self.feed.status())
+    }
+
+    fn principal_ended(&self, reason: &str) {
+        if reason.contains("revoked") {
+            self.revoked.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.expired.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn render_metrics(&self, out: &mut String) {
+        use std::fmt::Write;
+        self.feed.render_metrics(out);
+        let _ = writeln!(
+            out,
+            "# HELP felix_auth_principals_expired_total Live principals whose token expired unrefreshed (their streams ended).\n\
+             # TYPE felix_auth_principals_expired_total counter\nfelix_auth_principals_expired_total {}\n\
+             # HELP felix_auth_principals_revoked_total Live principals ended by a revocation.\n\
+             # TYPE felix_auth_principals_revoked_total counter\nfelix_auth_principals_revoked_total {}",
+            self.expired.load(Ordering::Relaxed),
+            self.revoked.load(Ordering::Relaxed)
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_control_planes_are_refused_in_production_unless_loopback() {
+        for ok in [
+            "https://cp.example",
+            "http://127.0.0.1:8443",
+            "http://localhost:1/x",
+            "http://[::1]:80",
+        ] {
+            assert!(check_url(ok, true).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://cp.example",
+            "http://10.0.0.1:80",
+            "ftp://x",
+            "cp.example",
+        ] {
+            assert!(check_url(bad, true).is_err(), "{bad}");
+        }
+        assert!(
+            check_url("http://cp.example", false).is_ok(),
+            "dev allows it"
+        );
+    }
+
+    #[test]
+    fn jwt_mode_needs_an_issuer_and_readable_keys() {
+        let mut cfg = AuthConfig {
+            controlplane_url: Some("http://127.0.0.1:1".into()),
+            ..AuthConfig::default()
+        };
+        assert!(JwtAuth::from_config(&cfg, true).is_err(), "no issuer");
+        cfg.issuer = Some("cp".into());
+        assert!(JwtAuth::from_config(&cfg, true).is_ok());
+        cfg.jwt_keys_file = Some("/nonexistent/jwks.json".into());
+        assert!(
+            JwtAuth::from_config(&cfg, true).is_err(),
+            "unreadable keys file"
+        );
+    }
+}

@@ -1,0 +1,262 @@
+//! JWT mode fed by a control plane: key rotation with live connections, revocation of live
+//! principals, and a control plane that goes down (the broker keeps serving the keys it has
+//! and `/ready` says the feed is stale).
+//!
+//! A small real HTTP server in the test ([`tokens::FakeControlPlane`], tokio on loopback,
+//! serving JSON the test controls) stands in for the control plane, for the broker's feed
+//! protocol only (`GET /.well-known/jwks.json`, `GET /v1/revocations`); the control plane
+//! itself is tested in its own crate. The broker, QUIC and clients are real.
+
+mod common;
+#[path = "common/tokens.rs"]
+mod tokens;
+mod v1;
+
+use std::time::Instant;
+
+use common::*;
+use felix_auth::{RevocationList, RevokedJti, RevokedSubject, SigningKey};
+use felix_client::{Client, ErrorCode, Start};
+use serde_json::json;
+use tokens::*;
+
+async fn connect(b: &TestBroker, tenant: &str, token: &str) -> Result<Client, felix_client::Error> {
+    within(10, "connect", Client::connect(client_for(b, tenant, token))).await
+}
+
+async fn wait_keys(b: &TestBroker, n: u64) {
+    eventually(10, &format!("{n} keys in force"), || async {
+        auth_details(b)["keys"] == n
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn key_rotation_with_live_connections() {
+    let k1 = SigningKey::generate("k1");
+    let k2 = SigningKey::generate("k2");
+    let cp = FakeControlPlane::start(&jwks(&[&k1])).await;
+    let b = fed_broker("feed-rotation", &cp, 100).await;
+    wait_keys(&b, 1).await;
+
+    let old = k1.sign(&claims("acme", "alice", all(), 300)).unwrap();
+    let alice = connect(&b, "acme", &old).await.expect("k1 token");
+    let mut sub = within(5, "subscribe", alice.subscribe("ns", "s", Start::Latest))
+        .await
+        .unwrap();
+    let new = k2.sign(&claims("acme", "bob", all(), 300)).unwrap();
+    let e = connect(&b, "acme", &new)
+        .await
+        .map(|_| ())
+        .expect_err("k2 not yet published");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+
+    // The overlap: both keys published, tokens of both verify.
+    cp.set_keys(&jwks(&[&k1, &k2]));
+    wait_keys(&b, 2).await;
+    let bob = connect(&b, "acme", &new)
+        .await
+        .expect("k2 token after the feed update");
+    connect(&b, "acme", &old)
+        .await
+        .expect("k1 token during the overlap");
+    within(
+        5,
+        "bob publishes",
+        bob.publish("ns", "s", "from-bob".into()),
+    )
+    .await
+    .unwrap();
+
+    // k1 retired: new connections with its tokens are refused; the live connection keeps
+    // working on the token it verified (until that token's expiry).
+    cp.set_keys(&jwks(&[&k2]));
+    eventually(10, "k1 tokens refused", || async {
+        connect(&b, "acme", &old).await.is_err()
+    })
+    .await;
+    within(
+        5,
+        "alice publishes",
+        alice.publish("ns", "s", "from-alice".into()),
+    )
+    .await
+    .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let e = within(5, "event", sub.next()).await.unwrap().unwrap();
+        seen.push(e.payload);
+    }
+    assert_eq!(seen, vec!["from-bob", "from-alice"]);
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn revocation_ends_live_principals_within_the_feed_interval() {
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    let interval_ms = 200;
+    let b = fed_broker("feed-revoke", &cp, interval_ms).await;
+    wait_keys(&b, 1).await;
+
+    let doomed = claims("acme", "alice", all(), 300);
+    let token = key.sign(&doomed).unwrap();
+    let raw = within(10, "raw connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    let auth = json!({"type": "auth", "tenant_id": "acme", "token": token,
+                      "client_features": 1 | 16 | 64 | 512});
+    let mut sub = within(
+        10,
+        "subscribe",
+        raw.subscribe(
+            &auth,
+            &json!({"type": "subscribe", "tenant_id": "acme", "namespace": "ns", "stream": "s"}),
+        ),
+    )
+    .await;
+    let dave_token = key.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    let dave = connect(&b, "acme", &dave_token).await.unwrap();
+    let carol_token = key.sign(&claims("acme", "carol", all(), 300)).unwrap();
+    let carol = connect(&b, "acme", &carol_token).await.unwrap();
+    within(5, "dave publishes", dave.publish("ns", "s", "x".into()))
+        .await
+        .unwrap();
+
+    // Revoke alice's token by jti and every token of dave issued so far.
+    let revoked_at = Instant::now();
+    cp.set_revocations(&RevocationList {
+        revision: 1,
+        jtis: vec![RevokedJti {
+            jti: doomed.jti.clone(),
+            exp: doomed.exp,
+        }],
+        subjects: vec![RevokedSubject {
+            tenant: "acme".into(),
+            sub: "dave".into(),
+            before: now_s() + 1,
+        }],
+    });
+    let end = within(10, "alice's subscription ends", async {
+        loop {
+            let f = sub.events.frame().await;
+            if f.flags == v1::F_JSON {
+                return f.json();
+            }
+        }
+    })
+    .await;
+    let took = revoked_at.elapsed();
+    assert_eq!(end["type"], "subscription_end", "{end}");
+    assert_eq!(end["code"], "unauthorized", "{end}");
+    assert!(
+        end["message"].as_str().unwrap().contains("revoked"),
+        "{end}"
+    );
+    eprintln!(
+        "revocation reached the live subscription in {took:?} (feed interval {interval_ms} ms)"
+    );
+
+    eventually(10, "dave refused", || async {
+        dave.publish("ns", "s", "y".into())
+            .await
+            .is_err_and(|e| e.code() == ErrorCode::Unauthorized)
+    })
+    .await;
+    let e = connect(&b, "acme", &token)
+        .await
+        .map(|_| ())
+        .expect_err("revoked token refused");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    within(5, "carol publishes", carol.publish("ns", "s", "z".into()))
+        .await
+        .unwrap();
+    let (_, metrics) = http_get(b.broker.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("felix_auth_principals_revoked_total 2"),
+        "{metrics}"
+    );
+    cp.stop().await;
+}
+
+#[tokio::test]
+async fn control_plane_down_keeps_serving_known_keys_and_ready_says_stale() {
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    let b = fed_broker("feed-down", &cp, 100).await;
+    let http = b.broker.metrics_addr().unwrap();
+    eventually(10, "feed ok", || async {
+        let (status, body) = http_get(http, "/ready").await;
+        status == 200 && body.contains("\"feed\":\"ok\"")
+    })
+    .await;
+    let token = key.sign(&claims("acme", "alice", all(), 300)).unwrap();
+    let live = connect(&b, "acme", &token).await.unwrap();
+
+    cp.stop().await;
+    eventually(10, "feed stale", || async {
+        let (status, body) = http_get(http, "/ready").await;
+        status == 200 && body.contains("\"feed\":\"stale\"")
+    })
+    .await;
+    let (_, body) = http_get(http, "/ready").await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["status"], "ready", "{v}");
+    assert_eq!(v["auth"]["keys"], 1, "{v}");
+    assert!(v["auth"]["age_s"].as_f64().unwrap() >= 0.0, "{v}");
+    assert!(v["auth"]["last_error"].is_string(), "{v}");
+    let (_, metrics) = http_get(http, "/metrics").await;
+    assert!(metrics.contains("felix_auth_keys 1"), "{metrics}");
+    let failures: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("felix_auth_feed_failures_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(failures >= 1, "{metrics}");
+    assert!(
+        metrics.contains("felix_auth_feed_age_seconds "),
+        "{metrics}"
+    );
+
+    // Known keys keep serving: the live connection and a new one.
+    within(5, "live publish", live.publish("ns", "s", "a".into()))
+        .await
+        .unwrap();
+    let fresh = connect(&b, "acme", &token)
+        .await
+        .expect("known key, cp down");
+    within(5, "new publish", fresh.publish("ns", "s", "b".into()))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn without_keys_yet_the_broker_is_not_ready_and_refuses_tokens() {
+    // A control plane that never answers (a closed port).
+    let cp = FakeControlPlane::start(&jwks(&[])).await;
+    let addr = cp.addr;
+    cp.stop().await;
+    let mut cfg = test_config("feed-none");
+    cfg.auth.controlplane_url = Some(format!("http://{addr}"));
+    cfg.auth.issuer = Some(ISSUER.into());
+    cfg.auth.region = REGION.into();
+    cfg.auth.feed_interval_ms = 100;
+    let b = TestBroker::with_config(cfg).await;
+    let http = b.broker.metrics_addr().unwrap();
+    eventually(10, "a failed poll", || async {
+        http_get(http, "/ready")
+            .await
+            .1
+            .contains("last_error\":\"GET")
+    })
+    .await;
+    let (status, body) = http_get(http, "/ready").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no token signing keys yet"), "{body}");
+    let key = SigningKey::generate("k1");
+    let token = key.sign(&claims("acme", "alice", all(), 300)).unwrap();
+    let e = connect(&b, "acme", &token)
+        .await
+        .map(|_| ())
+        .expect_err("nothing verifies yet");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+}
