@@ -79,6 +79,13 @@ struct Args {
     /// (https://, or http:// to a loopback address).
     #[arg(long, env = "FELIX_CONTROLPLANE_URL")]
     controlplane_url: Option<String>,
+    /// JWT mode: file holding the control plane's broker read token (mode 0600; required in
+    /// production with --controlplane-url). The token itself is never a flag.
+    #[arg(long, env = "FELIX_CONTROLPLANE_TOKEN_FILE")]
+    controlplane_token_file: Option<PathBuf>,
+    /// JWT mode: PEM CA certificates of an https control plane with a private CA.
+    #[arg(long, env = "FELIX_CONTROLPLANE_CA_FILE")]
+    controlplane_ca_file: Option<PathBuf>,
     /// JWT mode: required `iss` of tokens.
     #[arg(long, env = "FELIX_AUTH_ISSUER")]
     auth_issuer: Option<String>,
@@ -164,6 +171,12 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
     }
     if let Some(v) = &args.controlplane_url {
         cfg.auth.controlplane_url = Some(v.clone());
+    }
+    if let Some(v) = &args.controlplane_token_file {
+        cfg.auth.controlplane_token_file = Some(v.clone());
+    }
+    if let Some(v) = &args.controlplane_ca_file {
+        cfg.auth.controlplane_ca_file = Some(v.clone());
     }
     if let Some(v) = &args.auth_issuer {
         cfg.auth.issuer = Some(v.clone());

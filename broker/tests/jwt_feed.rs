@@ -260,3 +260,51 @@ async fn without_keys_yet_the_broker_is_not_ready_and_refuses_tokens() {
         .expect_err("nothing verifies yet");
     assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
 }
+
+#[tokio::test]
+async fn the_feed_sends_the_broker_read_token_and_fails_without_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    cp.require_authorization("Bearer read-token-123");
+
+    // With the token file: the feed is served, tokens verify.
+    let dir = std::env::temp_dir().join(format!("felix-feed-token-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("cp-token");
+    std::fs::write(&file, "\n  read-token-123  \n").unwrap();
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut cfg = test_config("feed-token");
+    cfg.auth = felix_broker::auth::AuthConfig {
+        controlplane_url: Some(format!("http://{}", cp.addr)),
+        controlplane_token_file: Some(file.clone()),
+        issuer: Some(ISSUER.into()),
+        audience: AUDIENCE.into(),
+        region: REGION.into(),
+        leeway_s: 0,
+        feed_interval_ms: 100,
+        feed_timeout_ms: 1_000,
+        ..felix_broker::auth::AuthConfig::default()
+    };
+    let b = TestBroker::with_config(cfg).await;
+    wait_keys(&b, 1).await;
+    let token = key.sign(&claims("acme", "alice", all(), 300)).unwrap();
+    connect(&b, "acme", &token)
+        .await
+        .expect("keys came through the authorized feed");
+
+    // Without it: every poll is refused (401), nothing verifies, /ready says why.
+    let b2 = fed_broker("feed-no-token", &cp, 100).await;
+    let http = b2.broker.metrics_addr().unwrap();
+    eventually(10, "feed failing with 401", || async {
+        let (status, body) = http_get(http, "/ready").await;
+        status == 503 && body.contains("401")
+    })
+    .await;
+    let e = connect(&b2, "acme", &token)
+        .await
+        .map(|_| ())
+        .expect_err("no keys without the read token");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

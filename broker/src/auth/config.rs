@@ -16,6 +16,14 @@ pub struct AuthConfig {
     /// `/.well-known/jwks.json` and `/v1/revocations` there. `http://` is refused in
     /// production unless the host is a loopback address.
     pub controlplane_url: Option<String>,
+    /// A file holding the control plane's broker read token (first non-empty line), sent as
+    /// `Authorization: Bearer` on every feed request: a production control plane answers the
+    /// revocation feed only to it. Required in production with `controlplane_url`; refused
+    /// there when other users can read it.
+    pub controlplane_token_file: Option<PathBuf>,
+    /// PEM CA certificates to trust for an `https://` control plane with a private CA
+    /// (instead of the public web roots).
+    pub controlplane_ca_file: Option<PathBuf>,
     /// Required `iss` of every token (the control plane's issuer identifier). Required in
     /// JWT mode.
     pub issuer: Option<String>,
@@ -41,6 +49,8 @@ impl Default for AuthConfig {
         Self {
             jwt_keys_file: None,
             controlplane_url: None,
+            controlplane_token_file: None,
+            controlplane_ca_file: None,
             issuer: None,
             audience: "felix".into(),
             region: "local".into(),

@@ -14,7 +14,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use felix_auth::{Jwks, RevocationList, Verifier, VerifierConfig};
 use parking_lot::{Mutex, RwLock};
@@ -149,29 +149,45 @@ impl Feed {
         st.last_error = Some(e.0.chars().take(300).collect());
     }
 
-    /// Polls `base` every `interval` for the broker's life.
-    pub async fn run(
-        self: Arc<Self>,
-        base: String,
-        interval: Duration,
-        timeout: Duration,
-        max: u64,
-    ) {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .timeout_global(Some(timeout))
+    /// Polls the control plane every `poll.interval` for the broker's life.
+    pub(super) async fn run(self: Arc<Self>, poll: super::jwt::Poll) {
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(poll.timeout))
             .max_redirects(0)
-            .build()
-            .into();
-        let base = base.trim_end_matches('/').to_owned();
+            // The feed goes straight to the control plane, never through an environment
+            // proxy that could see the read token.
+            .proxy(None);
+        if let Some(ca) = &poll.ca {
+            let certs: Vec<ureq::tls::Certificate<'static>> = ca
+                .iter()
+                .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+                .collect();
+            config = config.tls_config(
+                ureq::tls::TlsConfig::builder()
+                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                    .build(),
+            );
+        }
+        let agent: ureq::Agent = config.build().into();
+        let base = poll.url.trim_end_matches('/').to_owned();
+        let auth = poll.token.map(|t| format!("Bearer {}", t.0));
+        let (interval, max) = (poll.interval, poll.max_bytes);
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
             let (agent2, base2, cfg) = (agent.clone(), base.clone(), self.cfg.clone());
+            let auth2 = auth.clone();
             let polled = tokio::task::spawn_blocking(move || {
-                let keys = fetch(&agent2, &format!("{base2}/.well-known/jwks.json"), max)?;
+                let auth = auth2.as_deref();
+                let keys = fetch(
+                    &agent2,
+                    &format!("{base2}/.well-known/jwks.json"),
+                    auth,
+                    max,
+                )?;
                 let keys = Feed::parse_jwks(&cfg, &keys)?;
-                let revs = fetch(&agent2, &format!("{base2}/v1/revocations"), max)?;
+                let revs = fetch(&agent2, &format!("{base2}/v1/revocations"), auth, max)?;
                 let revs: RevocationList = serde_json::from_slice(&revs).map_err(|e| {
                     FeedError(format!("revocations are not valid JSON of the list: {e}"))
                 })?;
@@ -235,10 +251,18 @@ impl Feed {
     }
 }
 
-/// One bounded GET.
-fn fetch(agent: &ureq::Agent, url: &str, max: u64) -> Result<Vec<u8>, FeedError> {
-    let mut resp = agent
-        .get(url)
+/// One bounded GET, with the broker read token when there is one.
+fn fetch(
+    agent: &ureq::Agent,
+    url: &str,
+    auth: Option<&str>,
+    max: u64,
+) -> Result<Vec<u8>, FeedError> {
+    let mut req = agent.get(url);
+    if let Some(a) = auth {
+        req = req.header("authorization", a);
+    }
+    let mut resp = req
         .call()
         .map_err(|e| FeedError(format!("GET {url}: {e}")))?;
     resp.body_mut()

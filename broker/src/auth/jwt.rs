@@ -28,11 +28,78 @@ pub struct JwtAuth {
 }
 
 #[derive(Debug, Clone)]
-struct Poll {
-    url: String,
-    interval: Duration,
-    timeout: Duration,
-    max_bytes: u64,
+pub(super) struct Poll {
+    pub url: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub max_bytes: u64,
+    /// The broker read token, if configured.
+    pub token: Option<FeedToken>,
+    /// DER CA certificates for a control plane with a private CA.
+    pub ca: Option<Arc<Vec<Vec<u8>>>>,
+}
+
+/// The broker read token: never printed.
+#[derive(Clone)]
+pub(super) struct FeedToken(pub Arc<str>);
+
+impl std::fmt::Debug for FeedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FeedToken(<redacted>)")
+    }
+}
+
+/// Reads the broker read token file (first non-empty line); `production` refuses one that
+/// other users can read.
+fn read_feed_token(path: &std::path::Path, production: bool) -> Result<FeedToken, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let shown = path.display();
+    let meta = std::fs::metadata(path)
+        .map_err(|e| format!("auth.controlplane_token_file {shown}: {e}"))?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        let msg = format!(
+            "auth.controlplane_token_file {shown} is accessible to other users (mode {mode:o}); \
+             run chmod 600 on it"
+        );
+        if production {
+            return Err(msg);
+        }
+        tracing::warn!("{msg}");
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("auth.controlplane_token_file {shown}: {e}"))?;
+    let token = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    if token.is_empty() {
+        return Err(format!(
+            "auth.controlplane_token_file {shown} holds no token"
+        ));
+    }
+    Ok(FeedToken(token.into()))
+}
+
+/// Reads PEM CA certificates as DER.
+fn read_ca(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("auth.controlplane_ca_file {shown}: {e}"))?;
+    let mut out = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(ureq::tls::PemItem::Certificate(c)) => out.push(c.der().to_vec()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("auth.controlplane_ca_file {shown}: {e}")),
+        }
+    }
+    if out.is_empty() {
+        return Err(format!(
+            "auth.controlplane_ca_file {shown} holds no certificate"
+        ));
+    }
+    Ok(out)
 }
 
 impl JwtAuth {
@@ -76,11 +143,28 @@ impl JwtAuth {
         let poll = match &cfg.controlplane_url {
             Some(url) => {
                 check_url(url, production).map_err(err)?;
+                let token = match &cfg.controlplane_token_file {
+                    Some(path) => Some(read_feed_token(path, production).map_err(err)?),
+                    None if production => {
+                        return Err(err(
+                            "production needs auth.controlplane_token_file (the control \
+                             plane's broker read token) with auth.controlplane_url"
+                                .into(),
+                        ))
+                    }
+                    None => None,
+                };
+                let ca = match &cfg.controlplane_ca_file {
+                    Some(path) => Some(Arc::new(read_ca(path).map_err(err)?)),
+                    None => None,
+                };
                 Some(Poll {
                     url: url.clone(),
                     interval: Duration::from_millis(cfg.feed_interval_ms),
                     timeout: Duration::from_millis(cfg.feed_timeout_ms),
                     max_bytes: cfg.feed_max_response_bytes,
+                    token,
+                    ca,
                 })
             }
             None => None,
@@ -197,12 +281,7 @@ impl Authenticator for JwtAuth {
 
     fn background(&self) -> Option<futures::future::BoxFuture<'static, ()>> {
         let p = self.poll.clone()?;
-        Some(Box::pin(self.feed.clone().run(
-            p.url,
-            p.interval,
-            p.timeout,
-            p.max_bytes,
-        )))
+        Some(Box::pin(self.feed.clone().run(p)))
     }
 
     fn status(&self) -> Option<AuthStatus> {

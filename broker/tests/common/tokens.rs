@@ -116,6 +116,8 @@ pub fn client_for(b: &TestBroker, tenant: &str, token: &str) -> felix_client::Cl
 pub struct FakeControlPlane {
     pub addr: SocketAddr,
     docs: Arc<Mutex<HashMap<String, String>>>,
+    /// When set, requests without exactly this `Authorization` header get 401.
+    required_auth: Arc<Mutex<Option<String>>>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -125,12 +127,15 @@ impl FakeControlPlane {
         let addr = listener.local_addr().unwrap();
         let docs = Arc::new(Mutex::new(HashMap::new()));
         let served = docs.clone();
+        let required_auth: Arc<Mutex<Option<String>>> = Arc::default();
+        let required = required_auth.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut sock, _)) = listener.accept().await else {
                     return;
                 };
                 let docs = served.clone();
+                let required = required.clone();
                 tokio::spawn(async move {
                     let mut buf = vec![0u8; 4096];
                     let mut n = 0;
@@ -143,7 +148,16 @@ impl FakeControlPlane {
                     let head = String::from_utf8_lossy(&buf[..n]).to_string();
                     let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
                     let body = docs.lock().unwrap().get(&path).cloned();
+                    let authorized = match required.lock().unwrap().as_deref() {
+                        None => true,
+                        Some(want) => head.lines().any(|l| {
+                            l.split_once(':').is_some_and(|(k, v)| {
+                                k.eq_ignore_ascii_case("authorization") && v.trim() == want
+                            })
+                        }),
+                    };
                     let (status, body) = match body {
+                        _ if !authorized => ("401 Unauthorized", String::new()),
                         Some(b) => ("200 OK", b),
                         None => ("404 Not Found", String::new()),
                     };
@@ -156,10 +170,20 @@ impl FakeControlPlane {
                 });
             }
         });
-        let cp = Self { addr, docs, task };
+        let cp = Self {
+            addr,
+            docs,
+            required_auth,
+            task,
+        };
         cp.set_keys(keys);
         cp.set_revocations(&RevocationList::default());
         cp
+    }
+
+    /// Answers only requests carrying `Authorization: <value>` from now on.
+    pub fn require_authorization(&self, value: &str) {
+        *self.required_auth.lock().unwrap() = Some(value.to_owned());
     }
 
     pub fn set_keys(&self, keys: &Jwks) {
