@@ -393,7 +393,7 @@ fn connections_are_bounded_and_clients_that_send_nothing_are_cut_off() {
     );
     assert!(
         cp.metrics_text()
-            .contains("felix_cp_connections_refused_total 1"),
+            .contains("felix_cp_connections_refused_total{reason=\"total\"} 1"),
         "{}",
         cp.metrics_text()
     );

@@ -324,7 +324,8 @@ impl Cp {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
         )
         .unwrap();
         let mut out = String::new();
