@@ -217,7 +217,9 @@ impl CpConfig {
             );
         }
         if self.broker_leeway_s > 3600 || self.max_subject_token_age_s == 0 {
-            return bad("broker_leeway_s must be at most 3600 and max_subject_token_age_s positive");
+            return bad(
+                "broker_leeway_s must be at most 3600 and max_subject_token_age_s positive",
+            );
         }
         if self.key_propagation_s > 3600 {
             return bad("key_propagation_s must be at most 3600");

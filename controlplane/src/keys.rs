@@ -368,7 +368,11 @@ mod tests {
             .map(|k| k.kid)
             .collect();
         assert!(published.contains(&next) && published.contains(&first));
-        assert_eq!(keys.current(2009).await.unwrap().kid(), first, "still propagating");
+        assert_eq!(
+            keys.current(2009).await.unwrap().kid(),
+            first,
+            "still propagating"
+        );
         assert_eq!(keys.current(2010).await.unwrap().kid(), next);
         assert_eq!(keys.jwks(2109).await.unwrap().keys.len(), 2, "overlap");
         // Delete the signing key: a fresh one signs at once, the deleted one is unpublished.

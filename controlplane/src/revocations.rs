@@ -274,7 +274,9 @@ mod tests {
         // Past lifetime + leeway (the old drop time), still there: an old subject token could
         // still be exchanged otherwise.
         assert_eq!(
-            r.subject_revoked_before("acme", "alice", 1000 + 361).await.unwrap(),
+            r.subject_revoked_before("acme", "alice", 1000 + 361)
+                .await
+                .unwrap(),
             Some(1001)
         );
         assert_eq!(r.list(5999).await.unwrap().subjects.len(), 1);

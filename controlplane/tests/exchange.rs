@@ -177,11 +177,11 @@ fn bad_exchanges_get_their_oauth_error_and_never_echo_the_token() {
         "access_denied",
         "no matching role",
     );
-    // audience naming a tenant that does not trust the issuer.
+    // audience naming a tenant that does not trust the issuer: the uniform answer.
     cp.put_ok("/v1/tenants/globex", json!({}));
     expect(
         cp.exchange_id_token(&alice, Some("globex")),
-        "invalid_target",
+        "invalid_grant",
         "untrusting tenant",
     );
     // Two tenants trust the issuer: the audience must say which.
@@ -226,7 +226,7 @@ fn bad_exchanges_get_their_oauth_error_and_never_echo_the_token() {
 #[test]
 fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_key() {
     let issuer = Issuer::start(accounts());
-    let cp = Cp::start(&[]);
+    let cp = Cp::start(&["--key-propagation-s", "3"]);
     setup_tenant(&cp, "acme", &issuer.url);
     let alice = issuer.id_token("alice", "felix-test");
     let (_, v) = cp.exchange_id_token(&alice, None);
@@ -235,7 +235,9 @@ fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_ke
     assert_eq!(s, 200, "{r}");
     let new_kid = r["kid"].as_str().unwrap().to_string();
     assert_ne!(new_kid, kid_of(&old));
-    let kids: Vec<String> = cp.jwks().keys.into_iter().map(|k| k.kid).collect();
+    // What a broker polling right after the rotation caches.
+    let broker_cache = cp.jwks();
+    let kids: Vec<String> = broker_cache.keys.iter().map(|k| k.kid.clone()).collect();
     assert!(
         kids.contains(&kid_of(&old)) && kids.contains(&new_kid),
         "{kids:?}"
@@ -244,19 +246,42 @@ fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_ke
         verify(&cp, &old).is_ok(),
         "a token of the old key verifies during the overlap"
     );
+    // The next key is published, not yet signing: brokers get time to fetch it.
     let (_, v) = cp.exchange_id_token(&alice, None);
-    let fresh = v["access_token"].as_str().unwrap();
-    assert_eq!(
-        kid_of(fresh),
-        new_kid,
-        "new tokens are signed with the new key"
+    let during = v["access_token"].as_str().unwrap().to_string();
+    if now_s() < r["signs_from_s"].as_u64().unwrap() {
+        assert_eq!(
+            kid_of(&during),
+            kid_of(&old),
+            "the old key signs until the switch"
+        );
+    }
+    let mut fresh = String::new();
+    wait_until(
+        "the next key to start signing",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = cp.exchange_id_token(&alice, None);
+            fresh = v["access_token"].as_str().unwrap().to_string();
+            kid_of(&fresh) == new_kid
+        },
     );
-    assert!(verify(&cp, fresh).is_ok());
+    assert!(
+        verify_with(broker_cache, &fresh).is_ok(),
+        "a broker that fetched the JWKS right after the rotation verifies the new key's tokens"
+    );
 
-    // With 1 s tokens and no skew, the overlap is 1 s: the old key leaves the JWKS.
-    let short = Cp::start(&["--token-lifetime-s", "1", "--clock-skew-s", "0"]);
+    // With 1 s tokens and no leeway, the overlap is 1 s: the old key leaves the JWKS.
+    let short = Cp::start(&[
+        "--token-lifetime-s",
+        "1",
+        "--clock-skew-s",
+        "0",
+        "--broker-leeway-s",
+        "0",
+    ]);
     let first = short.jwks().keys[0].kid.clone();
-    let (s, r) = short.send("POST", "/v1/keys/rotate", json!({}));
+    let (s, r) = short.send("POST", "/v1/keys/rotate?immediate=true", json!({}));
     assert_eq!(s, 200, "{r}");
     let second = r["kid"].as_str().unwrap().to_string();
     wait_until(
@@ -268,6 +293,18 @@ fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_ke
         },
     );
     assert_ne!(first, second);
+    // A compromised key is dropped at once; a fresh one signs in its place.
+    let (s, v) = short.send("DELETE", &format!("/v1/keys/{second}"), json!(null));
+    assert_eq!(s, 200, "{v}");
+    let kids: Vec<String> = short.jwks().keys.into_iter().map(|k| k.kid).collect();
+    assert_eq!(kids.len(), 1);
+    assert!(!kids.contains(&second));
+    assert_eq!(
+        short
+            .send("DELETE", &format!("/v1/keys/{second}"), json!(null))
+            .0,
+        404
+    );
 }
 
 #[test]
@@ -275,6 +312,8 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
     let issuer = Issuer::start(accounts());
     let cp = Cp::start(&[]);
     setup_tenant(&cp, "acme", &issuer.url);
+    // Issued before the subject revocation below: refused by it.
+    let alice = issuer.id_token("alice", "felix-test");
     let (s, v) = cp.get("/v1/revocations");
     assert_eq!(s, 200);
     assert_eq!(v["jtis"], json!([]));
@@ -333,7 +372,6 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
         ),
         ("acme", "alice")
     );
-    let alice = issuer.id_token("alice", "felix-test");
     let (s, v) = cp.exchange_id_token(&alice, None);
     assert_eq!(
         (s, v["error"].as_str()),
@@ -422,4 +460,99 @@ fn production_exchanges_with_an_https_issuer_trusted_through_the_configured_ca()
         (503, Some("temporarily_unavailable")),
         "{v}"
     );
+}
+
+/// A subject revocation outlives the subject tokens issued before it: once the old drop time
+/// (before + Felix token lifetime + skew) has passed, an ID token stolen before the revocation
+/// is still refused; a fresh login afterwards works.
+#[test]
+fn a_subject_token_issued_before_a_revocation_is_refused_after_the_old_drop_time() {
+    let issuer = Issuer::start(accounts());
+    let cp = Cp::start(&[
+        "--token-lifetime-s",
+        "1",
+        "--clock-skew-s",
+        "0",
+        "--broker-leeway-s",
+        "0",
+        "--max-subject-token-age-s",
+        "60",
+    ]);
+    setup_tenant(&cp, "acme", &issuer.url);
+    let stolen = issuer.id_token("alice", "felix-test");
+    assert_eq!(cp.exchange_id_token(&stolen, None).0, 200);
+    let revoked_at = now_s();
+    let (s, v) = cp.send(
+        "POST",
+        "/v1/revocations",
+        json!({"tenant": "acme", "sub": "alice"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    let before = v["subjects"][0]["before"].as_u64().unwrap();
+    // The old code dropped the entry at before + lifetime + skew = before + 1.
+    wait_until("the old drop time to pass", Duration::from_secs(20), || {
+        now_s() > before + 2
+    });
+    let (s, v) = cp.exchange_id_token(&stolen, None);
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
+    let (_, list) = cp.get("/v1/revocations");
+    assert_eq!(list["subjects"][0]["sub"], "alice", "{list}");
+    // A login after the revocation (iat >= before) is not revoked.
+    assert!(now_s() >= revoked_at + 2);
+    let fresh = issuer.id_token("alice", "felix-test");
+    let (s, v) = cp.exchange_id_token(&fresh, None);
+    assert_eq!(s, 200, "{v}");
+}
+
+/// Before the signature verified, every refusal reads the same: a forged token naming a real
+/// tenant and one naming no tenant get byte-identical answers, as does an unknown issuer.
+#[test]
+fn untrusted_subject_tokens_get_one_uniform_answer() {
+    let issuer = Issuer::start(accounts());
+    let cp = Cp::start(&[]);
+    setup_tenant(&cp, "acme", &issuer.url);
+    let alice = issuer.id_token("alice", "felix-test");
+    // Same header and claims, signature of other bytes: a forgery.
+    let mut parts: Vec<&str> = alice.split('.').collect();
+    let other = issuer.id_token("bob", "felix-test");
+    let bob_sig = other.split('.').nth(2).unwrap().to_string();
+    parts[2] = &bob_sig;
+    let forged = parts.join(".");
+    let body = |token: &str, aud: &str| {
+        let f = format!(
+            "grant_type={}&subject_token={}&subject_token_type={}&audience={}",
+            urlencode("urn:ietf:params:oauth:grant-type:token-exchange"),
+            urlencode(token),
+            urlencode("urn:ietf:params:oauth:token-type:id_token"),
+            aud
+        );
+        let head = format!(
+            "POST /oauth/token HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{f}",
+            cp.addr,
+            f.len()
+        );
+        let (raw, _) = raw_exchange(&cp.addr, head.as_bytes(), Duration::from_secs(30));
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap();
+        (
+            head.split(' ').nth(1).unwrap().to_string(),
+            body.to_string(),
+        )
+    };
+    let acme = body(&forged, "acme");
+    let ghost = body(&forged, "nonexistent");
+    assert_eq!(acme.0, "400");
+    assert!(acme.1.contains("invalid_grant"), "{}", acme.1);
+    assert_eq!(acme, ghost, "a real and a made-up tenant read the same");
+    // A genuine token naming a tenant that does not trust its issuer: the same answer.
+    assert_eq!(body(&alice, "nonexistent"), acme);
+    // A token of an issuer no tenant trusts: the same answer.
+    let stranger = Issuer::start(accounts());
+    let foreign = stranger.id_token("alice", "felix-test");
+    assert_eq!(body(&foreign, "acme"), acme);
+    // And the genuine token for its tenant works.
+    assert_eq!(body(&alice, "acme").0, "200");
 }

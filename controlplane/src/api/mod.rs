@@ -204,11 +204,14 @@ async fn deadline(State(st): State<AppState>, req: Request, next: Next) -> Respo
         Ok(r) => r,
         Err(_) => {
             st.metrics.request_timed_out();
-            let mut r = ApiError::Timeout("the request did not complete within request_timeout_ms".into())
-                .into_response();
+            let mut r =
+                ApiError::Timeout("the request did not complete within request_timeout_ms".into())
+                    .into_response();
             // The body may be half read: this connection cannot carry another request.
-            r.headers_mut()
-                .insert(header::CONNECTION, axum::http::HeaderValue::from_static("close"));
+            r.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
             r
         }
     }
@@ -283,8 +286,10 @@ async fn revocations(
                     "too many revocation long polls; retry in a second".into(),
                 )
                 .into_response();
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("1"));
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
                 return Ok(r);
             };
             let mut rx = st.store.watch();

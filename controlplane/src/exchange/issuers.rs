@@ -151,7 +151,11 @@ impl IssuerKeys {
             .fetched
             .is_some_and(|t| now.duration_since(t) < self.max_stale);
         let fresh = e.fetched.is_some_and(|t| now.duration_since(t) < self.ttl);
-        let found = if usable { pick(&e.keys, kid, alg) } else { None };
+        let found = if usable {
+            pick(&e.keys, kid, alg)
+        } else {
+            None
+        };
         if let Some(rx) = &e.inflight {
             // Someone is fetching: cached keys answer at once, the others wait for it.
             return match found {

@@ -425,7 +425,13 @@ mod tests {
         let mut one = good.clone();
         one["aud"] = "felix-test".into();
         one["azp"] = Value::Null;
-        assert!(verify(&parse(&ed_token(&pair, h.clone(), one)).unwrap(), &key, &want, 900).is_ok());
+        assert!(verify(
+            &parse(&ed_token(&pair, h.clone(), one)).unwrap(),
+            &key,
+            &want,
+            900
+        )
+        .is_ok());
         // Older than max_age_s (now - iat = 400).
         let old = Expect {
             max_age_s: 399,
@@ -434,8 +440,17 @@ mod tests {
         assert_eq!(verify(&p, &key, &old, 900), Err(JwtError::TooOld));
         assert!(verify(&p, &key, &old, 899).is_ok());
         // Only plain JWTs and JWT access tokens.
-        for (typ, ok) in [("JWT", true), ("at+jwt", true), ("logout+jwt", false), ("JOSE+JSON", false)] {
-            let t = ed_token(&pair, serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": typ}), good.clone());
+        for (typ, ok) in [
+            ("JWT", true),
+            ("at+jwt", true),
+            ("logout+jwt", false),
+            ("JOSE+JSON", false),
+        ] {
+            let t = ed_token(
+                &pair,
+                serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+                good.clone(),
+            );
             assert_eq!(parse(&t).is_ok(), ok, "{typ}");
         }
         // Tampered payload: the signature no longer matches.

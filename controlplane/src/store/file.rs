@@ -382,7 +382,13 @@ mod tests {
                 .unwrap();
             // A's task may have been scheduled after B's: it still commits, by a deadline.
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-            while !s.inner.state.lock().entries.contains_key(&format!("a{round}")) {
+            while !s
+                .inner
+                .state
+                .lock()
+                .entries
+                .contains_key(&format!("a{round}"))
+            {
                 assert!(std::time::Instant::now() < deadline, "A never committed");
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
@@ -391,7 +397,10 @@ mod tests {
                 serde_json::from_slice(&fs::read(dir.join(STATE_FILE)).unwrap()).unwrap();
             let memory = s.inner.state.lock().clone();
             assert_eq!(disk, memory, "round {round}");
-            assert!(memory.entries.contains_key(&format!("a{round}")), "round {round}");
+            assert!(
+                memory.entries.contains_key(&format!("a{round}")),
+                "round {round}"
+            );
             assert!(memory.entries.contains_key(&format!("b{round}")));
             drop(_turn);
         }

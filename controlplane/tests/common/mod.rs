@@ -427,6 +427,14 @@ pub fn urlencode(s: &str) -> String {
 
 /// Verifies a Felix token with the control plane's published keys.
 pub fn verify(cp: &Cp, token: &str) -> Result<felix_auth::Claims, felix_auth::TokenError> {
+    verify_with(cp.jwks(), token)
+}
+
+/// Verifies a Felix token with a JWKS fetched earlier (what a broker's cache holds).
+pub fn verify_with(
+    jwks: felix_auth::Jwks,
+    token: &str,
+) -> Result<felix_auth::Claims, felix_auth::TokenError> {
     let v = felix_auth::Verifier::new(
         felix_auth::VerifierConfig {
             issuer: "felix-controlplane".into(),
@@ -434,7 +442,7 @@ pub fn verify(cp: &Cp, token: &str) -> Result<felix_auth::Claims, felix_auth::To
             region: "local".into(),
             leeway_s: 5,
         },
-        cp.jwks(),
+        jwks,
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -454,6 +462,26 @@ pub fn kid_of(token: &str) -> String {
     )
     .unwrap();
     h["kid"].as_str().unwrap().to_string()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sends raw bytes on a fresh connection and reads until EOF (or `max`): what came back and
+/// how long the server took to close.
+pub fn raw_exchange(addr: &str, bytes: &[u8], max: Duration) -> (String, Duration) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(max)).unwrap();
+    let t = Instant::now();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).to_string(), t.elapsed())
 }
 
 /// Waits for a condition with a deadline.
