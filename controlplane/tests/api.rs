@@ -727,3 +727,59 @@ fn one_peer_ip_and_long_polls_get_a_bounded_share() {
         assert_eq!(v["jtis"][0]["jti"], "abcd");
     }
 }
+
+/// A tenant trusts an issuer URL under one name only, even when two PUTs race (the check and
+/// the write are one transaction); changing or deleting an entry frees its URL.
+#[test]
+fn an_issuer_url_is_unique_per_tenant_even_under_concurrent_puts() {
+    // A durable store: its fsync widens the window between a check and its commit.
+    let root = tempfile::tempdir().unwrap();
+    let dir = data_dir(root.path());
+    let cp = Cp::start(&["--data-dir", dir.to_str().unwrap()]);
+    cp.put_ok("/v1/tenants/acme", json!({}));
+    let body = |url: &str| json!({"issuer": url, "audiences": ["felix"]});
+    for round in 0..20 {
+        let url = format!("https://idp{round}.example.com");
+        let racers: Vec<_> = ["a", "b"]
+            .into_iter()
+            .map(|name| {
+                let (addr, path, b) = (
+                    cp.addr.clone(),
+                    format!("/v1/tenants/acme/issuers/{name}{round}"),
+                    body(&url).to_string(),
+                );
+                std::thread::spawn(move || {
+                    Cp::attach(&addr)
+                        .req("PUT", &path, Some("application/json"), b.as_bytes(), &[])
+                        .0
+                })
+            })
+            .collect();
+        let codes: Vec<u16> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            codes.iter().filter(|c| **c == 201).count(),
+            1,
+            "round {round}: {codes:?}"
+        );
+        assert!(codes.contains(&409), "round {round}: {codes:?}");
+    }
+    let items = cp.get("/v1/tenants/acme/issuers").1["items"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(items, 20);
+    // Moving an entry to another URL frees the old one; deleting frees its URL too.
+    cp.put_ok("/v1/tenants/acme/issuers/x", body("https://old.example.com"));
+    assert_eq!(
+        cp.send("PUT", "/v1/tenants/acme/issuers/y", body("https://old.example.com"))
+            .0,
+        409
+    );
+    cp.put_ok("/v1/tenants/acme/issuers/x", body("https://new.example.com"));
+    cp.put_ok("/v1/tenants/acme/issuers/y", body("https://old.example.com"));
+    assert_eq!(
+        cp.send("DELETE", "/v1/tenants/acme/issuers/x", json!(null)).0,
+        204
+    );
+    cp.put_ok("/v1/tenants/acme/issuers/z", body("https://new.example.com"));
+}
