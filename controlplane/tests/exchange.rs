@@ -556,3 +556,46 @@ fn untrusted_subject_tokens_get_one_uniform_answer() {
     // And the genuine token for its tenant works.
     assert_eq!(body(&alice, "acme").0, "200");
 }
+
+/// A role whose grants cannot fit in a token is refused when stored; roles that together make
+/// a token over `MAX_TOKEN_BYTES` get a clear `access_denied` instead of a token brokers refuse.
+#[test]
+fn tokens_over_the_brokers_limit_are_never_issued() {
+    let issuer = Issuer::start(accounts());
+    let cp = Cp::start(&[]);
+    setup_tenant(&cp, "acme", &issuer.url);
+    let role = |tag: &str, n: usize| {
+        let resources: Vec<String> = (0..n)
+            .map(|i| format!("ns/{tag}{i}.{}", "x".repeat(170)))
+            .collect();
+        json!({"grants": [{"actions": ["subscribe"], "resources": resources}]})
+    };
+    let (s, v) = cp.send("PUT", "/v1/tenants/acme/roles/huge", role("h", 64));
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_argument")), "{v}");
+    assert!(v["error_description"].as_str().unwrap().contains("bytes"), "{v}");
+    // Each fits alone; together they do not.
+    cp.put_ok("/v1/tenants/acme/roles/big1", role("a", 40));
+    cp.put_ok("/v1/tenants/acme/roles/big2", role("b", 40));
+    cp.put_ok(
+        "/v1/tenants/acme/issuers/test",
+        json!({
+            "issuer": issuer.url,
+            "audiences": ["felix-test"],
+            "rules": [
+                {"claim": "groups", "equals": "payments-admins", "roles": ["big1", "big2"]},
+                {"claim": "sub", "equals": "bob", "roles": ["big1"]}
+            ]
+        }),
+    );
+    let alice = issuer.id_token("alice", "felix-test");
+    let (s, v) = cp.exchange_id_token(&alice, None);
+    assert_eq!((s, v["error"].as_str()), (400, Some("access_denied")), "{v}");
+    assert!(v["error_description"].as_str().unwrap().contains("16384"), "{v}");
+    // One big role alone: a token under the limit, which a broker's verifier reads.
+    let bob = issuer.id_token("bob", "felix-test");
+    let (s, v) = cp.exchange_id_token(&bob, None);
+    assert_eq!(s, 200, "{v}");
+    let token = v["access_token"].as_str().unwrap();
+    assert!(token.len() <= felix_auth::token::MAX_TOKEN_BYTES);
+    assert!(verify(&cp, token).is_ok());
+}

@@ -333,6 +333,19 @@ pub async fn token(
     let token = signer
         .sign(&felix)
         .map_err(|e| oauth("server_error", e.to_string()))?;
+    // Brokers refuse longer tokens unread: issuing one would only fail later, at login.
+    if token.len() > felix_auth::token::MAX_TOKEN_BYTES {
+        tracing::info!(%tenant, %sub, bytes = token.len(), roles = ?roles, "token exchange refused: token too large");
+        return Err(oauth(
+            "access_denied",
+            format!(
+                "the grants of this identity's roles make a token of {} bytes, over the {} bytes \
+                 brokers accept: give it fewer or narrower roles",
+                token.len(),
+                felix_auth::token::MAX_TOKEN_BYTES
+            ),
+        ));
+    }
     tracing::info!(
         audit = "token_exchange",
         %tenant, %sub, issuer = %iss, roles = ?roles, jti = %felix.jti, kid = %signer.kid(),
