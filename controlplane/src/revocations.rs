@@ -118,8 +118,9 @@ impl Revocations {
             }
             (None, Some(tenant), Some(sub)) => {
                 check_segment("tenant", &tenant)?;
-                if sub.is_empty() || sub.len() > 255 {
-                    return Err(invalid("sub: 1 to 255 bytes"));
+                // A Felix sub is `ISSUER_ENTRY:OIDC_SUB`: up to 64 + 1 + 255 bytes.
+                if sub.is_empty() || sub.len() > 320 {
+                    return Err(invalid("sub: 1 to 320 bytes (ISSUER_ENTRY:OIDC_SUB)"));
                 }
                 let entry = StoredSubject {
                     // Tokens issued within this second are revoked too.

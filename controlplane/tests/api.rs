@@ -769,17 +769,34 @@ fn an_issuer_url_is_unique_per_tenant_even_under_concurrent_puts() {
         .len();
     assert_eq!(items, 20);
     // Moving an entry to another URL frees the old one; deleting frees its URL too.
-    cp.put_ok("/v1/tenants/acme/issuers/x", body("https://old.example.com"));
+    cp.put_ok(
+        "/v1/tenants/acme/issuers/x",
+        body("https://old.example.com"),
+    );
     assert_eq!(
-        cp.send("PUT", "/v1/tenants/acme/issuers/y", body("https://old.example.com"))
-            .0,
+        cp.send(
+            "PUT",
+            "/v1/tenants/acme/issuers/y",
+            body("https://old.example.com")
+        )
+        .0,
         409
     );
-    cp.put_ok("/v1/tenants/acme/issuers/x", body("https://new.example.com"));
-    cp.put_ok("/v1/tenants/acme/issuers/y", body("https://old.example.com"));
+    cp.put_ok(
+        "/v1/tenants/acme/issuers/x",
+        body("https://new.example.com"),
+    );
+    cp.put_ok(
+        "/v1/tenants/acme/issuers/y",
+        body("https://old.example.com"),
+    );
     assert_eq!(
-        cp.send("DELETE", "/v1/tenants/acme/issuers/x", json!(null)).0,
+        cp.send("DELETE", "/v1/tenants/acme/issuers/x", json!(null))
+            .0,
         204
     );
-    cp.put_ok("/v1/tenants/acme/issuers/z", body("https://new.example.com"));
+    cp.put_ok(
+        "/v1/tenants/acme/issuers/z",
+        body("https://new.example.com"),
+    );
 }

@@ -28,7 +28,7 @@ fn exchange_maps_claims_to_roles_and_the_felix_token_verifies_with_the_published
     let token = v["access_token"].as_str().unwrap();
     let claims = verify(&cp, token).expect("the Felix token verifies with the published JWKS");
     assert_eq!(claims.tenant, "acme");
-    assert_eq!(claims.sub, "alice");
+    assert_eq!(claims.sub, "test:alice", "qualified by the issuer entry");
     assert_eq!(claims.region, "local");
     assert_eq!(claims.exp - claims.iat, 300);
     assert_eq!(
@@ -45,7 +45,7 @@ fn exchange_maps_claims_to_roles_and_the_felix_token_verifies_with_the_published
     let (s, v) = cp.exchange_id_token(&bob, None);
     assert_eq!(s, 200, "{v}");
     let claims = verify(&cp, v["access_token"].as_str().unwrap()).unwrap();
-    assert_eq!(claims.sub, "bob");
+    assert_eq!(claims.sub, "test:bob");
     let perms = Permissions::compile(&claims.perms).unwrap();
     assert!(perms.allows(Action::Subscribe, "ns", "orders.eu"));
     assert!(!perms.allows(Action::Publish, "ns", "orders.eu"));
@@ -60,7 +60,7 @@ fn exchange_maps_claims_to_roles_and_the_felix_token_verifies_with_the_published
             verify(&cp, v["access_token"].as_str().unwrap())
                 .unwrap()
                 .sub,
-            "alice"
+            "test:alice"
         );
     }
     // Two exchanges never share a jti.
@@ -355,7 +355,7 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
     let (s, v) = cp.send(
         "POST",
         "/v1/revocations",
-        json!({"tenant": "acme", "sub": "alice"}),
+        json!({"tenant": "acme", "sub": "test:alice"}),
     );
     assert_eq!(s, 201, "{v}");
     let (s, v) = cp.send("POST", "/v1/revocations", json!({"tenant": "acme"}));
@@ -370,7 +370,7 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
             list.subjects[0].tenant.as_str(),
             list.subjects[0].sub.as_str()
         ),
-        ("acme", "alice")
+        ("acme", "test:alice")
     );
     let (s, v) = cp.exchange_id_token(&alice, None);
     assert_eq!(
@@ -449,7 +449,7 @@ fn production_exchanges_with_an_https_issuer_trusted_through_the_configured_ca()
         verify(&cp, v["access_token"].as_str().unwrap())
             .unwrap()
             .sub,
-        "alice"
+        "test:alice"
     );
 
     // Without the CA the issuer's certificate is not trusted: its keys cannot be fetched.
@@ -485,7 +485,7 @@ fn a_subject_token_issued_before_a_revocation_is_refused_after_the_old_drop_time
     let (s, v) = cp.send(
         "POST",
         "/v1/revocations",
-        json!({"tenant": "acme", "sub": "alice"}),
+        json!({"tenant": "acme", "sub": "test:alice"}),
     );
     assert_eq!(s, 201, "{v}");
     let before = v["subjects"][0]["before"].as_u64().unwrap();
@@ -500,7 +500,7 @@ fn a_subject_token_issued_before_a_revocation_is_refused_after_the_old_drop_time
         "{v}"
     );
     let (_, list) = cp.get("/v1/revocations");
-    assert_eq!(list["subjects"][0]["sub"], "alice", "{list}");
+    assert_eq!(list["subjects"][0]["sub"], "test:alice", "{list}");
     // A login after the revocation (iat >= before) is not revoked.
     assert!(now_s() >= revoked_at + 2);
     let fresh = issuer.id_token("alice", "felix-test");
@@ -571,8 +571,15 @@ fn tokens_over_the_brokers_limit_are_never_issued() {
         json!({"grants": [{"actions": ["subscribe"], "resources": resources}]})
     };
     let (s, v) = cp.send("PUT", "/v1/tenants/acme/roles/huge", role("h", 64));
-    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_argument")), "{v}");
-    assert!(v["error_description"].as_str().unwrap().contains("bytes"), "{v}");
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("invalid_argument")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"].as_str().unwrap().contains("bytes"),
+        "{v}"
+    );
     // Each fits alone; together they do not.
     cp.put_ok("/v1/tenants/acme/roles/big1", role("a", 40));
     cp.put_ok("/v1/tenants/acme/roles/big2", role("b", 40));
@@ -589,8 +596,15 @@ fn tokens_over_the_brokers_limit_are_never_issued() {
     );
     let alice = issuer.id_token("alice", "felix-test");
     let (s, v) = cp.exchange_id_token(&alice, None);
-    assert_eq!((s, v["error"].as_str()), (400, Some("access_denied")), "{v}");
-    assert!(v["error_description"].as_str().unwrap().contains("16384"), "{v}");
+    assert_eq!(
+        (s, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
+    assert!(
+        v["error_description"].as_str().unwrap().contains("16384"),
+        "{v}"
+    );
     // One big role alone: a token under the limit, which a broker's verifier reads.
     let bob = issuer.id_token("bob", "felix-test");
     let (s, v) = cp.exchange_id_token(&bob, None);
@@ -598,4 +612,48 @@ fn tokens_over_the_brokers_limit_are_never_issued() {
     let token = v["access_token"].as_str().unwrap();
     assert!(token.len() <= felix_auth::token::MAX_TOKEN_BYTES);
     assert!(verify(&cp, token).is_ok());
+}
+
+/// Two issuers of one tenant with a user of the same `sub` are two principals: the Felix `sub`
+/// is qualified by the issuer entry, so revoking one does not touch the other.
+#[test]
+fn the_same_oidc_sub_from_two_issuers_is_two_principals() {
+    let corp = Issuer::start(accounts());
+    let partner = Issuer::start(accounts());
+    let cp = Cp::start(&[]);
+    setup_tenant(&cp, "acme", &corp.url);
+    cp.put_ok(
+        "/v1/tenants/acme/issuers/partner",
+        json!({
+            "issuer": partner.url,
+            "audiences": ["felix-test"],
+            "rules": [{"claim": "groups", "equals": "payments-admins", "roles": ["admin"]}]
+        }),
+    );
+    let sub_of = |token: &str| {
+        let (s, v) = cp.exchange_id_token(token, None);
+        assert_eq!(s, 200, "{v}");
+        verify(&cp, v["access_token"].as_str().unwrap())
+            .unwrap()
+            .sub
+    };
+    let from_corp = corp.id_token("alice", "felix-test");
+    let from_partner = partner.id_token("alice", "felix-test");
+    assert_eq!(sub_of(&from_corp), "test:alice");
+    assert_eq!(sub_of(&from_partner), "partner:alice");
+    let (s, v) = cp.send(
+        "POST",
+        "/v1/revocations",
+        json!({"tenant": "acme", "sub": "partner:alice"}),
+    );
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(
+        cp.exchange_id_token(&from_partner, None).1["error"],
+        "access_denied"
+    );
+    assert_eq!(
+        sub_of(&from_corp),
+        "test:alice",
+        "the other alice is untouched"
+    );
 }

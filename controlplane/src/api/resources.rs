@@ -265,12 +265,7 @@ async fn put_item(
     let existed = st.store.get(&key).await?.is_some();
     let mut ops = vec![Op::Put(key.clone(), doc)];
     ops.append(&mut extra_ops);
-    if !st
-        .store
-        .txn(Txn { compare, ops })
-        .await?
-        .committed()
-    {
+    if !st.store.txn(Txn { compare, ops }).await?.committed() {
         for (k, what) in loc.parents() {
             if st.store.get(&k).await?.is_none() {
                 return Err(ApiError::NotFound(format!("{what} does not exist")));

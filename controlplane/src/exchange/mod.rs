@@ -197,18 +197,15 @@ pub async fn token(
         .list("issuers/")
         .await
         .map_err(|e| internal(e.into()))?;
-    let mut candidates: Vec<(String, TrustedIssuer)> = Vec::new();
+    // (tenant, issuer entry name, entry)
+    let mut candidates: Vec<(String, String, TrustedIssuer)> = Vec::new();
     for (key, v) in all {
         let Ok(ti) = serde_json::from_value::<TrustedIssuer>(v.value) else {
             continue;
         };
         if ti.issuer == iss {
-            let tenant = key["issuers/".len()..]
-                .split('/')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            candidates.push((tenant, ti));
+            let (tenant, entry) = key["issuers/".len()..].split_once('/').unwrap_or(("", ""));
+            candidates.push((tenant.to_string(), entry.to_string(), ti));
         }
     }
     if candidates.is_empty() {
@@ -237,10 +234,10 @@ pub async fn token(
     jwt::verify_signature(&unverified, &key).map_err(|e| untrusted(&e.to_string()))?;
 
     // Signed by the issuer: from here on the caller holds a genuine token of it.
-    let (tenant, trusted) = match f.get("audience") {
+    let (tenant, entry, trusted) = match f.get("audience") {
         Some(aud) => candidates
             .into_iter()
-            .find(|(t, _)| t == aud)
+            .find(|(t, _, _)| t == aud)
             .ok_or_else(|| untrusted("the audience tenant does not trust this issuer"))?,
         None if candidates.len() == 1 => candidates.pop().expect("one"),
         None => {
@@ -260,10 +257,10 @@ pub async fn token(
         tracing::info!(%tenant, issuer = %iss, reason = %e, "token exchange refused");
         oauth("invalid_grant", e.to_string())
     })?;
-    let sub = claims["sub"]
-        .as_str()
-        .expect("verify checks sub")
-        .to_string();
+    let oidc_sub = claims["sub"].as_str().expect("verify checks sub");
+    // Qualified by the issuer entry: two issuers of one tenant may both have a user "alice",
+    // and they must not share a principal (grants, revocations, audit).
+    let sub = format!("{entry}:{oidc_sub}");
     let iat = claims["iat"].as_u64().expect("check_claims checks iat");
 
     let roles = roles_for(&claims, &trusted.rules);
