@@ -657,3 +657,41 @@ fn the_same_oidc_sub_from_two_issuers_is_two_principals() {
         "the other alice is untouched"
     );
 }
+
+/// Defective subject tokens end to end, each with exactly one defect, signed by an issuer
+/// registered like any other. They come from `tests/oidc/crafted-issuer.mjs` (keys of its own)
+/// because the real issuer never signs such tokens; its good tokens are the positive controls.
+#[test]
+fn defective_subject_tokens_are_refused_end_to_end() {
+    let crafted = CraftedIssuer::start("felix-test");
+    let cp = Cp::start(&[]);
+    setup_tenant(&cp, "acme", &crafted.url);
+    for good in ["good_rs256", "good_es256", "multi_aud_our_azp"] {
+        let (s, v) = cp.exchange_id_token(crafted.token(good), None);
+        assert_eq!(s, 200, "{good}: {v}");
+    }
+    for bad in [
+        "hs256_with_rsa_public_key",
+        "unknown_kid",
+        "ps256_on_rs256_key",
+        "es256_der_signature",
+        "crit_header",
+        "future_nbf",
+        "missing_exp",
+        "missing_iat",
+        "logout_typ",
+        "multi_aud_foreign_azp",
+    ] {
+        let (s, v) = cp.exchange_id_token(crafted.token(bad), None);
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (400, Some("invalid_grant")),
+            "{bad}: {v}"
+        );
+    }
+    // Still healthy afterwards.
+    assert_eq!(
+        cp.exchange_id_token(crafted.token("good_es256"), None).0,
+        200
+    );
+}

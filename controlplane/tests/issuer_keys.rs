@@ -219,3 +219,37 @@ async fn a_slow_refresh_does_not_block_lookups_served_from_the_cache() {
     );
     refresher.abort();
 }
+
+/// Cached keys serve through a failing refresh, but not past `max_stale_s`; and an http
+/// issuer is never fetched outside dev mode, whatever the store says.
+#[tokio::test]
+async fn stale_keys_expire_and_production_never_fetches_plain_http() {
+    let issuer = serve(0).await;
+    let cfg = OidcClientConfig {
+        jwks_ttl_s: 0,
+        max_stale_s: 2,
+        failure_backoff_ms: 1,
+        ..OidcClientConfig::default()
+    };
+    let keys = cache(&cfg);
+    keys.key(&issuer.url, Some("k1"), Alg::EdDsa).await.unwrap();
+    *issuer.status.lock() = (500, Duration::ZERO);
+    // Within max_stale_s: the refresh fails, the cached key still answers.
+    keys.key(&issuer.url, Some("k1"), Alg::EdDsa).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match keys.key(&issuer.url, Some("k1"), Alg::EdDsa).await {
+            Err(KeyLookupError::Unavailable(_)) => break,
+            Ok(_) => {}
+            Err(e) => panic!("{e:?}"),
+        }
+        assert!(Instant::now() < deadline, "stale keys used forever");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Production (dev = false): the plain-http issuer is refused before any request.
+    let fresh = serve(0).await;
+    let prod = IssuerKeys::new(Fetcher::new(&cfg).unwrap(), &cfg, false);
+    let r = prod.key(&fresh.url, Some("k1"), Alg::EdDsa).await;
+    assert!(matches!(r, Err(KeyLookupError::Unavailable(_))), "{r:?}");
+    assert_eq!(fresh.requests.load(Ordering::SeqCst), 0);
+}

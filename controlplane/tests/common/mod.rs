@@ -140,6 +140,45 @@ impl Drop for Issuer {
     }
 }
 
+/// `tests/oidc/crafted-issuer.mjs`: an issuer with keys of our own that signs deliberately
+/// defective tokens (the real issuer never would, and its private keys stay inside it).
+pub struct CraftedIssuer {
+    child: Child,
+    pub url: String,
+    pub tokens: serde_json::Map<String, Value>,
+}
+
+impl CraftedIssuer {
+    pub fn start(audience: &str) -> CraftedIssuer {
+        let mut child = Command::new("node")
+            .arg(oidc_dir().join("crafted-issuer.mjs"))
+            .arg(audience)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node");
+        let line = first_line(&mut child, "crafted-issuer.mjs");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        CraftedIssuer {
+            child,
+            url: v["issuer"].as_str().unwrap().to_string(),
+            tokens: v["tokens"].as_object().unwrap().clone(),
+        }
+    }
+
+    pub fn token(&self, name: &str) -> &str {
+        self.tokens[name].as_str().unwrap()
+    }
+}
+
+impl Drop for CraftedIssuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `felix-controlplane` process.
 pub struct Cp {
     child: Child,
