@@ -246,27 +246,36 @@ impl Keys {
             let key = format!("{PREFIX}{kid}");
             let mut compare = vec![Compare::ModRevision(key.clone(), *rev)];
             let mut ops = vec![Op::Delete(key)];
-            // Is any other key able to sign now?
-            let others_sign = keys
-                .iter()
-                .any(|(k, _, s)| k != kid && s.retired_s.is_none() && s.active_s() <= now_s);
-            if gone.retired_s.is_none_or(|r| r > now_s) && !others_sign {
-                // Retire every other unretired key (a pending successor included) and sign
-                // with a fresh one from now on.
+            let put = |k: &str, s: &StoredKey| {
+                Op::Put(
+                    format!("{PREFIX}{k}"),
+                    serde_json::to_value(s).expect("serializes"),
+                )
+            };
+            if gone.signs_at(now_s) {
+                // The signing key is compromised: sign with a fresh key from now on, and
+                // retire every other key still signing or pending (a successor included).
                 for (k, rev, s) in &keys {
                     if k != kid && s.retired_s.is_none_or(|r| r > now_s) {
                         compare.push(Compare::ModRevision(format!("{PREFIX}{k}"), *rev));
                         let mut retired = s.clone();
                         retired.retired_s = Some(now_s);
-                        ops.push(Op::Put(
-                            format!("{PREFIX}{k}"),
-                            serde_json::to_value(retired).expect("serializes"),
-                        ));
+                        ops.push(put(k, &retired));
                     }
                 }
                 let (op, new) = Self::fresh(now_s, now_s);
                 compare.push(Compare::Absent(format!("{PREFIX}{new}")));
                 ops.push(op);
+            } else if gone.active_s() > now_s {
+                // A pending successor: the keys it was to replace keep signing.
+                for (k, rev, s) in &keys {
+                    if k != kid && s.signs_at(now_s) && s.retired_s == Some(gone.active_s()) {
+                        compare.push(Compare::ModRevision(format!("{PREFIX}{k}"), *rev));
+                        let mut kept = s.clone();
+                        kept.retired_s = None;
+                        ops.push(put(k, &kept));
+                    }
+                }
             }
             if self.store.txn(Txn { compare, ops }).await?.committed() {
                 self.parsed.lock().remove(kid);
@@ -390,6 +399,16 @@ mod tests {
         assert!(!published.contains(&next));
         assert!(published.contains(&now_signing));
         assert!(!keys.delete("nope", 2020).await.unwrap());
+        // Deleting a pending successor: the current key simply keeps signing.
+        let (pending, _) = keys.rotate(2025, false).await.unwrap();
+        assert!(keys.delete(&pending, 2026).await.unwrap());
+        assert_eq!(keys.current(2040).await.unwrap().kid(), now_signing);
+        assert!(keys
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.kid == now_signing && k.retired_s.is_none()));
         // An immediate rotation signs with the new key right away.
         let (urgent, switch) = keys.rotate(2030, true).await.unwrap();
         assert_eq!(switch, 2030);
