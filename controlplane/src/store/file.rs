@@ -46,6 +46,9 @@ struct Inner {
     watch: tokio::sync::watch::Sender<u64>,
     /// Set when a commit failed after its rename: writes are refused from then on.
     poisoned: Mutex<Option<String>>,
+    /// Tests: make the next persist fail after its rename.
+    #[cfg(test)]
+    fail_after_rename: std::sync::atomic::AtomicBool,
 }
 
 /// How a persist failed: before the rename nothing changed on disk; after it, the new state
@@ -77,6 +80,8 @@ impl FileStore {
                 commits: tokio::sync::Mutex::new(()),
                 state: Mutex::new(state),
                 poisoned: Mutex::new(None),
+                #[cfg(test)]
+                fail_after_rename: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -165,13 +170,16 @@ impl FileStore {
                 commits: tokio::sync::Mutex::new(()),
                 state: Mutex::new(state),
                 poisoned: Mutex::new(None),
+                #[cfg(test)]
+                fail_after_rename: std::sync::atomic::AtomicBool::new(false),
             }),
         })
     }
 }
 
 impl Inner {
-    fn persist(dir: &Path, state: &State) -> Result<(), PersistError> {
+    /// `fail_after_rename`: tests inject a directory fsync failure (always false otherwise).
+    fn persist(dir: &Path, state: &State, fail_after_rename: bool) -> Result<(), PersistError> {
         let bytes = serde_json::to_vec(state).expect("state serializes");
         let tmp = dir.join(format!("{TMP_PREFIX}{}", rand::random::<u64>()));
         let before = (|| {
@@ -190,6 +198,12 @@ impl Inner {
         if let Err(e) = before {
             let _ = fs::remove_file(&tmp);
             return Err(PersistError::Before(e));
+        }
+        if fail_after_rename {
+            return Err(PersistError::After(io(
+                dir,
+                std::io::Error::other("injected directory fsync failure"),
+            )));
         }
         // The rename is durable only once the directory entry is.
         File::open(dir)
@@ -213,7 +227,14 @@ impl Inner {
             // blocking task never outlives the decision about it.
             let next = Arc::new(next);
             let (dir, n) = (dir.clone(), next.clone());
-            let outcome = tokio::task::spawn_blocking(move || Self::persist(&dir, &n)).await;
+            #[cfg(test)]
+            let inject = self
+                .fail_after_rename
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            #[cfg(not(test))]
+            let inject = false;
+            let outcome =
+                tokio::task::spawn_blocking(move || Self::persist(&dir, &n, inject)).await;
             let next = Arc::try_unwrap(next).unwrap_or_else(|a| (*a).clone());
             match outcome {
                 Ok(Ok(())) => return Ok(self.publish(next)),
@@ -419,6 +440,41 @@ mod tests {
         };
         assert_eq!(reopened.revision(), rev);
         assert!(reopened.get("a4").await.unwrap().is_some());
+    }
+
+    /// A failure after the rename took effect on disk: memory follows the disk, the caller
+    /// is not told "not written", and the store refuses every further write.
+    #[tokio::test]
+    async fn a_failure_after_the_rename_poisons_the_store_and_memory_follows_disk() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("data");
+        let s = FileStore::open(&dir).unwrap();
+        s.txn(Txn::ops(vec![Op::Put("k".into(), json!(1))]))
+            .await
+            .unwrap();
+        s.inner
+            .fail_after_rename
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let r = s.txn(Txn::ops(vec![Op::Put("k".into(), json!(2))])).await;
+        assert!(matches!(r, Err(StoreError::Poisoned(_))), "{r:?}");
+        let disk: State = serde_json::from_slice(&fs::read(dir.join(STATE_FILE)).unwrap()).unwrap();
+        assert_eq!(disk, *s.inner.state.lock(), "memory follows the disk");
+        assert_eq!(s.get("k").await.unwrap().unwrap().value, json!(2));
+        let r = s.txn(Txn::ops(vec![Op::Put("k".into(), json!(3))])).await;
+        assert!(matches!(r, Err(StoreError::Poisoned(_))), "{r:?}");
+        assert_eq!(s.get("k").await.unwrap().unwrap().value, json!(2));
+        drop(s);
+        assert_eq!(
+            FileStore::open(&dir)
+                .unwrap()
+                .get("k")
+                .await
+                .unwrap()
+                .unwrap()
+                .value,
+            json!(2),
+            "a restart reloads what the disk holds"
+        );
     }
 
     #[tokio::test]
