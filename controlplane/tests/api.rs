@@ -337,6 +337,10 @@ fn production_refuses_unsafe_setups_and_requires_the_admin_token_over_https() {
             );
         }
     }
+    // Authentication comes first: no token and a non-JSON body is still 401.
+    cp.admin = None;
+    let (s, v, _) = cp.req("POST", "/v1/keys/rotate", Some("text/plain"), b"", &[]);
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
     // The JWKS is public; the revocation feed and definitions need a read credential, and
     // the broker read token is one (it cannot write: above).
     cp.admin = None;

@@ -133,32 +133,32 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
     let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    // Who first (401 before any other answer), then the content type.
+    if !st.admin_digests.is_empty() {
+        let presented = bearer_digest(req.headers());
+        let ok = presented.is_some_and(|d| {
+            // Both sets compared, whatever the first says.
+            let admin = one_of(&st.admin_digests, &d);
+            let broker = one_of(&st.broker_digests, &d);
+            admin | (read & broker)
+        });
+        if !ok {
+            tracing::warn!(audit = "admin_denied", method = %req.method(), path = %req.uri().path(), "request without a valid admin (or, for reads, broker) token");
+            return ApiError::Unauthorized(if read {
+                "an admin or broker read bearer token is required".into()
+            } else {
+                "an admin bearer token is required".into()
+            })
+            .into_response();
+        }
+    }
+    // With no admin token configured (dev; the startup warning says so) anyone passes here.
     // Writes must be JSON even with no body (e.g. rotate): a cross-site HTML form or
     // `fetch` without preflight can only send form, multipart or text/plain bodies.
     if !read && *req.method() != Method::DELETE && !is_json(req.headers()) {
         return ApiError::InvalidArgument(
             "admin writes need content-type: application/json".into(),
         )
-        .into_response();
-    }
-    if st.admin_digests.is_empty() {
-        // Dev mode without an admin token (the startup warning says so).
-        return next.run(req).await;
-    }
-    let presented = bearer_digest(req.headers());
-    let ok = presented.is_some_and(|d| {
-        // Both sets compared, whatever the first says.
-        let admin = one_of(&st.admin_digests, &d);
-        let broker = one_of(&st.broker_digests, &d);
-        admin | (read & broker)
-    });
-    if !ok {
-        tracing::warn!(audit = "admin_denied", method = %req.method(), path = %req.uri().path(), "request without a valid admin (or, for reads, broker) token");
-        return ApiError::Unauthorized(if read {
-            "an admin or broker read bearer token is required".into()
-        } else {
-            "an admin bearer token is required".into()
-        })
         .into_response();
     }
     next.run(req).await
