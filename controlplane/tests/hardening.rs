@@ -15,13 +15,37 @@ use serde_json::json;
 #[test]
 fn dev_mode_stays_local_and_refuses_cross_site_writes() {
     let bin = env!("CARGO_BIN_EXE_felix-controlplane");
-    let out = Command::new(bin)
-        .args(["--listen", "0.0.0.0:0"])
-        .env_remove("FELIX_CP_ADMIN_TOKEN")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("insecure-dev-expose"));
+    // Spawned, not `output()`: a regression that starts serving must fail, not hang (and
+    // the process is killed however the test ends).
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaped(
+        Command::new(bin)
+            .args(["--listen", "0.0.0.0:0"])
+            .env_remove("FELIX_CP_ADMIN_TOKEN")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut code = None;
+    wait_until(
+        "the refusal to exit",
+        std::time::Duration::from_secs(20),
+        || {
+            code = child.0.try_wait().unwrap().map(|s| s.code());
+            code.is_some()
+        },
+    );
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut err).unwrap();
+    assert_eq!(code, Some(Some(2)), "{err}");
+    assert!(err.contains("insecure-dev-expose"), "{err}");
     // With an admin token (or the loud flag) it starts.
     for (env, flag) in [
         (Some("dev-admin-token-0123456789"), None),
