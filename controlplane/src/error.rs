@@ -17,6 +17,9 @@ pub enum ApiError {
     /// 401 `unauthorized`: no or a wrong admin token.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403 `forbidden`: refused whoever asks (e.g. a non-loopback `Host` in dev mode).
+    #[error("{0}")]
+    Forbidden(String),
     /// 404 `not_found`.
     #[error("{0}")]
     NotFound(String),
@@ -26,6 +29,12 @@ pub enum ApiError {
     /// 413 `request_too_large`: body over `max_body_bytes`.
     #[error("{0}")]
     TooLarge(String),
+    /// 408 `request_timeout`: the request (body included) took over `request_timeout_ms`.
+    #[error("{0}")]
+    Timeout(String),
+    /// 503 `overloaded`: a budget is exhausted (e.g. `max_long_polls`); retry later.
+    #[error("{0}")]
+    Overloaded(String),
     /// 500 `internal`: the store failed (details in the log only).
     #[error("{0}")]
     Internal(String),
@@ -37,6 +46,9 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => "invalid_argument",
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::Timeout(_) => "request_timeout",
+            ApiError::Overloaded(_) => "overloaded",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "request_too_large",
@@ -48,6 +60,9 @@ impl ApiError {
         match self {
             ApiError::InvalidArgument(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,6 +1,13 @@
 //! Felix signing keys: one current Ed25519 key signs every issued token; a rotated-out key
 //! stays published in the JWKS for the overlap window (at least a token's lifetime plus the
-//! clock skew, so every token it signed stays verifiable until it expires), then is dropped.
+//! brokers' leeway, so every token it signed stays verifiable until it expires), then is
+//! dropped.
+//!
+//! Rotation publishes the next key *ahead* of use: `rotate` stores it with `active_s = now +
+//! propagation_s` and retires the current key at that same instant. Until then the JWKS holds
+//! both and the old key still signs, so every broker polling the JWKS at least every
+//! `propagation_s` knows the new key before the first token it signs. `immediate` skips the
+//! wait (emergency), and [`Keys::delete`] drops a compromised key at once.
 //!
 //! Keys live in the store under `keys/KID` (private key as PKCS#8 PEM; the store's files are
 //! 0600 in a 0700 directory). Rotation is one compare-and-set transaction, so two control
@@ -18,14 +25,39 @@ use crate::store::{Compare, Op, Store, Txn};
 
 const PREFIX: &str = "keys/";
 
-/// A key as stored.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// A key as stored. `Debug` never prints the private key.
+#[derive(Clone, Serialize, Deserialize)]
 struct StoredKey {
     private_pkcs8_pem: String,
     created_s: u64,
-    /// When it stopped being current; None while current.
+    /// When it stops (or stopped) signing; None while current with no successor.
     #[serde(default)]
     retired_s: Option<u64>,
+    /// When it starts signing; None = since `created_s` (keys stored before this field).
+    #[serde(default)]
+    active_s: Option<u64>,
+}
+
+impl std::fmt::Debug for StoredKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredKey")
+            .field("private_pkcs8_pem", &"<redacted>")
+            .field("created_s", &self.created_s)
+            .field("retired_s", &self.retired_s)
+            .field("active_s", &self.active_s)
+            .finish()
+    }
+}
+
+impl StoredKey {
+    fn active_s(&self) -> u64 {
+        self.active_s.unwrap_or(self.created_s)
+    }
+
+    /// Whether it signs at `now_s`.
+    fn signs_at(&self, now_s: u64) -> bool {
+        self.active_s() <= now_s && self.retired_s.is_none_or(|r| now_s < r)
+    }
 }
 
 /// A key as the admin API lists it (no private material).
@@ -35,8 +67,10 @@ pub struct KeyInfo {
     pub kid: String,
     /// Created, seconds since the Unix epoch.
     pub created_s: u64,
-    /// When it stopped signing; None for the current key.
+    /// When it stops (stopped) signing; None for the current key with no successor.
     pub retired_s: Option<u64>,
+    /// When it starts (started) signing: later than `created_s` for a key still propagating.
+    pub active_s: u64,
     /// When it leaves the JWKS (retired + overlap); None for the current key.
     pub unpublish_s: Option<u64>,
 }
@@ -45,6 +79,7 @@ pub struct KeyInfo {
 pub struct Keys {
     store: Arc<dyn Store>,
     overlap_s: u64,
+    propagation_s: u64,
     /// Parsed keys by kid: PEM parsing once per key, not per token.
     parsed: Mutex<HashMap<String, Arc<SigningKey>>>,
 }
@@ -54,11 +89,13 @@ fn new_kid(now_s: u64) -> String {
 }
 
 impl Keys {
-    /// A key ring; `overlap_s` is how long a rotated-out key stays published.
-    pub fn new(store: Arc<dyn Store>, overlap_s: u64) -> Self {
+    /// A key ring; `overlap_s` is how long a rotated-out key stays published,
+    /// `propagation_s` how long a rotated-in key is published before it signs.
+    pub fn new(store: Arc<dyn Store>, overlap_s: u64, propagation_s: u64) -> Self {
         Keys {
             store,
             overlap_s,
+            propagation_s,
             parsed: Mutex::new(HashMap::new()),
         }
     }
@@ -95,7 +132,7 @@ impl Keys {
             .iter()
             .map(|(kid, rev, _)| Compare::ModRevision(format!("{PREFIX}{kid}"), *rev))
             .collect();
-        let (op, kid) = Self::fresh(now_s);
+        let (op, kid) = Self::fresh(now_s, now_s);
         compare.push(Compare::Absent(format!("{PREFIX}{kid}")));
         if !self
             .store
@@ -113,13 +150,14 @@ impl Keys {
         Ok(())
     }
 
-    fn fresh(now_s: u64) -> (Op, String) {
+    fn fresh(now_s: u64, active_s: u64) -> (Op, String) {
         let kid = new_kid(now_s);
         let key = SigningKey::generate(&kid);
         let stored = StoredKey {
             private_pkcs8_pem: key.to_pkcs8_pem(),
             created_s: now_s,
             retired_s: None,
+            active_s: Some(active_s),
         };
         (
             Op::Put(
@@ -130,40 +168,49 @@ impl Keys {
         )
     }
 
-    /// The key that signs now: the newest unretired one.
-    pub async fn current(&self) -> Result<Arc<SigningKey>, ApiError> {
+    /// The key that signs at `now_s`: the newest active, unretired one.
+    pub async fn current(&self, now_s: u64) -> Result<Arc<SigningKey>, ApiError> {
         let keys = self.load().await?;
         let (kid, _, stored) = keys
             .iter()
-            .filter(|(_, _, k)| k.retired_s.is_none())
-            .max_by(|a, b| (a.2.created_s, &a.0).cmp(&(b.2.created_s, &b.0)))
+            .filter(|(_, _, k)| k.signs_at(now_s))
+            .max_by(|a, b| (a.2.active_s(), &a.0).cmp(&(b.2.active_s(), &b.0)))
             .ok_or_else(|| ApiError::Internal("no current signing key".into()))?;
         self.parse(kid, stored)
     }
 
-    /// Makes a new key current and retires the current one(s), atomically. Returns the new kid.
-    pub async fn rotate(&self, now_s: u64) -> Result<String, ApiError> {
+    /// Adds a new key, published at once and signing from `now + propagation_s` (`now` with
+    /// `immediate`); the current key(s) retire at that same instant, atomically. Returns the
+    /// new kid and when it starts signing.
+    pub async fn rotate(&self, now_s: u64, immediate: bool) -> Result<(String, u64), ApiError> {
+        let switch_s = if immediate {
+            now_s
+        } else {
+            now_s + self.propagation_s
+        };
         for _ in 0..3 {
             let keys = self.load().await?;
             let mut compare = Vec::new();
             let mut ops = Vec::new();
             for (kid, rev, k) in &keys {
-                if k.retired_s.is_none() {
+                // Unretired keys, and keys whose retirement is still ahead (a rotation still
+                // propagating) when this one is immediate.
+                if k.retired_s.is_none_or(|r| r > switch_s) {
                     compare.push(Compare::ModRevision(format!("{PREFIX}{kid}"), *rev));
                     let mut retired = k.clone();
-                    retired.retired_s = Some(now_s);
+                    retired.retired_s = Some(switch_s);
                     ops.push(Op::Put(
                         format!("{PREFIX}{kid}"),
                         serde_json::to_value(retired).expect("serializes"),
                     ));
                 }
             }
-            let (op, kid) = Self::fresh(now_s);
+            let (op, kid) = Self::fresh(now_s, switch_s);
             compare.push(Compare::Absent(format!("{PREFIX}{kid}")));
             ops.push(op);
             if self.store.txn(Txn { compare, ops }).await?.committed() {
-                tracing::info!(%kid, overlap_s = self.overlap_s, "signing key rotated");
-                return Ok(kid);
+                tracing::info!(%kid, overlap_s = self.overlap_s, switch_s, "signing key rotated");
+                return Ok((kid, switch_s));
             }
         }
         Err(ApiError::Conflict(
@@ -187,6 +234,60 @@ impl Keys {
         Ok(Jwks { keys })
     }
 
+    /// Drops a key at once (compromised): it leaves the JWKS immediately, so brokers refuse
+    /// every token it signed once they re-poll. If it was signing (or about to), a fresh key
+    /// replaces it immediately in the same transaction. `Ok(false)` if there is no such key.
+    pub async fn delete(&self, kid: &str, now_s: u64) -> Result<bool, ApiError> {
+        for _ in 0..3 {
+            let keys = self.load().await?;
+            let Some((_, rev, gone)) = keys.iter().find(|(k, _, _)| k == kid) else {
+                return Ok(false);
+            };
+            let key = format!("{PREFIX}{kid}");
+            let mut compare = vec![Compare::ModRevision(key.clone(), *rev)];
+            let mut ops = vec![Op::Delete(key)];
+            let put = |k: &str, s: &StoredKey| {
+                Op::Put(
+                    format!("{PREFIX}{k}"),
+                    serde_json::to_value(s).expect("serializes"),
+                )
+            };
+            if gone.signs_at(now_s) {
+                // The signing key is compromised: sign with a fresh key from now on, and
+                // retire every other key still signing or pending (a successor included).
+                for (k, rev, s) in &keys {
+                    if k != kid && s.retired_s.is_none_or(|r| r > now_s) {
+                        compare.push(Compare::ModRevision(format!("{PREFIX}{k}"), *rev));
+                        let mut retired = s.clone();
+                        retired.retired_s = Some(now_s);
+                        ops.push(put(k, &retired));
+                    }
+                }
+                let (op, new) = Self::fresh(now_s, now_s);
+                compare.push(Compare::Absent(format!("{PREFIX}{new}")));
+                ops.push(op);
+            } else if gone.active_s() > now_s {
+                // A pending successor: the keys it was to replace keep signing.
+                for (k, rev, s) in &keys {
+                    if k != kid && s.signs_at(now_s) && s.retired_s == Some(gone.active_s()) {
+                        compare.push(Compare::ModRevision(format!("{PREFIX}{k}"), *rev));
+                        let mut kept = s.clone();
+                        kept.retired_s = None;
+                        ops.push(put(k, &kept));
+                    }
+                }
+            }
+            if self.store.txn(Txn { compare, ops }).await?.committed() {
+                self.parsed.lock().remove(kid);
+                tracing::warn!(%kid, "signing key deleted");
+                return Ok(true);
+            }
+        }
+        Err(ApiError::Conflict(
+            "concurrent key changes kept winning; try again".into(),
+        ))
+    }
+
     /// Every key, without private material.
     pub async fn list(&self) -> Result<Vec<KeyInfo>, ApiError> {
         Ok(self
@@ -197,6 +298,7 @@ impl Keys {
                 kid,
                 created_s: k.created_s,
                 retired_s: k.retired_s,
+                active_s: k.active_s(),
                 unpublish_s: k.retired_s.map(|r| r.saturating_add(self.overlap_s)),
             })
             .collect())
@@ -229,14 +331,14 @@ mod tests {
 
     #[tokio::test]
     async fn rotation_keeps_the_old_key_published_for_the_overlap_then_drops_it() {
-        let keys = Keys::new(Arc::new(FileStore::in_memory()), 100);
+        let keys = Keys::new(Arc::new(FileStore::in_memory()), 100, 0);
         keys.ensure(1000).await.unwrap();
         keys.ensure(1000).await.unwrap();
-        let first = keys.current().await.unwrap().kid().to_string();
+        let first = keys.current(1000).await.unwrap().kid().to_string();
         assert_eq!(keys.jwks(1000).await.unwrap().keys.len(), 1);
-        let second = keys.rotate(2000).await.unwrap();
+        let (second, _) = keys.rotate(2000, false).await.unwrap();
         assert_ne!(first, second);
-        assert_eq!(keys.current().await.unwrap().kid(), second);
+        assert_eq!(keys.current(2000).await.unwrap().kid(), second);
         let kids = |now| {
             let keys = &keys;
             async move {
@@ -257,5 +359,61 @@ mod tests {
         assert_eq!(keys.prune(2099).await.unwrap(), 0);
         assert_eq!(keys.prune(2100).await.unwrap(), 1);
         assert_eq!(keys.list().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_next_key_is_published_before_it_signs_and_a_deleted_key_is_gone_at_once() {
+        let keys = Keys::new(Arc::new(FileStore::in_memory()), 100, 10);
+        keys.ensure(1000).await.unwrap();
+        let first = keys.current(1000).await.unwrap().kid().to_string();
+        let (next, switch) = keys.rotate(2000, false).await.unwrap();
+        assert_eq!(switch, 2010);
+        let published: Vec<String> = keys
+            .jwks(2000)
+            .await
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert!(published.contains(&next) && published.contains(&first));
+        assert_eq!(
+            keys.current(2009).await.unwrap().kid(),
+            first,
+            "still propagating"
+        );
+        assert_eq!(keys.current(2010).await.unwrap().kid(), next);
+        assert_eq!(keys.jwks(2109).await.unwrap().keys.len(), 2, "overlap");
+        // Delete the signing key: a fresh one signs at once, the deleted one is unpublished.
+        assert!(keys.delete(&next, 2020).await.unwrap());
+        let now_signing = keys.current(2020).await.unwrap().kid().to_string();
+        assert_ne!(now_signing, next);
+        let published: Vec<String> = keys
+            .jwks(2020)
+            .await
+            .unwrap()
+            .keys
+            .into_iter()
+            .map(|k| k.kid)
+            .collect();
+        assert!(!published.contains(&next));
+        assert!(published.contains(&now_signing));
+        assert!(!keys.delete("nope", 2020).await.unwrap());
+        // Deleting a pending successor: the current key simply keeps signing.
+        let (pending, _) = keys.rotate(2025, false).await.unwrap();
+        assert!(keys.delete(&pending, 2026).await.unwrap());
+        assert_eq!(keys.current(2040).await.unwrap().kid(), now_signing);
+        assert!(keys
+            .list()
+            .await
+            .unwrap()
+            .iter()
+            .any(|k| k.kid == now_signing && k.retired_s.is_none()));
+        // An immediate rotation signs with the new key right away.
+        let (urgent, switch) = keys.rotate(2030, true).await.unwrap();
+        assert_eq!(switch, 2030);
+        assert_eq!(keys.current(2030).await.unwrap().kid(), urgent);
+        assert!(format!("{:?}", keys.load().await.unwrap()).contains("<redacted>"));
+        assert!(!format!("{:?}", keys.load().await.unwrap()).contains("PRIVATE"));
     }
 }

@@ -27,16 +27,24 @@ use config::CpConfig;
 use store::{FileStore, Store};
 
 /// Builds the shared state: opens the store, makes sure a signing key exists.
-pub async fn build_state(cfg: CpConfig, admin_tokens: &[String]) -> Result<AppState, String> {
+pub async fn build_state(
+    cfg: CpConfig,
+    admin_tokens: &[String],
+    broker_tokens: &[String],
+) -> Result<AppState, String> {
     let store: Arc<dyn Store> = match &cfg.data_dir {
         Some(dir) => Arc::new(FileStore::open(dir).map_err(|e| e.to_string())?),
         None => Arc::new(FileStore::in_memory()),
     };
-    let keys = Arc::new(keys::Keys::new(store.clone(), cfg.key_overlap_s()));
+    let keys = Arc::new(keys::Keys::new(
+        store.clone(),
+        cfg.key_overlap_s(),
+        cfg.key_propagation_s,
+    ));
     keys.ensure(now_s()).await.map_err(|e| e.to_string())?;
     let revocations = Arc::new(revocations::Revocations::new(
         store.clone(),
-        cfg.token_lifetime_s + cfg.clock_skew_s,
+        revocations::Retention::from_config(&cfg),
     ));
     let fetcher = exchange::fetch::Fetcher::new(&cfg.oidc)?;
     let issuer_keys = Arc::new(exchange::issuers::IssuerKeys::new(
@@ -45,6 +53,8 @@ pub async fn build_state(cfg: CpConfig, admin_tokens: &[String]) -> Result<AppSt
     Ok(AppState {
         metrics: Arc::new(metrics::Metrics::default()),
         admin_digests: Arc::new(admin_tokens.iter().map(|t| api::digest(t)).collect()),
+        broker_digests: Arc::new(broker_tokens.iter().map(|t| api::digest(t)).collect()),
+        long_polls: Arc::new(tokio::sync::Semaphore::new(cfg.long_poll_budget())),
         cfg: Arc::new(cfg),
         store,
         keys,

@@ -44,6 +44,14 @@ struct Args {
     /// environment); there is deliberately no flag for the token itself.
     #[arg(long, env = "FELIX_CP_ADMIN_TOKEN_FILE")]
     admin_token_file: Option<PathBuf>,
+    /// File of broker read tokens, one per line, mode 0600: they read the revocation feed,
+    /// keys and definitions, never write. Or FELIX_CP_BROKER_TOKEN (read once, removed).
+    #[arg(long, env = "FELIX_CP_BROKER_TOKEN_FILE")]
+    broker_token_file: Option<PathBuf>,
+    /// Dev mode: serve on a non-loopback address even without an admin token (the admin API
+    /// is then open to the network). Never use this outside a throwaway test setup.
+    #[arg(long, env = "FELIX_CP_INSECURE_DEV_EXPOSE")]
+    insecure_dev_expose: bool,
     /// `iss` of issued Felix tokens.
     #[arg(long, env = "FELIX_CP_ISSUER")]
     issuer: Option<String>,
@@ -62,6 +70,27 @@ struct Args {
     /// How long a rotated-out key stays published, seconds (at least lifetime + skew).
     #[arg(long, env = "FELIX_CP_KEY_OVERLAP_S")]
     key_overlap_s: Option<u64>,
+    /// Seconds a rotated-in key is published before it signs (>= brokers' JWKS poll interval).
+    #[arg(long, env = "FELIX_CP_KEY_PROPAGATION_S")]
+    key_propagation_s: Option<u64>,
+    /// Leeway brokers allow on Felix tokens' exp, seconds (>= the brokers' leeway_s).
+    #[arg(long, env = "FELIX_CP_BROKER_LEEWAY_S")]
+    broker_leeway_s: Option<u64>,
+    /// Oldest subject token (now - iat) the exchange accepts, seconds.
+    #[arg(long, env = "FELIX_CP_MAX_SUBJECT_TOKEN_AGE_S")]
+    max_subject_token_age_s: Option<u64>,
+    /// Concurrent connections from one IP address.
+    #[arg(long, env = "FELIX_CP_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
+    /// Time for a TLS handshake and each request's headers, milliseconds.
+    #[arg(long, env = "FELIX_CP_HEADER_TIMEOUT_MS")]
+    header_timeout_ms: Option<u64>,
+    /// Whole-request deadline including the body read, milliseconds.
+    #[arg(long, env = "FELIX_CP_REQUEST_TIMEOUT_MS")]
+    request_timeout_ms: Option<u64>,
+    /// Concurrent revocation long polls.
+    #[arg(long, env = "FELIX_CP_MAX_LONG_POLLS")]
+    max_long_polls: Option<usize>,
     /// Largest request body, bytes.
     #[arg(long, env = "FELIX_CP_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
@@ -110,6 +139,19 @@ fn load(args: &Args) -> Result<CpConfig, String> {
     if let Some(v) = &args.admin_token_file {
         cfg.admin_token_file = Some(v.clone());
     }
+    if let Some(v) = &args.broker_token_file {
+        cfg.broker_token_file = Some(v.clone());
+    }
+    if args.insecure_dev_expose {
+        cfg.insecure_dev_expose = true;
+    }
+    set!(key_propagation_s <- args.key_propagation_s);
+    set!(broker_leeway_s <- args.broker_leeway_s);
+    set!(max_subject_token_age_s <- args.max_subject_token_age_s);
+    set!(max_connections_per_ip <- args.max_connections_per_ip);
+    set!(header_timeout_ms <- args.header_timeout_ms);
+    set!(request_timeout_ms <- args.request_timeout_ms);
+    set!(max_long_polls <- args.max_long_polls);
     set!(issuer <- args.issuer);
     set!(audience <- args.audience);
     set!(region <- args.region);
@@ -153,9 +195,13 @@ async fn shutdown_signal() {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    // Read once and dropped from the environment, so nothing this process starts inherits it.
+    // Read once and dropped from the environment, so nothing this process starts inherits
+    // them. This does NOT scrub /proc/PID/environ (the kernel keeps the initial environment):
+    // prefer the 0600 files.
     let env_token = std::env::var("FELIX_CP_ADMIN_TOKEN").ok();
     std::env::remove_var("FELIX_CP_ADMIN_TOKEN");
+    let env_broker = std::env::var("FELIX_CP_BROKER_TOKEN").ok();
+    std::env::remove_var("FELIX_CP_BROKER_TOKEN");
     let fail = |e: String| {
         eprintln!("felix-controlplane: {e}");
         std::process::ExitCode::from(2)
@@ -184,6 +230,22 @@ fn main() -> std::process::ExitCode {
         }
         admin_tokens.push(t);
     }
+    let mut broker_tokens = Vec::new();
+    if let Some(p) = &cfg.broker_token_file {
+        match read_admin_token_file(p) {
+            Ok(t) => broker_tokens.extend(t),
+            Err(e) => return fail(e.to_string()),
+        }
+    }
+    if let Some(t) = env_broker
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty())
+    {
+        if t.len() < 16 {
+            return fail("FELIX_CP_BROKER_TOKEN must be at least 16 characters".into());
+        }
+        broker_tokens.push(t);
+    }
     if let Err(e) = cfg.validate(admin_tokens.len()) {
         return fail(e.to_string());
     }
@@ -201,11 +263,12 @@ fn main() -> std::process::ExitCode {
         .build()
         .expect("tokio runtime");
     rt.block_on(async move {
-        let st = match felix_controlplane::build_state(cfg.clone(), &admin_tokens).await {
+        let st = match felix_controlplane::build_state(cfg.clone(), &admin_tokens, &broker_tokens).await {
             Ok(s) => s,
             Err(e) => return fail(e),
         };
         drop(admin_tokens);
+        drop(broker_tokens);
         info!(config = %serde_json::to_string(&cfg).unwrap_or_default(), "effective configuration");
         if cfg.dev {
             let mut missing = Vec::new();
@@ -217,6 +280,11 @@ fn main() -> std::process::ExitCode {
             }
             if st.admin_digests.is_empty() {
                 missing.push("admin API open to anyone who can connect (no admin token)");
+            }
+            if st.admin_digests.is_empty() && !cfg.listen.ip().is_loopback() {
+                missing.push(
+                    "INSECURE: --insecure-dev-expose serves the open admin API on a network address",
+                );
             }
             if !missing.is_empty() {
                 warn!(
@@ -239,10 +307,7 @@ fn main() -> std::process::ExitCode {
             st.clone(),
             Duration::from_secs(60),
         ));
-        let limits = felix_controlplane::server::ServeLimits {
-            max_connections: cfg.max_connections,
-            header_timeout: Duration::from_millis(cfg.header_timeout_ms),
-        };
+        let limits = felix_controlplane::server::ServeLimits::from_config(&cfg);
         let metrics = st.metrics.clone();
         let app = felix_controlplane::api::router(st);
         match felix_controlplane::server::serve(

@@ -16,6 +16,12 @@ pub struct Metrics {
     responses: Mutex<BTreeMap<u16, u64>>,
     /// Connections closed at once because `max_connections` were open.
     connections_refused: AtomicU64,
+    /// Connections closed at once because `max_connections_per_ip` were open from that IP.
+    connections_refused_per_ip: AtomicU64,
+    /// Requests cut at `request_timeout_ms`.
+    requests_timed_out: AtomicU64,
+    /// Long polls refused at `max_long_polls`.
+    long_polls_refused: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +40,22 @@ impl Metrics {
         self.connections_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts one connection refused at `max_connections_per_ip`.
+    pub fn connection_refused_per_ip(&self) {
+        self.connections_refused_per_ip
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request cut at `request_timeout_ms`.
+    pub fn request_timed_out(&self) {
+        self.requests_timed_out.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one long poll refused at `max_long_polls`.
+    pub fn long_poll_refused(&self) {
+        self.long_polls_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Renders everything; `gauges` are (name, help, value) read at scrape time.
     pub fn render(&self, gauges: &[(&str, &str, u64)]) -> String {
         let mut out = String::new();
@@ -47,13 +69,36 @@ impl Metrics {
         for (k, v) in self.responses.lock().iter() {
             let _ = writeln!(out, "felix_cp_http_responses_total{{status=\"{k}\"}} {v}");
         }
-        out.push_str("# HELP felix_cp_connections_refused_total Connections closed at once because max_connections were open.\n");
+        out.push_str("# HELP felix_cp_connections_refused_total Connections closed at once: max_connections (reason=total) or max_connections_per_ip (reason=per_ip) were open.\n");
         out.push_str("# TYPE felix_cp_connections_refused_total counter\n");
         let _ = writeln!(
             out,
-            "felix_cp_connections_refused_total {}",
+            "felix_cp_connections_refused_total{{reason=\"total\"}} {}",
             self.connections_refused.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "felix_cp_connections_refused_total{{reason=\"per_ip\"}} {}",
+            self.connections_refused_per_ip.load(Ordering::Relaxed)
+        );
+        for (name, help, v) in [
+            (
+                "felix_cp_requests_timed_out_total",
+                "Requests cut at request_timeout_ms (408).",
+                &self.requests_timed_out,
+            ),
+            (
+                "felix_cp_long_polls_refused_total",
+                "Revocation long polls refused at max_long_polls (503 overloaded).",
+                &self.long_polls_refused,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                v.load(Ordering::Relaxed)
+            );
+        }
         for (name, help, value) in gauges {
             let _ = writeln!(
                 out,

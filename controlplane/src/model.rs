@@ -214,9 +214,22 @@ pub fn check_label(kind: &str, s: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Largest serialized `grants` of one role, bytes: half of what a broker reads
+/// (`felix_auth::token::MAX_TOKEN_BYTES`), since base64 adds a third and the token carries
+/// other claims too. A role that alone cannot fit in a token is refused when stored.
+pub const MAX_ROLE_GRANTS_BYTES: usize = felix_auth::token::MAX_TOKEN_BYTES / 2;
+
 impl Role {
-    /// Every grant is valid and the set compiles.
+    /// Every grant is valid, the set compiles, and it fits in a token.
     pub fn validate(&self) -> Result<(), ApiError> {
+        let size = serde_json::to_vec(&self.grants).map_or(usize::MAX, |v| v.len());
+        if size > MAX_ROLE_GRANTS_BYTES {
+            return Err(invalid(format!(
+                "the role's grants take {size} bytes serialized; at most {MAX_ROLE_GRANTS_BYTES} \
+                 (a Felix token is at most {} bytes)",
+                felix_auth::token::MAX_TOKEN_BYTES
+            )));
+        }
         if self.grants.len() > felix_auth::perms::MAX_GRANTS {
             return Err(invalid(format!(
                 "a role holds at most {} grants (a token's limit)",

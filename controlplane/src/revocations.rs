@@ -1,6 +1,13 @@
 //! Revocations: by token (`jti`) or by principal (`tenant` + `sub`: every token issued before
 //! the revocation). Kept until the longest token they could affect has expired, then pruned.
 //! Brokers poll `GET /v1/revocations` ([`felix_auth::RevocationList`]).
+//!
+//! How long is "longest" ([`Retention`]): a broker accepts a Felix token until
+//! `exp + broker_leeway_s`, so a jti entry is listed until then. A subject entry must also
+//! outlive every *subject token* (OIDC token) issued before it: the exchange refuses those
+//! (`iat < before`), and refuses any subject token older than `max_subject_token_age_s`, so
+//! the entry is kept until `before + max_subject_token_age_s + clock_skew_s` at least; after
+//! that no subject token from before the revocation can be exchanged anyway.
 
 use std::sync::Arc;
 
@@ -41,17 +48,48 @@ fn invalid(m: &str) -> ApiError {
     ApiError::InvalidArgument(m.into())
 }
 
+/// How long entries are kept (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Lifetime of an issued Felix token.
+    pub token_lifetime_s: u64,
+    /// Leeway brokers allow past a Felix token's `exp`.
+    pub broker_leeway_s: u64,
+    /// Oldest subject token the exchange accepts, plus the clock skew tolerated on it.
+    pub subject_token_s: u64,
+}
+
+impl Retention {
+    /// From the configuration.
+    pub fn from_config(cfg: &crate::config::CpConfig) -> Self {
+        Retention {
+            token_lifetime_s: cfg.token_lifetime_s,
+            broker_leeway_s: cfg.broker_leeway_s,
+            subject_token_s: cfg.max_subject_token_age_s + cfg.clock_skew_s,
+        }
+    }
+
+    /// Seconds after `before` a subject entry stays: past every Felix token issued before it
+    /// (as brokers accept them) and every subject token issued before it.
+    fn subject_keep_s(&self) -> u64 {
+        (self.token_lifetime_s + self.broker_leeway_s).max(self.subject_token_s)
+    }
+}
+
 /// Revocations over the store.
 pub struct Revocations {
     store: Arc<dyn Store>,
-    /// Longest a token issued now can be accepted: lifetime + clock skew.
-    max_token_s: u64,
+    retention: Retention,
 }
 
 impl Revocations {
-    /// `max_token_s`: how long after issue a token can still be accepted anywhere.
-    pub fn new(store: Arc<dyn Store>, max_token_s: u64) -> Self {
-        Revocations { store, max_token_s }
+    /// Revocations kept as `retention` says.
+    pub fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
+        Revocations { store, retention }
+    }
+
+    fn jti_listed(&self, r: &RevokedJti, now_s: u64) -> bool {
+        r.exp.saturating_add(self.retention.broker_leeway_s) > now_s
     }
 
     /// Records a revocation.
@@ -66,7 +104,8 @@ impl Revocations {
                 {
                     return Err(invalid("jti: 1 to 128 of A-Z a-z 0-9 '-' '_'"));
                 }
-                let latest = now_s + self.max_token_s;
+                // No Felix token issued until now expires later than this.
+                let latest = now_s + self.retention.token_lifetime_s;
                 let exp = req.exp.map_or(latest, |e| e.min(latest));
                 let entry = RevokedJti {
                     jti: jti.clone(),
@@ -79,13 +118,14 @@ impl Revocations {
             }
             (None, Some(tenant), Some(sub)) => {
                 check_segment("tenant", &tenant)?;
-                if sub.is_empty() || sub.len() > 255 {
-                    return Err(invalid("sub: 1 to 255 bytes"));
+                // A Felix sub is `ISSUER_ENTRY:OIDC_SUB`: up to 64 + 1 + 255 bytes.
+                if sub.is_empty() || sub.len() > 320 {
+                    return Err(invalid("sub: 1 to 320 bytes (ISSUER_ENTRY:OIDC_SUB)"));
                 }
                 let entry = StoredSubject {
                     // Tokens issued within this second are revoked too.
                     before: now_s + 1,
-                    drop_s: now_s + 1 + self.max_token_s,
+                    drop_s: now_s + 1 + self.retention.subject_keep_s(),
                     tenant: tenant.clone(),
                     sub: sub.clone(),
                 };
@@ -113,7 +153,7 @@ impl Revocations {
         };
         for (_, v) in jtis {
             if let Ok(r) = serde_json::from_value::<RevokedJti>(v.value) {
-                if r.exp > now_s {
+                if self.jti_listed(&r, now_s) {
                     out.jtis.push(r);
                 }
             }
@@ -132,16 +172,20 @@ impl Revocations {
         Ok(out)
     }
 
-    /// Whether a principal is revoked now (the exchange refuses it until the entry expires).
-    pub async fn subject_revoked(
+    /// The principal's revocation time, if it is revoked: the exchange refuses subject tokens
+    /// issued before it (`iat < before`).
+    pub async fn subject_revoked_before(
         &self,
         tenant: &str,
         sub: &str,
         now_s: u64,
-    ) -> Result<bool, ApiError> {
+    ) -> Result<Option<u64>, ApiError> {
         let key = format!("{SUB}{tenant}/{}", hex(sub.as_bytes()));
-        Ok(self.store.get(&key).await?.is_some_and(|v| {
-            serde_json::from_value::<StoredSubject>(v.value).is_ok_and(|s| s.drop_s > now_s)
+        Ok(self.store.get(&key).await?.and_then(|v| {
+            serde_json::from_value::<StoredSubject>(v.value)
+                .ok()
+                .filter(|s| s.drop_s > now_s)
+                .map(|s| s.before)
         }))
     }
 
@@ -151,7 +195,7 @@ impl Revocations {
         let mut ops = Vec::new();
         for (k, v) in self.store.list(JTI).await?.1 {
             let gone = serde_json::from_value::<RevokedJti>(v.value.clone())
-                .map_or(true, |r| r.exp <= now_s);
+                .map_or(true, |r| !self.jti_listed(&r, now_s));
             if gone {
                 compare.push(Compare::ModRevision(k.clone(), v.mod_revision));
                 ops.push(Op::Delete(k));
@@ -182,9 +226,67 @@ mod tests {
     use super::*;
     use crate::store::FileStore;
 
+    const RET: Retention = Retention {
+        token_lifetime_s: 300,
+        broker_leeway_s: 60,
+        subject_token_s: 100,
+    };
+
+    #[tokio::test]
+    async fn a_jti_entry_is_listed_until_exp_plus_the_broker_leeway() {
+        let r = Revocations::new(Arc::new(FileStore::in_memory()), RET);
+        let now = 5000;
+        r.revoke(
+            RevokeRequest {
+                jti: Some("j".into()),
+                exp: Some(now + 10),
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap();
+        // A broker still accepts the token at now+11 (exp + its leeway): still listed.
+        for t in [now + 11, now + 69] {
+            assert_eq!(r.list(t).await.unwrap().jtis.len(), 1, "at {t}");
+            assert_eq!(r.prune(t).await.unwrap(), 0);
+        }
+        assert_eq!(r.list(now + 70).await.unwrap().jtis.len(), 0);
+        assert_eq!(r.prune(now + 70).await.unwrap(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_subject_entry_outlives_every_subject_token_issued_before_it() {
+        let long = Retention {
+            subject_token_s: 5000,
+            ..RET
+        };
+        let r = Revocations::new(Arc::new(FileStore::in_memory()), long);
+        r.revoke(
+            RevokeRequest {
+                tenant: Some("acme".into()),
+                sub: Some("alice".into()),
+                ..Default::default()
+            },
+            1000,
+        )
+        .await
+        .unwrap();
+        // Past lifetime + leeway (the old drop time), still there: an old subject token could
+        // still be exchanged otherwise.
+        assert_eq!(
+            r.subject_revoked_before("acme", "alice", 1000 + 361)
+                .await
+                .unwrap(),
+            Some(1001)
+        );
+        assert_eq!(r.list(5999).await.unwrap().subjects.len(), 1);
+        assert_eq!(r.list(6001).await.unwrap().subjects.len(), 0);
+    }
+
     #[tokio::test]
     async fn entries_are_listed_until_no_token_they_affect_can_live_then_pruned() {
-        let r = Revocations::new(Arc::new(FileStore::in_memory()), 360);
+        let r = Revocations::new(Arc::new(FileStore::in_memory()), RET);
         r.revoke(
             RevokeRequest {
                 jti: Some("abc".into()),
@@ -216,7 +318,7 @@ mod tests {
             .await
             .is_err());
         // A known exp keeps the entry no longer than the token lives; a later one is capped.
-        for (exp, kept_until) in [(1100, 1100), (99_999, 1360)] {
+        for (exp, kept_until) in [(1100, 1100), (99_999, 1300)] {
             r.revoke(
                 RevokeRequest {
                     jti: Some(format!("j{exp}")),
@@ -240,12 +342,20 @@ mod tests {
             l.jtis,
             vec![RevokedJti {
                 jti: "abc".into(),
-                exp: 1360
+                exp: 1300
             }]
         );
         assert_eq!(l.subjects[0].before, 1001);
-        assert!(r.subject_revoked("acme", "alice/x", 1300).await.unwrap());
-        assert!(!r.subject_revoked("acme", "bob", 1300).await.unwrap());
+        assert_eq!(
+            r.subject_revoked_before("acme", "alice/x", 1300)
+                .await
+                .unwrap(),
+            Some(1001)
+        );
+        assert_eq!(
+            r.subject_revoked_before("acme", "bob", 1300).await.unwrap(),
+            None
+        );
         assert_eq!(r.prune(1360).await.unwrap(), 1, "the jti entry");
         assert_eq!(r.list(1360).await.unwrap().jtis.len(), 0);
         assert_eq!(r.list(1360).await.unwrap().subjects.len(), 1);

@@ -1,5 +1,7 @@
 //! Serving the API: plain HTTP (dev) or HTTPS with rustls and the ring provider.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,8 +52,57 @@ pub fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, Strin
 pub struct ServeLimits {
     /// Concurrent connections; more are closed at once (counted).
     pub max_connections: usize,
+    /// Concurrent connections from one peer IP; more are closed at once (counted).
+    pub max_connections_per_ip: usize,
     /// Time for a TLS handshake, and for each request's headers to arrive.
     pub header_timeout: Duration,
+}
+
+impl ServeLimits {
+    /// From the configuration.
+    pub fn from_config(cfg: &crate::config::CpConfig) -> Self {
+        ServeLimits {
+            max_connections: cfg.max_connections,
+            max_connections_per_ip: cfg.max_connections_per_ip,
+            header_timeout: Duration::from_millis(cfg.header_timeout_ms),
+        }
+    }
+}
+
+/// Open connections per peer IP; a [`PeerSlot`] gives its count back when dropped.
+#[derive(Default)]
+struct PerIp(parking_lot::Mutex<HashMap<IpAddr, usize>>);
+
+struct PeerSlot {
+    map: Arc<PerIp>,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut m = self.0.lock();
+        let n = m.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            map: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut m = self.map.0.lock();
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Serves `app` until `shutdown` resolves. With `tls`, every connection is HTTPS.
@@ -65,6 +116,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let acceptor = tls.map(|t| TlsAcceptor::from(Arc::new(t)));
     let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let per_ip = Arc::new(PerIp::default());
     tokio::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -84,10 +136,16 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        let Some(peer_slot) = per_ip.take(peer.ip(), limits.max_connections_per_ip) else {
+            metrics.connection_refused_per_ip();
+            drop(tcp);
+            continue;
+        };
         let acceptor = acceptor.clone();
         let app = app.clone();
         tokio::spawn(async move {
             let _permit = permit;
+            let _peer_slot = peer_slot;
             let mut builder = auto::Builder::new(TokioExecutor::new());
             builder
                 .http1()

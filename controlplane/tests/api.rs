@@ -280,10 +280,16 @@ fn production_refuses_unsafe_setups_and_requires_the_admin_token_over_https() {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-        env: vec![(
-            "FELIX_CP_ADMIN_TOKEN",
-            "env-admin-token-0123456789".to_string(),
-        )],
+        env: vec![
+            (
+                "FELIX_CP_ADMIN_TOKEN",
+                "env-admin-token-0123456789".to_string(),
+            ),
+            (
+                "FELIX_CP_BROKER_TOKEN",
+                "broker-read-token-0123456789".to_string(),
+            ),
+        ],
         tls_ca: Some(client),
         admin: None,
     });
@@ -312,13 +318,43 @@ fn production_refuses_unsafe_setups_and_requires_the_admin_token_over_https() {
         (400, Some("invalid_argument")),
         "{v}"
     );
-    // The public feeds need no token.
+    // Writes without a token or with a wrong one: 401, nothing changes.
+    for who in [
+        None,
+        Some("wrong-token-0123456789"),
+        Some("broker-read-token-0123456789"),
+    ] {
+        cp.admin = who.map(str::to_string);
+        for (path, body) in [
+            ("/v1/revocations", json!({"jti": "abcd"})),
+            ("/v1/keys/rotate", json!({})),
+        ] {
+            let (s, v) = cp.send("POST", path, body);
+            assert_eq!(
+                (s, v["error"].as_str()),
+                (401, Some("unauthorized")),
+                "{who:?} {path}"
+            );
+        }
+    }
+    // Authentication comes first: no token and a non-JSON body is still 401.
+    cp.admin = None;
+    let (s, v, _) = cp.req("POST", "/v1/keys/rotate", Some("text/plain"), b"", &[]);
+    assert_eq!((s, v["error"].as_str()), (401, Some("unauthorized")));
+    // The JWKS is public; the revocation feed and definitions need a read credential, and
+    // the broker read token is one (it cannot write: above).
     cp.admin = None;
     assert_eq!(cp.jwks().keys.len(), 1);
-    assert_eq!(cp.get("/v1/revocations").0, 200);
+    assert_eq!(cp.get("/v1/revocations").0, 401);
+    cp.admin = Some("broker-read-token-0123456789".into());
+    let (s, v) = cp.get("/v1/revocations");
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["jtis"], json!([]), "the refused writes left nothing");
+    assert_eq!(cp.get("/v1/tenants").0, 200);
+    assert_eq!(cp.get("/v1/keys").1["keys"].as_array().unwrap().len(), 1);
     assert!(
-        !cp.log_text().contains("env-admin-token"),
-        "the admin token is never logged"
+        !cp.log_text().contains("env-admin-token") && !cp.log_text().contains("broker-read-token"),
+        "tokens are never logged"
     );
 }
 
@@ -393,7 +429,7 @@ fn connections_are_bounded_and_clients_that_send_nothing_are_cut_off() {
     );
     assert!(
         cp.metrics_text()
-            .contains("felix_cp_connections_refused_total 1"),
+            .contains("felix_cp_connections_refused_total{reason=\"total\"} 1"),
         "{}",
         cp.metrics_text()
     );

@@ -28,7 +28,7 @@ fn exchange_maps_claims_to_roles_and_the_felix_token_verifies_with_the_published
     let token = v["access_token"].as_str().unwrap();
     let claims = verify(&cp, token).expect("the Felix token verifies with the published JWKS");
     assert_eq!(claims.tenant, "acme");
-    assert_eq!(claims.sub, "alice");
+    assert_eq!(claims.sub, "test:alice", "qualified by the issuer entry");
     assert_eq!(claims.region, "local");
     assert_eq!(claims.exp - claims.iat, 300);
     assert_eq!(
@@ -45,7 +45,7 @@ fn exchange_maps_claims_to_roles_and_the_felix_token_verifies_with_the_published
     let (s, v) = cp.exchange_id_token(&bob, None);
     assert_eq!(s, 200, "{v}");
     let claims = verify(&cp, v["access_token"].as_str().unwrap()).unwrap();
-    assert_eq!(claims.sub, "bob");
+    assert_eq!(claims.sub, "test:bob");
     let perms = Permissions::compile(&claims.perms).unwrap();
     assert!(perms.allows(Action::Subscribe, "ns", "orders.eu"));
     assert!(!perms.allows(Action::Publish, "ns", "orders.eu"));
@@ -60,7 +60,7 @@ fn exchange_maps_claims_to_roles_and_the_felix_token_verifies_with_the_published
             verify(&cp, v["access_token"].as_str().unwrap())
                 .unwrap()
                 .sub,
-            "alice"
+            "test:alice"
         );
     }
     // Two exchanges never share a jti.
@@ -177,11 +177,11 @@ fn bad_exchanges_get_their_oauth_error_and_never_echo_the_token() {
         "access_denied",
         "no matching role",
     );
-    // audience naming a tenant that does not trust the issuer.
+    // audience naming a tenant that does not trust the issuer: the uniform answer.
     cp.put_ok("/v1/tenants/globex", json!({}));
     expect(
         cp.exchange_id_token(&alice, Some("globex")),
-        "invalid_target",
+        "invalid_grant",
         "untrusting tenant",
     );
     // Two tenants trust the issuer: the audience must say which.
@@ -226,7 +226,7 @@ fn bad_exchanges_get_their_oauth_error_and_never_echo_the_token() {
 #[test]
 fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_key() {
     let issuer = Issuer::start(accounts());
-    let cp = Cp::start(&[]);
+    let cp = Cp::start(&["--key-propagation-s", "3"]);
     setup_tenant(&cp, "acme", &issuer.url);
     let alice = issuer.id_token("alice", "felix-test");
     let (_, v) = cp.exchange_id_token(&alice, None);
@@ -235,7 +235,9 @@ fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_ke
     assert_eq!(s, 200, "{r}");
     let new_kid = r["kid"].as_str().unwrap().to_string();
     assert_ne!(new_kid, kid_of(&old));
-    let kids: Vec<String> = cp.jwks().keys.into_iter().map(|k| k.kid).collect();
+    // What a broker polling right after the rotation caches.
+    let broker_cache = cp.jwks();
+    let kids: Vec<String> = broker_cache.keys.iter().map(|k| k.kid.clone()).collect();
     assert!(
         kids.contains(&kid_of(&old)) && kids.contains(&new_kid),
         "{kids:?}"
@@ -244,19 +246,42 @@ fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_ke
         verify(&cp, &old).is_ok(),
         "a token of the old key verifies during the overlap"
     );
+    // The next key is published, not yet signing: brokers get time to fetch it.
     let (_, v) = cp.exchange_id_token(&alice, None);
-    let fresh = v["access_token"].as_str().unwrap();
-    assert_eq!(
-        kid_of(fresh),
-        new_kid,
-        "new tokens are signed with the new key"
+    let during = v["access_token"].as_str().unwrap().to_string();
+    if now_s() < r["signs_from_s"].as_u64().unwrap() {
+        assert_eq!(
+            kid_of(&during),
+            kid_of(&old),
+            "the old key signs until the switch"
+        );
+    }
+    let mut fresh = String::new();
+    wait_until(
+        "the next key to start signing",
+        Duration::from_secs(30),
+        || {
+            let (_, v) = cp.exchange_id_token(&alice, None);
+            fresh = v["access_token"].as_str().unwrap().to_string();
+            kid_of(&fresh) == new_kid
+        },
     );
-    assert!(verify(&cp, fresh).is_ok());
+    assert!(
+        verify_with(broker_cache, &fresh).is_ok(),
+        "a broker that fetched the JWKS right after the rotation verifies the new key's tokens"
+    );
 
-    // With 1 s tokens and no skew, the overlap is 1 s: the old key leaves the JWKS.
-    let short = Cp::start(&["--token-lifetime-s", "1", "--clock-skew-s", "0"]);
+    // With 1 s tokens and no leeway, the overlap is 1 s: the old key leaves the JWKS.
+    let short = Cp::start(&[
+        "--token-lifetime-s",
+        "1",
+        "--clock-skew-s",
+        "0",
+        "--broker-leeway-s",
+        "0",
+    ]);
     let first = short.jwks().keys[0].kid.clone();
-    let (s, r) = short.send("POST", "/v1/keys/rotate", json!({}));
+    let (s, r) = short.send("POST", "/v1/keys/rotate?immediate=true", json!({}));
     assert_eq!(s, 200, "{r}");
     let second = r["kid"].as_str().unwrap().to_string();
     wait_until(
@@ -268,6 +293,18 @@ fn rotation_keeps_old_tokens_verifiable_during_the_overlap_then_drops_the_old_ke
         },
     );
     assert_ne!(first, second);
+    // A compromised key is dropped at once; a fresh one signs in its place.
+    let (s, v) = short.send("DELETE", &format!("/v1/keys/{second}"), json!(null));
+    assert_eq!(s, 200, "{v}");
+    let kids: Vec<String> = short.jwks().keys.into_iter().map(|k| k.kid).collect();
+    assert_eq!(kids.len(), 1);
+    assert!(!kids.contains(&second));
+    assert_eq!(
+        short
+            .send("DELETE", &format!("/v1/keys/{second}"), json!(null))
+            .0,
+        404
+    );
 }
 
 #[test]
@@ -275,6 +312,8 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
     let issuer = Issuer::start(accounts());
     let cp = Cp::start(&[]);
     setup_tenant(&cp, "acme", &issuer.url);
+    // Issued before the subject revocation below: refused by it.
+    let alice = issuer.id_token("alice", "felix-test");
     let (s, v) = cp.get("/v1/revocations");
     assert_eq!(s, 200);
     assert_eq!(v["jtis"], json!([]));
@@ -316,7 +355,7 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
     let (s, v) = cp.send(
         "POST",
         "/v1/revocations",
-        json!({"tenant": "acme", "sub": "alice"}),
+        json!({"tenant": "acme", "sub": "test:alice"}),
     );
     assert_eq!(s, 201, "{v}");
     let (s, v) = cp.send("POST", "/v1/revocations", json!({"tenant": "acme"}));
@@ -331,9 +370,8 @@ fn revocations_are_published_and_a_revoked_subject_cannot_exchange() {
             list.subjects[0].tenant.as_str(),
             list.subjects[0].sub.as_str()
         ),
-        ("acme", "alice")
+        ("acme", "test:alice")
     );
-    let alice = issuer.id_token("alice", "felix-test");
     let (s, v) = cp.exchange_id_token(&alice, None);
     assert_eq!(
         (s, v["error"].as_str()),
@@ -411,7 +449,7 @@ fn production_exchanges_with_an_https_issuer_trusted_through_the_configured_ca()
         verify(&cp, v["access_token"].as_str().unwrap())
             .unwrap()
             .sub,
-        "alice"
+        "test:alice"
     );
 
     // Without the CA the issuer's certificate is not trusted: its keys cannot be fetched.

@@ -1,9 +1,15 @@
 //! The HTTP API: routes, shared state, admin authentication, body bounds.
 //!
-//! Public: `GET /live`, `GET /ready`, `GET /.well-known/jwks.json`, `POST /oauth/token`,
-//! `GET /v1/revocations` (brokers poll the last two read-only feeds). Everything else under
-//! `/v1/` needs `Authorization: Bearer <admin token>` whenever an admin token is configured
-//! (always in production).
+//! Public: `GET /live`, `GET /ready`, `GET /metrics`, `GET /.well-known/jwks.json`,
+//! `POST /oauth/token`. Everything under `/v1/` needs `Authorization: Bearer <token>`
+//! whenever an admin token is configured (always in production): reads (`GET`, including the
+//! revocation feed brokers poll) take an admin or a broker read token, writes only an admin
+//! token.
+//!
+//! Every request has a whole deadline (`request_timeout_ms`, body read included; long polls
+//! get `max_long_poll_s` on top). In dev mode on a loopback address only loopback `Host`
+//! names are served (DNS rebinding), and admin writes need `content-type: application/json`
+//! (a cross-site "simple" form POST cannot set it without a CORS preflight we never grant).
 
 mod resources;
 
@@ -12,10 +18,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 
@@ -41,6 +47,10 @@ pub struct AppState {
     pub issuer_keys: Arc<IssuerKeys>,
     /// SHA-256 digests of the admin tokens (the tokens themselves are not kept).
     pub admin_digests: Arc<Vec<[u8; 32]>>,
+    /// SHA-256 digests of the broker read tokens.
+    pub broker_digests: Arc<Vec<[u8; 32]>>,
+    /// Revocation long polls in progress (`long_poll_budget`).
+    pub long_polls: Arc<tokio::sync::Semaphore>,
     /// Counters for `/metrics`.
     pub metrics: Arc<crate::metrics::Metrics>,
 }
@@ -95,40 +105,127 @@ fn body_rejection(e: axum::extract::rejection::BytesRejection) -> ApiError {
     }
 }
 
-async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    if st.admin_digests.is_empty() {
-        // Dev mode without an admin token (the startup warning says so).
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
+fn bearer_digest(headers: &HeaderMap) -> Option<[u8; 32]> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         // The scheme is case-insensitive (RFC 7235).
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| digest(t.trim()));
-    let ok = presented.is_some_and(|d| {
-        // Compare every digest in full: timing says nothing about which byte differed.
-        st.admin_digests.iter().fold(false, |acc, a| {
-            acc | (a.iter().zip(d.iter()).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0)
-        })
-    });
-    if !ok {
-        tracing::warn!(audit = "admin_denied", path = %req.uri().path(), "admin request without a valid admin token");
-        return ApiError::Unauthorized("an admin bearer token is required".into()).into_response();
+        .map(|(_, t)| digest(t.trim()))
+}
+
+/// Whether `d` is one of `set`; every digest compared in full, so timing says nothing about
+/// which byte differed.
+fn one_of(set: &[[u8; 32]], d: &[u8; 32]) -> bool {
+    set.iter().fold(false, |acc, a| {
+        acc | (a.iter().zip(d.iter()).fold(0u8, |x, (p, q)| x | (p ^ q)) == 0)
+    })
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+}
+
+async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let read = matches!(*req.method(), Method::GET | Method::HEAD);
+    // Who first (401 before any other answer), then the content type.
+    if !st.admin_digests.is_empty() {
+        let presented = bearer_digest(req.headers());
+        let ok = presented.is_some_and(|d| {
+            // Both sets compared, whatever the first says.
+            let admin = one_of(&st.admin_digests, &d);
+            let broker = one_of(&st.broker_digests, &d);
+            admin | (read & broker)
+        });
+        if !ok {
+            tracing::warn!(audit = "admin_denied", method = %req.method(), path = %req.uri().path(), "request without a valid admin (or, for reads, broker) token");
+            return ApiError::Unauthorized(if read {
+                "an admin or broker read bearer token is required".into()
+            } else {
+                "an admin bearer token is required".into()
+            })
+            .into_response();
+        }
+    }
+    // With no admin token configured (dev; the startup warning says so) anyone passes here.
+    // Writes must be JSON even with no body (e.g. rotate): a cross-site HTML form or
+    // `fetch` without preflight can only send form, multipart or text/plain bodies.
+    if !read && *req.method() != Method::DELETE && !is_json(req.headers()) {
+        return ApiError::InvalidArgument(
+            "admin writes need content-type: application/json".into(),
+        )
+        .into_response();
     }
     next.run(req).await
+}
+
+/// Dev mode on loopback: only loopback `Host` names. A page on evil.example whose name
+/// re-resolves to 127.0.0.1 (DNS rebinding) sends `Host: evil.example` and is refused.
+async fn loopback_host_only(req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let name = if let Some(h) = host.strip_prefix('[') {
+        h.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    let ok = name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if !ok {
+        return ApiError::Forbidden(
+            "dev mode on loopback serves only Host: localhost, 127.0.0.1 or [::1]".into(),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
+/// The whole-request deadline: body read included, so a client trickling its body (or
+/// never finishing it) loses its slot. A revocation long poll gets its wait on top.
+async fn deadline(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    let mut limit = Duration::from_millis(st.cfg.request_timeout_ms);
+    if req.method() == Method::GET
+        && req.uri().path() == "/v1/revocations"
+        && req.uri().query().is_some_and(|q| q.contains("after="))
+    {
+        limit += Duration::from_secs(st.cfg.max_long_poll_s);
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(r) => r,
+        Err(_) => {
+            st.metrics.request_timed_out();
+            let mut r =
+                ApiError::Timeout("the request did not complete within request_timeout_ms".into())
+                    .into_response();
+            // The body may be half read: this connection cannot carry another request.
+            r.headers_mut().insert(
+                header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+            r
+        }
+    }
 }
 
 async fn jwks(State(st): State<AppState>) -> Result<Response, ApiError> {
     let jwks = st.keys.jwks(now_s()).await?;
     let mut r = Json(jwks).into_response();
-    // Brokers and verifiers may cache briefly; a rotation is visible within a minute.
-    r.headers_mut().insert(
-        header::CACHE_CONTROL,
-        axum::http::HeaderValue::from_static("public, max-age=60"),
-    );
+    // Caches may keep it for half the key propagation time at most: a next key published
+    // by a rotation reaches every poller before it signs.
+    let max_age = (st.cfg.key_propagation_s / 2).min(60);
+    if let Ok(v) = axum::http::HeaderValue::from_str(&format!("public, max-age={max_age}")) {
+        r.headers_mut().insert(header::CACHE_CONTROL, v);
+    }
     Ok(r)
 }
 
@@ -181,9 +278,24 @@ async fn revocations(
     })?;
     if let Some(after) = q.after {
         let wait = Duration::from_secs(q.wait_s.unwrap_or(0).min(st.cfg.max_long_poll_s));
-        let mut rx = st.store.watch();
-        // Either outcome answers the current list: the poller compares revisions.
-        let _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)).await;
+        if !wait.is_zero() && st.store.revision() <= after {
+            // Pollers have their own budget, so they cannot take every connection slot.
+            let Ok(_permit) = st.long_polls.clone().try_acquire_owned() else {
+                st.metrics.long_poll_refused();
+                let mut r = ApiError::Overloaded(
+                    "too many revocation long polls; retry in a second".into(),
+                )
+                .into_response();
+                r.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                return Ok(r);
+            };
+            let mut rx = st.store.watch();
+            // Either outcome answers the current list: the poller compares revisions.
+            let _ = tokio::time::timeout(wait, rx.wait_for(|rev| *rev > after)).await;
+        }
     }
     Ok(Json(st.revocations.list(now_s()).await?).into_response())
 }
@@ -202,10 +314,39 @@ async fn revoke(
         .into_response())
 }
 
-async fn rotate(State(st): State<AppState>) -> Result<Response, ApiError> {
-    let kid = st.keys.rotate(now_s()).await?;
-    tracing::info!(audit = "admin_change", change = "rotate_key", %kid, "signing key rotated");
-    Ok(Json(serde_json::json!({ "kid": kid, "keys": st.keys.list().await? })).into_response())
+/// `?immediate=true`: the new key signs at once (emergency; brokers refuse its tokens until
+/// they re-poll the JWKS).
+#[derive(Debug, serde::Deserialize)]
+struct RotateQuery {
+    #[serde(default)]
+    immediate: bool,
+}
+
+async fn rotate(
+    State(st): State<AppState>,
+    q: Result<axum::extract::Query<RotateQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let axum::extract::Query(q) =
+        q.map_err(|_| ApiError::InvalidArgument("query: immediate is true or false".into()))?;
+    let (kid, signs_from_s) = st.keys.rotate(now_s(), q.immediate).await?;
+    tracing::info!(audit = "admin_change", change = "rotate_key", %kid, signs_from_s, immediate = q.immediate, "signing key rotated");
+    Ok(Json(serde_json::json!({
+        "kid": kid,
+        "signs_from_s": signs_from_s,
+        "keys": st.keys.list().await?,
+    }))
+    .into_response())
+}
+
+async fn delete_key(
+    State(st): State<AppState>,
+    axum::extract::Path(kid): axum::extract::Path<String>,
+) -> Result<Response, ApiError> {
+    if !st.keys.delete(&kid, now_s()).await? {
+        return Err(ApiError::NotFound("no such key".into()));
+    }
+    tracing::warn!(audit = "admin_change", change = "delete_key", %kid, "signing key deleted");
+    Ok(Json(serde_json::json!({ "keys": st.keys.list().await? })).into_response())
 }
 
 async fn list_keys(State(st): State<AppState>) -> Result<Response, ApiError> {
@@ -264,18 +405,22 @@ pub fn router(st: AppState) -> Router {
     let admin = resources::routes()
         .route("/v1/keys", get(list_keys))
         .route("/v1/keys/rotate", post(rotate))
-        .route("/v1/revocations", post(revoke))
+        .route("/v1/keys/{kid}", delete(delete_key))
+        .route("/v1/revocations", post(revoke).get(revocations))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_admin));
-    Router::new()
+    let mut app = Router::new()
         .route("/live", get(|| async { "ok" }))
         .route("/ready", get(|| async { "ok" }))
         .route("/metrics", get(metrics))
         .route("/.well-known/jwks.json", get(jwks))
         .route("/oauth/token", post(token))
-        .route("/v1/revocations", get(revocations))
         .merge(admin)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(st.cfg.max_body_bytes))
-        .layer(middleware::from_fn_with_state(st.clone(), count_responses))
+        .layer(middleware::from_fn_with_state(st.clone(), deadline));
+    if st.cfg.dev && st.cfg.listen.ip().is_loopback() {
+        app = app.layer(middleware::from_fn(loopback_host_only));
+    }
+    app.layer(middleware::from_fn_with_state(st.clone(), count_responses))
         .with_state(st)
 }

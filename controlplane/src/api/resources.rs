@@ -138,14 +138,23 @@ fn parse<T: DeserializeOwned + Serialize>(body: Value) -> Result<(T, Value), Api
     Ok((doc, normalized))
 }
 
-/// Validates a body for its kind; returns the normalized document and extra conditions.
+/// The index key that makes an issuer URL unique per tenant inside the transaction that
+/// stores the entry (two concurrent PUTs of one URL under two names cannot both commit).
+fn issuer_url_key(tenant: &str, url: &str) -> String {
+    let hex: String = url.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("issuer_urls/{tenant}/{hex}")
+}
+
+/// Validates a body for its kind; returns the normalized document, extra conditions and
+/// extra operations of the same transaction.
 async fn validate(
     st: &AppState,
     kind: Kind,
     loc: &Loc,
     body: Value,
-) -> Result<(Value, Vec<Compare>), ApiError> {
+) -> Result<(Value, Vec<Compare>, Vec<Op>), ApiError> {
     let mut extra = Vec::new();
+    let mut ops = Vec::new();
     let doc = match kind {
         Kind::Tenant => parse::<Tenant>(body)?.1,
         Kind::Namespace => parse::<Namespace>(body)?.1,
@@ -180,10 +189,36 @@ async fn validate(
                     )));
                 }
             }
+            // The index entry, claimed in the same transaction; and the entry's previous URL
+            // (if it changes) released in it too.
+            let index = issuer_url_key(t, &i.issuer);
+            match st.store.get(&index).await? {
+                Some(cur) if cur.value.get("name").and_then(Value::as_str) != Some(&loc.name) => {
+                    return Err(ApiError::Conflict(format!(
+                        "tenant {t} already trusts {} under another name",
+                        i.issuer
+                    )));
+                }
+                Some(cur) => extra.push(Compare::ModRevision(index.clone(), cur.mod_revision)),
+                None => extra.push(Compare::Absent(index.clone())),
+            }
+            ops.push(Op::Put(index, serde_json::json!({ "name": loc.name })));
+            let key = loc.key(Kind::Issuer);
+            match st.store.get(&key).await? {
+                Some(old) => {
+                    extra.push(Compare::ModRevision(key, old.mod_revision));
+                    if let Some(url) = old.value.get("issuer").and_then(Value::as_str) {
+                        if url != i.issuer {
+                            ops.push(Op::Delete(issuer_url_key(t, url)));
+                        }
+                    }
+                }
+                None => extra.push(Compare::Absent(key)),
+            }
             v
         }
     };
-    Ok((doc, extra))
+    Ok((doc, extra, ops))
 }
 
 fn item(name: &str, v: &Versioned) -> Value {
@@ -215,7 +250,7 @@ async fn put_item(
     body: Value,
 ) -> Result<Response, ApiError> {
     loc.check(kind)?;
-    let (doc, extra) = validate(st, kind, &loc, body).await?;
+    let (doc, extra, mut extra_ops) = validate(st, kind, &loc, body).await?;
     let key = loc.key(kind);
     let mut compare: Vec<Compare> = loc
         .parents()
@@ -228,15 +263,9 @@ async fn put_item(
         compare.push(Compare::ModRevision(key.clone(), rev));
     }
     let existed = st.store.get(&key).await?.is_some();
-    if !st
-        .store
-        .txn(Txn {
-            compare,
-            ops: vec![Op::Put(key.clone(), doc)],
-        })
-        .await?
-        .committed()
-    {
+    let mut ops = vec![Op::Put(key.clone(), doc)];
+    ops.append(&mut extra_ops);
+    if !st.store.txn(Txn { compare, ops }).await?.committed() {
         for (k, what) in loc.parents() {
             if st.store.get(&k).await?.is_none() {
                 return Err(ApiError::NotFound(format!("{what} does not exist")));
@@ -302,6 +331,17 @@ async fn delete_item(
     let mut ops = vec![Op::Delete(key.clone())];
     if kind == Kind::Tenant {
         ops.push(Op::Delete(format!("quotas/{}", loc.name)));
+        ops.push(Op::DeletePrefix(format!("issuer_urls/{}/", loc.name)));
+    }
+    if kind == Kind::Issuer {
+        // Release the URL's index entry with the entry itself.
+        if let Some(old) = st.store.get(&key).await? {
+            compare.push(Compare::ModRevision(key.clone(), old.mod_revision));
+            if let Some(url) = old.value.get("issuer").and_then(Value::as_str) {
+                let t = loc.tenant.as_deref().unwrap_or_default();
+                ops.push(Op::Delete(issuer_url_key(t, url)));
+            }
+        }
     }
     if st.store.txn(Txn { compare, ops }).await?.committed() {
         tracing::info!(audit = "admin_change", change = "delete", %key, "deleted");

@@ -39,9 +39,19 @@ pub enum JwtError {
     /// Past `exp` (+ skew).
     #[error("the subject token has expired")]
     Expired,
-    /// Before `nbf` (- skew).
+    /// Before `nbf` (- skew), or `iat` in the future (beyond skew).
     #[error("the subject token is not valid yet")]
     NotYetValid,
+    /// `now - iat` over `max_subject_token_age_s`.
+    #[error("the subject token was issued too long ago; get a fresh one")]
+    TooOld,
+    /// A header `typ` that says this is not a plain JWT / JWT access token (e.g. a logout
+    /// token or an encrypted one).
+    #[error("the subject token's typ is not JWT or at+jwt")]
+    Type,
+    /// `aud` has several values and `azp` is missing or not one of ours.
+    #[error("the subject token has several audiences and its azp is not an allowed audience")]
+    AuthorizedParty,
 }
 
 /// The allowlisted algorithms.
@@ -193,6 +203,16 @@ pub fn parse(token: &str) -> Result<Unverified<'_>, JwtError> {
     if header.get("crit").is_some() {
         return Err(JwtError::Malformed);
     }
+    // Explicit typing (RFC 8725 3.11): only plain JWTs and JWT access tokens are subject
+    // tokens; e.g. a `logout+jwt` signed by the same issuer must not log anyone in.
+    match header.get("typ") {
+        None => {}
+        Some(Value::String(t))
+            if t.eq_ignore_ascii_case("JWT")
+                || t.eq_ignore_ascii_case("at+jwt")
+                || t.eq_ignore_ascii_case("application/at+jwt") => {}
+        Some(_) => return Err(JwtError::Type),
+    }
     let claims: Value = B64
         .decode(p)
         .ok()
@@ -232,16 +252,23 @@ pub struct Expect<'a> {
     pub audiences: &'a [String],
     /// Tolerated clock skew, seconds.
     pub skew_s: u64,
+    /// Oldest `iat` accepted: `now - iat` at most this.
+    pub max_age_s: u64,
 }
 
-/// Verifies the signature with `key`, then `iss`, `aud`, `exp`, `nbf` and that `sub` is a
-/// string. Returns the claims.
+/// Verifies the signature with `key`, then the claims ([`check_claims`]). Returns the claims.
 pub fn verify(
     t: &Unverified<'_>,
     key: &IssuerKey,
     want: &Expect<'_>,
     now_s: u64,
 ) -> Result<Value, JwtError> {
+    verify_signature(t, key)?;
+    check_claims(t, want, now_s)
+}
+
+/// Verifies only the signature with `key` (and that the key fits the algorithm).
+pub fn verify_signature(t: &Unverified<'_>, key: &IssuerKey) -> Result<(), JwtError> {
     if !key_fits(key, t.alg) {
         return Err(JwtError::UnknownKey);
     }
@@ -267,6 +294,13 @@ pub fn verify(
     if !ok {
         return Err(JwtError::Signature);
     }
+    Ok(())
+}
+
+/// Checks `iss`, `aud` (and `azp` with several audiences), `exp`, `nbf`, `iat` (required,
+/// not older than `max_age_s`) and that `sub` is a string. Call only once the signature
+/// verified. Returns the claims.
+pub fn check_claims(t: &Unverified<'_>, want: &Expect<'_>, now_s: u64) -> Result<Value, JwtError> {
     let c = &t.claims;
     let iss = c
         .get("iss")
@@ -283,6 +317,14 @@ pub fn verify(
     if !auds.iter().any(|a| want.audiences.iter().any(|w| w == a)) {
         return Err(JwtError::Audience);
     }
+    // With several audiences, the token was obtained by `azp` (OIDC Core 3.1.3.7): it must be
+    // one of ours, or a token minted for another client that merely lists us is accepted.
+    if auds.len() > 1 {
+        let azp = c.get("azp").and_then(Value::as_str);
+        if !azp.is_some_and(|azp| want.audiences.iter().any(|w| w == azp)) {
+            return Err(JwtError::AuthorizedParty);
+        }
+    }
     let exp = c
         .get("exp")
         .and_then(Value::as_u64)
@@ -295,6 +337,16 @@ pub fn verify(
         if now_s.saturating_add(want.skew_s) < nbf {
             return Err(JwtError::NotYetValid);
         }
+    }
+    let iat = c
+        .get("iat")
+        .and_then(Value::as_u64)
+        .ok_or(JwtError::MissingClaim("iat"))?;
+    if iat > now_s.saturating_add(want.skew_s) {
+        return Err(JwtError::NotYetValid);
+    }
+    if now_s.saturating_sub(iat) > want.max_age_s {
+        return Err(JwtError::TooOld);
     }
     match c.get("sub").and_then(Value::as_str) {
         Some(s) if !s.is_empty() && s.len() <= 255 => {}
@@ -339,8 +391,9 @@ mod tests {
             issuer: "https://idp",
             audiences: &auds,
             skew_s: 60,
+            max_age_s: 3600,
         };
-        let good = serde_json::json!({"iss": "https://idp", "aud": ["x", "felix-test"], "sub": "alice", "exp": 1000, "nbf": 500});
+        let good = serde_json::json!({"iss": "https://idp", "aud": ["x", "felix-test"], "azp": "felix-test", "sub": "alice", "exp": 1000, "nbf": 500, "iat": 500});
         let h = serde_json::json!({"alg": "EdDSA", "kid": "k1"});
         let tok = ed_token(&pair, h.clone(), good.clone());
         let p = parse(&tok).unwrap();
@@ -365,6 +418,41 @@ mod tests {
         assert_eq!(with("iss", "https://other".into()), Err(JwtError::Issuer));
         assert_eq!(with("aud", "someone-else".into()), Err(JwtError::Audience));
         assert_eq!(with("sub", Value::Null), Err(JwtError::MissingClaim("sub")));
+        assert_eq!(with("iat", Value::Null), Err(JwtError::MissingClaim("iat")));
+        assert_eq!(with("iat", 961.into()), Err(JwtError::NotYetValid));
+        assert_eq!(with("azp", "x".into()), Err(JwtError::AuthorizedParty));
+        assert_eq!(with("azp", Value::Null), Err(JwtError::AuthorizedParty));
+        let mut one = good.clone();
+        one["aud"] = "felix-test".into();
+        one["azp"] = Value::Null;
+        assert!(verify(
+            &parse(&ed_token(&pair, h.clone(), one)).unwrap(),
+            &key,
+            &want,
+            900
+        )
+        .is_ok());
+        // Older than max_age_s (now - iat = 400).
+        let old = Expect {
+            max_age_s: 399,
+            ..want.clone()
+        };
+        assert_eq!(verify(&p, &key, &old, 900), Err(JwtError::TooOld));
+        assert!(verify(&p, &key, &old, 899).is_ok());
+        // Only plain JWTs and JWT access tokens.
+        for (typ, ok) in [
+            ("JWT", true),
+            ("at+jwt", true),
+            ("logout+jwt", false),
+            ("JOSE+JSON", false),
+        ] {
+            let t = ed_token(
+                &pair,
+                serde_json::json!({"alg": "EdDSA", "kid": "k1", "typ": typ}),
+                good.clone(),
+            );
+            assert_eq!(parse(&t).is_ok(), ok, "{typ}");
+        }
         // Tampered payload: the signature no longer matches.
         let mut parts: Vec<String> = tok.split('.').map(str::to_string).collect();
         let mut c = good.clone();

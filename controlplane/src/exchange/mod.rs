@@ -2,9 +2,12 @@
 //! token) from a tenant's trusted issuer for a Felix JWT.
 //!
 //! Steps: parse the form → read the subject token's `iss` (unverified) → the tenant(s) that
-//! trust that issuer (`audience` = tenant name picks one) → the issuer's key for the token's
-//! `kid` and `alg` → signature, `iss`, `aud`, `exp`/`nbf` with skew → the tenant's claim rules →
-//! roles → the union of their grants → a Felix JWT signed with the current key.
+//! trust that issuer → the issuer's key for the token's `kid` and `alg` → the signature →
+//! only then the tenant (`audience` = tenant name picks one) → `iss`, `aud`/`azp`,
+//! `exp`/`nbf`/`iat` with skew and `max_subject_token_age_s` → the tenant's claim rules →
+//! roles → the union of their grants → subject revocation (`iat < before`) → a Felix JWT
+//! signed with the current key. Every refusal before the signature verified is one uniform
+//! `invalid_grant` (no tenant or issuer enumeration).
 
 pub mod fetch;
 pub mod issuers;
@@ -37,6 +40,11 @@ pub struct OAuthError {
     /// For humans.
     pub description: String,
 }
+
+/// The one answer for a subject token that is not (yet) known to be genuine: unknown or
+/// untrusted issuer, no such key, bad signature, or an `audience` tenant that does not trust
+/// it. Deliberately the same words for all (no tenant or issuer enumeration).
+const UNTRUSTED: &str = "the subject token is not accepted (untrusted issuer, unknown key, bad signature or wrong audience)";
 
 fn oauth(code: &'static str, description: impl Into<String>) -> OAuthError {
     OAuthError {
@@ -169,57 +177,45 @@ pub async fn token(
         ));
     }
     let unverified = jwt::parse(subject).map_err(|e| oauth("invalid_grant", e.to_string()))?;
+    // Until the signature verified, every refusal is the same answer: the description must
+    // not tell an anonymous caller whether a tenant exists or which issuer it trusts.
+    let untrusted = |why: &str| {
+        tracing::info!(reason = %why, "token exchange refused (untrusted subject token)");
+        oauth("invalid_grant", UNTRUSTED)
+    };
     let iss = unverified
         .claims
         .get("iss")
         .and_then(Value::as_str)
-        .ok_or_else(|| oauth("invalid_grant", "the subject token has no iss"))?
+        .ok_or_else(|| untrusted("the subject token has no iss"))?
         .to_string();
 
-    // Which tenant: those trusting this issuer, narrowed by `audience`.
+    // The tenants that trust this issuer. Only those issuers' keys are ever fetched, so a
+    // made-up `iss` never makes us fetch anything.
     let (_, all) = st
         .store
         .list("issuers/")
         .await
         .map_err(|e| internal(e.into()))?;
-    let mut candidates: Vec<(String, TrustedIssuer)> = Vec::new();
+    // (tenant, issuer entry name, entry)
+    let mut candidates: Vec<(String, String, TrustedIssuer)> = Vec::new();
     for (key, v) in all {
         let Ok(ti) = serde_json::from_value::<TrustedIssuer>(v.value) else {
             continue;
         };
         if ti.issuer == iss {
-            let tenant = key["issuers/".len()..]
-                .split('/')
-                .next()
-                .unwrap_or("")
-                .to_string();
-            candidates.push((tenant, ti));
+            let (tenant, entry) = key["issuers/".len()..].split_once('/').unwrap_or(("", ""));
+            candidates.push((tenant.to_string(), entry.to_string(), ti));
         }
     }
     if candidates.is_empty() {
-        return Err(oauth(
-            "invalid_grant",
-            "the subject token's issuer is not trusted by any tenant",
-        ));
+        return Err(untrusted("no tenant trusts the subject token's issuer"));
     }
-    let (tenant, trusted) = match f.get("audience") {
-        Some(aud) => candidates
-            .into_iter()
-            .find(|(t, _)| t == aud)
-            .ok_or_else(|| {
-                oauth(
-                    "invalid_target",
-                    "that tenant does not trust the subject token's issuer",
-                )
-            })?,
-        None if candidates.len() == 1 => candidates.pop().expect("one"),
-        None => {
-            return Err(oauth(
-                "invalid_target",
-                "several tenants trust this issuer: name one with audience=TENANT",
-            ))
-        }
-    };
+    // The issuer URL passes the same check as when it was stored: a plain-http issuer stored
+    // by a dev-mode control plane is never used by a production one.
+    if let Err(e) = crate::model::check_issuer_url(&iss, st.cfg.dev) {
+        return Err(untrusted(&format!("stored issuer refused: {e}")));
+    }
 
     let key = st
         .issuer_keys
@@ -233,21 +229,39 @@ pub async fn token(
                     "the issuer's keys could not be fetched; try again",
                 )
             }
-            other => oauth("invalid_grant", other.to_string()),
+            other => untrusted(&other.to_string()),
         })?;
+    jwt::verify_signature(&unverified, &key).map_err(|e| untrusted(&e.to_string()))?;
+
+    // Signed by the issuer: from here on the caller holds a genuine token of it.
+    let (tenant, entry, trusted) = match f.get("audience") {
+        Some(aud) => candidates
+            .into_iter()
+            .find(|(t, _, _)| t == aud)
+            .ok_or_else(|| untrusted("the audience tenant does not trust this issuer"))?,
+        None if candidates.len() == 1 => candidates.pop().expect("one"),
+        None => {
+            return Err(oauth(
+                "invalid_target",
+                "several tenants trust this issuer: name one with audience=TENANT",
+            ))
+        }
+    };
     let want = jwt::Expect {
         issuer: &trusted.issuer,
         audiences: &trusted.audiences,
         skew_s: st.cfg.clock_skew_s,
+        max_age_s: st.cfg.max_subject_token_age_s,
     };
-    let claims = jwt::verify(&unverified, &key, &want, now_s).map_err(|e| {
+    let claims = jwt::check_claims(&unverified, &want, now_s).map_err(|e| {
         tracing::info!(%tenant, issuer = %iss, reason = %e, "token exchange refused");
         oauth("invalid_grant", e.to_string())
     })?;
-    let sub = claims["sub"]
-        .as_str()
-        .expect("verify checks sub")
-        .to_string();
+    let oidc_sub = claims["sub"].as_str().expect("verify checks sub");
+    // Qualified by the issuer entry: two issuers of one tenant may both have a user "alice",
+    // and they must not share a principal (grants, revocations, audit).
+    let sub = format!("{entry}:{oidc_sub}");
+    let iat = claims["iat"].as_u64().expect("check_claims checks iat");
 
     let roles = roles_for(&claims, &trusted.rules);
     let mut grants: Vec<Grant> = Vec::new();
@@ -283,13 +297,21 @@ pub async fn token(
             format!("the roles' grants together are not valid: {e}"),
         )
     })?;
-    if st
+    // A subject revocation covers the OIDC tokens issued before it too: otherwise a stolen
+    // ID token would mint fresh Felix tokens (with a later iat) right through it.
+    if let Some(before) = st
         .revocations
-        .subject_revoked(&tenant, &sub, now_s)
+        .subject_revoked_before(&tenant, &sub, now_s)
         .await
         .map_err(internal)?
     {
-        return Err(oauth("access_denied", "this identity is revoked for now"));
+        if iat < before {
+            tracing::info!(%tenant, %sub, iat, before, "token exchange refused: revoked subject");
+            return Err(oauth(
+                "access_denied",
+                "this identity was revoked after the subject token was issued; log in again",
+            ));
+        }
     }
 
     let felix = Claims {
@@ -304,10 +326,23 @@ pub async fn token(
         exp: now_s + st.cfg.token_lifetime_s,
         jti: format!("{:032x}", rand::random::<u128>()),
     };
-    let signer = st.keys.current().await.map_err(internal)?;
+    let signer = st.keys.current(now_s).await.map_err(internal)?;
     let token = signer
         .sign(&felix)
         .map_err(|e| oauth("server_error", e.to_string()))?;
+    // Brokers refuse longer tokens unread: issuing one would only fail later, at login.
+    if token.len() > felix_auth::token::MAX_TOKEN_BYTES {
+        tracing::info!(%tenant, %sub, bytes = token.len(), roles = ?roles, "token exchange refused: token too large");
+        return Err(oauth(
+            "access_denied",
+            format!(
+                "the grants of this identity's roles make a token of {} bytes, over the {} bytes \
+                 brokers accept: give it fewer or narrower roles",
+                token.len(),
+                felix_auth::token::MAX_TOKEN_BYTES
+            ),
+        ));
+    }
     tracing::info!(
         audit = "token_exchange",
         %tenant, %sub, issuer = %iss, roles = ?roles, jti = %felix.jti, kid = %signer.kid(),

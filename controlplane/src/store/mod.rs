@@ -17,8 +17,8 @@ use serde_json::Value;
 
 pub use file::FileStore;
 
-/// One stored value with its revisions.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One stored value with its revisions. `Debug` redacts documents holding private keys.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Versioned {
     /// The document.
     pub value: Value,
@@ -41,8 +41,8 @@ pub enum Compare {
     PrefixEmpty(String),
 }
 
-/// One change of a transaction.
-#[derive(Debug, Clone, PartialEq)]
+/// One change of a transaction. `Debug` redacts documents holding private keys.
+#[derive(Clone, PartialEq)]
 pub enum Op {
     /// Create or replace a key.
     Put(String, Value),
@@ -110,6 +110,10 @@ pub enum StoreError {
     /// The data directory is unsafe to keep secrets in.
     #[error("{0}")]
     Unsafe(String),
+    /// A commit's outcome is unknown (it may have taken effect): the store refuses further
+    /// writes until the process restarts and reloads it.
+    #[error("store unusable: {0}")]
+    Poisoned(String),
 }
 
 /// What the store's calls return: boxed so that `dyn Store` works and a networked backend
@@ -132,7 +136,45 @@ pub trait Store: Send + Sync + 'static {
     fn watch(&self) -> tokio::sync::watch::Receiver<u64>;
 }
 
-/// The whole keyspace at one revision (what [`FileStore`] persists).
+/// Prints a document, or `<redacted>` if it holds private key material (signing keys).
+struct Redacted<'a>(&'a Value);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret = self
+            .0
+            .as_object()
+            .is_some_and(|o| o.keys().any(|k| k.contains("private")));
+        if secret {
+            f.write_str("<redacted>")
+        } else {
+            write!(f, "{:?}", self.0)
+        }
+    }
+}
+
+impl std::fmt::Debug for Versioned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Versioned")
+            .field("value", &Redacted(&self.value))
+            .field("create_revision", &self.create_revision)
+            .field("mod_revision", &self.mod_revision)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Op::Put(k, v) => f.debug_tuple("Put").field(k).field(&Redacted(v)).finish(),
+            Op::Delete(k) => f.debug_tuple("Delete").field(k).finish(),
+            Op::DeletePrefix(p) => f.debug_tuple("DeletePrefix").field(p).finish(),
+        }
+    }
+}
+
+/// The whole keyspace at one revision (what [`FileStore`] persists). `Debug` goes through
+/// [`Versioned`]'s, so private keys are redacted.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct State {
     pub format: u32,
@@ -226,6 +268,18 @@ mod tests {
             s3.list(""),
             vec![("b".to_string(), s2.entries["b"].clone())]
         );
+    }
+
+    #[test]
+    fn debug_never_prints_private_keys() {
+        let doc = json!({"private_pkcs8_pem": "-----BEGIN PRIVATE KEY-----", "created_s": 1});
+        let op = Op::Put("keys/k".into(), doc.clone());
+        let s = State::default().apply(&Txn::ops(vec![op.clone()])).unwrap();
+        for text in [format!("{op:?}"), format!("{s:?}")] {
+            assert!(!text.contains("BEGIN"), "{text}");
+            assert!(text.contains("<redacted>"), "{text}");
+        }
+        assert!(format!("{:?}", Op::Put("t".into(), json!({"a": 1}))).contains("\"a\""));
     }
 
     #[test]

@@ -140,6 +140,45 @@ impl Drop for Issuer {
     }
 }
 
+/// `tests/oidc/crafted-issuer.mjs`: an issuer with keys of our own that signs deliberately
+/// defective tokens (the real issuer never would, and its private keys stay inside it).
+pub struct CraftedIssuer {
+    child: Child,
+    pub url: String,
+    pub tokens: serde_json::Map<String, Value>,
+}
+
+impl CraftedIssuer {
+    pub fn start(audience: &str) -> CraftedIssuer {
+        let mut child = Command::new("node")
+            .arg(oidc_dir().join("crafted-issuer.mjs"))
+            .arg(audience)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("node");
+        let line = first_line(&mut child, "crafted-issuer.mjs");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        CraftedIssuer {
+            child,
+            url: v["issuer"].as_str().unwrap().to_string(),
+            tokens: v["tokens"].as_object().unwrap().clone(),
+        }
+    }
+
+    pub fn token(&self, name: &str) -> &str {
+        self.tokens[name].as_str().unwrap()
+    }
+}
+
+impl Drop for CraftedIssuer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A running `felix-controlplane` process.
 pub struct Cp {
     child: Child,
@@ -324,7 +363,8 @@ impl Cp {
         let mut s = TcpStream::connect(&self.addr).unwrap();
         write!(
             s,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            "GET /metrics HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
         )
         .unwrap();
         let mut out = String::new();
@@ -426,6 +466,14 @@ pub fn urlencode(s: &str) -> String {
 
 /// Verifies a Felix token with the control plane's published keys.
 pub fn verify(cp: &Cp, token: &str) -> Result<felix_auth::Claims, felix_auth::TokenError> {
+    verify_with(cp.jwks(), token)
+}
+
+/// Verifies a Felix token with a JWKS fetched earlier (what a broker's cache holds).
+pub fn verify_with(
+    jwks: felix_auth::Jwks,
+    token: &str,
+) -> Result<felix_auth::Claims, felix_auth::TokenError> {
     let v = felix_auth::Verifier::new(
         felix_auth::VerifierConfig {
             issuer: "felix-controlplane".into(),
@@ -433,7 +481,7 @@ pub fn verify(cp: &Cp, token: &str) -> Result<felix_auth::Claims, felix_auth::To
             region: "local".into(),
             leeway_s: 5,
         },
-        cp.jwks(),
+        jwks,
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -453,6 +501,26 @@ pub fn kid_of(token: &str) -> String {
     )
     .unwrap();
     h["kid"].as_str().unwrap().to_string()
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_s() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// Sends raw bytes on a fresh connection and reads until EOF (or `max`): what came back and
+/// how long the server took to close.
+pub fn raw_exchange(addr: &str, bytes: &[u8], max: Duration) -> (String, Duration) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(max)).unwrap();
+    let t = Instant::now();
+    let _ = s.write_all(bytes);
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    (String::from_utf8_lossy(&out).to_string(), t.elapsed())
 }
 
 /// Waits for a condition with a deadline.
