@@ -62,7 +62,9 @@ pub struct Jwks {
 pub struct RevokedJti {
     /// The token's `jti`.
     pub jti: String,
-    /// The token's `exp`: after it the entry can be dropped.
+    /// The token's `exp`. A broker accepts a token until `exp` plus its leeway, so the
+    /// control plane keeps the entry in the feed until `exp + broker_leeway_s` (at least the
+    /// brokers' `leeway_s`); a broker applies the list it receives as a whole.
     pub exp: u64,
 }
 
