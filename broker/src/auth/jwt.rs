@@ -347,7 +347,36 @@ mod tests {
         };
         assert!(JwtAuth::from_config(&cfg, true).is_err(), "no issuer");
         cfg.issuer = Some("cp".into());
-        assert!(JwtAuth::from_config(&cfg, true).is_ok());
+        assert!(
+            JwtAuth::from_config(&cfg, false).is_ok(),
+            "dev: no read token needed"
+        );
+        let e = JwtAuth::from_config(&cfg, true).unwrap_err();
+        assert!(e.0.contains("controlplane_token_file"), "{}", e.0);
+
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("felix-jwt-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("token");
+        std::fs::write(&file, "secret-read-token\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        cfg.controlplane_token_file = Some(file.clone());
+        let e = JwtAuth::from_config(&cfg, true).unwrap_err();
+        assert!(e.0.contains("other users"), "{}", e.0);
+        assert!(!e.0.contains("secret-read-token"), "{}", e.0);
+        assert!(JwtAuth::from_config(&cfg, false).is_ok(), "dev warns only");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let auth = JwtAuth::from_config(&cfg, true).unwrap();
+        assert!(!format!("{auth:?}").contains("secret-read-token"));
+        std::fs::write(&file, "\n  \n").unwrap();
+        let e = JwtAuth::from_config(&cfg, true).unwrap_err();
+        assert!(e.0.contains("holds no token"), "{}", e.0);
+        std::fs::write(&file, "secret-read-token\n").unwrap();
+        cfg.controlplane_ca_file = Some(file.clone());
+        let e = JwtAuth::from_config(&cfg, true).unwrap_err();
+        assert!(e.0.contains("no certificate"), "{}", e.0);
+        cfg.controlplane_ca_file = None;
+        let _ = std::fs::remove_dir_all(&dir);
         cfg.jwt_keys_file = Some("/nonexistent/jwks.json".into());
         assert!(
             JwtAuth::from_config(&cfg, true).is_err(),
