@@ -1,0 +1,305 @@
+//! The whole identity path with real parts only: a real OIDC issuer (`oidc-provider`) issues
+//! ID tokens through its authorization-code flow; a real `felix-controlplane` process exchanges
+//! them for Felix JWTs; a real `felix-broker` process in JWT mode polls the control plane for
+//! its keys and revocations (with the broker read token); real `felix-client` connections over
+//! QUIC use the Felix tokens. Nothing is signed by the test.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use felix_client::{Client, ClientConfig, ErrorCode, Start, Tls};
+use serde_json::json;
+
+const ADMIN: &str = "e2e-admin-token-0123456789";
+const READER: &str = "e2e-broker-read-token-0123456789";
+
+/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/e2e_broker-*`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
+}
+
+/// The broker binary of this checkout: built now, so a stale one is never tested.
+fn broker_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("FELIX_BROKER_BIN") {
+        return PathBuf::from(p);
+    }
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.args(["build", "-q", "-p", "felix-broker"])
+        .current_dir(repo_root());
+    if profile_dir().ends_with("release") {
+        cmd.arg("--release");
+    }
+    assert!(
+        cmd.status().unwrap().success(),
+        "cargo build -p felix-broker"
+    );
+    profile_dir().join("felix-broker")
+}
+
+fn free_udp() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn free_tcp() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Broker {
+    child: Child,
+    addr: String,
+    http: String,
+    ca: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Broker {
+    fn start(cp: &Cp, issuer: &str) -> Broker {
+        let dir = tempfile::tempdir().unwrap();
+        let token_file = dir.path().join("cp-read-token");
+        std::fs::write(&token_file, format!("{READER}\n")).unwrap();
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let addr = format!("127.0.0.1:{}", free_udp());
+        let http = format!("127.0.0.1:{}", free_tcp());
+        let ca = dir.path().join("ca.pem");
+        let mut child = Command::new(broker_bin())
+            .args(["--listen", &addr, "--metrics-listen", &http])
+            .arg("--dev-ca-path")
+            .arg(&ca)
+            .args(["--controlplane-url", &format!("http://{}", cp.addr)])
+            .arg("--controlplane-token-file")
+            .arg(&token_file)
+            .args(["--auth-issuer", issuer, "--region", "local"])
+            .args(["--auth-feed-interval-ms", "200"])
+            .env("FELIX_LOG", "warn")
+            .env_remove("FELIX_AUTH_TOKENS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("felix-broker");
+        // Ready once the feed brought the control plane's keys (503 before).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                panic!("felix-broker exited: {status}");
+            }
+            if let Some((200, body)) = http_get(&http, "/ready") {
+                let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+                if v["auth"]["feed"] == "ok" {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "broker not ready with keys in 60 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Broker {
+            child,
+            addr,
+            http,
+            ca,
+            _dir: dir,
+        }
+    }
+
+    fn config(&self, token: &str) -> ClientConfig {
+        ClientConfig {
+            addresses: vec![self.addr.clone()],
+            tls: Tls::CaFile(self.ca.clone()),
+            tenant: "acme".into(),
+            token: Some(token.into()),
+            request_timeout: Duration::from_secs(10),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+/// A plain HTTP/1.1 GET: (status, body), or `None` while nothing listens.
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).ok()?;
+    let code = status.split_whitespace().nth(1)?.parse().ok()?;
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).ok()?;
+    let body = rest.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
+
+fn exchange(cp: &Cp, id_token: &str) -> String {
+    let (status, v) = cp.exchange_id_token(id_token, None);
+    assert_eq!(status, 200, "{v}");
+    v["access_token"].as_str().unwrap().to_string()
+}
+
+async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {secs} s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oidc_login_to_broker_request_with_rbac_and_revocation() {
+    let issuer = Issuer::start(accounts());
+    let cp = Cp::start_with(CpOptions {
+        args: Vec::new(),
+        env: vec![
+            ("FELIX_CP_ADMIN_TOKEN", ADMIN.to_string()),
+            ("FELIX_CP_BROKER_TOKEN", READER.to_string()),
+        ],
+        tls_ca: None,
+        admin: Some(ADMIN.to_string()),
+    });
+    setup_tenant(&cp, "acme", &issuer.url);
+
+    // alice: groups payments-admins → role admin → everything in acme.
+    // bob: sub bob → role reader → subscribe ns/orders.> only.
+    // carol: no rule matches → no token at all.
+    let alice_token = exchange(&cp, &issuer.id_token("alice", "felix-test"));
+    let bob_token = exchange(&cp, &issuer.id_token("bob", "felix-test"));
+    let (status, v) = cp.exchange_id_token(&issuer.id_token("carol", "felix-test"), None);
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (400, Some("access_denied")),
+        "{v}"
+    );
+    let iss = verify(&cp, &alice_token).unwrap().iss;
+    let bob_sub = verify(&cp, &bob_token).unwrap().sub;
+
+    let broker = Broker::start(&cp, &iss);
+    let alice = within(
+        20,
+        "alice connects",
+        Client::connect(broker.config(&alice_token)),
+    )
+    .await
+    .expect("alice's Felix token opens acme");
+    let bob = within(
+        20,
+        "bob connects",
+        Client::connect(broker.config(&bob_token)),
+    )
+    .await
+    .expect("bob's Felix token opens acme");
+
+    // RBAC from the issuer's claims: bob may subscribe to ns/orders.> and nothing else.
+    let mut orders = within(
+        10,
+        "bob subscribes",
+        bob.subscribe("ns", "orders.>", Start::Latest),
+    )
+    .await
+    .expect("subscribe to a granted pattern");
+    within(
+        10,
+        "alice publishes",
+        alice.publish("ns", "orders.eu", "o1".into()),
+    )
+    .await
+    .expect("admin publishes");
+    within(
+        10,
+        "alice publishes",
+        alice.publish("ns", "payments", "p1".into()),
+    )
+    .await
+    .expect("admin publishes");
+    let e = within(
+        10,
+        "bob publishes",
+        bob.publish("ns", "orders.eu", "x".into()),
+    )
+    .await
+    .expect_err("reader cannot publish");
+    assert_eq!(e.code(), ErrorCode::Forbidden, "{e}");
+    let e = within(
+        10,
+        "bob reads a cache",
+        bob.cache_get("ns", "sessions", "k"),
+    )
+    .await
+    .map(|_| ())
+    .expect_err("reader cannot read caches");
+    assert_eq!(e.code(), ErrorCode::Forbidden, "{e}");
+    let ev = within(10, "bob's event", orders.next())
+        .await
+        .expect("subscription open")
+        .expect("event");
+    assert_eq!((&*ev.stream, &ev.payload[..]), ("orders.eu", &b"o1"[..]));
+
+    // A token for another tenant's name is refused like a bad one.
+    let mut other = broker.config(&alice_token);
+    other.tenant = "globex".into();
+    let e = within(20, "cross-tenant connect", Client::connect(other))
+        .await
+        .map(|_| ())
+        .expect_err("acme's token never opens globex");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+
+    // Revocation at the control plane ends bob's live subscription through the feed.
+    let revoked_at = Instant::now();
+    let (status, v) = cp.send(
+        "POST",
+        "/v1/revocations",
+        json!({"tenant": "acme", "sub": bob_sub}),
+    );
+    assert!(status == 200 || status == 201, "{status} {v}");
+    let end = within(15, "bob's subscription ends", async {
+        loop {
+            match orders.next().await {
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => return Some(e),
+                None => return None,
+            }
+        }
+    })
+    .await;
+    let e = end.expect("the subscription ends with an error, not silently");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    eprintln!(
+        "revocation at the control plane reached bob's subscription in {:?}",
+        revoked_at.elapsed()
+    );
+    within(
+        10,
+        "alice still publishes",
+        alice.publish("ns", "orders.eu", "o2".into()),
+    )
+    .await
+    .expect("other principals unaffected");
+
+    let (_, ready) = http_get(&broker.http, "/ready").unwrap();
+    assert!(ready.contains("\"feed\":\"ok\""), "{ready}");
+}
