@@ -621,7 +621,10 @@ fn overwrite_of_equal_smaller_and_larger_size_moves_the_budget_by_the_difference
     c.put("b", v(100), None, PutCondition::Always, now).unwrap();
     assert_eq!(budget.used(), 2 * one);
     assert_eq!(c.stats().evictions, 0);
-    assert!(c.get("a", now).is_some(), "an equal-size overwrite evicts nothing");
+    assert!(
+        c.get("a", now).is_some(),
+        "an equal-size overwrite evicts nothing"
+    );
     // One byte smaller gives back exactly one byte.
     c.put("b", v(99), None, PutCondition::Always, now).unwrap();
     assert_eq!(budget.used(), 2 * one - 1);
