@@ -40,10 +40,21 @@ fn an_append_that_shrinks_the_log_releases_exactly_the_difference() {
     // Growing back reserves the difference; the budget fits it exactly to the byte.
     let room = budget.limit() - budget.used();
     log.append(&[bytes(2 + room)]).unwrap();
-    assert_eq!(budget.used(), budget.limit(), "a record that fits exactly is taken");
+    assert_eq!(
+        budget.used(),
+        budget.limit(),
+        "a record that fits exactly is taken"
+    );
     let err = log.append(&[bytes(3 + room)]).unwrap_err();
-    assert_eq!(err.needed, 1, "one byte more than the budget holds is refused whole");
+    assert_eq!(
+        err.needed, 1,
+        "one byte more than the budget holds is refused whole"
+    );
     assert_eq!(log.next_offset(), 4, "a refused append appends nothing");
     drop(log);
-    assert_eq!(budget.used(), 1_000, "dropping the log gives back all it held, no more");
+    assert_eq!(
+        budget.used(),
+        1_000,
+        "dropping the log gives back all it held, no more"
+    );
 }

@@ -66,7 +66,10 @@ fn c_scenario_runner_passes_every_scenario_and_fails_wrong_ones() {
     // The shared self-check of every runner: tests/scenarios/wrong/ and its failures.json
     // (exceptions.c lists, with reasons, the files the C ABI cannot see as wrong).
     let (ok, out) = run(Some(scenarios.join("wrong")));
-    assert!(ok, "the C runner misjudged the shared wrong scenarios:\n{out}");
+    assert!(
+        ok,
+        "the C runner misjudged the shared wrong scenarios:\n{out}"
+    );
     assert!(out.contains(", 0 misjudged"), "{out}");
 
     let files = std::fs::read_dir(&scenarios)
