@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -180,4 +181,104 @@ func sortedStrs(s []string) []string {
 	out := slices.Clone(s)
 	sort.Strings(out)
 	return out
+}
+
+// wrongCorpus reads tests/scenarios/wrong/: its scenario files (sorted), the failure each must
+// produce (failures.json "failures") and the files this runner is excused from
+// (failures.json "exceptions"[runner], each with the reason it cannot be expressed here).
+type wrongWant struct {
+	Step   *int   `json:"step"`
+	Reason string `json:"reason"`
+}
+
+func wrongCorpus(t *testing.T, runner string) (dir string, files []string, want map[string]wrongWant, excused map[string]string) {
+	t.Helper()
+	dir = filepath.Join(scenarioDir(), "wrong")
+	text, err := os.ReadFile(filepath.Join(dir, "failures.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Failures   map[string]wrongWant         `json:"failures"`
+		Exceptions map[string]map[string]string `json:"exceptions"`
+	}
+	if err := json.Unmarshal(text, &doc); err != nil {
+		t.Fatalf("wrong/failures.json: %v", err)
+	}
+	paths, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range paths {
+		if filepath.Base(p) != "failures.json" {
+			files = append(files, p)
+		}
+	}
+	sort.Strings(files)
+	var stems, listed []string
+	for _, p := range files {
+		stems = append(stems, stemOf(p))
+	}
+	for s := range doc.Failures {
+		listed = append(listed, s)
+	}
+	sort.Strings(listed)
+	if !slices.Equal(stems, listed) {
+		t.Fatalf("wrong/*.json and failures.json differ:\n files  %q\n listed %q", stems, listed)
+	}
+	if len(files) < 40 {
+		t.Fatalf("only %d wrong scenarios in %s", len(files), dir)
+	}
+	for s, why := range doc.Exceptions[runner] {
+		if _, ok := doc.Failures[s]; !ok || why == "" {
+			t.Fatalf("failures.json exceptions.%s.%s: no such wrong scenario, or no reason", runner, s)
+		}
+	}
+	return dir, files, doc.Failures, doc.Exceptions[runner]
+}
+
+// TestRunnerFailsEverySharedWrongScenario: the self-check every language's runner runs (the
+// Rust runner_fails_every_shared_wrong_scenario): each scenario of tests/scenarios/wrong/ must
+// fail at the step, and with a reason containing the text, that wrong/failures.json gives. A
+// file in failures.json's exceptions.go is one this runner cannot see as wrong (the reason is
+// given there): it must then pass here, so the list never holds a file that no longer needs it.
+func TestRunnerFailsEverySharedWrongScenario(t *testing.T) {
+	_, files, want, excused := wrongCorpus(t, "go")
+	var misjudged []string
+	for i, p := range files {
+		stem := stemOf(p)
+		text, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := want[stem]
+		un, err := runText(stem, string(text), 4000+i)
+		if len(un) > 0 {
+			t.Logf("UNSUPPORTED in wrong/%s: %q", stem, un)
+		}
+		if why, ok := excused[stem]; ok {
+			if err != nil {
+				misjudged = append(misjudged, fmt.Sprintf("%s is in exceptions.go (%s) but failed: %v; remove the exception", stem, why, err))
+			} else {
+				t.Logf("EXCEPTION %s passes here, as failures.json says: %s", stem, why)
+			}
+			continue
+		}
+		switch {
+		case err == nil:
+			misjudged = append(misjudged, fmt.Sprintf("%s passed; expected a failure at step %v with %q", stem, stepOf(w), w.Reason))
+		case (w.Step != nil && !strings.HasPrefix(err.Error(), fmt.Sprintf("step %d (", *w.Step))) || !strings.Contains(err.Error(), w.Reason):
+			misjudged = append(misjudged, fmt.Sprintf("%s: expected step %v with %q, got %v", stem, stepOf(w), w.Reason, err))
+		}
+	}
+	if len(misjudged) > 0 {
+		t.Errorf("the runner misjudged %d of %d wrong scenarios:\n  %s", len(misjudged), len(files), strings.Join(misjudged, "\n  "))
+	}
+}
+
+func stepOf(w wrongWant) string {
+	if w.Step == nil {
+		return "null"
+	}
+	return strconv.Itoa(*w.Step)
 }

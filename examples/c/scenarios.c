@@ -6,6 +6,8 @@
  *   scenarios HOST:PORT CA_PEM SCENARIO_DIR              run every scenario (FELIX_SCENARIOS=a,b: those)
  *   scenarios HOST:PORT CA_PEM SCENARIO_DIR SELFTEST_JSON  feed it the wrong scenarios of
  *                                                        SELFTEST_JSON, each of which must fail
+ *   scenarios HOST:PORT CA_PEM SCENARIO_DIR WRONG_DIR      the shared wrong scenarios
+ *                                                        (tests/scenarios/wrong/, failures.json)
  *
  * As strict as the reference: unknown keys at any level, missing required keys and values of
  * the wrong type fail the scenario; every step has its deadline (timeout_ms); an error before
@@ -395,9 +397,94 @@ static int self_test(const char *path) {
     return wrong != 0;
 }
 
+static int has_suffix(const char *s, const char *suf) {
+    size_t l = strlen(s), m = strlen(suf);
+    return l > m && strcmp(s + l - m, suf) == 0;
+}
+
+/* The shared self-check (tests/scenarios/wrong/, as the Rust runner_fails_every_shared_wrong_
+ * scenario): each scenario of dir must fail at the step, and with a reason containing the text,
+ * that dir/failures.json gives ("step" null: any). A file listed in failures.json's
+ * exceptions.c is one the C ABI cannot see as wrong (the reason is given there): it must pass
+ * here instead, so the list never keeps a file that no longer needs it. */
+static int wrong_corpus(const char *dir_path) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/failures.json", dir_path);
+    json_error_t err;
+    json_t *doc = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+    json_t *failures = json_object_get(doc, "failures");
+    json_t *excused = json_object_get(json_object_get(doc, "exceptions"), "c");
+    if (!json_is_object(failures)) {
+        fprintf(stderr, "%s: no \"failures\" object (%s)\n", path, err.text);
+        return 1;
+    }
+    DIR *dir = opendir(dir_path);
+    if (!dir) {
+        fprintf(stderr, "cannot list %s\n", dir_path);
+        return 1;
+    }
+    char *files[256];
+    int n = 0, wrong = 0;
+    for (struct dirent *de; (de = readdir(dir)) && n < 256;)
+        if (has_suffix(de->d_name, ".json") && strcmp(de->d_name, "failures.json") != 0)
+            files[n++] = strndup(de->d_name, strlen(de->d_name) - 5);
+    closedir(dir);
+    qsort(files, (size_t)n, sizeof files[0], cmp_str);
+    if ((size_t)n != json_object_size(failures) || n < 40) {
+        printf("WRONG %d files in %s, %zu entries in failures.json (and at least 40 are needed)\n", n, dir_path,
+               json_object_size(failures));
+        wrong++;
+    }
+    const char *k;
+    json_t *x;
+    json_object_foreach(excused, k, x) if (!json_object_get(failures, k) || !json_is_string(x) || !*json_string_value(x)) {
+        printf("WRONG exceptions.c.%s: no such wrong scenario, or no reason\n", k);
+        wrong++;
+    }
+    for (int i = 0; i < n; i++) {
+        json_t *want = json_object_get(failures, files[i]);
+        const char *text = json_string_value(json_object_get(want, "reason"));
+        json_t *at = json_object_get(want, "step");
+        if (!text) {
+            printf("WRONG %s has no entry (with a reason) in failures.json\n", files[i]);
+            wrong++;
+            free(files[i]);
+            continue;
+        }
+        snprintf(path, sizeof path, "%s/%s.json", dir_path, files[i]);
+        json_t *sc = json_load_file(path, JSON_REJECT_DUPLICATES, &err);
+        Run r;
+        int res = sc ? run_doc(files[i], sc, 4000 + i, &r) : fail("invalid JSON: %s", err.text);
+        json_decref(sc);
+        const char *why_excused = json_string_value(json_object_get(excused, files[i]));
+        if (why_excused) {
+            if (res == R_OK) {
+                printf("EXCEPTION %s passes here, as failures.json says: %s\n", files[i], why_excused);
+            } else {
+                printf("WRONG %s is in exceptions.c but failed: %s; remove the exception\n", files[i], why);
+                wrong++;
+            }
+        } else if (res == R_OK) {
+            printf("WRONG %s passed; expected a failure with \"%s\"\n", files[i], text);
+            wrong++;
+        } else if (!strstr(why, text) || !step_prefix(why, json_is_integer(at) ? at : NULL)) {
+            printf("WRONG %s: expected \"%s\" at step %lld, got %s\n", files[i], text,
+                   json_is_integer(at) ? (long long)json_integer_value(at) : -1ll, why);
+            wrong++;
+        } else {
+            printf("ok %s: %s\n", files[i], why);
+        }
+        fflush(stdout);
+        free(files[i]);
+    }
+    printf("wrong scenarios: %d files, %d misjudged\n", n, wrong);
+    json_decref(doc);
+    return wrong != 0;
+}
+
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: %s HOST:PORT CA_PEM SCENARIO_DIR [SELFTEST_JSON]\n", argv[0]);
+        fprintf(stderr, "usage: %s HOST:PORT CA_PEM SCENARIO_DIR [SELFTEST_JSON | WRONG_DIR]\n", argv[0]);
         return 2;
     }
     if (felix_abi_version() != FELIX_ABI_VERSION) {
@@ -406,7 +493,11 @@ int main(int argc, char **argv) {
     }
     broker_addr = argv[1];
     broker_ca = argv[2];
-    if (argc > 4) return self_test(argv[4]);
+    if (argc > 4) {
+        DIR *d = opendir(argv[4]);
+        if (d) closedir(d);
+        return d ? wrong_corpus(argv[4]) : self_test(argv[4]);
+    }
     DIR *dir = opendir(argv[3]);
     if (!dir) {
         fprintf(stderr, "cannot list %s\n", argv[3]);

@@ -1,7 +1,9 @@
 //! Compiles the C scenario runner (`examples/c/scenarios.c` and its two companions) against
 //! the static library and libjansson, and runs it against a real broker process: first its
 //! self-test (`examples/c/scenarios_selftest.json`: wrong scenarios that must each fail, and
-//! one right one), then every scenario of `tests/scenarios/`.
+//! one right one), then the shared wrong scenarios of `tests/scenarios/wrong/` (each must fail
+//! as `failures.json` says, except the ones its `exceptions.c` excuses, with a reason), then
+//! every scenario of `tests/scenarios/`.
 //!
 //! Ignored by default because it needs a system package (`libjansson-dev`), which a plain
 //! `cargo test` does not install; `bindings/go/test.sh` (the C ABI and Go step of
@@ -22,10 +24,11 @@ fn c_scenario_runner_passes_every_scenario_and_fails_wrong_ones() {
     );
     let dir = std::env::temp_dir().join(format!("felix-ffi-c-scenarios-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
+    // Always (a no-op when fresh): `cargo test` does not refresh the static library the C
+    // runner links, so building only when it is missing ran a stale one. scripts/plant found
+    // it: with FELIX_START_EARLIEST planted as latest in ffi/src, this test passed.
+    cargo_build("felix-ffi");
     let lib = profile_dir().join("libfelix_ffi.a");
-    if !lib.exists() {
-        cargo_build("felix-ffi");
-    }
     let root = workspace();
     let c = root.join("examples/c");
     let exe = dir.join("scenarios");
@@ -60,6 +63,15 @@ fn c_scenario_runner_passes_every_scenario_and_fails_wrong_ones() {
     let (ok, out) = run(Some(c.join("scenarios_selftest.json")));
     assert!(ok, "the C runner misjudged its self-test:\n{out}");
     assert!(out.contains("0 misjudged"), "{out}");
+
+    // The shared self-check of every runner: tests/scenarios/wrong/ and its failures.json
+    // (exceptions.c lists, with reasons, the files the C ABI cannot see as wrong).
+    let (ok, out) = run(Some(scenarios.join("wrong")));
+    assert!(
+        ok,
+        "the C runner misjudged the shared wrong scenarios:\n{out}"
+    );
+    assert!(out.contains(", 0 misjudged"), "{out}");
 
     let files = std::fs::read_dir(&scenarios)
         .unwrap()

@@ -206,7 +206,7 @@ function resolveOffsets(ref, offsets) {
     const list = alias(offsets, m[1], 'offset')
     if (m[2] === undefined) return list
     const i = Number(m[2])
-    if (i >= list.length) throw new StepFailure(`${r} out of range (${list.length} offsets)`)
+    if (i >= list.length) throw new StepFailure(`offset reference ${JSON.stringify(r)}: alias ${JSON.stringify(m[1])} holds ${list.length} offsets`)
     return [list[i]]
   }
   return Array.isArray(ref) ? ref.flatMap(one) : one(ref)
@@ -278,9 +278,6 @@ async function expectEvents(s, sub, stepMs) {
   }
 }
 
-function eqBytes(got, want, what) {
-  if (!Buffer.isBuffer(got) || !got.equals(want)) throw new StepFailure(`${what}: got ${show(got)}, expected ${show(want)}`)
-}
 
 async function runStep(ctx) {
   const { step: s, ns, clients, subs, offsets, versions } = ctx
@@ -354,8 +351,10 @@ async function runStep(ctx) {
         const desc = msgs.map((m) => `${show(m.payload)}#${m.attempt}`).join(', ')
         if (msgs.length !== s.expect.length) throw new StepFailure(`pulled ${msgs.length} messages, expected ${s.expect.length}: [${desc}]`)
         s.expect.forEach((w, i) => {
-          eqBytes(msgs[i].payload, payload(w.payload), `message ${i}`)
-          if (w.attempt !== undefined && w.attempt !== msgs[i].attempt) throw new StepFailure(`message ${i}: attempt ${msgs[i].attempt}, expected ${w.attempt}`)
+          const p = payload(w.payload)
+          if (!Buffer.isBuffer(msgs[i].payload) || !msgs[i].payload.equals(p) || (w.attempt !== undefined && w.attempt !== msgs[i].attempt)) {
+            throw new StepFailure(`message ${i} is ${show(msgs[i].payload)} attempt ${msgs[i].attempt}, expected ${show(p)} attempt ${w.attempt ?? '*'}; pulled [${desc}]`)
+          }
         })
       }
       if (s.as) offsets.set(s.as, msgs.map((m) => m.offset))
@@ -370,7 +369,7 @@ async function runStep(ctx) {
         s.op === 'queue_ack' ? c.ack(o) : s.op === 'queue_nack' ? c.nack(o, { delayMs: s.delay_ms ?? 0 }) : c.redrive(o),
       )
       if (!r.failed && s.expect_count !== undefined && r.result !== s.expect_count) {
-        throw new StepFailure(`count ${r.result}, expected ${s.expect_count}`)
+        throw new StepFailure(`count is ${r.result}, expected ${s.expect_count}`)
       }
       return
     }
@@ -381,9 +380,11 @@ async function runStep(ctx) {
       if (!s.expect) throw new StepFailure('dead_letters needs expect')
       if (dls.length !== s.expect.length) throw new StepFailure(`got ${dls.length} dead letters, expected ${s.expect.length}`)
       s.expect.forEach((w, i) => {
-        eqBytes(dls[i].payload, payload(w.payload), `dead letter ${i}`)
-        if (w.attempts !== undefined && w.attempts !== dls[i].attempts) throw new StepFailure(`dead letter ${i}: attempts ${dls[i].attempts}, expected ${w.attempts}`)
-        if (w.reason !== undefined && w.reason !== dls[i].reason) throw new StepFailure(`dead letter ${i}: reason ${dls[i].reason}, expected ${w.reason}`)
+        const d = dls[i]
+        const p = payload(w.payload)
+        if (!Buffer.isBuffer(d.payload) || !d.payload.equals(p) || (w.attempts !== undefined && w.attempts !== d.attempts) || (w.reason !== undefined && w.reason !== d.reason)) {
+          throw new StepFailure(`dead letter ${i} does not match ${JSON.stringify(w)}; got ${show(d.payload)} attempts ${d.attempts} reason ${d.reason}`)
+        }
       })
       if (s.as) offsets.set(s.as, dls.map((d) => d.offset))
       return
@@ -403,10 +404,11 @@ async function runStep(ctx) {
       if (!('expect' in s)) throw new StepFailure('cache_get needs expect')
       const e = r.result
       if (s.expect === null) {
-        if (e !== null) throw new StepFailure(`expected a miss, got ${show(e.value)}`)
+        if (e !== null) throw new StepFailure(`got ${show(e.value)} (version ${e.version}), expected a miss`)
       } else {
-        if (e === null) throw new StepFailure(`expected ${show(payload(s.expect))}, got a miss`)
-        eqBytes(e.value, payload(s.expect), 'value')
+        const want = payload(s.expect)
+        if (e === null) throw new StepFailure(`got a miss, expected ${show(want)}`)
+        if (!e.value.equals(want)) throw new StepFailure(`got ${show(e.value)} (version ${e.version}), expected ${show(want)}`)
       }
       if ((s.expect_version || s.as) && e === null) throw new StepFailure('expect_version and as need a hit')
       if (s.expect_version) checkVersion(e.version, s.expect_version, versions)
@@ -416,7 +418,7 @@ async function runStep(ctx) {
     case 'cache_delete': {
       const r = await call(s, () => client().cacheDelete(ns_, s.cache, s.key))
       if (!r.failed && s.expect_existed !== undefined && r.result !== s.expect_existed) {
-        throw new StepFailure(`existed ${r.result}, expected ${s.expect_existed}`)
+        throw new StepFailure(`delete reported existed = ${r.result}, expected ${s.expect_existed}`)
       }
       return
     }
@@ -427,11 +429,10 @@ async function runStep(ctx) {
       if (r.result.length !== s.expect.length) throw new StepFailure(`got ${r.result.length} results, expected ${s.expect.length}`)
       s.expect.forEach((w, i) => {
         const got = r.result[i]
-        if (w === null) {
-          if (got !== null) throw new StepFailure(`key ${s.keys[i]}: expected a miss, got ${show(got.value)}`)
-        } else {
-          if (got === null) throw new StepFailure(`key ${s.keys[i]}: expected ${show(payload(w))}, got a miss`)
-          eqBytes(got.value, payload(w), `key ${s.keys[i]}`)
+        const want = w === null ? null : payload(w)
+        if (want === null ? got !== null : got === null || !got.value.equals(want)) {
+          const shown = (b) => (b === null ? 'a miss' : show(b))
+          throw new StepFailure(`key ${JSON.stringify(s.keys[i])}: got ${shown(got && got.value)}, expected ${shown(want)}`)
         }
       })
       return
@@ -441,7 +442,7 @@ async function runStep(ctx) {
       for (;;) {
         const r = await call(s, () => client().cacheGet(ns_, s.cache, s.key))
         if (r.failed || r.result === null) return
-        if (Date.now() > end) throw new StepFailure(`still a hit after ${s.timeout_ms} ms`)
+        if (Date.now() > end) throw new StepFailure(`${JSON.stringify(s.key)} still holds ${show(r.result)} after ${s.timeout_ms} ms`)
         await new Promise((res) => setTimeout(res, 20))
       }
     }

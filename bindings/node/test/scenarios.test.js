@@ -84,3 +84,39 @@ test('the runner fails each wrong scenario at the right step, for the right reas
   }
   assert.deepEqual(wrong, [], `the runner misjudged ${wrong.length} of ${cases.length} cases:\n  ${wrong.join('\n  ')}`)
 })
+
+// The shared self-check every language's runner runs (the Rust
+// runner_fails_every_shared_wrong_scenario): each scenario of tests/scenarios/wrong/ must fail
+// at the step, and with a reason containing the text, that wrong/failures.json gives (step
+// null: before any step). A file in failures.json's exceptions.node is one this runner cannot
+// see as wrong (with the reason): it must then pass, so the list never keeps a stale entry.
+test('the runner fails every shared wrong scenario of tests/scenarios/wrong as failures.json says', async () => {
+  const sharedDir = path.join(dir, 'wrong')
+  const { failures, exceptions = {} } = JSON.parse(fs.readFileSync(path.join(sharedDir, 'failures.json'), 'utf8'))
+  const files = fs.readdirSync(sharedDir).filter((f) => f.endsWith('.json') && f !== 'failures.json').sort()
+  const stems = files.map((f) => path.basename(f, '.json'))
+  assert.deepEqual(stems, Object.keys(failures).sort(), 'wrong/*.json and failures.json differ')
+  assert.ok(files.length >= 40, `only ${files.length} wrong scenarios`)
+  const excused = exceptions.node ?? {}
+  for (const [stem, why] of Object.entries(excused)) {
+    assert.ok(stem in failures && typeof why === 'string' && why, `exceptions.node.${stem}: no such wrong scenario, or no reason`)
+  }
+  const wrong = []
+  for (const [i, stem] of stems.entries()) {
+    const want = failures[stem]
+    const doc = JSON.parse(fs.readFileSync(path.join(sharedDir, `${stem}.json`), 'utf8'))
+    // dir: the folder of schema.json, which wrong/ shares with the scenarios.
+    const failure = await runDoc(doc, stem, { addr: broker.addr, ca: broker.ca, index: 4000 + i, dir })
+    const got = failure && `step ${failure.index} (${failure.op}): ${failure.reason}`
+    if (stem in excused) {
+      if (failure) wrong.push(`${stem} is in exceptions.node (${excused[stem]}) but failed: ${got}; remove the exception`)
+      continue
+    }
+    const step = want.step === null ? -1 : want.step
+    if (!failure) wrong.push(`${stem} passed; must fail at step ${want.step}: ${want.reason}`)
+    else if ((want.step !== null && failure.index !== step) || !failure.reason.includes(want.reason)) {
+      wrong.push(`${stem} must fail at step ${want.step} with "${want.reason}", ${got}`)
+    }
+  }
+  assert.deepEqual(wrong, [], `the runner misjudged ${wrong.length} of ${files.length} shared wrong scenarios:\n  ${wrong.join('\n  ')}`)
+})

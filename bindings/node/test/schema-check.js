@@ -77,7 +77,7 @@ class SchemaChecker {
     if (s === true) return []
     if (s === false) return [`${where(path)} is not allowed`]
     const out = []
-    if (s.$ref) out.push(...this.errors(v, this.resolve(s.$ref), path))
+    if (s.$ref) out.push(...this.named(s.$ref, this.errors(v, this.resolve(s.$ref), path), path))
     if (s.type !== undefined) {
       const types = Array.isArray(s.type) ? s.type : [s.type]
       if (!types.some((t) => hasType(v, t))) return [...out, `${where(path)} must be ${types.join(' or ')}, got ${JSON.stringify(v)}`]
@@ -123,6 +123,25 @@ class SchemaChecker {
       if (branch !== undefined) out.push(...this.errors(v, branch, path))
     }
     return out
+  }
+
+  /**
+   * The reasons a value breaks the definition `ref`, in the Rust reference runner's words for
+   * the two definitions whose reasons the shared wrong scenarios check
+   * (tests/scenarios/wrong/failures.json): a payload, and a version relation.
+   */
+  named(ref, reasons, path) {
+    if (reasons.length === 0) return reasons
+    if (ref === '#/$defs/payload') {
+      const none = `${where(path)} fits none of its allowed forms: `
+      const why = reasons.map((r) => (r.startsWith(none) ? r.slice(none.length) : r)).join('; ')
+      return [`${where(path)} must be a string, {"b64": ...} or {"repeat": ..., "count": n}: ${why}`]
+    }
+    if (ref === '#/$defs/version_relation') {
+      const key = `${where(path)} does not take key `
+      return reasons.map((r) => (r.startsWith(key) ? `unknown version relation ${r.slice(key.length)}` : r))
+    }
+    return reasons
   }
 
   /** One message for "no alternative matched", naming the closest alternatives' reasons. */

@@ -595,3 +595,48 @@ fn a_put_that_cannot_fit_even_after_evicting_leaves_the_shard_as_it_was() {
         "the shard's entry was evicted for nothing"
     );
 }
+
+/// The exact boundaries of an overwrite's budget accounting: a value of the same size with
+/// the broker budget full to the byte takes nothing and evicts nothing; one byte smaller gives
+/// back exactly one byte; one byte larger takes exactly one (and with the budget full, evicts
+/// the least recently used other entry to find it, never the entry being overwritten).
+#[test]
+fn overwrite_of_equal_smaller_and_larger_size_moves_the_budget_by_the_difference() {
+    use crate::budget::MemoryBudget;
+    let one = ENTRY_OVERHEAD + 1 + 100;
+    let budget = MemoryBudget::new(2 * one);
+    let c = Cache::with_budget(
+        CacheConfig {
+            shards: 1,
+            ..CacheConfig::default()
+        },
+        budget.clone(),
+    );
+    let now = Instant::now();
+    let v = |n: usize| Bytes::from(vec![1u8; n]);
+    c.put("a", v(100), None, PutCondition::Always, now).unwrap();
+    c.put("b", v(100), None, PutCondition::Always, now).unwrap();
+    assert_eq!(budget.used(), budget.limit(), "full to the byte");
+    // Same size: fits in what "b" already holds.
+    c.put("b", v(100), None, PutCondition::Always, now).unwrap();
+    assert_eq!(budget.used(), 2 * one);
+    assert_eq!(c.stats().evictions, 0);
+    assert!(
+        c.get("a", now).is_some(),
+        "an equal-size overwrite evicts nothing"
+    );
+    // One byte smaller gives back exactly one byte.
+    c.put("b", v(99), None, PutCondition::Always, now).unwrap();
+    assert_eq!(budget.used(), 2 * one - 1);
+    assert_eq!(budget.used(), c.stats().bytes);
+    // Back to 100: the one free byte is exactly enough, nothing is evicted.
+    c.put("b", v(100), None, PutCondition::Always, now).unwrap();
+    assert_eq!(budget.used(), 2 * one);
+    assert_eq!(c.stats().evictions, 0);
+    // One byte more than that: the budget is full, so "a" (not "b") makes room.
+    c.put("b", v(101), None, PutCondition::Always, now).unwrap();
+    assert_eq!(c.get("a", now), None);
+    assert_eq!(c.get("b", now).map(|e| e.value.len()), Some(101));
+    assert_eq!(budget.used(), one + 1);
+    assert_eq!(budget.used(), c.stats().bytes);
+}
