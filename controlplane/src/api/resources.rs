@@ -471,15 +471,56 @@ macro_rules! in_tenant {
 
 macro_rules! in_ns {
     ($kind:expr) => {
-        get(|State(st): S, Path((t, ns, name)): Path<(String, String, String)>| async move {
-            get_item(&st, $kind, Loc { tenant: Some(t), ns: Some(ns), name }).await
-        })
-        .put(|State(st): S, Path((t, ns, name)): Path<(String, String, String)>, h: HeaderMap, JsonBody(b): JsonBody<Value>| async move {
-            put_item(&st, $kind, Loc { tenant: Some(t), ns: Some(ns), name }, &h, b).await
-        })
-        .delete(|State(st): S, Path((t, ns, name)): Path<(String, String, String)>, h: HeaderMap| async move {
-            delete_item(&st, $kind, Loc { tenant: Some(t), ns: Some(ns), name }, &h).await
-        })
+        get(
+            move |State(st): S, Path((t, ns, name)): Path<(String, String, String)>| async move {
+                get_item(
+                    &st,
+                    $kind,
+                    Loc {
+                        tenant: Some(t),
+                        ns: Some(ns),
+                        name,
+                    },
+                )
+                .await
+            },
+        )
+        .put(
+            move |State(st): S,
+                  Path((t, ns, name)): Path<(String, String, String)>,
+                  h: HeaderMap,
+                  JsonBody(b): JsonBody<Value>| async move {
+                put_item(
+                    &st,
+                    $kind,
+                    Loc {
+                        tenant: Some(t),
+                        ns: Some(ns),
+                        name,
+                    },
+                    &h,
+                    b,
+                )
+                .await
+            },
+        )
+        .delete(
+            move |State(st): S,
+                  Path((t, ns, name)): Path<(String, String, String)>,
+                  h: HeaderMap| async move {
+                delete_item(
+                    &st,
+                    $kind,
+                    Loc {
+                        tenant: Some(t),
+                        ns: Some(ns),
+                        name,
+                    },
+                    &h,
+                )
+                .await
+            },
+        )
     };
 }
 
@@ -533,7 +574,7 @@ async fn delete_quotas(State(st): S, Path(t): Path<String>) -> Result<Response, 
 
 /// The resource routes (all admin).
 pub fn routes() -> Router<AppState> {
-    Router::new()
+    let mut router = Router::new()
         .route(
             "/v1/tenants",
             get(|State(st): S| async move { list_items(&st, Kind::Tenant, None, None).await }),
@@ -569,41 +610,24 @@ pub fn routes() -> Router<AppState> {
         .route(
             "/v1/tenants/{tenant}/quotas",
             get(get_quotas).put(put_quotas).delete(delete_quotas),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{ns}/streams",
-            get(
-                |State(st): S, Path((t, ns)): Path<(String, String)>| async move {
-                    list_items(&st, Kind::Stream, Some(t), Some(ns)).await
-                },
-            ),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{ns}/streams/{name}",
-            in_ns!(Kind::Stream),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{ns}/caches",
-            get(
-                |State(st): S, Path((t, ns)): Path<(String, String)>| async move {
-                    list_items(&st, Kind::Cache, Some(t), Some(ns)).await
-                },
-            ),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{ns}/caches/{name}",
-            in_ns!(Kind::Cache),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{ns}/groups",
-            get(
-                |State(st): S, Path((t, ns)): Path<(String, String)>| async move {
-                    list_items(&st, Kind::Group, Some(t), Some(ns)).await
-                },
-            ),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{ns}/groups/{name}",
-            in_ns!(Kind::Group),
-        )
+        );
+    // Definitions inside a namespace: the same list / get / put / delete for each kind.
+    for (kind, plural) in [
+        (Kind::Stream, "streams"),
+        (Kind::Cache, "caches"),
+        (Kind::Group, "groups"),
+    ] {
+        let base = format!("/v1/tenants/{{tenant}}/namespaces/{{ns}}/{plural}");
+        router = router
+            .route(
+                &base,
+                get(
+                    move |State(st): S, Path((t, ns)): Path<(String, String)>| async move {
+                        list_items(&st, kind, Some(t), Some(ns)).await
+                    },
+                ),
+            )
+            .route(&format!("{base}/{{name}}"), in_ns!(kind));
+    }
+    router
 }
