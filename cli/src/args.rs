@@ -182,6 +182,10 @@ Examples:
 
     /// Measure round trips to the broker.
     Ping(PingArgs),
+
+    /// Administer the control plane: tenants, namespaces, definitions, roles, issuers,
+    /// quotas, signing keys and revocations.
+    Admin(crate::commands::admin::AdminArgs),
 }
 
 /// `felix pub`.
