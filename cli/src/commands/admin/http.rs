@@ -14,7 +14,7 @@ use ureq::http::{Method, Request};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::{AdminOpts, EXIT_REFUSED};
-use crate::output::{Failure, EXIT_UNAVAILABLE};
+use crate::output::{warn, Failure, EXIT_UNAVAILABLE};
 
 /// Largest answer read: lists of a big deployment fit; a runaway answer does not fill memory.
 pub const MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
@@ -46,6 +46,12 @@ impl Api {
             )));
         }
         let token = read_token(o.admin_token_file.as_deref())?;
+        if token.is_some() && base.starts_with("http://") && !is_loopback(&base) {
+            warn(format_args!(
+                "sending the admin token over plain http to {base}: anyone on the path can \
+                 read it (use https)"
+            ));
+        }
         let mut tls = TlsConfig::builder();
         if let Some(ca) = &o.ca_file {
             tls = tls.root_certs(RootCerts::Specific(Arc::new(read_ca(ca)?)));
@@ -141,12 +147,29 @@ fn transport(method: &Method, url: &str, e: ureq::Error) -> Failure {
     Failure::new(code, format!("{method} {url}: {e}"), EXIT_UNAVAILABLE)
 }
 
+/// Whether a URL's host is the loopback interface (plain http stays on this machine).
+fn is_loopback(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or_default();
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or_default(),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// The admin token: the first non-empty line of the file, else the environment, else none
 /// (a dev control plane has an open admin API).
 fn read_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
     let (text, from) = match file {
         Some(p) => match std::fs::read_to_string(p) {
-            Ok(t) => (t, format!("admin token file {}", p.display())),
+            Ok(t) => {
+                warn_if_shared(p);
+                (t, format!("admin token file {}", p.display()))
+            }
             Err(e) => {
                 return Err(Failure::usage(format!(
                     "cannot read admin token file {}: {e}",
@@ -168,6 +191,24 @@ fn read_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
         None => Err(Failure::usage(format!("{from} is empty"))),
     }
 }
+
+/// A token file others can read is a leaked token: say so (the control plane refuses such a
+/// file for itself; a client's copy is the operator's business, so only a warning).
+#[cfg(unix)]
+fn warn_if_shared(p: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(m) = std::fs::metadata(p) {
+        if m.permissions().mode() & 0o077 != 0 {
+            warn(format_args!(
+                "admin token file {} is readable by group or others (chmod 600 it)",
+                p.display()
+            ));
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &Path) {}
 
 /// Every certificate of a PEM file.
 fn read_ca(path: &Path) -> Result<Vec<Certificate<'static>>, Failure> {
@@ -210,6 +251,15 @@ pub fn seg(name: &str) -> Result<String, Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn loopback_hosts() {
+        assert!(is_loopback("http://127.0.0.1:7700"));
+        assert!(is_loopback("http://localhost/x"));
+        assert!(is_loopback("http://[::1]:7700"));
+        assert!(!is_loopback("http://cp.example.com:7700"));
+        assert!(!is_loopback("http://127.0.0.1.evil.com"));
+    }
 
     #[test]
     fn segments_cannot_escape_the_path() {
