@@ -17,6 +17,7 @@ Exit status:
   3    the broker is unavailable, overloaded or did not answer in time (retry later)
   4    any other error reported by the broker or the client
 Errors are printed to stderr as `error[<code>]: <message>`.
+`felix admin` exits 1 when the control plane refuses (see `felix admin --help`).
 
 Examples:
   felix pub orders hello world

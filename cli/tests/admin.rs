@@ -570,3 +570,89 @@ fn production_control_plane_needs_the_admin_token_which_is_never_shown() {
     assert_eq!(r.code, 2, "a token flag must not exist");
     assert!(!r.stderr.contains(TOKEN), "{}", r.stderr);
 }
+
+/// A loopback HTTP server answering every request with `head` and then `body_len` bytes of
+/// `x` (a hostile or misconfigured server, not a control plane).
+fn serve_fixed(head: String, body_len: usize) -> String {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { return };
+            let head = head.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = c.write_all(head.as_bytes());
+                let chunk = vec![b'x'; 64 * 1024];
+                let mut left = body_len;
+                while left > 0 {
+                    let n = left.min(chunk.len());
+                    if c.write_all(&chunk[..n]).is_err() {
+                        return;
+                    }
+                    left -= n;
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn redirects_are_not_followed_and_answers_are_bounded() {
+    // A redirect would carry the bearer token to another host: it is reported, not followed.
+    let u = serve_fixed(
+        "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://127.0.0.1:1/v1/tenants\r\n\
+         Content-Length: 0\r\n\r\n"
+            .into(),
+        0,
+    );
+    let r = felix(
+        &["admin", "--controlplane", &u, "tenant", "list"],
+        &[("FELIX_ADMIN_TOKEN", TOKEN)],
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("error[http_307]"), "{}", r.stderr);
+    assert!(!r.stderr.contains(TOKEN), "{}", r.stderr);
+
+    // An error answer that is not the API's JSON: the status is reported, exit 1.
+    let body = "<html>bad gateway</html>";
+    let u = serve_fixed(
+        format!(
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+        0,
+    );
+    let r = admin(&u, &["tenant", "list"]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("error[http_502]") && r.stderr.contains("bad gateway"),
+        "{}",
+        r.stderr
+    );
+
+    // A 9 MiB answer is cut at 8 MiB and refused.
+    let big = 9 * 1024 * 1024;
+    let u = serve_fixed(
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {big}\r\n\r\n"
+        ),
+        big,
+    );
+    let r = admin(&u, &["tenant", "list"]);
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("error[response_too_large]"),
+        "{}",
+        r.stderr
+    );
+}

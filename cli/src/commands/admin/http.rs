@@ -14,7 +14,7 @@ use ureq::http::{Method, Request};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 
 use super::{AdminOpts, EXIT_REFUSED};
-use crate::output::{warn, Failure, EXIT_UNAVAILABLE};
+use crate::output::{warn, Failure, EXIT_OTHER, EXIT_UNAVAILABLE};
 
 /// Largest answer read: lists of a big deployment fit; a runaway answer does not fill memory.
 pub const MAX_RESPONSE_BYTES: u64 = 8 * 1024 * 1024;
@@ -30,7 +30,7 @@ pub struct Api {
     token: Option<String>,
 }
 
-/// An answer below 400: status and JSON body (`Null` for 204).
+/// A 2xx answer: status and JSON body (`Null` for 204).
 pub struct Reply {
     pub status: u16,
     pub body: Value,
@@ -103,7 +103,8 @@ impl Api {
             .read_to_vec()
             .map_err(|e| transport(&method, &url, e))?;
         let parsed: Option<Value> = serde_json::from_slice(&raw).ok();
-        if status >= 400 {
+        // With redirects off a 3xx comes back as it is: not a success.
+        if status >= 300 {
             return Err(api_error(status, parsed, &raw));
         }
         Ok(Reply {
@@ -138,13 +139,14 @@ fn api_error(status: u16, body: Option<Value>, raw: &[u8]) -> Failure {
 }
 
 /// The control plane could not be reached or did not answer in time: exit 3, retrying may
-/// help.
+/// help. An answer over [`MAX_RESPONSE_BYTES`] is not something a retry fixes: exit 4.
 fn transport(method: &Method, url: &str, e: ureq::Error) -> Failure {
-    let code = match e {
-        ureq::Error::Timeout(_) => "timeout",
-        _ => "unavailable",
+    let (code, exit) = match e {
+        ureq::Error::Timeout(_) => ("timeout", EXIT_UNAVAILABLE),
+        ureq::Error::BodyExceedsLimit(_) => ("response_too_large", EXIT_OTHER),
+        _ => ("unavailable", EXIT_UNAVAILABLE),
     };
-    Failure::new(code, format!("{method} {url}: {e}"), EXIT_UNAVAILABLE)
+    Failure::new(code, format!("{method} {url}: {e}"), exit)
 }
 
 /// Whether a URL's host is the loopback interface (plain http stays on this machine).
