@@ -656,3 +656,64 @@ fn redirects_are_not_followed_and_answers_are_bounded() {
         r.stderr
     );
 }
+
+#[test]
+fn quotas_key_rotation_and_revocations() {
+    let cp = Cp::start(&[]);
+    let u = cp.url.as_str();
+    admin(u, &["tenant", "create", "acme"]).ok();
+
+    admin(
+        u,
+        &[
+            "quota",
+            "set",
+            "acme",
+            "--max-connections",
+            "5",
+            "--queue-depth",
+            "100",
+        ],
+    )
+    .ok();
+    let q = admin(u, &["quota", "get", "acme", "--json"]).ok().json();
+    assert_eq!(
+        (q["max_connections"].as_u64(), q["queue_depth"].as_u64()),
+        (Some(5), Some(100))
+    );
+    let r = admin(u, &["quota", "get", "acme"]).ok();
+    assert!(r.stdout.contains("max_connections: 5"), "{}", r.stdout);
+
+    let before = admin(u, &["keys", "list", "--json"]).ok().json();
+    let old: Vec<Value> = before["keys"].as_array().unwrap().clone();
+    assert_eq!(old.len(), 1, "{before}");
+    let r = admin(u, &["keys", "rotate"]).ok();
+    assert!(r.stdout.starts_with("rotated: "), "{}", r.stdout);
+    let after = admin(u, &["keys", "list", "--json"]).ok().json();
+    let keys = after["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 2, "{after}");
+    let retired = keys.iter().find(|k| k["kid"] == old[0]["kid"]).unwrap();
+    assert!(
+        retired["retired_s"].is_u64(),
+        "the old key is retired: {after}"
+    );
+
+    let r = admin(u, &["revoke", "--subject", "acme/alice", "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["subjects"][0]["sub"], "alice");
+    let r = admin(
+        u,
+        &["revoke", "--jti", "j-1", "--exp", "99999999999", "--json"],
+    )
+    .ok()
+    .json();
+    assert_eq!(r["jtis"][0]["jti"], "j-1");
+    // Neither or a malformed subject: usage.
+    assert_eq!(admin(u, &["revoke"]).code, 2);
+    assert_eq!(admin(u, &["revoke", "--subject", "alice"]).code, 2);
+    assert_eq!(
+        admin(u, &["revoke", "--jti", "a", "--subject", "t/s"]).code,
+        2
+    );
+}
