@@ -17,6 +17,7 @@ Exit status:
   3    the broker is unavailable, overloaded or did not answer in time (retry later)
   4    any other error reported by the broker or the client
 Errors are printed to stderr as `error[<code>]: <message>`.
+`felix admin` exits 1 when the control plane refuses (see `felix admin --help`).
 
 Examples:
   felix pub orders hello world
@@ -182,6 +183,10 @@ Examples:
 
     /// Measure round trips to the broker.
     Ping(PingArgs),
+
+    /// Administer the control plane: tenants, namespaces, definitions, roles, issuers,
+    /// quotas, signing keys and revocations.
+    Admin(crate::commands::admin::AdminArgs),
 }
 
 /// `felix pub`.

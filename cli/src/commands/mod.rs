@@ -1,6 +1,7 @@
 //! Running a parsed command: the connection context shared by every subcommand, and the
 //! dispatch to the stream, queue, cache and ping commands.
 
+pub mod admin;
 mod cache;
 mod ping;
 mod queue;
@@ -110,6 +111,7 @@ async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), Failure> {
         Command::Queue(c) => queue::run(ctx, c).await,
         Command::Cache(c) => cache::run(ctx, c).await,
         Command::Ping(a) => ping::run(ctx, a).await,
+        Command::Admin(a) => admin::run(ctx, a).await,
     }
 }
 
