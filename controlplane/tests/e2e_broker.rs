@@ -9,7 +9,7 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,28 +20,9 @@ use serde_json::json;
 const ADMIN: &str = "e2e-admin-token-0123456789";
 const READER: &str = "e2e-broker-read-token-0123456789";
 
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/e2e_broker-*`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
 /// The broker binary of this checkout: built now, so a stale one is never tested.
 fn broker_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FELIX_BROKER_BIN") {
-        return PathBuf::from(p);
-    }
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["build", "-q", "-p", "felix-broker"])
-        .current_dir(repo_root());
-    if profile_dir().ends_with("release") {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "cargo build -p felix-broker"
-    );
-    profile_dir().join("felix-broker")
+    felix_test_support::workspace_bin("felix-broker", "felix-broker", "FELIX_BROKER_BIN")
 }
 
 fn free_udp() -> u16 {

@@ -2,7 +2,7 @@
 //! deadline, and a hostile loopback HTTP server.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -15,50 +15,13 @@ pub const DEADLINE: Duration = Duration::from_secs(30);
 /// The production control plane's admin token.
 pub const TOKEN: &str = "cli-test-admin-token-5f1e2d3c4b5a6978";
 
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/admin-*`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-/// The control-plane binary, rebuilt by cargo when its sources changed.
+/// The control-plane binary of this checkout, built now (never a stale one).
 fn controlplane_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("FELIX_CONTROLPLANE_BIN") {
-        return PathBuf::from(p);
-    }
-    static BUILT: std::sync::Once = std::sync::Once::new();
-    BUILT.call_once(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-            .args(["build", "-p", "felix-controlplane"]);
-        // The variables cargo sets for this test binary must not reach the inner build: some
-        // build scripts (ring) rerun when CARGO_MANIFEST_DIR changes, so they would rebuild
-        // half the dependency tree here and again at the next plain `cargo build`.
-        for (k, _) in std::env::vars_os() {
-            let k = k.to_string_lossy();
-            if [
-                "CARGO_PKG_",
-                "CARGO_MANIFEST_",
-                "CARGO_BIN_",
-                "CARGO_CRATE_",
-            ]
-            .iter()
-            .any(|p| k.starts_with(p))
-                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
-            {
-                cmd.env_remove(&*k);
-            }
-        }
-        if profile_dir().ends_with("release") {
-            cmd.arg("--release");
-        }
-        assert!(
-            cmd.status().unwrap().success(),
-            "cargo build -p felix-controlplane failed"
-        );
-    });
-    profile_dir().join("felix-controlplane")
+    felix_test_support::workspace_bin(
+        "felix-controlplane",
+        "felix-controlplane",
+        "FELIX_CONTROLPLANE_BIN",
+    )
 }
 
 /// A running control plane; killed on drop.
