@@ -477,6 +477,28 @@ fn quotas_key_rotation_and_revocations() {
         retired["retired_s"].is_u64(),
         "the old key is retired: {after}"
     );
+    // The new key is published ahead of use; deleting it cancels that rotation, and an
+    // immediate rotation then switches at once.
+    let pending = keys.iter().find(|k| k["kid"] != old[0]["kid"]).unwrap();
+    let pending = pending["kid"].as_str().unwrap().to_owned();
+    let r = admin(u, &["keys", "delete", &pending]).ok();
+    assert!(
+        r.stdout.contains(&format!("deleted key {pending}")),
+        "{}",
+        r.stdout
+    );
+    let listed = admin(u, &["keys", "list", "--json"]).ok().json();
+    assert!(
+        listed["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["kid"] != pending.as_str()),
+        "{listed}"
+    );
+    let r = admin(u, &["keys", "rotate", "--immediate"]).ok();
+    assert!(r.stdout.starts_with("rotated: "), "{}", r.stdout);
+    assert_eq!(admin(u, &["keys", "delete", "no-such-kid"]).code, 1);
 
     let r = admin(u, &["revoke", "--subject", "acme/alice", "--json"])
         .ok()

@@ -60,8 +60,20 @@ pub struct QuotaLimits {
 pub enum KeysCmd {
     /// List signing keys (kids and times; never private material).
     List,
-    /// Make a new signing key current; the previous one stays published for the overlap.
-    Rotate,
+    /// Publish a new signing key; it signs after the control plane's propagation delay (so
+    /// brokers know it first), and the previous one stays published for the overlap.
+    Rotate {
+        /// Sign with the new key at once (emergency: brokers refuse its tokens until they
+        /// poll the JWKS again).
+        #[arg(long)]
+        immediate: bool,
+    },
+    /// Drop a (compromised) key at once: it leaves the JWKS, and a fresh key replaces it if it
+    /// was signing.
+    Delete {
+        /// The key id (`felix admin keys list`).
+        kid: String,
+    },
 }
 
 /// `felix admin revoke`.
@@ -126,10 +138,28 @@ pub fn quota(api: &Api, c: QuotaCmd) -> Result<Emit, Failure> {
 pub fn keys(api: &Api, c: KeysCmd) -> Result<Emit, Failure> {
     let r = match c {
         KeysCmd::List => api.call(Method::GET, "/v1/keys", None, None)?,
-        KeysCmd::Rotate => api.call(Method::POST, "/v1/keys/rotate", Some(&json!({})), None)?,
+        KeysCmd::Rotate { immediate } => {
+            let path = if immediate {
+                "/v1/keys/rotate?immediate=true"
+            } else {
+                "/v1/keys/rotate"
+            };
+            api.call(Method::POST, path, Some(&json!({})), None)?
+        }
+        KeysCmd::Delete { kid } => {
+            let path = format!("/v1/keys/{}", seg(&kid)?);
+            let r = api.call(Method::DELETE, &path, None, None)?;
+            return Ok(Emit {
+                text: format!("deleted key {kid}"),
+                json: r.body,
+            });
+        }
     };
     let mut text = match r.body["kid"].as_str() {
-        Some(kid) => format!("rotated: {kid} is the current key\n"),
+        Some(kid) => match r.body["signs_from_s"].as_u64() {
+            Some(t) => format!("rotated: {kid} signs from {t} (published now)\n"),
+            None => format!("rotated: {kid} is the current key\n"),
+        },
         None => String::new(),
     };
     text.push_str("KID                               CREATED     RETIRED     UNPUBLISH");
