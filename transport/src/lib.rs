@@ -58,7 +58,7 @@ pub use endpoint::{
     server_endpoint, server_endpoint_with_reset_key, ClientOptions, V1_CLIENT_CONNECT_STREAMS,
 };
 pub use error::TransportError;
-pub use tls::{ClientTls, ServerTls};
+pub use tls::{ClientCertFiles, ClientTls, ServerTls};
 
 pub use quinn;
 
