@@ -47,6 +47,16 @@ impl TokenSource {
         TokenSource::Callback(Arc::new(f))
     }
 
+    /// Fetches one token now, blocking (for a tool that stores it, such as `felix login`; a
+    /// client fetches on its own). `tenant` is the default exchange audience.
+    pub fn fetch_blocking(&self, tenant: &str) -> Result<FetchedToken> {
+        let f = fetch(self, tenant)?;
+        Ok(FetchedToken {
+            token: f.token.to_string(),
+            expires_at: f.exp_ms.map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
+        })
+    }
+
     /// Whether the token can change (and so needs a refresh task).
     pub(crate) fn is_dynamic(&self) -> bool {
         !matches!(self, TokenSource::Static(_))
@@ -197,6 +207,34 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(millis)
         .unwrap_or(0)
+}
+
+/// A token fetched with [`TokenSource::fetch_blocking`]. `Debug` does not show it.
+#[derive(Clone)]
+pub struct FetchedToken {
+    token: String,
+    expires_at: Option<SystemTime>,
+}
+
+impl FetchedToken {
+    /// The bearer token.
+    pub fn secret(&self) -> &str {
+        &self.token
+    }
+
+    /// When it expires (its JWT `exp`, else the exchange reply's `expires_in`), if known.
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+}
+
+impl fmt::Debug for FetchedToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FetchedToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
 }
 
 /// A token just fetched.

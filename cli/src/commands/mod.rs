@@ -2,6 +2,7 @@
 //! dispatch to the stream, queue, cache and ping commands.
 
 mod cache;
+mod login;
 mod ping;
 mod queue;
 mod stream;
@@ -28,6 +29,11 @@ impl Ctx {
     /// The namespace every request names.
     pub fn namespace(&self) -> &str {
         &self.global.namespace
+    }
+
+    /// The tenant the command acts for.
+    pub fn tenant(&self) -> &str {
+        &self.global.tenant
     }
 
     /// The broker addresses, as given.
@@ -66,6 +72,9 @@ impl Ctx {
     }
 }
 
+/// The `--tenant` default (see `args`).
+const DEFAULT_TENANT: &str = "default";
+
 /// The client configuration for the global options. One connection with one request stream:
 /// a CLI needs no parallelism, and a single ordered stream lets a final round trip confirm
 /// that unacknowledged publishes were received.
@@ -86,12 +95,19 @@ fn client_config(g: &GlobalArgs) -> Result<ClientConfig, Failure> {
         }
         Tls::CaFile(g.ca.clone())
     };
+    // No --token: the one `felix login` cached, for its tenant.
+    let (mut tenant, mut token) = (g.tenant.clone(), g.token.clone());
+    if token.is_none() {
+        if let Some(c) = login::token_for(&g.tenant, g.tenant == DEFAULT_TENANT)? {
+            (tenant, token) = (c.tenant, Some(c.token));
+        }
+    }
     let mut cfg = ClientConfig {
         addresses: g.addrs.clone(),
         server_name: g.server_name.clone(),
         tls,
-        tenant: g.tenant.clone(),
-        token: g.token.clone(),
+        tenant,
+        token,
         connections: 1,
         streams_per_connection: 1,
         ..ClientConfig::default()
@@ -110,6 +126,7 @@ async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), Failure> {
         Command::Queue(c) => queue::run(ctx, c).await,
         Command::Cache(c) => cache::run(ctx, c).await,
         Command::Ping(a) => ping::run(ctx, a).await,
+        Command::Login(a) => login::run(ctx, a).await,
     }
 }
 
