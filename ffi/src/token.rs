@@ -14,7 +14,8 @@ pub const FELIX_TOKEN_MAX_BYTES: usize = 16 * 1024;
 /// Writes a fresh token into `out` (`cap` bytes, `FELIX_TOKEN_MAX_BYTES`), stores its length in
 /// `*out_len` and returns `FELIX_STATUS_OK`; any other status fails the fetch (connect, or
 /// calls once the current token has expired, see `FelixConnectOptions`) with
-/// `FELIX_STATUS_UNAUTHORIZED`. Called on a library thread, never on the thread reading
+/// `FELIX_STATUS_UNAUTHORIZED`, whose message is what the callback wrote into `out` (UTF-8,
+/// `*out_len` bytes), if anything. Called on a library thread, never on the thread reading
 /// replies; it may block (read a file, ask a secrets manager), and may be called from several
 /// threads over the client's life (not concurrently for one client). May be NULL.
 pub type FelixTokenCallback = Option<
@@ -53,6 +54,9 @@ impl CCallback {
         // promised the callback is callable with its user data.
         let status = unsafe { (self.f)(self.user_data, buf.as_mut_ptr(), buf.len(), &mut len) };
         if status != FelixStatus::Ok {
+            if len > 0 && len <= buf.len() {
+                return Err(String::from_utf8_lossy(&buf[..len]).into_owned().into());
+            }
             // SAFETY: a static NUL-terminated string.
             let name = unsafe { std::ffi::CStr::from_ptr(felix_status_name(status)) };
             return Err(format!("returned {}", name.to_string_lossy()).into());
