@@ -217,7 +217,8 @@ typedef struct {
 // Writes a fresh token into `out` (`cap` bytes, `FELIX_TOKEN_MAX_BYTES`), stores its length in
 // `*out_len` and returns `FELIX_STATUS_OK`; any other status fails the fetch (connect, or
 // calls once the current token has expired, see `FelixConnectOptions`) with
-// `FELIX_STATUS_UNAUTHORIZED`. Called on a library thread, never on the thread reading
+// `FELIX_STATUS_UNAUTHORIZED`, whose message is what the callback wrote into `out` (UTF-8,
+// `*out_len` bytes), if anything. Called on a library thread, never on the thread reading
 // replies; it may block (read a file, ask a secrets manager), and may be called from several
 // threads over the client's life (not concurrently for one client). May be NULL.
 typedef FelixStatus (*FelixTokenCallback)(void *user_data, uint8_t *out, size_t cap, size_t *out_len);
