@@ -414,3 +414,58 @@ async fn an_unreachable_control_plane_is_unavailable() {
     .expect_err("no control plane");
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
 }
+
+/// Without `token_refresh`, a refresh replaces the connection; a subscription on it resumes on
+/// the new connection from its last offset: nothing published around the switch is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_survives_the_connection_replacement_of_a_refresh() {
+    let b = DevBroker::start("cb-sub").await;
+    let (source, _calls) = counted(|n| Ok(felix_jwt(3, &format!("jti-{n}"))));
+    let client = Client::connect(ClientConfig {
+        token_source: Some(source),
+        // The grace before the old connection is closed.
+        request_timeout: Duration::from_secs(1),
+        ..b.client_config()
+    })
+    .await
+    .unwrap();
+    let mut sub = client
+        .subscribe("ns", "events", felix_client::Start::Latest)
+        .await
+        .unwrap();
+    let mut sent = 0u32;
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // Publish and read until the connection was replaced and closed, then a bit more.
+    let mut after_retire = 0;
+    while after_retire < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "stuck: sent {sent}, got {}",
+            got.len()
+        );
+        if client
+            .publish("ns", "events", sent.to_string().into())
+            .await
+            .is_ok()
+        {
+            sent += 1;
+        }
+        while got.len() < sent as usize {
+            let ev = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("event within 10 s")
+                .expect("subscription open")
+                .expect("event, not an error");
+            got.push(String::from_utf8(ev.payload.to_vec()).unwrap());
+        }
+        if client.token_stats().retired_connections >= 1 {
+            after_retire += 1;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let want: Vec<String> = (0..sent).map(|i| i.to_string()).collect();
+    assert_eq!(got, want, "every event, in order, across the replacement");
+}
