@@ -53,7 +53,12 @@
 
 // Version of the C ABI described by this header. Bumped on every incompatible change; a
 // binding checks `felix_abi_version() == FELIX_ABI_VERSION` before its first call.
-#define FELIX_ABI_VERSION 1
+//
+// 2: `FelixConnectOptions` grew token sources (callback, exchange) and client certificates.
+#define FELIX_ABI_VERSION 2
+
+// Size of the buffer a `FelixTokenCallback` writes into: the longest token Felix accepts.
+#define FELIX_TOKEN_MAX_BYTES (16 * 1024)
 
 // Outcome of a call: 0 for success, otherwise the stable Felix error code.
 typedef enum {
@@ -212,6 +217,18 @@ typedef struct {
   size_t message_len;
 } FelixError;
 
+// Writes a fresh token into `out` (`cap` bytes, `FELIX_TOKEN_MAX_BYTES`), stores its length in
+// `*out_len` and returns `FELIX_STATUS_OK`; any other status fails the fetch (connect, or
+// calls once the current token has expired, see `FelixConnectOptions`) with
+// `FELIX_STATUS_UNAUTHORIZED`, whose message is what the callback wrote into `out` (UTF-8,
+// `*out_len` bytes), if anything. Called on a library thread, never on the thread reading
+// replies; it may block (read a file, ask a secrets manager), and may be called from several
+// threads over the client's life (not concurrently for one client). May be NULL.
+typedef FelixStatus (*FelixTokenCallback)(void *user_data, uint8_t *out, size_t cap, size_t *out_len);
+
+// Releases a callback's `user_data` once the library will not call it again. May be NULL.
+typedef void (*FelixUserDataFree)(void *user_data);
+
 // Connection settings. Initialise with `felix_connect_options_init`, then set fields; zero
 // numbers and empty strings keep the defaults. Strings are copied during the call.
 typedef struct {
@@ -241,6 +258,32 @@ typedef struct {
   uint32_t request_timeout_ms;
   // Events buffered per subscription (default 1024).
   uint32_t subscription_buffer;
+  // A function returning a fresh token, called before connecting and again before each
+  // token expires (its JWT `exp`, or every `token_refresh_interval_ms`); NULL: `token`.
+  // With `token_exchange_url` it returns the OIDC token to exchange instead. It and its
+  // `token_user_data` must be usable from any thread.
+  FelixTokenCallback token_callback;
+  // Passed to `token_callback`.
+  void *token_user_data;
+  // Called exactly once with `token_user_data` when the library will not call
+  // `token_callback` any more (the client was freed, or connect failed), for every call to
+  // `felix_client_connect(_start)` with non-NULL options. NULL: none.
+  FelixUserDataFree token_user_data_free;
+  // Control plane URL (`https://...`; `http` only to loopback): exchange an OIDC token
+  // there for Felix tokens (RFC 8693, `POST {url}/oauth/token`, audience: the tenant).
+  FelixBytes token_exchange_url;
+  // The OIDC token to exchange (if no `token_callback`).
+  FelixBytes subject_token;
+  // A file holding the OIDC token, read at every exchange (e.g. a Kubernetes projected
+  // ServiceAccount token), if neither `token_callback` nor `subject_token`.
+  FelixBytes subject_token_file;
+  // Refresh a changing token at least this often, in milliseconds (0: only before its
+  // `exp`; an opaque token is then never refreshed).
+  uint32_t token_refresh_interval_ms;
+  // PEM certificate chain offered to a broker that requires client certificates (mTLS).
+  FelixBytes client_cert_file;
+  // PEM private key of `client_cert_file`.
+  FelixBytes client_key_file;
 } FelixConnectOptions;
 
 // Settings of `felix_client_create_stream`; zero keeps the broker's default.

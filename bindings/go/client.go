@@ -29,12 +29,30 @@ import (
 
 // Options configure Connect. Zero values keep the defaults.
 type Options struct {
-	Addresses            []string      // broker host:port list; default 127.0.0.1:5000
-	ServerName           string        // TLS name to verify; default "localhost"
-	CAFile               string        // CA PEM file; default /tmp/felix-dev-<uid>/ca.pem
-	CAPEM                []byte        // CA PEM contents (wins over CAFile)
-	InsecureDev          bool          // accept any certificate (development only)
-	Token                string        // bearer token
+	Addresses   []string // broker host:port list; default 127.0.0.1:5000
+	ServerName  string   // TLS name to verify; default "localhost"
+	CAFile      string   // CA PEM file; default /tmp/felix-dev-<uid>/ca.pem
+	CAPEM       []byte   // CA PEM contents (wins over CAFile)
+	InsecureDev bool     // accept any certificate (development only)
+	Token       string   // bearer token (static)
+	// TokenSource returns a fresh token: called before connecting and again before each token
+	// expires (its JWT exp, or every TokenRefreshInterval), on a library thread (it may block;
+	// it must be safe to call from any goroutine). An error fails the fetch with
+	// CodeUnauthorized; the current token serves until it expires. Overrides Token. With
+	// TokenExchangeURL it returns the OIDC token to exchange instead.
+	TokenSource func() (string, error)
+	// TokenExchangeURL is the control plane: exchange an OIDC token (TokenSource,
+	// SubjectToken or SubjectTokenFile) there for Felix tokens (RFC 8693).
+	TokenExchangeURL string
+	SubjectToken     string // the OIDC token to exchange
+	// SubjectTokenFile holds the OIDC token, read at each exchange (a Kubernetes projected
+	// ServiceAccount token).
+	SubjectTokenFile string
+	// TokenRefreshInterval refreshes a changing token at least this often (0: only before
+	// its exp).
+	TokenRefreshInterval time.Duration
+	ClientCertFile       string        // PEM certificate chain for mTLS
+	ClientKeyFile        string        // PEM private key of ClientCertFile
 	Tenant               string        // default "default"
 	Connections          int           // QUIC connections in the pool (default 1)
 	StreamsPerConnection int           // request streams per connection (default 4)
@@ -76,8 +94,15 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	C.felix_connect_options_init(opts)
 	opts.addresses = firstOrNil(addrs)
 	opts.addresses_len = C.size_t(len(addrs))
-	strs := cstrs(&pin, []string{o.ServerName, o.CAFile, o.Token, o.Tenant})
+	strs := cstrs(&pin, []string{o.ServerName, o.CAFile, o.Token, o.Tenant,
+		o.TokenExchangeURL, o.SubjectToken, o.SubjectTokenFile, o.ClientCertFile, o.ClientKeyFile})
 	opts.server_name, opts.ca_file, opts.token, opts.tenant = strs[0], strs[1], strs[2], strs[3]
+	opts.token_exchange_url, opts.subject_token, opts.subject_token_file = strs[4], strs[5], strs[6]
+	opts.client_cert_file, opts.client_key_file = strs[7], strs[8]
+	opts.token_refresh_interval_ms = ms(o.TokenRefreshInterval)
+	if o.TokenSource != nil {
+		setTokenCallback(opts, o.TokenSource)
+	}
 	if len(o.CAPEM) > 0 {
 		pin.Pin(&o.CAPEM[0])
 		opts.ca_pem = cbytes(o.CAPEM)

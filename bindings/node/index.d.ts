@@ -155,6 +155,31 @@ export interface ConnectOptions {
   reconnectMaxMs?: number
   /** Events buffered per subscription before the client stops reading (default 1024). */
   subscriptionBuffer?: number
+  /**
+   * Asks the JavaScript wrapper for a fresh token (it answers with `provideToken`); set by
+   * `Client.connect` from a `token` function.
+   */
+  tokenRequest?: (id: number) => void
+  /** Longest wait for the token function to settle, ms (default 30000). */
+  tokenTimeoutMs?: number
+  /**
+   * Control plane URL: exchange an OIDC token (`subjectToken`, `subjectTokenFile`, or the
+   * `token` function's) there for Felix tokens (RFC 8693).
+   */
+  tokenExchangeUrl?: string
+  /** The OIDC token to exchange. */
+  subjectToken?: string
+  /**
+   * A file holding the OIDC token, read at each exchange (a Kubernetes projected
+   * ServiceAccount token).
+   */
+  subjectTokenFile?: string
+  /** Refresh a changing token at least this often, ms (default: only before its `exp`). */
+  tokenRefreshIntervalMs?: number
+  /** PEM certificate chain for mTLS. */
+  clientCertFile?: string
+  /** PEM private key of `clientCertFile`. */
+  clientKeyFile?: string
 }
 
 /** Settings of `createGroup`. */
@@ -187,6 +212,9 @@ export interface NativeQueueMessage {
   /** Lease time left when handed out, ms. */
   leaseMs: number
 }
+
+/** Settles token request `id` (called by the JavaScript wrapper): `token`, or `error`. */
+export declare function provideToken(id: number, token?: string | undefined | null, error?: string | undefined | null): void
 
 /** Settings of a batching publisher (absent ones keep the core's defaults). */
 export interface PublisherOptions {

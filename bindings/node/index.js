@@ -783,5 +783,6 @@ module.exports.NativeClient = nativeBinding.NativeClient
 module.exports.NativeConsumer = nativeBinding.NativeConsumer
 module.exports.NativePublisher = nativeBinding.NativePublisher
 module.exports.NativeSubscription = nativeBinding.NativeSubscription
+module.exports.provideToken = nativeBinding.provideToken
 module.exports.runtimeRoundTrip = nativeBinding.runtimeRoundTrip
 module.exports.setErrorClass = nativeBinding.setErrorClass

@@ -187,6 +187,38 @@ Examples:
     /// Administer the control plane: tenants, namespaces, definitions, roles, issuers,
     /// quotas, signing keys and revocations.
     Admin(crate::commands::admin::AdminArgs),
+
+    /// Exchange an OIDC token at the control plane for a Felix token, and cache it for the
+    /// other commands (used when no --token is given).
+    #[command(after_long_help = "\
+The token is cached (mode 0600) in $FELIX_TOKEN_CACHE, else $XDG_CONFIG_HOME/felix/token, else
+~/.config/felix/token. Later commands use it when no --token is given and --tenant is the
+login's tenant (or not given).
+
+Examples:
+  felix login --controlplane https://cp.example --tenant acme --subject-token-file id_token.jwt
+  felix login --controlplane https://cp.example --tenant acme \\
+      --subject-token-file /var/run/secrets/tokens/felix   # a Kubernetes projected SA token")]
+    Login(LoginArgs),
+}
+
+/// `felix login`.
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// Control plane URL (https; http only to a loopback address).
+    #[arg(long, value_name = "URL", env = "FELIX_CONTROLPLANE_URL")]
+    pub controlplane: String,
+    /// File holding the OIDC token to exchange (an ID token, or a Kubernetes ServiceAccount
+    /// token).
+    #[arg(long, value_name = "PATH")]
+    pub subject_token_file: PathBuf,
+    /// Type of the subject token [default: urn:ietf:params:oauth:token-type:id_token].
+    #[arg(long, value_name = "URN")]
+    pub subject_token_type: Option<String>,
+    /// CA certificate (PEM) the control plane's certificate must chain to [default: the public
+    /// web roots].
+    #[arg(long, value_name = "PATH")]
+    pub controlplane_ca: Option<PathBuf>,
 }
 
 /// `felix pub`.

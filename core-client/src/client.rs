@@ -60,6 +60,12 @@ impl Client {
         self.pool.close();
     }
 
+    /// Counters of the token machinery: fetches, refresh failures, `reauth`s, connections
+    /// replaced to move to a new token.
+    pub fn token_stats(&self) -> crate::TokenStats {
+        self.pool.tokens.stats()
+    }
+
     /// Whether [`Client::close`] was called.
     pub fn is_closed(&self) -> bool {
         self.pool.is_closed()

@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use felix_transport::TransportConfig;
 
+pub use felix_transport::ClientCertFiles as ClientCert;
+
+use crate::token::{TokenRefresh, TokenSource};
+
 /// How the client verifies the broker's certificate.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -28,8 +32,17 @@ pub struct ClientConfig {
     pub tls: Tls,
     /// Tenant every request acts for.
     pub tenant: String,
-    /// Bearer token, if the broker requires one.
+    /// Bearer token, if the broker requires one (a static token; see `token_source` for one
+    /// that changes).
     pub token: Option<String>,
+    /// Where tokens come from when they change (a callback, or an exchange at the control
+    /// plane); overrides `token` when set. See `docs/security-client.md`.
+    pub token_source: Option<TokenSource>,
+    /// When a changing token is refreshed (before it expires) and how failures are retried.
+    pub token_refresh: TokenRefresh,
+    /// Client certificate and key (PEM files) offered to a broker that requires mTLS; read at
+    /// every connection attempt, so a rotated certificate is used on the next reconnect.
+    pub client_cert: Option<ClientCert>,
     /// QUIC connections in the pool.
     pub connections: usize,
     /// Request streams per connection (requests are multiplexed on each).
@@ -56,6 +69,9 @@ impl Default for ClientConfig {
             tls: Tls::CaFile(felix_transport::default_dev_ca_path()),
             tenant: "default".into(),
             token: None,
+            token_source: None,
+            token_refresh: TokenRefresh::default(),
+            client_cert: None,
             connections: 1,
             streams_per_connection: 4,
             connect_timeout: Duration::from_secs(5),
@@ -105,6 +121,9 @@ impl std::fmt::Debug for ClientConfig {
             .field("tls", &self.tls)
             .field("tenant", &self.tenant)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_source", &self.token_source)
+            .field("token_refresh", &self.token_refresh)
+            .field("client_cert", &self.client_cert)
             .field("connections", &self.connections)
             .field("streams_per_connection", &self.streams_per_connection)
             .field("connect_timeout", &self.connect_timeout)
@@ -123,6 +142,10 @@ mod debug_tests {
     fn debug_output_never_shows_the_token() {
         let cfg = super::ClientConfig {
             token: Some("s3cret-token".into()),
+            token_source: Some(crate::TokenSource::Exchange(crate::TokenExchange::new(
+                "https://cp.example",
+                crate::SubjectToken::Value("s3cret-oidc".into()),
+            ))),
             ..Default::default()
         };
         let shown = format!("{cfg:?}");

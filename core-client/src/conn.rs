@@ -18,7 +18,9 @@ use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 
 /// Every feature and flag this client can use; the broker grants a subset.
-pub(crate) const WANT_FEATURES: u64 = features::ALL;
+/// `token_refresh` is asked for explicitly: it joins `features::ALL` only once the broker
+/// serves it, and a broker that does not know it simply does not grant it.
+pub(crate) const WANT_FEATURES: u64 = features::ALL | features::TOKEN_REFRESH;
 const WANT_FLAGS: u16 = flags::ALL;
 
 /// A reply routed to the request that asked for it.
@@ -462,6 +464,8 @@ pub(crate) struct Live {
     publish_rr: AtomicUsize,
     dead: AtomicBool,
     next_subscription: AtomicU64,
+    /// Generation of the client's token this connection acts under (see `refresh`).
+    token_gen: AtomicU64,
 }
 
 impl Live {
@@ -491,14 +495,51 @@ impl Live {
     pub fn next_subscription_id(&self) -> u64 {
         self.next_subscription.fetch_add(1, Ordering::Relaxed)
     }
+
+    pub fn token_gen(&self) -> u64 {
+        self.token_gen.load(Ordering::Acquire)
+    }
+
+    pub fn set_token_gen(&self, gen: u64) {
+        self.token_gen.fetch_max(gen, Ordering::AcqRel);
+    }
+
+    /// Takes this connection out of service for new work (the pool connects a new one on the
+    /// next call) and closes it after `grace`, so requests in flight can finish; its
+    /// subscriptions then resume on a new connection from their last offset.
+    pub fn retire(self: &Arc<Self>, grace: Duration) {
+        if self.dead.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let live = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            live.conn
+                .close(quinn::VarInt::from_u32(0), b"token replaced");
+        });
+    }
+
+    /// Sends `reauth` with `token` and waits for the broker's answer.
+    pub async fn reauth(&self, token: &str, timeout: Duration) -> Result<()> {
+        let stream = self.stream();
+        let rid = stream.next_request_id();
+        let frame = json_frame(&Message::Reauth {
+            request_id: rid,
+            token: token.to_owned(),
+        });
+        match stream.request(rid, frame, 1, timeout, None).await? {
+            Reply::Json(Message::Ok { .. }) => Ok(()),
+            _ => Err(Error::Protocol("unexpected reply to reauth".into())),
+        }
+    }
 }
 
-/// The `auth` frame this client sends on every stream.
-pub(crate) fn auth_frame(cfg: &ClientConfig) -> Bytes {
+/// The `auth` frame this client sends on every stream (with the newest token).
+pub(crate) fn auth_frame(tenant: &str, token: Option<&str>) -> Bytes {
     let (lo, hi) = features::split(WANT_FEATURES);
     Message::Auth {
-        tenant_id: cfg.tenant.clone(),
-        token: cfg.token.clone(),
+        tenant_id: tenant.to_owned(),
+        token: token.map(str::to_owned),
         client_flags: Some(WANT_FLAGS),
         client_features: Some(lo),
         client_features_hi: Some(hi),
@@ -540,12 +581,13 @@ pub(crate) async fn connect(
     endpoint: &quinn::Endpoint,
     cfg: &ClientConfig,
     addr: std::net::SocketAddr,
+    token: &crate::refresh::Current,
 ) -> Result<Arc<Live>> {
     let connecting = endpoint
         .connect(addr, &cfg.server_name)
         .map_err(|e| Error::Connect(format!("{addr}: {e}")))?;
     let conn = connecting.await.map_err(|e| connect_error(addr, e))?;
-    let auth = auth_frame(cfg);
+    let auth = auth_frame(&cfg.tenant, token.token.as_deref());
     let max_frame = felix_wire::frame::DEFAULT_MAX_FRAME;
     let per_lane = cfg.streams_per_connection.max(1);
     let opens = (0..2 * per_lane).map(|_| {
@@ -598,6 +640,7 @@ pub(crate) async fn connect(
         publish_rr: AtomicUsize::new(0),
         dead: AtomicBool::new(false),
         next_subscription: AtomicU64::new(1),
+        token_gen: AtomicU64::new(token.gen),
     });
     let all = live.streams.iter().chain(&live.publish_streams);
     for (stream, reader) in all.cloned().zip(readers) {

@@ -48,6 +48,10 @@ pub enum Error {
     /// The subscription fell behind and the broker ended it.
     #[error("slow_consumer: {0}")]
     SlowConsumer(String),
+    /// No valid credential: the token source failed (a callback error, a refused token
+    /// exchange) or the token expired and could not be refreshed.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     /// The operation was cancelled.
     #[error("cancelled")]
     Cancelled,
@@ -67,6 +71,7 @@ impl Error {
             Error::Protocol(_) => ErrorCode::Protocol,
             Error::SlowConsumer(_) => ErrorCode::SlowConsumer,
             Error::Cancelled => ErrorCode::Cancelled,
+            Error::Unauthorized(_) => ErrorCode::Unauthorized,
         }
     }
 

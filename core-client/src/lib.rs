@@ -15,6 +15,8 @@
 //! - [`DirectCall`]: cache get/put/delete sent at once with their outcome handed to a callback
 //!   (no future, timer or channel per call), for bindings with their own completion machinery;
 //! - [`Driver`]: the runtime bindings share, driven by the thread that waits on a call;
+//! - tokens: [`TokenSource`] (static, a callback, or an exchange at the control plane),
+//!   refreshed before expiry and sent on live connections with `reauth` where granted;
 //! - errors: [`Error`] with a stable [`ErrorCode`] shared with every binding.
 //!
 //! The client uses the fastest encodings the broker offers (binary cache frames, offset event
@@ -27,16 +29,19 @@ mod conn;
 mod direct;
 mod driver;
 mod error;
+mod exchange;
 mod pool;
 mod publish;
 mod queue;
+mod refresh;
 mod subscribe;
 pub mod sync;
+mod token;
 
 pub use bytes::Bytes;
 pub use cache::{CacheValue, PutCondition};
 pub use client::{Client, FullPolicy, StreamSettings};
-pub use config::{ClientConfig, PublisherConfig, Tls};
+pub use config::{ClientCert, ClientConfig, PublisherConfig, Tls};
 pub use direct::{DirectCall, DirectHandle};
 pub use driver::{Driver, Flavor, Tracked, Wake, QUIET};
 pub use error::{Error, ErrorCode, Result};
@@ -44,4 +49,9 @@ pub use felix_transport::default_dev_ca_path;
 pub use felix_wire::AckMode;
 pub use publish::Publisher;
 pub use queue::{Consumer, DeadLetter, GroupSettings, QueueMessage};
+pub use refresh::TokenStats;
 pub use subscribe::{Event, Gap, Start, Subscription};
+pub use token::{
+    FetchedToken, SubjectToken, TokenCallback, TokenCallbackError, TokenExchange, TokenRefresh,
+    TokenSource, ID_TOKEN_TYPE,
+};

@@ -15,6 +15,8 @@ use tracing::{debug, warn};
 use crate::config::{ClientConfig, Tls};
 use crate::conn::{self, Live};
 use crate::error::{Error, Result};
+use crate::refresh::{self, Tokens};
+use felix_wire::features;
 
 struct Slot {
     live: RwLock<Option<Arc<Live>>>,
@@ -40,6 +42,15 @@ pub(crate) struct Pool {
     rr: AtomicUsize,
     closed: AtomicBool,
     pub closed_notify: tokio::sync::Notify,
+    /// The newest token and its refresh state.
+    pub tokens: Arc<Tokens>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // The refresh task holds only a weak reference; wake it to end now.
+        self.tokens.stop.notify_one();
+    }
 }
 
 impl Pool {
@@ -61,9 +72,12 @@ impl Pool {
         let mut opts = felix_transport::ClientOptions::new(tls);
         opts.server_name = cfg.server_name.clone();
         opts.transport = cfg.transport.clone();
+        opts.client_cert = cfg.client_cert.clone();
         let endpoint = felix_transport::client_endpoint_for(first, &opts)
             .map_err(|e| Error::InvalidArgument(format!("client endpoint: {e}")))?;
         let n = cfg.connections.max(1);
+        // The first token before the first connection: a source that fails fails connect.
+        let tokens = Tokens::start(&cfg).await?;
         let pool = Arc::new(Self {
             slots: (0..n)
                 .map(|i| Slot {
@@ -78,11 +92,15 @@ impl Pool {
             rr: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             closed_notify: tokio::sync::Notify::new(),
+            tokens,
         });
         // Connect every slot now so that configuration errors surface at connect time.
         let deadline = Instant::now() + pool.cfg.connect_timeout;
         for i in 0..n {
             pool.live_slot(i, deadline, false).await?;
+        }
+        if pool.tokens.is_dynamic() {
+            tokio::spawn(refresh::run(pool.tokens.clone(), Arc::downgrade(&pool)));
         }
         Ok(pool)
     }
@@ -103,6 +121,7 @@ impl Pool {
 
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.tokens.stop.notify_one();
         for s in &self.slots {
             if let Some(l) = s.live.write().take() {
                 l.conn.close(quinn::VarInt::from_u32(0), b"client closed");
@@ -114,7 +133,7 @@ impl Pool {
     /// A live connection if one is at hand (no waiting, no reconnecting): the fast path of
     /// every call.
     pub fn try_live(&self) -> Option<Arc<Live>> {
-        if self.is_closed() {
+        if self.is_closed() || self.tokens.is_expired() {
             return None;
         }
         let i = self.rr.fetch_add(1, Ordering::Relaxed) % self.slots.len();
@@ -138,6 +157,9 @@ impl Pool {
         if self.is_closed() {
             return Err(Error::Closed("client"));
         }
+        if self.tokens.is_expired() {
+            return Err(self.tokens.expired_error());
+        }
         let slot = &self.slots[i];
         if let Some(l) = slot.live_now() {
             return Ok(l);
@@ -159,7 +181,8 @@ impl Pool {
             let attempt = async {
                 let addr = resolve(&addrs[k]).await?;
                 let endpoint = self.endpoint_for_attempt()?;
-                conn::connect(&endpoint, &self.cfg, addr).await
+                let token = self.tokens.current();
+                conn::connect(&endpoint, &self.cfg, addr, &token).await
             };
             let remaining = deadline.saturating_duration_since(Instant::now());
             let per_try = remaining.min(self.cfg.connect_timeout);
@@ -167,6 +190,10 @@ impl Pool {
                 Ok(Ok(live)) => {
                     debug!(slot = i, addr = %addrs[k], "connected");
                     *slot.live.write() = Some(live.clone());
+                    // A refresh that finished while this connection was authenticating.
+                    if live.token_gen() < self.tokens.current().gen {
+                        self.move_live_to_current_token(&live, true);
+                    }
                     return Ok(live);
                 }
                 Ok(Err(e)) => last_err = e,
@@ -199,7 +226,7 @@ impl Pool {
     /// production CA) failed verification on every reconnect until the client was rebuilt.
     /// The client config is per handle, so a clone carries the fresh one.
     fn endpoint_for_attempt(&self) -> Result<quinn::Endpoint> {
-        if !matches!(self.cfg.tls, Tls::CaFile(_)) {
+        if !matches!(self.cfg.tls, Tls::CaFile(_)) && self.cfg.client_cert.is_none() {
             return Ok(self.endpoint.clone());
         }
         // A missing or half-replaced file is a retryable connect failure, like the broker
@@ -209,6 +236,48 @@ impl Pool {
         let mut endpoint = self.endpoint.clone();
         endpoint.set_default_client_config(client);
         Ok(endpoint)
+    }
+
+    /// Moves every live connection to the newest token (after a refresh): `reauth` where the
+    /// broker granted it, else retire the connection when its old token would expire (`old_expires`).
+    pub fn move_to_current_token(&self, old_expires: bool) {
+        for s in &self.slots {
+            if let Some(live) = s.live_now() {
+                self.move_live_to_current_token(&live, old_expires);
+            }
+        }
+    }
+
+    fn move_live_to_current_token(&self, live: &Arc<Live>, old_expires: bool) {
+        let cur = self.tokens.current();
+        if live.token_gen() >= cur.gen {
+            return;
+        }
+        // Requests in flight on a retired connection get this long to finish.
+        let grace = self.cfg.request_timeout;
+        if !live.negotiated.has(features::TOKEN_REFRESH) {
+            if old_expires {
+                self.tokens.retired.fetch_add(1, Ordering::Relaxed);
+                live.retire(grace);
+            }
+            return;
+        }
+        let Some(token) = cur.token else { return };
+        let (live, tokens) = (live.clone(), self.tokens.clone());
+        tokio::spawn(async move {
+            match live.reauth(&token, grace).await {
+                Ok(()) => {
+                    live.set_token_gen(cur.gen);
+                    tokens.reauths.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    warn!(error = %e, "reauth failed; replacing the connection");
+                    tokens.reauth_failures.fetch_add(1, Ordering::Relaxed);
+                    tokens.retired.fetch_add(1, Ordering::Relaxed);
+                    live.retire(grace);
+                }
+            }
+        });
     }
 
     /// Deadline for a call starting now.

@@ -274,7 +274,8 @@ impl SubState {
                 .await
                 .map_err(|e| Error::ConnectionLost(e.to_string()))?;
             let cfg = &self.client.pool.cfg;
-            let mut frames = auth_frame(cfg).to_vec();
+            let token = self.client.pool.tokens.current();
+            let mut frames = auth_frame(&cfg.tenant, token.token.as_deref()).to_vec();
             frames.extend_from_slice(&json_frame(&Message::Subscribe {
                 tenant_id: cfg.tenant.clone(),
                 namespace: self.namespace.clone(),

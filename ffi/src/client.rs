@@ -10,16 +10,20 @@
 //! if (felix_client_connect(&o, &c, &e) != FELIX_STATUS_OK) { puts(e->message); felix_error_free(e); }
 //! ```
 
+use std::ffi::c_void;
 use std::path::PathBuf;
 use std::ptr;
 use std::time::Duration;
 
-use felix_client::{Client, ClientConfig, FullPolicy, GroupSettings, StreamSettings, Tls};
+use felix_client::{
+    Client, ClientCert, ClientConfig, FullPolicy, GroupSettings, StreamSettings, Tls,
+};
 
 use crate::bytes::{array, store, FelixBytes, FelixResult, Output};
 use crate::completion::{start, FelixCompletionQueue};
 use crate::error::{guard, quiet, Failure, FelixError, FelixStatus, Res};
 use crate::runtime::{block, Call};
+use crate::token::{FelixTokenCallback, FelixUserDataFree, TokenOptions};
 
 /// A connected client (a pool of QUIC connections). Thread-safe: any thread may call with it
 /// concurrently. Release with `felix_client_free`.
@@ -58,6 +62,32 @@ pub struct FelixConnectOptions {
     pub request_timeout_ms: u32,
     /// Events buffered per subscription (default 1024).
     pub subscription_buffer: u32,
+    /// A function returning a fresh token, called before connecting and again before each
+    /// token expires (its JWT `exp`, or every `token_refresh_interval_ms`); NULL: `token`.
+    /// With `token_exchange_url` it returns the OIDC token to exchange instead. It and its
+    /// `token_user_data` must be usable from any thread.
+    pub token_callback: FelixTokenCallback,
+    /// Passed to `token_callback`.
+    pub token_user_data: *mut c_void,
+    /// Called exactly once with `token_user_data` when the library will not call
+    /// `token_callback` any more (the client was freed, or connect failed), for every call to
+    /// `felix_client_connect(_start)` with non-NULL options. NULL: none.
+    pub token_user_data_free: FelixUserDataFree,
+    /// Control plane URL (`https://...`; `http` only to loopback): exchange an OIDC token
+    /// there for Felix tokens (RFC 8693, `POST {url}/oauth/token`, audience: the tenant).
+    pub token_exchange_url: FelixBytes,
+    /// The OIDC token to exchange (if no `token_callback`).
+    pub subject_token: FelixBytes,
+    /// A file holding the OIDC token, read at every exchange (e.g. a Kubernetes projected
+    /// ServiceAccount token), if neither `token_callback` nor `subject_token`.
+    pub subject_token_file: FelixBytes,
+    /// Refresh a changing token at least this often, in milliseconds (0: only before its
+    /// `exp`; an opaque token is then never refreshed).
+    pub token_refresh_interval_ms: u32,
+    /// PEM certificate chain offered to a broker that requires client certificates (mTLS).
+    pub client_cert_file: FelixBytes,
+    /// PEM private key of `client_cert_file`.
+    pub client_key_file: FelixBytes,
 }
 
 /// Fills `options` with defaults (all zero/empty). NULL is a no-op.
@@ -84,6 +114,15 @@ pub unsafe extern "C" fn felix_connect_options_init(options: *mut FelixConnectOp
                     connect_timeout_ms: 0,
                     request_timeout_ms: 0,
                     subscription_buffer: 0,
+                    token_callback: None,
+                    token_user_data: ptr::null_mut(),
+                    token_user_data_free: None,
+                    token_exchange_url: FelixBytes::EMPTY,
+                    subject_token: FelixBytes::EMPTY,
+                    subject_token_file: FelixBytes::EMPTY,
+                    token_refresh_interval_ms: 0,
+                    client_cert_file: FelixBytes::EMPTY,
+                    client_key_file: FelixBytes::EMPTY,
                 })
             }
         }
@@ -97,6 +136,8 @@ unsafe fn config(o: *const FelixConnectOptions) -> Res<ClientConfig> {
     }
     // SAFETY: per the caller's contract.
     let o = unsafe { &*o };
+    // First, before anything can fail: it owns the user data from here on.
+    let tokens = TokenOptions::new(o.token_callback, o.token_user_data, o.token_user_data_free);
     let mut c = ClientConfig::default();
     // SAFETY (all blocks below): the caller's strings are valid for their lengths.
     let addrs = unsafe { array(o.addresses, o.addresses_len, "addresses") }?;
@@ -122,6 +163,39 @@ unsafe fn config(o: *const FelixConnectOptions) -> Res<ClientConfig> {
     let token = unsafe { o.token.text("token") }?;
     if !token.is_empty() {
         c.token = Some(token);
+    }
+    // SAFETY (all three): the caller's strings are valid for their lengths.
+    let (url, subject, subject_file) = unsafe {
+        (
+            o.token_exchange_url.text("token_exchange_url")?,
+            o.subject_token.text("subject_token")?,
+            o.subject_token_file.text("subject_token_file")?,
+        )
+    };
+    c.token_source = tokens.source(url, subject, subject_file)?;
+    if o.token_refresh_interval_ms > 0 {
+        c.token_refresh.interval = Some(Duration::from_millis(o.token_refresh_interval_ms.into()));
+    }
+    // SAFETY: as above.
+    let (cert, key) = unsafe {
+        (
+            o.client_cert_file.text("client_cert_file")?,
+            o.client_key_file.text("client_key_file")?,
+        )
+    };
+    match (cert.is_empty(), key.is_empty()) {
+        (true, true) => {}
+        (false, false) => {
+            c.client_cert = Some(ClientCert {
+                cert: cert.into(),
+                key: key.into(),
+            })
+        }
+        _ => {
+            return Err(Failure::invalid(
+                "client_cert_file and client_key_file go together",
+            ))
+        }
     }
     let tenant = unsafe { o.tenant.text("tenant") }?;
     if !tenant.is_empty() {

@@ -42,6 +42,7 @@ mod publish;
 mod queue;
 mod runtime;
 mod subscribe;
+mod token;
 
 pub use crate::bytes::*;
 pub use crate::cache::*;
@@ -51,6 +52,7 @@ pub use crate::error::{felix_error_free, felix_status_name, FelixError, FelixSta
 pub use crate::publish::*;
 pub use crate::queue::*;
 pub use crate::subscribe::*;
+pub use crate::token::{FelixTokenCallback, FelixUserDataFree, FELIX_TOKEN_MAX_BYTES};
 
 use std::ffi::c_char;
 
@@ -59,7 +61,9 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Version of the C ABI described by this header. Bumped on every incompatible change; a
 /// binding checks `felix_abi_version() == FELIX_ABI_VERSION` before its first call.
-pub const FELIX_ABI_VERSION: u32 = 1;
+///
+/// 2: `FelixConnectOptions` grew token sources (callback, exchange) and client certificates.
+pub const FELIX_ABI_VERSION: u32 = 2;
 
 /// The ABI version of the loaded library (compare with `FELIX_ABI_VERSION`).
 #[no_mangle]

@@ -12,7 +12,9 @@ use rustls::pki_types::ServerName;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::alpn::AlpnDispatch;
-use crate::{ClientTls, ServerTls, TransportConfig, TransportError, ALPN_FELIX_V1};
+use crate::{
+    ClientCertFiles, ClientTls, ServerTls, TransportConfig, TransportError, ALPN_FELIX_V1,
+};
 
 /// Bidirectional streams a v1 client opens as soon as it connects. A server
 /// that allows fewer would leave those clients stalled at connect, so
@@ -32,6 +34,8 @@ pub struct ClientOptions {
     /// Transport knobs (the client side of stream limits matters too: it caps
     /// how many subscription streams the server may open towards us).
     pub transport: TransportConfig,
+    /// Client certificate offered to a broker that requires one (mTLS). Default none.
+    pub client_cert: Option<ClientCertFiles>,
 }
 
 impl ClientOptions {
@@ -42,6 +46,7 @@ impl ClientOptions {
             server_name: "localhost".to_string(),
             offer_alpn: true,
             transport: TransportConfig::default(),
+            client_cert: None,
         }
     }
 }
@@ -150,7 +155,7 @@ pub fn client_config(opts: &ClientOptions) -> Result<quinn::ClientConfig, Transp
     } else {
         Vec::new()
     };
-    let quic = QuicClientConfig::try_from(opts.tls.rustls_config(alpn)?)
+    let quic = QuicClientConfig::try_from(opts.tls.rustls_config(alpn, opts.client_cert.as_ref())?)
         .map_err(|e| TransportError::Tls(e.to_string()))?;
     let mut client = quinn::ClientConfig::new(Arc::new(quic));
     client.transport_config(Arc::new(opts.transport.to_quinn()?));

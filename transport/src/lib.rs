@@ -60,7 +60,7 @@ pub use endpoint::{
 };
 pub use error::TransportError;
 pub use peer::{identity_from_cert, peer_identity};
-pub use tls::{ClientAuth, ClientTls, ServerTls};
+pub use tls::{ClientAuth, ClientCertFiles, ClientTls, ServerTls};
 
 pub use quinn;
 

@@ -252,31 +252,50 @@ impl fmt::Debug for ClientTls {
     }
 }
 
+/// A client certificate chain and key offered to a broker that asks for one (mTLS): PEM files,
+/// read each time a client config is built so a rotated certificate is picked up on reconnect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCertFiles {
+    /// PEM certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1/RSA or SEC1/EC).
+    pub key: PathBuf,
+}
+
 impl ClientTls {
-    /// rustls client config for this trust policy, with the given ALPN list.
+    /// rustls client config for this trust policy, with the given ALPN list, offering
+    /// `identity` when the server asks for a client certificate.
     pub(crate) fn rustls_config(
         &self,
         alpn: Vec<Vec<u8>>,
+        identity: Option<&ClientCertFiles>,
     ) -> Result<rustls::ClientConfig, TransportError> {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(|e| TransportError::Tls(e.to_string()))?;
-        let mut cfg = match self {
+        let builder = match self {
             Self::CaFile(path) => {
                 let pem = fs::read(path).map_err(|e| TransportError::cert(path, e))?;
-                builder
-                    .with_root_certificates(root_store(&pem, path)?)
-                    .with_no_client_auth()
+                builder.with_root_certificates(root_store(&pem, path)?)
             }
-            Self::CaPem(pem) => builder
-                .with_root_certificates(root_store(pem, Path::new(INLINE_PEM))?)
-                .with_no_client_auth(),
+            Self::CaPem(pem) => {
+                builder.with_root_certificates(root_store(pem, Path::new(INLINE_PEM))?)
+            }
             Self::InsecureSkipVerify => {
                 tracing::warn!("TLS certificate verification is DISABLED (InsecureSkipVerify)");
                 builder
                     .dangerous()
                     .with_custom_certificate_verifier(Arc::new(AcceptAnyCert(provider())))
-                    .with_no_client_auth()
+            }
+        };
+        let mut cfg = match identity {
+            None => builder.with_no_client_auth(),
+            Some(id) => {
+                // The same PEM parsing (and key check) as a server's own certificate.
+                let material = ServerTls::from_pem_files(&id.cert, &id.key)?;
+                builder
+                    .with_client_auth_cert(material.chain, material.key)
+                    .map_err(|e| TransportError::cert(&id.key, e))?
             }
         };
         cfg.alpn_protocols = alpn;

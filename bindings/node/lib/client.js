@@ -18,6 +18,24 @@ function options(o, what) {
   return o
 }
 
+// A `token` function becomes the native `tokenRequest`: the core asks on its own thread, this
+// runs on the JavaScript thread, and the answer goes back with `provideToken` (see
+// src/token.rs). The function may return a string or a promise of one; anything else, a throw
+// or a rejection fails the fetch with `unauthorized` carrying the message.
+function tokenRequest(fn) {
+  return (id) => {
+    Promise.resolve()
+      .then(() => fn())
+      .then(
+        (t) =>
+          typeof t === 'string'
+            ? native.provideToken(id, t, null)
+            : native.provideToken(id, null, `the token function returned ${typeof t}, not a string`),
+        (e) => native.provideToken(id, null, String((e && e.message) || e)),
+      )
+  }
+}
+
 class Client {
   #native
 
@@ -31,14 +49,20 @@ class Client {
 
   /**
    * Connects to a broker. Options: addresses, serverName, caFile, caPem, insecureDev,
-   * tenant, token, connections, streamsPerConnection, connectTimeoutMs, requestTimeoutMs,
-   * reconnectInitialMs, reconnectMaxMs, subscriptionBuffer, signal.
+   * tenant, token (a string, or a function returning a fresh one or a promise of it),
+   * tokenTimeoutMs, tokenExchangeUrl, subjectToken, subjectTokenFile, tokenRefreshIntervalMs,
+   * clientCertFile, clientKeyFile, connections, streamsPerConnection, connectTimeoutMs,
+   * requestTimeoutMs, reconnectInitialMs, reconnectMaxMs, subscriptionBuffer, signal.
    */
   static async connect(opts = {}) {
     let rest
     let signal
     try {
       ;({ signal, ...rest } = options(opts, 'options'))
+      if (typeof rest.token === 'function') {
+        rest.tokenRequest = tokenRequest(rest.token)
+        delete rest.token
+      }
     } catch (e) {
       return rejected(e)
     }

@@ -56,8 +56,26 @@ export interface ConnectOptions {
   insecureDev?: boolean
   /** Tenant every request acts for (default `'default'`). */
   tenant?: string
-  /** Bearer token. */
-  token?: string
+  /**
+   * Bearer token: a string (static), or a function returning a fresh one (or a promise of
+   * it), called before connecting and again before each token expires. A throw or rejection
+   * fails with `unauthorized` (at connect, or for calls once the current token expired).
+   */
+  token?: string | (() => string | Promise<string>)
+  /** Longest wait for the token function to settle, ms (default 30000). */
+  tokenTimeoutMs?: number
+  /** Control plane URL: exchange an OIDC token there for Felix tokens (RFC 8693). */
+  tokenExchangeUrl?: string
+  /** The OIDC token to exchange (or give `token` as a function returning it). */
+  subjectToken?: string
+  /** A file holding the OIDC token, read at each exchange (e.g. a Kubernetes projected ServiceAccount token). */
+  subjectTokenFile?: string
+  /** Refresh a changing token at least this often, ms (default: only before its `exp`). */
+  tokenRefreshIntervalMs?: number
+  /** PEM certificate chain for mTLS. */
+  clientCertFile?: string
+  /** PEM private key of `clientCertFile`. */
+  clientKeyFile?: string
   /** QUIC connections in the pool (default 1). */
   connections?: number
   /** Request streams per connection (default 4). */

@@ -4,18 +4,22 @@
 use std::sync::{Arc, Weak};
 
 use felix_client::sync::Mutex;
-use felix_client::{Client, ClientConfig, FullPolicy, StreamSettings, Tls};
+use felix_client::{
+    Client, ClientCert, ClientConfig, FullPolicy, StreamSettings, SubjectToken, Tls, TokenExchange,
+    TokenSource,
+};
 use napi::bindgen_prelude::*;
 use napi::sys;
 use napi_derive::napi;
 
 use crate::error::{closed, invalid, Failure, Outcome};
 use crate::runtime::{self, cancellable, promise, rejected, Cancel};
+use crate::token::TokenRequest;
 use crate::value::{millis, uint, Js};
 use crate::CancelToken;
 
 /// Connection options (all optional; defaults are the core's `ClientConfig::default()`).
-#[napi(object)]
+#[napi(object, object_to_js = false)]
 pub struct ConnectOptions {
     /// Broker addresses `host:port`, tried in order (default `["127.0.0.1:5000"]`).
     pub addresses: Option<Vec<String>>,
@@ -45,6 +49,26 @@ pub struct ConnectOptions {
     pub reconnect_max_ms: Option<f64>,
     /// Events buffered per subscription before the client stops reading (default 1024).
     pub subscription_buffer: Option<u32>,
+    /// Asks the JavaScript wrapper for a fresh token (it answers with `provideToken`); set by
+    /// `Client.connect` from a `token` function.
+    #[napi(ts_type = "(id: number) => void")]
+    pub token_request: Option<TokenRequest>,
+    /// Longest wait for the token function to settle, ms (default 30000).
+    pub token_timeout_ms: Option<f64>,
+    /// Control plane URL: exchange an OIDC token (`subjectToken`, `subjectTokenFile`, or the
+    /// `token` function's) there for Felix tokens (RFC 8693).
+    pub token_exchange_url: Option<String>,
+    /// The OIDC token to exchange.
+    pub subject_token: Option<String>,
+    /// A file holding the OIDC token, read at each exchange (a Kubernetes projected
+    /// ServiceAccount token).
+    pub subject_token_file: Option<String>,
+    /// Refresh a changing token at least this often, ms (default: only before its `exp`).
+    pub token_refresh_interval_ms: Option<f64>,
+    /// PEM certificate chain for mTLS.
+    pub client_cert_file: Option<String>,
+    /// PEM private key of `clientCertFile`.
+    pub client_key_file: Option<String>,
 }
 
 fn config(o: ConnectOptions) -> Outcome<ClientConfig> {
@@ -79,6 +103,38 @@ fn config(o: ConnectOptions) -> Outcome<ClientConfig> {
         c.tenant = t;
     }
     c.token = o.token;
+    let wait = match o.token_timeout_ms {
+        Some(v) => millis("tokenTimeoutMs", v)?,
+        None => std::time::Duration::from_secs(30),
+    };
+    let call = o.token_request.map(|r| crate::token::callback(r, wait));
+    c.token_source = match (o.token_exchange_url, call) {
+        (None, call) => call.map(TokenSource::Callback),
+        (Some(url), call) => {
+            let subject = match (call, o.subject_token, o.subject_token_file) {
+                (Some(f), None, None) => SubjectToken::Callback(f),
+                (None, Some(t), None) => SubjectToken::Value(t),
+                (None, None, Some(p)) => SubjectToken::File(p.into()),
+                _ => {
+                    return Err(invalid(
+                        "tokenExchangeUrl needs exactly one of a token function, subjectToken and subjectTokenFile",
+                    ))
+                }
+            };
+            Some(TokenSource::Exchange(TokenExchange::new(url, subject)))
+        }
+    };
+    if let Some(v) = o.token_refresh_interval_ms {
+        c.token_refresh.interval = Some(millis("tokenRefreshIntervalMs", v)?);
+    }
+    c.client_cert = match (o.client_cert_file, o.client_key_file) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(ClientCert {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        _ => return Err(invalid("clientCertFile and clientKeyFile go together")),
+    };
     let positive = |what: &str, v: u32| {
         if v == 0 {
             Err(invalid(format!("{what} must be at least 1")))
@@ -288,6 +344,14 @@ fn empty_options() -> ConnectOptions {
         reconnect_initial_ms: None,
         reconnect_max_ms: None,
         subscription_buffer: None,
+        token_request: None,
+        token_timeout_ms: None,
+        token_exchange_url: None,
+        subject_token: None,
+        subject_token_file: None,
+        token_refresh_interval_ms: None,
+        client_cert_file: None,
+        client_key_file: None,
     }
 }
 

@@ -21,6 +21,9 @@ mod publish;
 mod queue;
 mod runtime;
 mod subscribe;
+mod token;
+
+pub use token::provide_token;
 mod value;
 
 use std::sync::Arc;

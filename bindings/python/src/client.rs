@@ -93,7 +93,9 @@ impl Client {
     #[pyo3(signature = (via, addresses, *, ca_file=None, ca_pem=None, insecure_dev=false,
         server_name="localhost".to_string(), tenant="default".to_string(), token=None,
         connections=1, streams_per_connection=4, connect_timeout=5.0, request_timeout=10.0,
-        reconnect_initial=0.05, reconnect_max=5.0, subscription_buffer=1024))]
+        reconnect_initial=0.05, reconnect_max=5.0, subscription_buffer=1024,
+        token_exchange_url=None, subject_token=None, subject_token_file=None,
+        token_refresh_interval=None, client_cert_file=None, client_key_file=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -104,7 +106,7 @@ impl Client {
         insecure_dev: bool,
         server_name: String,
         tenant: String,
-        token: Option<String>,
+        token: Option<Bound<'_, PyAny>>,
         connections: usize,
         streams_per_connection: usize,
         connect_timeout: f64,
@@ -112,6 +114,12 @@ impl Client {
         reconnect_initial: f64,
         reconnect_max: f64,
         subscription_buffer: usize,
+        token_exchange_url: Option<String>,
+        subject_token: Option<String>,
+        subject_token_file: Option<PathBuf>,
+        token_refresh_interval: Option<f64>,
+        client_cert_file: Option<PathBuf>,
+        client_key_file: Option<PathBuf>,
     ) -> PyResult<PyObject> {
         if addresses.is_empty() {
             return Err(invalid_argument("at least one broker address is needed"));
@@ -132,12 +140,30 @@ impl Client {
                 ))
             }
         };
+        let (token, token_source) =
+            crate::token::source(token, token_exchange_url, subject_token, subject_token_file)?;
+        let mut token_refresh = felix_client::TokenRefresh::default();
+        if let Some(s) = token_refresh_interval {
+            token_refresh.interval = Some(secs("token_refresh_interval", s)?);
+        }
+        let client_cert = match (client_cert_file, client_key_file) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(felix_client::ClientCert { cert, key }),
+            _ => {
+                return Err(invalid_argument(
+                    "client_cert_file and client_key_file go together",
+                ))
+            }
+        };
         let cfg = ClientConfig {
             addresses,
             server_name,
             tls,
             tenant,
             token,
+            token_source,
+            token_refresh,
+            client_cert,
             connections,
             streams_per_connection,
             connect_timeout: secs("connect_timeout", connect_timeout)?,

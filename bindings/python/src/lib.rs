@@ -18,6 +18,7 @@ mod publish;
 mod queue;
 mod runtime;
 mod subscribe;
+mod token;
 
 use pyo3::prelude::*;
 

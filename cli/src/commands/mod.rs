@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod cache;
+mod login;
 mod ping;
 mod queue;
 mod stream;
@@ -29,6 +30,11 @@ impl Ctx {
     /// The namespace every request names.
     pub fn namespace(&self) -> &str {
         &self.global.namespace
+    }
+
+    /// The tenant the command acts for.
+    pub fn tenant(&self) -> &str {
+        &self.global.tenant
     }
 
     /// The broker addresses, as given.
@@ -67,6 +73,9 @@ impl Ctx {
     }
 }
 
+/// The `--tenant` default (see `args`).
+const DEFAULT_TENANT: &str = "default";
+
 /// The client configuration for the global options. One connection with one request stream:
 /// a CLI needs no parallelism, and a single ordered stream lets a final round trip confirm
 /// that unacknowledged publishes were received.
@@ -87,12 +96,19 @@ fn client_config(g: &GlobalArgs) -> Result<ClientConfig, Failure> {
         }
         Tls::CaFile(g.ca.clone())
     };
+    // No --token: the one `felix login` cached, for its tenant.
+    let (mut tenant, mut token) = (g.tenant.clone(), g.token.clone());
+    if token.is_none() {
+        if let Some(c) = login::token_for(&g.tenant, g.tenant == DEFAULT_TENANT)? {
+            (tenant, token) = (c.tenant, Some(c.token));
+        }
+    }
     let mut cfg = ClientConfig {
         addresses: g.addrs.clone(),
         server_name: g.server_name.clone(),
         tls,
-        tenant: g.tenant.clone(),
-        token: g.token.clone(),
+        tenant,
+        token,
         connections: 1,
         streams_per_connection: 1,
         ..ClientConfig::default()
@@ -112,6 +128,7 @@ async fn dispatch(ctx: &mut Ctx, command: Command) -> Result<(), Failure> {
         Command::Cache(c) => cache::run(ctx, c).await,
         Command::Ping(a) => ping::run(ctx, a).await,
         Command::Admin(a) => admin::run(ctx, a).await,
+        Command::Login(a) => login::run(ctx, a).await,
     }
 }
 

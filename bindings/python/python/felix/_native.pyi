@@ -3,7 +3,7 @@
 # `via`: None runs the call blocking (GIL released); a Completer runs it for asyncio and the
 # call returns (future, token) at once.
 import asyncio
-from typing import Any, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 __version__: str
 MARKER: str
@@ -78,7 +78,7 @@ class Client:
         insecure_dev: bool = False,
         server_name: str = "localhost",
         tenant: str = "default",
-        token: Optional[str] = None,
+        token: Union[str, Callable[[], str], None] = None,
         connections: int = 1,
         streams_per_connection: int = 4,
         connect_timeout: float = 5.0,
@@ -86,6 +86,12 @@ class Client:
         reconnect_initial: float = 0.05,
         reconnect_max: float = 5.0,
         subscription_buffer: int = 1024,
+        token_exchange_url: Optional[str] = None,
+        subject_token: Optional[str] = None,
+        subject_token_file: Optional[str] = None,
+        token_refresh_interval: Optional[float] = None,
+        client_cert_file: Optional[str] = None,
+        client_key_file: Optional[str] = None,
     ) -> Any: ...
     def close(self) -> None: ...
     @property

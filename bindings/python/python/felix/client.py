@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from . import _aio, _native
 from .cache import CacheValue
@@ -22,6 +22,11 @@ __all__ = ["Client", "AsyncClient"]
 
 Addresses = Union[str, Sequence[str]]
 PathLike = Union[str, "os.PathLike[str]"]
+#: A static token, or a callable returning a fresh one (called before connecting and again
+#: before each token expires, on a Felix thread: it may block, and must not need the event
+#: loop). An exception it raises becomes ``felix.UnauthorizedError`` (at connect, or for calls
+#: once the current token has expired unrefreshed).
+Token = Union[str, Callable[[], str], None]
 
 
 def _options(
@@ -31,7 +36,7 @@ def _options(
     insecure_dev: bool,
     server_name: str,
     tenant: str,
-    token: Optional[str],
+    token: "Token",
     connections: int,
     streams_per_connection: int,
     connect_timeout: float,
@@ -39,6 +44,7 @@ def _options(
     reconnect_initial: float,
     reconnect_max: float,
     subscription_buffer: int,
+    security: Dict[str, Any],
 ) -> Dict[str, Any]:
     if isinstance(addresses, str):
         addrs = [a.strip() for a in addresses.split(",") if a.strip()]
@@ -61,7 +67,17 @@ def _options(
         reconnect_initial=reconnect_initial,
         reconnect_max=reconnect_max,
         subscription_buffer=subscription_buffer,
+        token_exchange_url=security["token_exchange_url"],
+        subject_token=security["subject_token"],
+        subject_token_file=_path(security["subject_token_file"]),
+        token_refresh_interval=security["token_refresh_interval"],
+        client_cert_file=_path(security["client_cert_file"]),
+        client_key_file=_path(security["client_key_file"]),
     )
+
+
+def _path(p: Optional[PathLike]) -> Optional[str]:
+    return None if p is None else os.fspath(p)
 
 
 class Client:
@@ -70,7 +86,12 @@ class Client:
     ``addresses``: ``"host:port"``, a comma-separated list or a sequence (tried in order).
     TLS: ``ca_file`` (PEM path; default ``<tmp>/felix-dev-<uid>/ca.pem``, the dev broker's CA),
     ``ca_pem`` (PEM bytes) or ``insecure_dev=True`` (no verification: development only).
-    ``server_name``: name on the broker's certificate. ``tenant``/``token``: identity.
+    ``server_name``: name on the broker's certificate. ``tenant``/``token``: identity; ``token``
+    is a string or a callable returning a fresh token (refreshed before it expires).
+    ``token_exchange_url``: exchange an OIDC token (``token``, ``subject_token`` or the file
+    ``subject_token_file``, read at each exchange) at the control plane for Felix tokens.
+    ``token_refresh_interval``: refresh at least this often (seconds). ``client_cert_file`` and
+    ``client_key_file``: PEM certificate and key for mTLS.
     ``connections`` x ``streams_per_connection``: the pool. Timeouts are seconds.
     ``subscription_buffer``: events buffered per subscription (backpressure beyond).
 
@@ -86,7 +107,7 @@ class Client:
         insecure_dev: bool = False,
         server_name: str = "localhost",
         tenant: str = "default",
-        token: Optional[str] = None,
+        token: Token = None,
         connections: int = 1,
         streams_per_connection: int = 4,
         connect_timeout: float = 5.0,
@@ -94,11 +115,21 @@ class Client:
         reconnect_initial: float = 0.05,
         reconnect_max: float = 5.0,
         subscription_buffer: int = 1024,
+        token_exchange_url: Optional[str] = None,
+        subject_token: Optional[str] = None,
+        subject_token_file: Optional[PathLike] = None,
+        token_refresh_interval: Optional[float] = None,
+        client_cert_file: Optional[PathLike] = None,
+        client_key_file: Optional[PathLike] = None,
     ) -> None:
         opts = _options(
             addresses, ca_file, ca_pem, insecure_dev, server_name, tenant, token, connections,
             streams_per_connection, connect_timeout, request_timeout, reconnect_initial,
             reconnect_max, subscription_buffer,
+            dict(token_exchange_url=token_exchange_url, subject_token=subject_token,
+                 subject_token_file=subject_token_file,
+                 token_refresh_interval=token_refresh_interval,
+                 client_cert_file=client_cert_file, client_key_file=client_key_file),
         )  # fmt: skip
         self._n: _native.Client = _native.Client.connect(None, **opts)
 
@@ -278,7 +309,7 @@ class AsyncClient:
         insecure_dev: bool = False,
         server_name: str = "localhost",
         tenant: str = "default",
-        token: Optional[str] = None,
+        token: Token = None,
         connections: int = 1,
         streams_per_connection: int = 4,
         connect_timeout: float = 5.0,
@@ -286,11 +317,21 @@ class AsyncClient:
         reconnect_initial: float = 0.05,
         reconnect_max: float = 5.0,
         subscription_buffer: int = 1024,
+        token_exchange_url: Optional[str] = None,
+        subject_token: Optional[str] = None,
+        subject_token_file: Optional[PathLike] = None,
+        token_refresh_interval: Optional[float] = None,
+        client_cert_file: Optional[PathLike] = None,
+        client_key_file: Optional[PathLike] = None,
     ) -> "AsyncClient":
         opts = _options(
             addresses, ca_file, ca_pem, insecure_dev, server_name, tenant, token, connections,
             streams_per_connection, connect_timeout, request_timeout, reconnect_initial,
             reconnect_max, subscription_buffer,
+            dict(token_exchange_url=token_exchange_url, subject_token=subject_token,
+                 subject_token_file=subject_token_file,
+                 token_refresh_interval=token_refresh_interval,
+                 client_cert_file=client_cert_file, client_key_file=client_key_file),
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         completer = _aio.attach(loop)
