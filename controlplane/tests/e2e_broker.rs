@@ -14,7 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
-use felix_client::{Client, ClientConfig, ErrorCode, Start, Tls};
+use felix_client::{
+    Client, ClientConfig, ErrorCode, Start, SubjectToken, Tls, TokenExchange, TokenSource,
+};
 use serde_json::json;
 
 const ADMIN: &str = "e2e-admin-token-0123456789";
@@ -57,7 +59,7 @@ impl Drop for Broker {
 }
 
 impl Broker {
-    fn start(cp: &Cp, issuer: &str) -> Broker {
+    fn start(cp: &Cp, issuer: &str, extra: &[&str]) -> Broker {
         let dir = tempfile::tempdir().unwrap();
         let token_file = dir.path().join("cp-read-token");
         std::fs::write(&token_file, format!("{READER}\n")).unwrap();
@@ -74,6 +76,7 @@ impl Broker {
             .arg(&token_file)
             .args(["--auth-issuer", issuer, "--region", "local"])
             .args(["--auth-feed-interval-ms", "200"])
+            .args(extra)
             .env("FELIX_LOG", "warn")
             .env_remove("FELIX_AUTH_TOKENS")
             .stdin(Stdio::null())
@@ -179,7 +182,7 @@ async fn oidc_login_to_broker_request_with_rbac_and_revocation() {
     let iss = verify(&cp, &alice_token).unwrap().iss;
     let bob_sub = verify(&cp, &bob_token).unwrap().sub;
 
-    let broker = Broker::start(&cp, &iss);
+    let broker = Broker::start(&cp, &iss, &[]);
     let alice = within(
         20,
         "alice connects",
@@ -283,4 +286,76 @@ async fn oidc_login_to_broker_request_with_rbac_and_revocation() {
 
     let (_, ready) = http_get(&broker.http, "/ready").unwrap();
     assert!(ready.contains("\"feed\":\"ok\""), "{ready}");
+}
+
+/// Tokens that live 3 seconds, refreshed by the client core itself: it exchanges the ID token
+/// at the control plane before each Felix token expires and moves the live connection to the
+/// new one with `reauth`, so a subscription opened under the first token keeps flowing through
+/// several token lifetimes (without the refresh the broker would end it at the first expiry).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn short_lived_tokens_are_refreshed_in_place_and_a_subscription_outlives_them() {
+    let issuer = Issuer::start(accounts());
+    let cp = Cp::start(&["--token-lifetime-s", "3", "--broker-leeway-s", "0"]);
+    setup_tenant(&cp, "acme", &issuer.url);
+    let id_token = issuer.id_token("alice", "felix-test");
+    let first = exchange(&cp, &id_token);
+    let iss = verify(&cp, &first).unwrap().iss;
+    let broker = Broker::start(&cp, &iss, &["--auth-leeway-s", "0"]);
+
+    let mut cfg = broker.config("unused");
+    cfg.token = None;
+    cfg.token_source = Some(TokenSource::Exchange(TokenExchange::new(
+        format!("http://{}", cp.addr),
+        SubjectToken::Value(id_token),
+    )));
+    let alice = within(20, "connect with an exchanged token", Client::connect(cfg))
+        .await
+        .expect("the client core exchanges the ID token itself");
+    let mut sub = within(
+        10,
+        "subscribe",
+        alice.subscribe("ns", "ticks", Start::Latest),
+    )
+    .await
+    .unwrap();
+
+    // Publish and receive one event at a time until the token was replaced in place at least
+    // twice (more than two lifetimes of the first token), or fail at the deadline.
+    let started = Instant::now();
+    let mut n = 0u32;
+    while alice.token_stats().reauths < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "no second reauth within 40 s: {:?}",
+            alice.token_stats()
+        );
+        let payload = format!("tick-{n}");
+        within(
+            10,
+            "publish",
+            alice.publish("ns", "ticks", payload.clone().into()),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("publish {n} after {:?}: {e}", started.elapsed()));
+        let ev = within(10, "event", sub.next())
+            .await
+            .expect("the subscription outlives its first token")
+            .unwrap_or_else(|e| panic!("event {n} after {:?}: {e}", started.elapsed()));
+        assert_eq!(&ev.payload[..], payload.as_bytes(), "in order, none lost");
+        n += 1;
+        // Pacing only (about ten events a second); every wait above has a deadline.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stats = alice.token_stats();
+    assert!(
+        started.elapsed() > Duration::from_secs(3),
+        "past the first token's expiry"
+    );
+    assert!(stats.fetched >= 3, "{stats:?}");
+    assert_eq!(stats.reauth_failures, 0, "{stats:?}");
+    assert_eq!(
+        stats.retired_connections, 0,
+        "the broker granted token_refresh: no connection was replaced: {stats:?}"
+    );
+    eprintln!("{n} events over {:?} with {stats:?}", started.elapsed());
 }
