@@ -419,7 +419,7 @@ macro_rules! top {
 macro_rules! in_tenant {
     ($kind:expr) => {
         get(
-            |State(st): S, Path((t, name)): Path<(String, String)>| async move {
+            move |State(st): S, Path((t, name)): Path<(String, String)>| async move {
                 get_item(
                     &st,
                     $kind,
@@ -433,10 +433,10 @@ macro_rules! in_tenant {
             },
         )
         .put(
-            |State(st): S,
-             Path((t, name)): Path<(String, String)>,
-             h: HeaderMap,
-             JsonBody(b): JsonBody<Value>| async move {
+            move |State(st): S,
+                  Path((t, name)): Path<(String, String)>,
+                  h: HeaderMap,
+                  JsonBody(b): JsonBody<Value>| async move {
                 put_item(
                     &st,
                     $kind,
@@ -452,7 +452,7 @@ macro_rules! in_tenant {
             },
         )
         .delete(
-            |State(st): S, Path((t, name)): Path<(String, String)>, h: HeaderMap| async move {
+            move |State(st): S, Path((t, name)): Path<(String, String)>, h: HeaderMap| async move {
                 delete_item(
                     &st,
                     $kind,
@@ -581,36 +581,25 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/v1/tenants/{tenant}", top!(Kind::Tenant))
         .route(
-            "/v1/tenants/{tenant}/namespaces",
-            get(|State(st): S, Path(t): Path<String>| async move {
-                list_items(&st, Kind::Namespace, Some(t), None).await
-            }),
-        )
-        .route(
-            "/v1/tenants/{tenant}/namespaces/{name}",
-            in_tenant!(Kind::Namespace),
-        )
-        .route(
-            "/v1/tenants/{tenant}/roles",
-            get(|State(st): S, Path(t): Path<String>| async move {
-                list_items(&st, Kind::Role, Some(t), None).await
-            }),
-        )
-        .route("/v1/tenants/{tenant}/roles/{name}", in_tenant!(Kind::Role))
-        .route(
-            "/v1/tenants/{tenant}/issuers",
-            get(|State(st): S, Path(t): Path<String>| async move {
-                list_items(&st, Kind::Issuer, Some(t), None).await
-            }),
-        )
-        .route(
-            "/v1/tenants/{tenant}/issuers/{name}",
-            in_tenant!(Kind::Issuer),
-        )
-        .route(
             "/v1/tenants/{tenant}/quotas",
             get(get_quotas).put(put_quotas).delete(delete_quotas),
         );
+    // Items of a tenant: the same list / get / put / delete for each kind.
+    for (kind, plural) in [
+        (Kind::Namespace, "namespaces"),
+        (Kind::Role, "roles"),
+        (Kind::Issuer, "issuers"),
+    ] {
+        let base = format!("/v1/tenants/{{tenant}}/{plural}");
+        router = router
+            .route(
+                &base,
+                get(move |State(st): S, Path(t): Path<String>| async move {
+                    list_items(&st, kind, Some(t), None).await
+                }),
+            )
+            .route(&format!("{base}/{{name}}"), in_tenant!(kind));
+    }
     // Definitions inside a namespace: the same list / get / put / delete for each kind.
     for (kind, plural) in [
         (Kind::Stream, "streams"),
