@@ -4,33 +4,13 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-/// `target/<profile>`, from this test binary's path (`target/<profile>/deps/c_smoke-*`).
-pub fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().and_then(Path::parent).unwrap().to_path_buf()
-}
-
-pub fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-pub fn cargo_build(package: &str) {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace()).args(["build", "-p", package]);
-    if profile_dir().ends_with("release") {
-        cmd.arg("--release");
-    }
-    assert!(
-        cmd.status().unwrap().success(),
-        "cargo build -p {package} failed"
-    );
-}
+#[allow(unused_imports)] // each test binary uses a different part
+pub use felix_test_support::{cargo_build, profile_dir, workspace};
 
 pub struct Broker(Child);
 
@@ -68,13 +48,7 @@ pub fn start_broker(dir: &Path) -> (Broker, String) {
     // sources and does nothing when it is fresh. Building only a missing binary ran a stale
     // broker after every broker change when these tests were invoked directly
     // (`cargo test -p felix-ffi` does not build another package's binary).
-    let bin = match std::env::var_os("FELIX_BROKER_BIN") {
-        Some(p) => PathBuf::from(p),
-        None => {
-            cargo_build("felix-broker");
-            profile_dir().join("felix-broker")
-        }
-    };
+    let bin = felix_test_support::workspace_bin("felix-broker", "felix-broker", "FELIX_BROKER_BIN");
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(&bin)
         .args(["--listen", &addr, "--no-metrics", "--dev-ca-path"])
