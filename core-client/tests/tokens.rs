@@ -90,7 +90,7 @@ async fn a_failing_callback_fails_connect_with_unauthorized_and_its_message() {
 /// replaced instead, and calls keep working on the new one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_jwt_is_refreshed_from_its_exp_and_without_reauth_the_connection_is_replaced() {
-    let b = DevBroker::start("cb-exp").await;
+    let b = DevBroker::start_refusing_reauth("cb-exp").await;
     let times = Arc::new(Mutex::new(Vec::<Instant>::new()));
     let t = times.clone();
     let (source, calls) = counted(move |n| {
@@ -122,7 +122,10 @@ async fn a_jwt_is_refreshed_from_its_exp_and_without_reauth_the_connection_is_re
     })
     .await;
     let stats = client.token_stats();
-    assert_eq!(stats.reauths + stats.reauth_failures, 0, "{stats:?}");
+    assert_eq!(
+        stats.reauths, 0,
+        "the broker refuses every reauth: {stats:?}"
+    );
     // New work goes to a new connection authenticated with the new token.
     client.publish("ns", "s", "after".into()).await.unwrap();
     client
@@ -415,11 +418,12 @@ async fn an_unreachable_control_plane_is_unavailable() {
     assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
 }
 
-/// Without `token_refresh`, a refresh replaces the connection; a subscription on it resumes on
+/// When the live connection cannot take the new token (no `token_refresh`, or the broker refuses
+/// the `reauth`), a refresh replaces the connection; a subscription on it resumes on
 /// the new connection from its last offset: nothing published around the switch is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_subscription_survives_the_connection_replacement_of_a_refresh() {
-    let b = DevBroker::start("cb-sub").await;
+    let b = DevBroker::start_refusing_reauth("cb-sub").await;
     let (source, _calls) = counted(|n| Ok(felix_jwt(3, &format!("jti-{n}"))));
     let client = Client::connect(ClientConfig {
         token_source: Some(source),
@@ -468,4 +472,31 @@ async fn a_subscription_survives_the_connection_replacement_of_a_refresh() {
     }
     let want: Vec<String> = (0..sent).map(|i| i.to_string()).collect();
     assert_eq!(got, want, "every event, in order, across the replacement");
+}
+
+/// The real broker grants `token_refresh`: a refreshed token goes out in `reauth` on the live
+/// connection, which keeps serving (nothing is replaced).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_broker_takes_the_refreshed_token_with_reauth_on_the_live_connection() {
+    let b = DevBroker::start("cb-reauth").await;
+    let (source, calls) = counted(|n| Ok(felix_jwt(3, &format!("jti-{n}"))));
+    let client = Client::connect(ClientConfig {
+        token_source: Some(source),
+        ..b.client_config()
+    })
+    .await
+    .unwrap();
+    client.publish("ns", "s", "before".into()).await.unwrap();
+    eventually(10, "a reauth on the live connection", || {
+        client.token_stats().reauths >= 1
+    })
+    .await;
+    let stats = client.token_stats();
+    assert!(calls.load(Ordering::SeqCst) >= 2, "{stats:?}");
+    assert_eq!(
+        (stats.reauth_failures, stats.retired_connections),
+        (0, 0),
+        "{stats:?}"
+    );
+    client.publish("ns", "s", "after".into()).await.unwrap();
 }

@@ -74,6 +74,37 @@ impl DevBroker {
         Self { broker, ca }
     }
 
+    /// A dev broker whose every token is its own principal (subject = the token), so a
+    /// `reauth` always names another subject and is refused: the client core then replaces
+    /// the connection, as it does with a broker that does not grant `token_refresh`.
+    pub async fn start_refusing_reauth(name: &str) -> Self {
+        struct EachTokenItsOwnSubject;
+        impl felix_broker::auth::Authenticator for EachTokenItsOwnSubject {
+            fn authenticate(
+                &self,
+                tenant: &str,
+                token: Option<&str>,
+            ) -> Result<felix_broker::auth::Principal, felix_broker::auth::AuthError> {
+                Ok(felix_broker::auth::Principal::unrestricted(
+                    tenant.to_owned(),
+                    token.map(str::to_owned),
+                ))
+            }
+        }
+        let mut cfg = BrokerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            metrics_listen: None,
+            dev_ca_path: scratch(name).join("ca.pem"),
+            ..BrokerConfig::default()
+        };
+        cfg.shutdown_grace_ms = 1_000;
+        let ca = cfg.dev_ca_path.clone();
+        let broker = Broker::start_with_auth(cfg, Box::new(EachTokenItsOwnSubject))
+            .await
+            .expect("broker starts");
+        Self { broker, ca }
+    }
+
     pub fn client_config(&self) -> ClientConfig {
         ClientConfig {
             addresses: vec![self.broker.local_addr().to_string()],
