@@ -123,6 +123,19 @@ fn agent(x: &TokenExchange) -> Result<ureq::Agent> {
 /// `{url}/oauth/token`, refusing plain HTTP to anything but loopback.
 fn token_endpoint(url: &str) -> Result<String> {
     let base = url.trim_end_matches('/');
+    // `http://127.0.0.1@evil.example/` names the host after the `@`: a URL with user
+    // information would defeat the loopback check below (and credentials never belong in it).
+    let authority = base
+        .split_once("://")
+        .map_or(base, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err(Error::InvalidArgument(format!(
+            "control plane URL {base}: user information (`…@`) is not allowed"
+        )));
+    }
     if let Some(rest) = base.strip_prefix("http://") {
         let host = match rest.strip_prefix('[') {
             Some(v6) => v6.split(']').next().unwrap_or(""),
@@ -173,7 +186,15 @@ mod tests {
         assert!(token_endpoint("http://localhost/x").is_ok());
         assert!(token_endpoint("http://[::1]:9/").is_ok());
         assert!(token_endpoint("https://cp.example").is_ok());
-        for bad in ["http://cp.example", "http://10.0.0.1:80", "ftp://x", "cp"] {
+        for bad in [
+            "http://cp.example",
+            "http://10.0.0.1:80",
+            "ftp://x",
+            "cp",
+            "http://127.0.0.1:80@cp.evil.example/",
+            "http://[::1]@evil/",
+            "https://user:pw@cp.example",
+        ] {
             let e = token_endpoint(bad).unwrap_err();
             assert_eq!(e.code(), crate::ErrorCode::InvalidArgument, "{bad}");
         }

@@ -176,7 +176,12 @@ fn deadline_of(at_s: u64) -> tokio::time::Instant {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    tokio::time::Instant::now() + Duration::from_secs(at_s).saturating_sub(now)
+    let left = Duration::from_secs(at_s).saturating_sub(now);
+    // A token with an `exp` centuries away (only a stolen signing key can mint one) must not
+    // overflow the timer and kill the watcher that also enforces revocation.
+    let now = tokio::time::Instant::now();
+    now.checked_add(left)
+        .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
 /// Ends the cell when its token expires unrefreshed or is revoked; returns when the cell is
@@ -230,6 +235,15 @@ async fn watch_cell(
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn a_far_future_expiry_does_not_overflow_the_timer() {
+        let far = deadline_of(u64::MAX);
+        assert!(far > tokio::time::Instant::now() + Duration::from_secs(50 * 365 * 86_400));
+        let soon = deadline_of(0);
+        assert!(soon <= tokio::time::Instant::now());
+    }
+
     use super::super::{StaticTokenAuth, TokenEntry};
     use super::*;
 

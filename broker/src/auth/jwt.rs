@@ -196,6 +196,19 @@ impl JwtAuth {
 
 /// `https://` anywhere; `http://` only in dev mode or to a loopback host.
 fn check_url(url: &str, production: bool) -> Result<(), String> {
+    // `http://127.0.0.1@cp.evil.example/` names the host after the `@`: user information would
+    // defeat the loopback rule below, and the read token must not go anywhere else.
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or("");
+    if authority.contains('@') {
+        return Err(format!(
+            "auth.controlplane_url {url:?} must not contain user information (`…@`)"
+        ));
+    }
     if url.starts_with("https://") {
         return Ok(());
     }
@@ -330,9 +343,16 @@ mod tests {
             "http://10.0.0.1:80",
             "ftp://x",
             "cp.example",
+            "http://127.0.0.1:80@cp.evil.example/",
+            "http://[::1]@evil/",
+            "https://user:pw@cp.example",
         ] {
             assert!(check_url(bad, true).is_err(), "{bad}");
         }
+        assert!(
+            check_url("http://127.0.0.1@evil", false).is_err(),
+            "in dev too"
+        );
         assert!(
             check_url("http://cp.example", false).is_ok(),
             "dev allows it"
