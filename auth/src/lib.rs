@@ -13,6 +13,7 @@ pub mod claims;
 pub mod peek;
 pub mod perms;
 pub mod token;
+pub mod url;
 
 pub use claims::{Claims, Jwk, Jwks, RevocationList, RevokedJti, RevokedSubject};
 pub use peek::{unverified_times, UnverifiedTimes};

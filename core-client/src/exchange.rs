@@ -122,40 +122,19 @@ fn agent(x: &TokenExchange) -> Result<ureq::Agent> {
 
 /// `{url}/oauth/token`, refusing plain HTTP to anything but loopback.
 fn token_endpoint(url: &str) -> Result<String> {
+    use felix_auth::url::{check_credential_url, UrlRefusal};
     let base = url.trim_end_matches('/');
-    // `http://127.0.0.1@evil.example/` names the host after the `@`: a URL with user
-    // information would defeat the loopback check below (and credentials never belong in it).
-    let authority = base
-        .split_once("://")
-        .map_or(base, |(_, rest)| rest)
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or("");
-    if authority.contains('@') {
-        return Err(Error::InvalidArgument(format!(
-            "control plane URL {base}: user information (`…@`) is not allowed"
-        )));
-    }
-    if let Some(rest) = base.strip_prefix("http://") {
-        let host = match rest.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => rest.split([':', '/']).next().unwrap_or(""),
-        };
-        let loopback = host == "localhost"
-            || host
-                .parse::<std::net::IpAddr>()
-                .is_ok_and(|ip| ip.is_loopback());
-        if !loopback {
-            return Err(Error::InvalidArgument(format!(
-                "control plane URL {base}: plain http is allowed only to a loopback host (the exchange sends a credential)"
-            )));
+    let why = match check_credential_url(base, false) {
+        Ok(()) => return Ok(format!("{base}/oauth/token")),
+        Err(UrlRefusal::UserInfo) => "user information (`…@`) is not allowed",
+        Err(UrlRefusal::PlainRemote) => {
+            "plain http is allowed only to a loopback host (the exchange sends a credential)"
         }
-    } else if !base.starts_with("https://") {
-        return Err(Error::InvalidArgument(format!(
-            "control plane URL {base}: expected https://..."
-        )));
-    }
-    Ok(format!("{base}/oauth/token"))
+        Err(_) => "expected https://...",
+    };
+    Err(Error::InvalidArgument(format!(
+        "control plane URL {base}: {why}"
+    )))
 }
 
 fn subject_token(s: &SubjectToken) -> Result<String> {

@@ -6,7 +6,6 @@
 //! `perms`, the token's `tenant` against the `auth` frame's `tenant_id`, and the revocation
 //! list. Every refusal is `unauthorized`.
 
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,43 +195,20 @@ impl JwtAuth {
 
 /// `https://` anywhere; `http://` only in dev mode or to a loopback host.
 fn check_url(url: &str, production: bool) -> Result<(), String> {
-    // `http://127.0.0.1@cp.evil.example/` names the host after the `@`: user information would
-    // defeat the loopback rule below, and the read token must not go anywhere else.
-    let authority = url
-        .split_once("://")
-        .map_or(url, |(_, rest)| rest)
-        .split(['/', '?', '#'])
-        .next()
-        .unwrap_or("");
-    if authority.contains('@') {
-        return Err(format!(
+    use felix_auth::url::{check_credential_url, UrlRefusal};
+    // Plain http to a remote host is a dev convenience; the read token goes over it.
+    match check_credential_url(url, !production) {
+        Ok(()) => Ok(()),
+        Err(UrlRefusal::UserInfo) => Err(format!(
             "auth.controlplane_url {url:?} must not contain user information (`…@`)"
-        ));
-    }
-    if url.starts_with("https://") {
-        return Ok(());
-    }
-    let Some(rest) = url.strip_prefix("http://") else {
-        return Err(format!(
-            "auth.controlplane_url {url:?} must start with https:// (or http:// on loopback)"
-        ));
-    };
-    if !production {
-        return Ok(());
-    }
-    let authority = rest.split('/').next().unwrap_or("");
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or(""),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    let loopback = host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-    if loopback {
-        Ok(())
-    } else {
-        Err(format!(
+        )),
+        Err(UrlRefusal::PlainRemote) => Err(format!(
             "production refuses auth.controlplane_url {url:?}: plain http is accepted only to \
              a loopback address; use https://"
-        ))
+        )),
+        Err(_) => Err(format!(
+            "auth.controlplane_url {url:?} must start with https:// (or http:// on loopback)"
+        )),
     }
 }
 

@@ -46,7 +46,10 @@ impl Api {
             )));
         }
         let token = read_token(o.admin_token_file.as_deref())?;
-        if token.is_some() && base.starts_with("http://") && !is_loopback(&base) {
+        if token.is_some()
+            && base.starts_with("http://")
+            && !felix_auth::url::is_loopback_url(&base)
+        {
             warn(format_args!(
                 "sending the admin token over plain http to {base}: anyone on the path can \
                  read it (use https)"
@@ -149,20 +152,6 @@ fn transport(method: &Method, url: &str, e: ureq::Error) -> Failure {
     Failure::new(code, format!("{method} {url}: {e}"), exit)
 }
 
-/// Whether a URL's host is the loopback interface (plain http stays on this machine).
-fn is_loopback(url: &str) -> bool {
-    let rest = url.split_once("://").map_or(url, |(_, r)| r);
-    let authority = rest.split('/').next().unwrap_or_default();
-    let host = match authority.strip_prefix('[') {
-        Some(v6) => v6.split(']').next().unwrap_or_default(),
-        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
-    };
-    host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
-}
-
 /// The admin token: the first non-empty line of the file, else the environment, else none
 /// (a dev control plane has an open admin API).
 fn read_token(file: Option<&Path>) -> Result<Option<String>, Failure> {
@@ -256,11 +245,15 @@ mod tests {
 
     #[test]
     fn loopback_hosts() {
-        assert!(is_loopback("http://127.0.0.1:7700"));
-        assert!(is_loopback("http://localhost/x"));
-        assert!(is_loopback("http://[::1]:7700"));
-        assert!(!is_loopback("http://cp.example.com:7700"));
-        assert!(!is_loopback("http://127.0.0.1.evil.com"));
+        assert!(felix_auth::url::is_loopback_url("http://127.0.0.1:7700"));
+        assert!(felix_auth::url::is_loopback_url("http://localhost/x"));
+        assert!(felix_auth::url::is_loopback_url("http://[::1]:7700"));
+        assert!(!felix_auth::url::is_loopback_url(
+            "http://cp.example.com:7700"
+        ));
+        assert!(!felix_auth::url::is_loopback_url(
+            "http://127.0.0.1.evil.com"
+        ));
     }
 
     #[test]
