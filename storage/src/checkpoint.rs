@@ -1,0 +1,1 @@
+//! (skeleton: see docs/storage-plan.md; owned by its track)
