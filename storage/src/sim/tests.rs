@@ -1,5 +1,7 @@
 use super::*;
-use crate::fs::{read_exact_at, write_all_at};
+use crate::fs::{read_exact_at, write_all_at, FsFile, OpenMode};
+use std::collections::HashSet;
+use std::path::PathBuf;
 
 fn p(s: &str) -> PathBuf {
     PathBuf::from(s)
