@@ -336,4 +336,6 @@ fn probe<S: ByteSource + ?Sized>(
 }
 
 #[cfg(test)]
+mod crash_tests;
+#[cfg(test)]
 mod tests;
