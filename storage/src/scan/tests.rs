@@ -292,4 +292,45 @@ proptest! {
         let _ = scan(&all[..], st, &mut |_, _| {});
         let _ = resync(&junk[..], 0, 0);
     }
+
+    #[test]
+    fn damage_anywhere_never_yields_a_frame_that_was_not_written(
+        frames in frame_sizes(),
+        at in any::<prop::sample::Index>(),
+        junk in prop::collection::vec(any::<u8>(), 1..64),
+        mode in 0u8..3,
+    ) {
+        let s = build(&frames, |_, b| b);
+        let m = 64 + at.index((s.end() - 64) as usize);
+        let mut b = s.bytes.clone();
+        match mode {
+            // Overwrite, insert, or cut and append junk.
+            0 => {
+                let n = junk.len().min(b.len() - m);
+                b[m..m + n].copy_from_slice(&junk[..n]);
+            }
+            1 => {
+                b.splice(m..m, junk.iter().copied());
+            }
+            _ => {
+                b.truncate(m);
+                b.extend_from_slice(&junk);
+            }
+        }
+        let (o, end, seen) = run(&b);
+        prop_assert!(end.position <= b.len() as u64);
+        let written: Vec<(u64, u64)> =
+            s.headers.iter().zip(&s.starts).map(|(h, p)| (h.base_offset, *p)).collect();
+        // A prefix of what was written, containing at least every frame wholly before `m`.
+        prop_assert_eq!(&seen[..], &written[..seen.len()]);
+        let intact = s.starts.iter().zip(&s.headers)
+            .filter(|(p, h)| **p + h.total_len() <= m as u64).count();
+        prop_assert!(seen.len() >= intact);
+        if let ScanOutcome::Damaged(d) = &o {
+            prop_assert!(d.at >= 64 && d.at < b.len() as u64);
+            for l in &d.later {
+                prop_assert!(written.iter().any(|w| w.0 == l.base_offset));
+            }
+        }
+    }
 }
