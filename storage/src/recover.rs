@@ -437,3 +437,7 @@ pub(crate) fn recover(
         recovery: rec,
     })
 }
+
+#[cfg(test)]
+#[path = "recover_tests.rs"]
+mod tests;
