@@ -2,6 +2,8 @@
 
 use super::*;
 use crate::fs::RealFs;
+use crate::retention::Retention;
+use std::time::Duration;
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())

@@ -270,6 +270,10 @@ pub(crate) fn recover(
     cfg: &RecoverConfig,
 ) -> Result<Recovered, StorageError> {
     fs.create_dir_all(dir).map_err(io(IoOp::Open, dir))?;
+    // The directory's own entry must survive a power cut before anything in it is acked.
+    if let Some(parent) = dir.parent() {
+        fs.sync_dir(parent).map_err(io(IoOp::Sync, parent))?;
+    }
     let names = fs.list_dir(dir).map_err(io(IoOp::List, dir))?;
     let mut bases: Vec<u64> = Vec::new();
     for n in &names {
