@@ -423,7 +423,11 @@ fn run(shared: &Shared) {
                         continue;
                     };
                     let at = *e.last_sync.lock() + every;
-                    if due.as_ref().map_or(true, |(d, _)| at < *d) {
+                    let earlier = match &due {
+                        Some((d, _)) => at < *d,
+                        None => true,
+                    };
+                    if earlier {
                         due = Some((at, e));
                     }
                 }

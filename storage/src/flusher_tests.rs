@@ -128,7 +128,7 @@ fn concurrent_appenders_share_fsyncs() {
     }
     let (syncs, tickets) = log.sp.stats();
     assert_eq!(tickets, 400);
-    assert!(syncs >= 1 && syncs <= 400, "{syncs} syncs");
+    assert!((1..=400).contains(&syncs), "{syncs} syncs");
     // Every sync covered more than the previous one: none was spent on nothing.
     let s = log.syncs.lock();
     assert!(s.windows(2).all(|w| w[0] < w[1]), "{s:?}");

@@ -278,7 +278,10 @@ pub fn load_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexEntr
         let ok = pos > format::SEGMENT_HEADER_LEN
             && pos < len
             && rel > 0
-            && out.last().map_or(true, |l| l.0 < base + rel && l.1 < pos);
+            && match out.last() {
+                Some(l) => l.0 < base + rel && l.1 < pos,
+                None => true,
+            };
         if !ok {
             break;
         }
