@@ -13,8 +13,8 @@
 //!
 //! A failed sync is never retried over the same bytes (fsyncgate, 11.3): the log's
 //! [`SyncPoint`] turns failed, every waiting ticket gets the error, and the flusher ignores the
-//! log from then on. Only reopening the log (recovery truncates what was never known durable)
-//! brings it back.
+//! log until it heals (`DurableLog::heal`: cut back to the last durable point, new segment) or
+//! is reopened (recovery cuts back to the point recorded at the failure).
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -273,6 +273,21 @@ impl SyncPoint {
         }
     }
 
+    /// After the log healed (cut back to `next`, the last durable point, on a fresh file): no
+    /// longer failed, watermarks at `next`. Tickets of the failure were all failed already.
+    pub fn reset(&self, next: u64) {
+        let waiters = {
+            let mut s = self.state.lock();
+            s.failed = None;
+            s.written = next;
+            s.synced = next;
+            std::mem::take(&mut s.waiters)
+        };
+        for (_, slot) in waiters {
+            slot.resolve(Err(StorageError::Closed));
+        }
+    }
+
     /// (fdatasync calls made by a flusher, tickets they resolved): tickets / syncs is the
     /// group-commit width.
     pub fn stats(&self) -> (u64, u64) {
@@ -289,6 +304,8 @@ pub trait Flushable: Send + Sync + 'static {
     /// watermark read *before* the call (later writes may or may not be covered).
     fn sync(&self) -> Result<u64, StorageError>;
     fn sync_point(&self) -> &SyncPoint;
+    /// Called when a sync failed, before its tickets are failed (the log records the failure).
+    fn on_failure(&self, _err: &StorageError) {}
 }
 
 struct Entry {
@@ -463,7 +480,8 @@ fn sync_one(entry: &Entry) {
     match log.sync() {
         Ok(upto) => sp.synced_to(upto),
         Err(e) => {
-            tracing::error!(error = %e, "storage: fsync failed; the log refuses writes until reopened");
+            tracing::error!(error = %e, "storage: fsync failed; the log refuses writes until healed");
+            log.on_failure(&e);
             sp.fail(e);
         }
     }

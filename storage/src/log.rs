@@ -39,6 +39,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -67,7 +68,8 @@ struct Inner {
     fs: Arc<dyn Fs>,
     dir: PathBuf,
     cfg: LogConfig,
-    epoch: u64,
+    /// Changes only when healing drops records that were visible (interval/os).
+    epoch: AtomicU64,
     sp: SyncPoint,
     state: Mutex<State>,
 }
@@ -87,6 +89,9 @@ struct State {
     unsynced: VecDeque<(u64, u64)>,
     /// `appended` at the last synced point seen.
     synced_cum: u64,
+    /// The last point a successful fdatasync covered: (segment base, position, offset). What a
+    /// failed log heals back to.
+    synced_at: (u64, u64, u64),
     quarantined: Option<StorageError>,
     closed: bool,
     frame: Vec<u8>,
@@ -127,10 +132,11 @@ impl DurableLog {
         let next_offset = active.next_offset();
         let last_ts = active.last_ts();
         let bytes = segments.iter().map(Segment::len).sum();
+        let synced_at = (active.base(), active.len(), next_offset);
         let inner = Arc::new(Inner {
             fs,
             dir: dir.to_path_buf(),
-            epoch: r.recovery.epoch,
+            epoch: AtomicU64::new(r.recovery.epoch),
             sp: SyncPoint::new(next_offset),
             state: Mutex::new(State {
                 segments,
@@ -142,6 +148,7 @@ impl DurableLog {
                 appended: 0,
                 unsynced: VecDeque::new(),
                 synced_cum: 0,
+                synced_at,
                 quarantined: r.quarantined,
                 closed: false,
                 frame: Vec::new(),
@@ -328,7 +335,7 @@ impl DurableLog {
     }
 
     pub fn epoch(&self) -> u64 {
-        self.inner.epoch
+        self.inner.epoch.load(Ordering::Acquire)
     }
 
     pub fn segment_count(&self) -> usize {
@@ -360,7 +367,8 @@ impl DurableLog {
             .cfg
             .segment_age
             .is_some_and(|a| now_unix_ms.saturating_sub(active.first_ts()) >= a.as_millis() as u64);
-        if old && !active.is_empty() && st.quarantined.is_none() && !st.closed {
+        let failed = inner.sp.failed().is_some();
+        if old && !active.is_empty() && st.quarantined.is_none() && !st.closed && !failed {
             let ts = now_unix_ms.max(st.last_ts);
             inner.roll(&mut st, ts)?;
         }
@@ -435,15 +443,17 @@ impl Inner {
     fn roll(&self, st: &mut State, now_unix_ms: u64) -> Result<(), StorageError> {
         let active = st.segments.back_mut().expect("active");
         if let Err(e) = active.seal() {
+            self.mark_failed(st.synced_at, &e);
             self.sp.fail(e.clone());
             return Err(e);
         }
         self.sp.synced_to(st.next_offset);
+        st.synced_at = (active.base(), active.len(), st.next_offset);
         let h = SegmentHeader {
             kind: self.cfg.kind,
             compacted: false,
             base_offset: st.next_offset,
-            epoch: self.epoch,
+            epoch: self.epoch.load(Ordering::Acquire),
             created_unix_ms: now_unix_ms,
         };
         let seg = Segment::create(
@@ -458,8 +468,22 @@ impl Inner {
             }
             return Err(StorageError::io(IoOp::Sync, &self.dir, &e));
         }
+        st.synced_at = (seg.base(), seg.len(), st.next_offset);
         st.segments.push_back(seg);
         Ok(())
+    }
+
+    /// Records in `log.state` where the log was last durable, before anyone learns of the
+    /// failure: a process that dies before healing leaves the next open the point to cut back
+    /// to (the kernel may still return pages it will never write).
+    fn mark_failed(&self, synced_at: (u64, u64, u64), err: &StorageError) {
+        let state = rec::LogState {
+            failed_at: Some(synced_at),
+            ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
+        };
+        if let Err(e) = rec::write_state(self.fs.as_ref(), &self.dir, &state) {
+            tracing::error!(error = %e, cause = %err, "storage: could not record a failed fsync");
+        }
     }
 
     fn close(&self) -> Result<(), StorageError> {
@@ -474,11 +498,16 @@ impl Inner {
         let end = st.next_offset;
         let active = st.segments.back_mut().expect("active");
         if let Err(e) = active.seal() {
+            self.mark_failed(st.synced_at, &e);
             self.sp.fail(e.clone());
             return Err(e);
         }
         self.sp.synced_to(end);
-        rec::write_state(self.fs.as_ref(), &self.dir, self.epoch, true)
+        let state = rec::LogState {
+            clean: true,
+            ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
+        };
+        rec::write_state(self.fs.as_ref(), &self.dir, &state)
     }
 }
 
@@ -486,18 +515,28 @@ impl Flushable for Inner {
     fn sync(&self) -> Result<u64, StorageError> {
         // Captured together: every record below `upto` is in this file or in a sealed (synced)
         // one, so syncing this file covers them all.
-        let (file, upto, path) = {
+        let (file, at, path) = {
             let st = self.state.lock();
             let a = st.segments.back().expect("active");
-            (a.file().clone(), st.next_offset, a.path().clone())
+            let at = (a.base(), a.len(), st.next_offset);
+            (a.file().clone(), at, a.path().clone())
         };
         file.sync_data()
             .map_err(|e| StorageError::io(IoOp::Sync, Path::new(&*path), &e))?;
-        Ok(upto)
+        let mut st = self.state.lock();
+        if st.synced_at.2 < at.2 {
+            st.synced_at = at;
+        }
+        Ok(at.2)
     }
 
     fn sync_point(&self) -> &SyncPoint {
         &self.sp
+    }
+
+    fn on_failure(&self, err: &StorageError) {
+        let at = self.state.lock().synced_at;
+        self.mark_failed(at, err);
     }
 }
 
@@ -535,6 +574,10 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[path = "log_heal.rs"]
+mod heal;
+pub use heal::Healed;
 
 #[path = "log_types.rs"]
 mod types;

@@ -66,6 +66,18 @@ fn read_from(log: &DurableLog, from: u64) -> Vec<(u64, Bytes)> {
     }
 }
 
+/// Heals, retrying while an injected fault fails a step (each fault is one-shot).
+fn heal(log: &DurableLog, now: u64) -> Result<Option<Healed>, TestCaseError> {
+    for _ in 0..50 {
+        match log.heal(now) {
+            Ok(h) => return Ok(h),
+            Err(StorageError::Io { .. }) => continue,
+            Err(e) => return Err(TestCaseError::fail(format!("heal: {e}"))),
+        }
+    }
+    Err(TestCaseError::fail("heal kept failing"))
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Append(Vec<usize>),
@@ -73,6 +85,8 @@ enum Op {
     Read(u64),
     Retention,
     Crash(u8, u64),
+    /// The next fdatasync of a segment fails (EIO, pages dropped as Linux does).
+    FailSync,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -82,6 +96,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0u64..400).prop_map(Op::Read),
         1 => Just(Op::Retention),
         1 => (0u8..4, any::<u64>()).prop_map(|(k, s)| Op::Crash(k, s)),
+        1 => Just(Op::FailSync),
     ]
 }
 
@@ -102,6 +117,8 @@ struct Model {
     tickets: Vec<(u64, Ticket)>,
     /// Size of the last append, which a torn write may take back.
     last_batch: u64,
+    /// A sync fault was injected: appends and tickets may fail from then on.
+    faulted: bool,
 }
 
 fn check_contents(log: &DurableLog, m: &Model) -> Result<(), TestCaseError> {
@@ -127,6 +144,7 @@ fn run(policy: FsyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
         acked: 0,
         tickets: Vec::new(),
         last_batch: 0,
+        faulted: false,
     };
     for op in ops {
         now += 7;
@@ -138,7 +156,22 @@ fn run(policy: FsyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                     .enumerate()
                     .map(|(i, &l)| payload(start + i as u64, l))
                     .collect();
-                let a = log.append(&ps, now).unwrap();
+                let a = match log.append(&ps, now) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Only a failed fsync makes a log refuse; healing brings it back.
+                        prop_assert!(m.faulted, "append failed: {}", e);
+                        let sync_error = matches!(e, StorageError::Io { op: IoOp::Sync, .. });
+                        prop_assert!(sync_error, "{:?}", e);
+                        let h = heal(&log, now)?.expect("a failed log heals");
+                        prop_assert!(h.next_offset >= m.acked, "heal dropped an acked record");
+                        prop_assert_eq!(h.next_offset + h.dropped, m.appended.len() as u64);
+                        m.appended.truncate(h.next_offset as usize);
+                        m.tickets.clear();
+                        epoch = log.epoch();
+                        continue;
+                    }
+                };
                 prop_assert_eq!(a.offsets.clone(), start..start + ps.len() as u64);
                 m.appended.extend(ps);
                 m.last_batch = a.offsets.end - a.offsets.start;
@@ -147,7 +180,11 @@ fn run(policy: FsyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::Wait => {
                 for (end, t) in m.tickets.drain(..) {
                     let r = t.wait_timeout(Duration::from_secs(20));
-                    prop_assert_eq!(r, Some(Ok(())));
+                    prop_assert!(r.is_some(), "a ticket never resolved");
+                    if r != Some(Ok(())) {
+                        prop_assert!(m.faulted, "{:?}", r);
+                        continue;
+                    }
                     if policy == FsyncPolicy::Always {
                         m.acked = m.acked.max(end);
                     }
@@ -172,6 +209,10 @@ fn run(policy: FsyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 prop_assert!(first >= before);
                 prop_assert!(log.next_offset() - first >= 60.min(log.next_offset() - before));
             }
+            Op::FailSync => {
+                fs.fail(FaultRule::sync(1, EIO).on_path(".seg"));
+                m.faulted = true;
+            }
             Op::Crash(kind, seed) => {
                 let how = match kind {
                     0 => Crash::ProcessKill,
@@ -189,28 +230,39 @@ fn run(policy: FsyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 log = l;
                 let n = log.next_offset();
                 prop_assert!(n <= appended, "a record that was never appended");
-                match how {
-                    Crash::ProcessKill => {
-                        prop_assert_eq!(n, appended, "kill -9 lost an appended record");
-                        prop_assert_eq!(r.truncated_bytes, 0);
-                    }
-                    Crash::TornWrite { .. } => {
-                        prop_assert!(n + m.last_batch >= appended, "{} of {}", n, appended);
-                    }
-                    _ => {}
-                }
                 prop_assert!(n >= m.acked, "acked {} but recovered {}", m.acked, n);
-                prop_assert!(
-                    !matches!(r.damage, Some(Damage::Corrupt { .. })),
-                    "a crash is never corruption: {:?}",
-                    r.damage
-                );
-                let power = matches!(
-                    how,
-                    Crash::PowerLoss { .. } | Crash::PowerLossReordered { .. }
-                );
-                if !power || policy == FsyncPolicy::Always {
-                    prop_assert_eq!(log.epoch(), epoch, "epoch changed after {:?}", how);
+                if m.faulted {
+                    // After a failed fsync dropped pages (fsyncgate), a process that died before
+                    // healing leaves data no later open can vouch for: only the acked records
+                    // and "nothing that was not appended" are promised, and damage found then
+                    // may be quarantined.
+                    m.appended.truncate(n as usize);
+                    if matches!(r.damage, Some(Damage::Corrupt { .. })) {
+                        return check_contents(&log, &m);
+                    }
+                } else {
+                    match how {
+                        Crash::ProcessKill => {
+                            prop_assert_eq!(n, appended, "kill -9 lost an appended record");
+                            prop_assert_eq!(r.truncated_bytes, 0);
+                        }
+                        Crash::TornWrite { .. } => {
+                            prop_assert!(n + m.last_batch >= appended, "{} of {}", n, appended);
+                        }
+                        _ => {}
+                    }
+                    prop_assert!(
+                        !matches!(r.damage, Some(Damage::Corrupt { .. })),
+                        "a crash is never corruption: {:?}",
+                        r.damage
+                    );
+                    let power = matches!(
+                        how,
+                        Crash::PowerLoss { .. } | Crash::PowerLossReordered { .. }
+                    );
+                    if !power || policy == FsyncPolicy::Always {
+                        prop_assert_eq!(log.epoch(), epoch, "epoch changed after {:?}", how);
+                    }
                 }
                 epoch = log.epoch();
                 // Offsets past the recovered end are handed out again: the model forgets them.
@@ -221,7 +273,11 @@ fn run(policy: FsyncPolicy, ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
     }
     for (_, t) in m.tickets.drain(..) {
-        prop_assert_eq!(t.wait_timeout(Duration::from_secs(20)), Some(Ok(())));
+        let r = t.wait_timeout(Duration::from_secs(20));
+        prop_assert!(r == Some(Ok(())) || (m.faulted && r.is_some()), "{:?}", r);
+    }
+    if heal(&log, now + 1)?.is_some() {
+        m.appended.truncate(log.next_offset() as usize);
     }
     check_contents(&log, &m)?;
     Ok(())
@@ -270,16 +326,59 @@ fn a_failed_fsync_fails_its_tickets_and_is_never_retried() {
         "the unsynced record never became visible"
     );
     assert_eq!(log.read(0, 10, 1000).unwrap().records.len(), 1);
+    // Healing cuts back to the last durable point and goes on in a new segment, same epoch.
+    let epoch = log.epoch();
+    let segs = log.segment_count();
+    let h = log.heal(4).unwrap().unwrap();
+    assert_eq!((h.next_offset, h.dropped, h.epoch_changed), (1, 1, false));
+    assert_eq!((log.epoch(), log.segment_count()), (epoch, segs + 1));
+    assert_eq!(log.heal(5).unwrap(), None, "healed once");
+    let a = log.append(&[payload(5, 10)], 6).unwrap();
+    assert_eq!(a.offsets, 1..2);
+    a.ticket.wait_blocking().unwrap();
     drop(log);
     assert_eq!(fs.fsyncgate_violations(), 0);
-    // The acked record survives a power loss.
+    // Everything acked survives a power loss; the dropped record is not resurrected.
     let after = fs.crash(Crash::PowerLoss { seed: 3 });
-    let (log, _) = open(&after, &config(FsyncPolicy::Always));
-    assert!(log.next_offset() >= 1);
+    let (log, r) = open(&after, &config(FsyncPolicy::Always));
+    assert_eq!(r.damage, None);
     assert_eq!(
-        log.read(0, 1, 100).unwrap().records,
-        vec![(0, payload(0, 10))]
+        read_from(&log, 0),
+        vec![(0, payload(0, 10)), (1, payload(5, 10))]
     );
+}
+
+#[test]
+fn healing_an_interval_log_that_lost_visible_records_changes_its_epoch() {
+    let fs = sim();
+    let c = config(FsyncPolicy::Interval(Duration::from_millis(1)));
+    let (log, _) = open(&fs, &c);
+    fs.fail(FaultRule::sync(1, EIO).on_path(".seg"));
+    log.append(&[payload(0, 10)], 1)
+        .unwrap()
+        .ticket
+        .wait_blocking()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while log.refusal().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the interval sync never ran"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(log.visible_offset(), 1, "interval: visible once written");
+    let epoch = log.epoch();
+    let h = log.heal(2).unwrap().unwrap();
+    assert_eq!((h.next_offset, h.dropped, h.epoch_changed), (0, 1, true));
+    assert_ne!(log.epoch(), epoch);
+    assert_eq!(log.read(0, 10, 100).unwrap().records, vec![]);
+    assert_eq!(log.append(&[payload(1, 10)], 3).unwrap().offsets, 0..1);
+    drop(log);
+    assert_eq!(fs.fsyncgate_violations(), 0);
+    let (l2, _) = open(&fs.crash(Crash::ProcessKill), &c);
+    assert_ne!(l2.epoch(), epoch, "the new epoch is persisted");
+    assert_eq!(read_from(&l2, 0), vec![(0, payload(1, 10))]);
 }
 
 #[test]
@@ -364,4 +463,37 @@ fn rolling_segments_survives_power_loss_of_everything_acked() {
         assert_eq!(l.epoch(), log.epoch());
         assert_eq!(read_from(&l, 0).len(), 200);
     }
+}
+
+#[test]
+fn a_failed_fsync_not_healed_before_a_crash_is_cut_back_on_open() {
+    let fs = sim();
+    let c = config(FsyncPolicy::Always);
+    let (log, _) = open(&fs, &c);
+    for i in 0..3 {
+        log.append(&[payload(i, 10)], 1)
+            .unwrap()
+            .ticket
+            .wait_blocking()
+            .unwrap();
+    }
+    fs.fail(FaultRule::sync(1, EIO).on_path(".seg"));
+    let t = log.append(&[payload(3, 10)], 2).unwrap().ticket;
+    assert!(t.wait_blocking().is_err());
+    // The process dies before healing. The kernel still returns the dropped pages...
+    let fs = fs.crash(Crash::ProcessKill);
+    drop(log);
+    // ...but the open cuts back to the point recorded at the failure, never trusting them.
+    let (log, r) = open(&fs, &c);
+    assert_eq!(log.next_offset(), 3);
+    assert!(r.truncated_bytes > 0);
+    let a = log.append(&[payload(4, 10)], 3).unwrap();
+    assert_eq!(a.offsets, 3..4);
+    a.ticket.wait_blocking().unwrap();
+    drop(log);
+    assert_eq!(fs.fsyncgate_violations(), 0);
+    // Every acked record survives a power loss.
+    let (log, _) = open(&fs.crash(Crash::PowerLoss { seed: 1 }), &c);
+    let got: Vec<Bytes> = read_from(&log, 0).into_iter().map(|r| r.1).collect();
+    assert_eq!(got, [0, 1, 2, 4].map(|i| payload(i, 10)).to_vec());
 }

@@ -16,14 +16,13 @@
 //! cleanly. Sealed segments are not scanned (they were fsynced when sealed); their frames are
 //! checked when read.
 
-use std::hash::{BuildHasher, Hasher};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::IoOp;
 use crate::flusher::FsyncPolicy;
 use crate::format::{self, FrameHeader, LogKind, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
-use crate::fs::{read_exact_at, write_all_at, Fs, FsFile, OpenMode};
+use crate::fs::{read_exact_at, Fs, FsFile, OpenMode};
 use crate::segment::{self, IndexEntry, Segment};
 use crate::StorageError;
 
@@ -77,69 +76,6 @@ pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub quarantined: Option<StorageError>,
     pub recovery: Recovery,
-}
-
-const STATE_FILE: &str = "log.state";
-const STATE_MAGIC: &[u8; 8] = b"FLXLOGS1";
-
-/// The log's state file: magic, epoch, flags (bit 0 clean), CRC32C of the first 20 bytes.
-pub(crate) fn write_state(
-    fs: &dyn Fs,
-    dir: &Path,
-    epoch: u64,
-    clean: bool,
-) -> Result<(), StorageError> {
-    let mut b = [0u8; 24];
-    b[..8].copy_from_slice(STATE_MAGIC);
-    b[8..16].copy_from_slice(&epoch.to_le_bytes());
-    b[16] = clean as u8;
-    let crc = format::crc32c(&b[..20]);
-    b[20..].copy_from_slice(&crc.to_le_bytes());
-    let tmp = dir.join("log.state.tmp");
-    let dst = dir.join(STATE_FILE);
-    let _ = fs.remove_file(&tmp);
-    let f = fs
-        .open(&tmp, OpenMode::CreateNew)
-        .map_err(|e| StorageError::io(IoOp::Open, &tmp, &e))?;
-    write_all_at(f.as_ref(), &b, 0)
-        .and_then(|()| f.sync_data())
-        .map_err(|e| StorageError::io(IoOp::Write, &tmp, &e))?;
-    drop(f);
-    fs.rename(&tmp, &dst)
-        .map_err(|e| StorageError::io(IoOp::Rename, &dst, &e))?;
-    fs.sync_dir(dir)
-        .map_err(|e| StorageError::io(IoOp::Sync, dir, &e))
-}
-
-fn read_state(fs: &dyn Fs, dir: &Path) -> Option<(u64, bool)> {
-    let f = fs.open(&dir.join(STATE_FILE), OpenMode::Read).ok()?;
-    let mut b = [0u8; 24];
-    read_exact_at(f.as_ref(), &mut b, 0).ok()?;
-    let crc = u32::from_le_bytes(b[20..].try_into().ok()?);
-    if &b[..8] != STATE_MAGIC || crc != format::crc32c(&b[..20]) {
-        return None;
-    }
-    Some((
-        u64::from_le_bytes(b[8..16].try_into().ok()?),
-        b[16] & 1 != 0,
-    ))
-}
-
-/// A random epoch different from `old` (std's per-process random hash keys plus the clock).
-fn new_epoch(old: u64) -> u64 {
-    loop {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos()),
-        );
-        h.write_u32(std::process::id());
-        let e = h.finish() >> 1; // fits the wire's signed readers too
-        if e != old && e != 0 {
-            return e;
-        }
-    }
 }
 
 /// Result of scanning one segment's frames.
@@ -285,9 +221,9 @@ pub(crate) fn recover(
     }
     bases.sort_unstable();
     let state = read_state(fs, dir);
-    let old_epoch = state.map_or(0, |s| s.0);
-    let was_clean = state.is_some_and(|s| s.1);
-    let mut epoch = state.map_or_else(|| new_epoch(0), |s| s.0);
+    let old_epoch = state.map_or(0, |s| s.epoch);
+    let was_clean = state.is_some_and(|s| s.clean);
+    let mut epoch = state.map_or_else(|| new_epoch(0), |s| s.epoch);
     let mut rec = Recovery {
         records: 0,
         truncated_bytes: 0,
@@ -297,6 +233,14 @@ pub(crate) fn recover(
         epoch_changed: false,
         was_clean,
     };
+
+    // A failed fsync the previous process never healed: nothing after the last durable point
+    // can be trusted (the kernel may have dropped those pages and still return them).
+    let mut cut_after_failure = 0;
+    if let Some(at) = state.and_then(|s| s.failed_at) {
+        cut_after_failure = state::cut_back(fs, dir, &mut bases, at)?;
+        rec.truncated_bytes += cut_after_failure;
+    }
 
     // A last segment whose header never completed (crash while creating it) holds nothing.
     while let Some(&last) = bases.last() {
@@ -423,7 +367,8 @@ pub(crate) fn recover(
 
     // 5.2: records that may have been visible are gone (or may be, after a reboot).
     let visible_at_write = cfg.policy != FsyncPolicy::Always;
-    let lost_visible = visible_at_write && (power_loss || (cfg.machine_restarted && !was_clean));
+    let lost_visible = visible_at_write
+        && (power_loss || cut_after_failure > 0 || (cfg.machine_restarted && !was_clean));
     if state.is_some() && lost_visible {
         epoch = new_epoch(old_epoch);
         rec.epoch_changed = true;
@@ -431,7 +376,7 @@ pub(crate) fn recover(
     }
     rec.epoch = epoch;
     // Unclean until close() says otherwise.
-    write_state(fs, dir, epoch, false)?;
+    write_state(fs, dir, &LogState::open(epoch))?;
     let first = segments.first().map_or(0, Segment::base);
     let next = segments.last().map_or(0, Segment::next_offset);
     rec.records = next - first;
@@ -441,6 +386,10 @@ pub(crate) fn recover(
         recovery: rec,
     })
 }
+
+#[path = "recover_state.rs"]
+mod state;
+pub(crate) use state::{new_epoch, read_state, write_state, LogState};
 
 #[cfg(test)]
 #[path = "recover_tests.rs"]

@@ -234,6 +234,11 @@ impl Segment {
         Ok(())
     }
 
+    /// The index entries of frames starting before `pos` (for a segment cut back to `pos`).
+    pub fn index_below(&self, pos: u64) -> Vec<IndexEntry> {
+        self.index.iter().copied().filter(|e| e.1 < pos).collect()
+    }
+
     /// Where to start reading for `offset`: the last indexed frame at or before it.
     pub fn lookup(&self, offset: u64) -> IndexEntry {
         let i = self.index.partition_point(|e| e.0 <= offset);
