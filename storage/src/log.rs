@@ -72,6 +72,11 @@ struct Inner {
     epoch: AtomicU64,
     sp: SyncPoint,
     state: Mutex<State>,
+    /// Held around every fdatasync of a segment (flusher, seal); holds the error of the first
+    /// that failed. Serialising them means no sync can succeed over pages a concurrent one
+    /// failed on (and dropped) before the failure is known: after a failure, none runs until
+    /// `heal`.
+    sync_guard: Mutex<Option<StorageError>>,
 }
 
 struct State {
@@ -154,6 +159,7 @@ impl DurableLog {
                 frame: Vec::new(),
             }),
             cfg,
+            sync_guard: Mutex::new(None),
         });
         let (flushers, own) = match flushers {
             Some(f) => (f, None),
@@ -442,7 +448,7 @@ impl Inner {
     /// and starts a new one at the next offset, fsyncing the directory before it is used.
     fn roll(&self, st: &mut State, now_unix_ms: u64) -> Result<(), StorageError> {
         let active = st.segments.back_mut().expect("active");
-        if let Err(e) = active.seal() {
+        if let Err(e) = self.guarded_sync(|| active.seal()) {
             self.mark_failed(st.synced_at, &e);
             self.sp.fail(e.clone());
             return Err(e);
@@ -473,6 +479,22 @@ impl Inner {
         Ok(())
     }
 
+    /// Runs one fdatasync under the sync guard; refuses if an earlier one failed.
+    fn guarded_sync(
+        &self,
+        sync: impl FnOnce() -> Result<(), StorageError>,
+    ) -> Result<(), StorageError> {
+        let mut g = self.sync_guard.lock();
+        if let Some(e) = &*g {
+            return Err(e.clone());
+        }
+        let r = sync();
+        if let Err(e) = &r {
+            *g = Some(e.clone());
+        }
+        r
+    }
+
     /// Records in `log.state` where the log was last durable, before anyone learns of the
     /// failure: a process that dies before healing leaves the next open the point to cut back
     /// to (the kernel may still return pages it will never write).
@@ -497,7 +519,7 @@ impl Inner {
         }
         let end = st.next_offset;
         let active = st.segments.back_mut().expect("active");
-        if let Err(e) = active.seal() {
+        if let Err(e) = self.guarded_sync(|| active.seal()) {
             self.mark_failed(st.synced_at, &e);
             self.sp.fail(e.clone());
             return Err(e);
@@ -521,8 +543,10 @@ impl Flushable for Inner {
             let at = (a.base(), a.len(), st.next_offset);
             (a.file().clone(), at, a.path().clone())
         };
-        file.sync_data()
-            .map_err(|e| StorageError::io(IoOp::Sync, Path::new(&*path), &e))?;
+        self.guarded_sync(|| {
+            file.sync_data()
+                .map_err(|e| StorageError::io(IoOp::Sync, Path::new(&*path), &e))
+        })?;
         let mut st = self.state.lock();
         if st.synced_at.2 < at.2 {
             st.synced_at = at;

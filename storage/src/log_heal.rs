@@ -91,6 +91,7 @@ impl DurableLog {
         st.unsynced.clear();
         st.synced_cum = st.appended;
         st.synced_at = (base, pos.max(format::SEGMENT_HEADER_LEN), upto);
+        *inner.sync_guard.lock() = None;
         inner.sp.reset(upto);
         if pos > format::SEGMENT_HEADER_LEN {
             // Continue on a new file, away from the pages the failed fsync left behind.

@@ -253,6 +253,7 @@ impl Segment {
     pub fn reader(&self, from: u64) -> SegmentReader {
         let (frame_base, pos) = self.lookup(from);
         SegmentReader {
+            base: self.base,
             file: self.file.clone(),
             path: self.path.clone(),
             pos,
@@ -297,6 +298,7 @@ pub fn load_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexEntr
 
 /// A consistent view of a segment for one read: file, position and the extent valid then.
 pub struct SegmentReader {
+    base: u64,
     file: Arc<dyn FsFile>,
     path: Arc<str>,
     /// Start of the frame whose first record is `frame_base`.
@@ -329,13 +331,46 @@ impl SegmentReader {
         max_bytes: usize,
         chunk: usize,
     ) -> Result<SegmentRead, StorageError> {
+        let r = self.read_at(
+            self.pos,
+            self.frame_base,
+            from,
+            upto,
+            max_records,
+            max_bytes,
+            chunk,
+        );
+        match r {
+            // The index is a hint: an entry that does not land on the frame it names sends the
+            // read back to the first frame (a slower scan, never a wrong record).
+            Err(StorageError::Quarantined { .. }) if self.pos != format::SEGMENT_HEADER_LEN => {
+                tracing::warn!(file = %self.path, position = self.pos,
+                    "storage: offset index entry did not match its frame; scanning");
+                let start = format::SEGMENT_HEADER_LEN;
+                self.read_at(start, self.base, from, upto, max_records, max_bytes, chunk)
+            }
+            r => r,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_at(
+        &self,
+        pos: u64,
+        frame_base: u64,
+        from: u64,
+        upto: u64,
+        max_records: usize,
+        max_bytes: usize,
+        chunk: usize,
+    ) -> Result<SegmentRead, StorageError> {
         let upto = upto.min(self.next_offset);
         let mut out = SegmentRead {
             next: from,
             ..Default::default()
         };
-        let mut pos = self.pos;
-        let mut expected = self.frame_base;
+        let mut pos = pos;
+        let mut expected = frame_base;
         let chunk = chunk.max(FRAME_HEADER_LEN) as u64;
         let corrupt = |offset: u64| StorageError::Quarantined {
             offset,
