@@ -5,18 +5,24 @@
 //!
 //! ```text
 //! DurableLog::open(fs: Arc<dyn Fs>, dir: &Path, cfg: LogConfig)
-//!     -> Result<(DurableLog, Recovery), StorageError>
-//! DurableLog::open_with(fs, dir, cfg, flushers: Option<Arc<Flushers>>)   // shared flusher threads
+//!     -> Result<(DurableLog, Recovery), StorageError>          // own flusher thread
+//! DurableLog::open_with(fs, dir, cfg, flushers: Option<Arc<Flushers>>)   // shared threads
 //! log.append(&self, payloads: &[Bytes], now_unix_ms: u64) -> Result<Appended, StorageError>
 //!     Appended { offsets: Range<u64>, ticket: Ticket }
-//!     ticket.wait().await / ticket.wait_blocking() / ticket.wait_timeout(d)
-//!         -> Result<(), StorageError>
-//! log.read(&self, from: u64, max_records: usize, max_bytes: usize)
-//!     -> Result<Read, StorageError>    Read { records: Vec<(u64, Bytes)>, first_available, next_offset }
+//!     ticket.wait() (a std Future, no runtime needed) / ticket.wait_blocking()
+//!         / ticket.wait_timeout(Duration) -> Result<(), StorageError>
+//! log.read(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<Read, StorageError>
+//!     Read { records: Vec<(u64, Bytes)>, first_available: u64, next_offset: u64 /* visible */ }
 //! log.visible_offset() / next_offset() / first_offset() / len() / bytes() / epoch() -> u64
 //! log.apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError>
-//! log.close(&self) -> Result<(), StorageError>      // final fdatasync, marks the log clean
+//! log.heal(&self, now_unix_ms: u64) -> Result<Option<Healed>, StorageError>
+//! log.refusal() -> Option<StorageError>; log.sync_stats() -> (fsyncs, tickets)
+//! log.close(&self) -> Result<(), StorageError>   // final fdatasync, marks the log clean
 //! ```
+//!
+//! Everything takes `&self` (one internal mutex serialises appends, which the broker does
+//! anyway under its stream lock); share the log with an `Arc`. `read` does its `pread`s outside
+//! that mutex. Dropping the log closes it.
 //!
 //! # Promises
 //!
@@ -33,6 +39,10 @@
 //!   can take visible records back, and recovery then gives the log a new epoch.
 //! - A failed write (`ENOSPC`, `EIO`) cuts the file back to the previous frame boundary and
 //!   fails that append alone; the next append gets the same offsets.
+//! - A failed fdatasync is recorded in `log.state` (the last durable point), fails every waiting
+//!   ticket, and the log refuses appends until [`DurableLog::heal`] cuts it back to that point
+//!   onto a new segment (or a reopen does). Under `interval`/`os` the records cut may have been
+//!   read: the epoch changes and the caller must end its readers (`Healed::epoch_changed`).
 //! - Reads come from the hot tail (recent records, in memory, bounded by `hot_tail_bytes`) or,
 //!   below it, by `pread` from the segments via the offset index; every frame read from a file
 //!   is CRC-checked first.
@@ -479,35 +489,6 @@ impl Inner {
         Ok(())
     }
 
-    /// Runs one fdatasync under the sync guard; refuses if an earlier one failed.
-    fn guarded_sync(
-        &self,
-        sync: impl FnOnce() -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        let mut g = self.sync_guard.lock();
-        if let Some(e) = &*g {
-            return Err(e.clone());
-        }
-        let r = sync();
-        if let Err(e) = &r {
-            *g = Some(e.clone());
-        }
-        r
-    }
-
-    /// Records in `log.state` where the log was last durable, before anyone learns of the
-    /// failure: a process that dies before healing leaves the next open the point to cut back
-    /// to (the kernel may still return pages it will never write).
-    fn mark_failed(&self, synced_at: (u64, u64, u64), err: &StorageError) {
-        let state = rec::LogState {
-            failed_at: Some(synced_at),
-            ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
-        };
-        if let Err(e) = rec::write_state(self.fs.as_ref(), &self.dir, &state) {
-            tracing::error!(error = %e, cause = %err, "storage: could not record a failed fsync");
-        }
-    }
-
     fn close(&self) -> Result<(), StorageError> {
         let mut st = self.state.lock();
         if st.closed {
@@ -530,37 +511,6 @@ impl Inner {
             ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
         };
         rec::write_state(self.fs.as_ref(), &self.dir, &state)
-    }
-}
-
-impl Flushable for Inner {
-    fn sync(&self) -> Result<u64, StorageError> {
-        // Captured together: every record below `upto` is in this file or in a sealed (synced)
-        // one, so syncing this file covers them all.
-        let (file, at, path) = {
-            let st = self.state.lock();
-            let a = st.segments.back().expect("active");
-            let at = (a.base(), a.len(), st.next_offset);
-            (a.file().clone(), at, a.path().clone())
-        };
-        self.guarded_sync(|| {
-            file.sync_data()
-                .map_err(|e| StorageError::io(IoOp::Sync, Path::new(&*path), &e))
-        })?;
-        let mut st = self.state.lock();
-        if st.synced_at.2 < at.2 {
-            st.synced_at = at;
-        }
-        Ok(at.2)
-    }
-
-    fn sync_point(&self) -> &SyncPoint {
-        &self.sp
-    }
-
-    fn on_failure(&self, err: &StorageError) {
-        let at = self.state.lock().synced_at;
-        self.mark_failed(at, err);
     }
 }
 
@@ -598,6 +548,9 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
 }
+
+#[path = "log_sync.rs"]
+mod sync;
 
 #[path = "log_heal.rs"]
 mod heal;
