@@ -23,6 +23,7 @@ use crate::error::IoOp;
 use crate::flusher::FsyncPolicy;
 use crate::format::{self, FrameHeader, LogKind, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
 use crate::fs::{read_exact_at, Fs, FsFile, OpenMode};
+use crate::scan;
 use crate::segment::{self, IndexEntry, Segment};
 use crate::StorageError;
 
@@ -85,97 +86,48 @@ pub(crate) struct Scan {
     pub first_ts: u64,
     pub last_ts: u64,
     pub index: Vec<IndexEntry>,
-    /// First invalid frame: (position, expected offset).
-    pub bad: Option<(u64, u64)>,
+    /// First invalid frame: what kind of damage, its position, the offset expected there.
+    pub bad: Option<(scan::Damage, u64, u64)>,
 }
 
-const SCAN_CHUNK: u64 = 1 << 20;
-
-/// Validates every frame of `file` from the header on (CRC, continuity, time order), building
-/// the sparse index as a writer would have.
-pub(crate) fn scan(
+/// Validates every frame of the segment (track A's [`scan::scan`]: CRC, continuity, time
+/// order, bounded memory), building the sparse index as a writer would have, and classifies
+/// what ends it. No checkpoint vouches for any of it yet (position 0): the writer does not
+/// write checkpoints in this version, so the whole last segment is scanned.
+pub(crate) fn scan_segment(
     file: &dyn FsFile,
     base: u64,
-    len: u64,
     index_interval: u64,
 ) -> std::io::Result<Scan> {
-    let mut s = Scan {
-        end: format::SEGMENT_HEADER_LEN,
-        next_offset: base,
-        first_ts: 0,
-        last_ts: 0,
-        index: Vec::new(),
-        bad: None,
-    };
+    let src = scan::FileSource::new(file)?;
+    let mut index = Vec::new();
+    let mut first_ts = None;
     let mut since_index = 0u64;
-    while s.end < len {
-        let mut head = [0u8; FRAME_HEADER_LEN];
-        let have = ((len - s.end) as usize).min(FRAME_HEADER_LEN);
-        read_exact_at(file, &mut head[..have], s.end)?;
-        let ok = FrameHeader::decode(&head[..have]).ok().filter(|h| {
-            s.end + h.total_len() <= len
-                && format::validate(h, s.next_offset, s.last_ts, false).is_ok()
-        });
-        let Some(h) = ok else {
-            s.bad = Some((s.end, s.next_offset));
-            return Ok(s);
-        };
-        let mut buf = vec![0u8; h.total_len() as usize];
-        read_exact_at(file, &mut buf, s.end)?;
-        if format::decode_frame(&buf).is_err() {
-            s.bad = Some((s.end, s.next_offset));
-            return Ok(s);
-        }
-        if s.next_offset == base {
-            s.first_ts = h.timestamp_ms;
-        } else if since_index >= index_interval {
-            s.index.push((h.base_offset, s.end));
-            since_index = 0;
-        }
-        since_index += h.total_len();
-        s.end += h.total_len();
-        s.next_offset = h.next_offset();
-        s.last_ts = h.timestamp_ms;
-    }
-    Ok(s)
-}
-
-/// Synced hints of the valid frames that start after `from` (the resync probe of 8.2 step 5):
-/// positions where a header decodes with a base offset above `expected` and the whole frame
-/// checks. Reads the rest of the file in chunks.
-fn later_frames(
-    file: &dyn FsFile,
-    from: u64,
-    len: u64,
-    expected: u64,
-) -> std::io::Result<Vec<u64>> {
-    let mut hints = Vec::new();
-    let mut chunk_start = from + 1;
-    while chunk_start < len {
-        let n = (len - chunk_start).min(SCAN_CHUNK + FRAME_HEADER_LEN as u64);
-        let mut buf = vec![0u8; n as usize];
-        read_exact_at(file, &mut buf, chunk_start)?;
-        let positions = (n.min(SCAN_CHUNK)) as usize;
-        let mut i = 0;
-        while i < positions {
-            let at = chunk_start + i as u64;
-            if let Ok(h) = FrameHeader::decode(&buf[i..]) {
-                if h.base_offset > expected && at + h.total_len() <= len {
-                    let mut frame = vec![0u8; h.total_len() as usize];
-                    read_exact_at(file, &mut frame, at)?;
-                    if format::decode_frame(&frame).is_ok() {
-                        hints.push(h.synced_hint);
-                        // Skip the frame: its bytes cannot start another valid one we need.
-                        i += h.total_len() as usize;
-                        continue;
-                    }
-                }
+    let (outcome, end) = scan::scan(
+        &src,
+        scan::ScanStart::segment(base, false),
+        &mut |h, pos| {
+            if first_ts.is_none() {
+                first_ts = Some(h.timestamp_ms);
+            } else if since_index >= index_interval {
+                index.push((h.base_offset, pos));
+                since_index = 0;
             }
-            i += 1;
-        }
-        chunk_start += positions as u64;
-    }
-    Ok(hints)
+            since_index += h.total_len();
+        },
+    )?;
+    let bad = match (&outcome, scan::classify(&outcome, 0)) {
+        (scan::ScanOutcome::Damaged(d), Some(kind)) => Some((kind, d.at, d.expected)),
+        _ => None,
+    };
+    Ok(Scan {
+        end: end.position,
+        next_offset: end.next_offset,
+        first_ts: first_ts.unwrap_or(0),
+        last_ts: end.last_ts,
+        index,
+        bad,
+    })
 }
 
 fn io(op: IoOp, path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
@@ -289,24 +241,24 @@ pub(crate) fn recover(
             continue;
         }
         // The last segment: scan it all (the checkpoint that would shorten this is track A's).
-        let s = scan(f.as_ref(), base, len, ii).map_err(io(IoOp::Read, &p))?;
-        rec.scanned_bytes += s.end.max(format::SEGMENT_HEADER_LEN) - format::SEGMENT_HEADER_LEN;
+        let s = scan_segment(f.as_ref(), base, ii).map_err(io(IoOp::Read, &p))?;
+        rec.scanned_bytes += len.saturating_sub(format::SEGMENT_HEADER_LEN);
         let mut end = s.end;
-        if let Some((pos, expected)) = s.bad {
-            let hints = later_frames(f.as_ref(), pos, len, expected).map_err(io(IoOp::Read, &p))?;
-            if hints.is_empty() || hints.iter().all(|&h| h <= expected) {
-                if !hints.is_empty() {
+        if let Some((kind, pos, expected)) = s.bad {
+            if kind != scan::Damage::Corrupt {
+                let position = pos;
+                rec.damage = Some(if kind == scan::Damage::PowerLossTear {
                     power_loss = true;
-                    rec.damage = Some(Damage::PowerLossTear {
+                    Damage::PowerLossTear {
                         path: path.clone(),
-                        position: pos,
-                    });
+                        position,
+                    }
                 } else {
-                    rec.damage = Some(Damage::Torn {
+                    Damage::Torn {
                         path: path.clone(),
-                        position: pos,
-                    });
-                }
+                        position,
+                    }
+                });
                 drop(f);
                 let w = fs
                     .open(&p, OpenMode::ReadWrite)
