@@ -311,7 +311,7 @@ impl DurableLog {
         }
         // Cold: the segment holding `from`; read outside the lock (appends go on meanwhile).
         let i = st.segments.partition_point(|s| s.base() <= from).max(1) - 1;
-        let reader = st.segments[i].reader(from);
+        let reader = st.segments[i].reader(inner.fs.as_ref(), from);
         let chunk = inner.cfg.read_chunk_bytes;
         drop(st);
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;

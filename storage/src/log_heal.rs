@@ -72,7 +72,7 @@ impl DurableLog {
         } else {
             let ts = (active.first_ts(), st.last_ts);
             let index = active.index_below(pos);
-            let seg = Segment::open(fs, &inner.dir, base, pos, upto, ts, index, ii, true)?;
+            let seg = Segment::open(fs, &inner.dir, base, pos, upto, ts, Some(index), ii, true)?;
             let path = std::path::PathBuf::from(&**seg.path());
             seg.file()
                 .set_len(pos)

@@ -262,9 +262,12 @@ fn reads_race_appends_and_retention() {
             let (log, done) = (log.clone(), done.clone());
             std::thread::spawn(move || {
                 let mut reads = 0u64;
+                let mut until_back = 5;
                 let mut at = k * 7;
                 while !done.load(std::sync::atomic::Ordering::Acquire) {
-                    let r = log.read(at, 1 + (at % 13) as usize, 50 + (at % 500) as usize).unwrap();
+                    let r = log
+                        .read(at, 1 + (at % 13) as usize, 50 + (at % 500) as usize)
+                        .unwrap();
                     let start = at.max(r.first_available);
                     for (i, (o, p)) in r.records.iter().enumerate() {
                         assert_eq!(*o, start + i as u64);
@@ -273,9 +276,13 @@ fn reads_race_appends_and_retention() {
                     }
                     reads += 1;
                     // Wander: forward, and sometimes back to the (cold) start.
+                    until_back -= 1;
                     at = match r.records.last() {
-                        Some(&(o, _)) if reads % 5 != 0 => o + 1,
-                        _ => reads % 200,
+                        Some(&(o, _)) if until_back > 0 => o + 1,
+                        _ => {
+                            until_back = 5;
+                            reads % 200
+                        }
                     };
                 }
                 reads

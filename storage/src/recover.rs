@@ -24,7 +24,7 @@ use crate::flusher::FsyncPolicy;
 use crate::format::{self, FrameHeader, LogKind, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
 use crate::fs::{read_exact_at, Fs, FsFile, OpenMode};
 use crate::scan;
-use crate::segment::{self, IndexEntry, Segment};
+use crate::segment::{IndexEntry, Segment};
 use crate::StorageError;
 
 /// What recovery found and did, for logs and metrics.
@@ -232,11 +232,10 @@ pub(crate) fn recover(
         }
         if let Some(&next_base) = bases.get(i + 1) {
             // Sealed: fsynced at seal; frames are checked when read.
-            let index = segment::load_index(fs, dir, base, len);
             let ts = (first_ts_of(f.as_ref(), len), 0);
             drop(f);
             segments.push(Segment::open(
-                fs, dir, base, len, next_base, ts, index, ii, false,
+                fs, dir, base, len, next_base, ts, None, ii, false,
             )?);
             continue;
         }
@@ -293,7 +292,7 @@ pub(crate) fn recover(
             end,
             s.next_offset,
             (s.first_ts, s.last_ts),
-            s.index,
+            Some(s.index),
             ii,
             writable,
         )?;

@@ -8,7 +8,7 @@
 //! trusted blindly.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -36,8 +36,10 @@ pub struct Segment {
     next_offset: u64,
     first_ts: u64,
     last_ts: u64,
-    /// Sparse, strictly increasing; the first frame (at 64) is implicit.
-    index: Vec<IndexEntry>,
+    /// Sparse, strictly increasing; the first frame (at 64) is implicit. Loaded from the
+    /// `.idx` file at the first cold read of a sealed segment (storage.md 8.2 step 6), so an
+    /// open reads no index and a log's memory holds only the indexes that reads use.
+    index: OnceLock<Vec<IndexEntry>>,
     since_index: u64,
     index_interval: u64,
 }
@@ -85,15 +87,16 @@ impl Segment {
             next_offset: base,
             first_ts: 0,
             last_ts: 0,
-            index: Vec::new(),
+            index: OnceLock::from(Vec::new()),
             since_index: 0,
             index_interval: index_interval.max(1),
         })
     }
 
     /// Opens an existing segment whose valid extent recovery established: `len` bytes holding
-    /// records `[base, next_offset)`, with `index` entries. `writable` for the active segment:
-    /// its `.idx` file is rewritten from `index` (the old one may be ahead of a truncation).
+    /// records `[base, next_offset)`, with `index` entries (`None`: loaded from the `.idx` file
+    /// when first needed). `writable` for the active segment, whose index must be given: its
+    /// `.idx` file is rewritten from it (the old one may be ahead of a truncation).
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         fs: &dyn Fs,
@@ -102,7 +105,7 @@ impl Segment {
         len: u64,
         next_offset: u64,
         (first_ts, last_ts): (u64, u64),
-        index: Vec<IndexEntry>,
+        index: Option<Vec<IndexEntry>>,
         index_interval: u64,
         writable: bool,
     ) -> Result<Segment, StorageError> {
@@ -118,11 +121,15 @@ impl Segment {
         );
         let mut idx = None;
         let mut idx_len = 0;
-        if writable {
+        debug_assert!(
+            !writable || index.is_some(),
+            "the active segment's index is given"
+        );
+        if let (true, Some(index)) = (writable, &index) {
             let _ = fs.remove_file(&idx_path);
             if let Ok(f) = fs.open(&idx_path, OpenMode::CreateNew) {
                 let mut buf = Vec::with_capacity(index.len() * 8);
-                for &(o, p) in &index {
+                for &(o, p) in index {
                     buf.extend_from_slice(&((o - base) as u32).to_le_bytes());
                     buf.extend_from_slice(&(p as u32).to_le_bytes());
                 }
@@ -132,7 +139,9 @@ impl Segment {
                 }
             }
         }
-        let since_index = len - index.last().map_or(format::SEGMENT_HEADER_LEN, |e| e.1);
+        let last = index.as_ref().and_then(|i| i.last());
+        let since_index = len - last.map_or(format::SEGMENT_HEADER_LEN, |e| e.1);
+        let index = index.map_or_else(OnceLock::new, OnceLock::from);
         Ok(Segment {
             base,
             path: Arc::from(seg_path.display().to_string()),
@@ -202,7 +211,10 @@ impl Segment {
     }
 
     fn add_index_entry(&mut self, offset: u64, pos: u64) {
-        self.index.push((offset, pos));
+        self.index
+            .get_mut()
+            .expect("a written segment has its index")
+            .push((offset, pos));
         self.since_index = 0;
         if let Some(idx) = &self.idx {
             let mut e = [0u8; 8];
@@ -236,22 +248,26 @@ impl Segment {
 
     /// The index entries of frames starting before `pos` (for a segment cut back to `pos`).
     pub fn index_below(&self, pos: u64) -> Vec<IndexEntry> {
-        self.index.iter().copied().filter(|e| e.1 < pos).collect()
+        let all = self.index.get().map_or(&[][..], Vec::as_slice);
+        all.iter().copied().filter(|e| e.1 < pos).collect()
     }
 
     /// Where to start reading for `offset`: the last indexed frame at or before it.
-    pub fn lookup(&self, offset: u64) -> IndexEntry {
-        let i = self.index.partition_point(|e| e.0 <= offset);
+    pub fn lookup(&self, fs: &dyn Fs, offset: u64) -> IndexEntry {
+        let index = self
+            .index
+            .get_or_init(|| load_index(fs, &self.idx_path, self.base, self.len));
+        let i = index.partition_point(|e| e.0 <= offset);
         if i == 0 {
             (self.base, format::SEGMENT_HEADER_LEN)
         } else {
-            self.index[i - 1]
+            index[i - 1]
         }
     }
 
     /// What a read outside the log's lock needs.
-    pub fn reader(&self, from: u64) -> SegmentReader {
-        let (frame_base, pos) = self.lookup(from);
+    pub fn reader(&self, fs: &dyn Fs, from: u64) -> SegmentReader {
+        let (frame_base, pos) = self.lookup(fs, from);
         SegmentReader {
             base: self.base,
             file: self.file.clone(),
@@ -267,9 +283,8 @@ impl Segment {
 /// Loads the entries of an `.idx` file written for segment `base`, keeping the longest prefix
 /// that is strictly increasing and inside `len` (a torn or stale tail is dropped). Entries are
 /// still checked against the frame they point to at every read.
-pub fn load_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexEntry> {
-    let (_, idx_path) = seg_paths(dir, base);
-    let Ok(f) = fs.open(&idx_path, OpenMode::Read) else {
+pub fn load_index(fs: &dyn Fs, idx_path: &Path, base: u64, len: u64) -> Vec<IndexEntry> {
+    let Ok(f) = fs.open(idx_path, OpenMode::Read) else {
         return Vec::new();
     };
     let n = f.len().unwrap_or(0) / 8;
