@@ -304,3 +304,45 @@ fn reads_race_appends_and_retention() {
     }
     assert!(log.first_offset() > 0);
 }
+
+/// Figures, not a check (run with `--ignored --nocapture`, release build advised): appends per
+/// second per policy and the time to reopen a 256 MiB log after a clean close and after a
+/// crash (no close), on the real file system of the temp dir.
+#[test]
+#[ignore]
+fn figures_append_rate_and_reopen_time() {
+    let big = Bytes::from(vec![7u8; 4096]);
+    for p in [FsyncPolicy::Os, FsyncPolicy::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = cfg(p);
+        c.segment_bytes = 64 << 20;
+        let (log, _) = DurableLog::open(RealFs::new(), dir.path(), c).unwrap();
+        let t = std::time::Instant::now();
+        let n = if p == FsyncPolicy::Os { 20_000 } else { 500 };
+        for _ in 0..n {
+            log.append(&[big.clone()], 1).unwrap().ticket.wait_blocking().unwrap();
+        }
+        let el = t.elapsed();
+        eprintln!("{p:?}: {n} x 4 KiB acked appends, one writer: {:.0}/s", n as f64 / el.as_secs_f64());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = cfg(FsyncPolicy::Os);
+    c.segment_bytes = 64 << 20;
+    let (log, _) = DurableLog::open(RealFs::new(), dir.path(), c.clone()).unwrap();
+    for _ in 0..(256 << 20) / 4096 {
+        log.append(&[big.clone()], 1).unwrap();
+    }
+    log.close().unwrap();
+    drop(log);
+    let t = std::time::Instant::now();
+    let (log, r) = DurableLog::open(RealFs::new(), dir.path(), c.clone()).unwrap();
+    eprintln!("reopen after clean close: {:?}, scanned {} bytes, {} records", t.elapsed(), r.scanned_bytes, r.records);
+    // Fill the last segment more, then "crash" (no close).
+    for _ in 0..(48 << 20) / 4096 {
+        log.append(&[big.clone()], 1).unwrap();
+    }
+    std::mem::forget(log);
+    let t = std::time::Instant::now();
+    let (_log, r) = DurableLog::open(RealFs::new(), dir.path(), c).unwrap();
+    eprintln!("reopen after a crash: {:?}, scanned {} bytes, {} records", t.elapsed(), r.scanned_bytes, r.records);
+}
