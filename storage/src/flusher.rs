@@ -176,7 +176,14 @@ pub struct SyncPoint {
     state: Mutex<SyncState>,
     syncs: AtomicU64,
     synced_tickets: AtomicU64,
+    /// Told the synced watermark when it moves (on the flusher thread only).
+    listener: Mutex<Option<VisibleListener>>,
+    notified: AtomicU64,
 }
+
+/// Called with the new synced watermark, in increasing order, on the log's flusher thread and
+/// never under the log's lock: the broker fans out `always` records from here (storage.md 4.5).
+pub type VisibleListener = Arc<dyn Fn(u64) + Send + Sync>;
 
 struct SyncState {
     written: u64,
@@ -198,6 +205,23 @@ impl SyncPoint {
             }),
             syncs: AtomicU64::new(0),
             synced_tickets: AtomicU64::new(0),
+            listener: Mutex::new(None),
+            notified: AtomicU64::new(next),
+        }
+    }
+
+    pub fn set_listener(&self, l: Option<VisibleListener>) {
+        *self.listener.lock() = l;
+    }
+
+    /// Tells the listener if the synced watermark moved since it was last told. Flusher only.
+    fn notify(&self) {
+        let synced = self.synced();
+        if synced > self.notified.fetch_max(synced, Ordering::AcqRel) {
+            let l = self.listener.lock().clone();
+            if let Some(l) = l {
+                l(synced);
+            }
         }
     }
 
@@ -473,12 +497,16 @@ fn sync_one(entry: &Entry) {
         return; // never a second fsync over bytes a failed one covered
     }
     if sp.synced() >= sp.written() && !sp.has_waiters() {
+        sp.notify(); // a seal may have moved it
         return;
     }
     *entry.last_sync.lock() = Instant::now();
     sp.syncs.fetch_add(1, Ordering::Relaxed);
     match log.sync() {
-        Ok(upto) => sp.synced_to(upto),
+        Ok(upto) => {
+            sp.synced_to(upto);
+            sp.notify();
+        }
         Err(e) => {
             tracing::error!(error = %e, "storage: fsync failed; the log refuses writes until healed");
             log.on_failure(&e);

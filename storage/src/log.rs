@@ -16,6 +16,7 @@
 //! log.visible_offset() / next_offset() / first_offset() / len() / bytes() / epoch() -> u64
 //! log.apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError>
 //! log.heal(&self, now_unix_ms: u64) -> Result<Option<Healed>, StorageError>
+//! log.set_visible_listener(&self, Option<Arc<dyn Fn(u64) + Send + Sync>>)   // always: fanout
 //! log.refusal() -> Option<StorageError>; log.sync_stats() -> (fsyncs, tickets)
 //! log.close(&self) -> Result<(), StorageError>   // final fdatasync, marks the log clean
 //! ```
@@ -56,7 +57,9 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::error::IoOp;
-use crate::flusher::{FlushHandle, Flushable, Flushers, FsyncPolicy, SyncPoint, Ticket};
+use crate::flusher::{
+    FlushHandle, Flushable, Flushers, FsyncPolicy, SyncPoint, Ticket, VisibleListener,
+};
 use crate::format::{self, FrameMeta, SegmentHeader};
 use crate::fs::Fs;
 use crate::recover::{self as rec, RecoverConfig};
@@ -319,6 +322,13 @@ impl DurableLog {
         Ok(out)
     }
 
+    /// `always` logs: `f(visible_offset)` is called on the flusher thread, never under the
+    /// log's lock, each time records become visible (in increasing order), so the caller can
+    /// fan them out in log order. `interval`/`os` records are visible when `append` returns.
+    pub fn set_visible_listener(&self, f: Option<VisibleListener>) {
+        self.inner.sp.set_listener(f);
+    }
+
     /// Records below this are visible to readers (see the module doc).
     pub fn visible_offset(&self) -> u64 {
         let st = self.inner.state.lock();
@@ -387,6 +397,7 @@ impl DurableLog {
         if old && !active.is_empty() && st.quarantined.is_none() && !st.closed && !failed {
             let ts = now_unix_ms.max(st.last_ts);
             inner.roll(&mut st, ts)?;
+            self.handle.written(); // the seal made records visible: let the flusher tell
         }
         let infos: Vec<SegmentInfo> = st
             .segments

@@ -320,10 +320,17 @@ fn figures_append_rate_and_reopen_time() {
         let t = std::time::Instant::now();
         let n = if p == FsyncPolicy::Os { 20_000 } else { 500 };
         for _ in 0..n {
-            log.append(&[big.clone()], 1).unwrap().ticket.wait_blocking().unwrap();
+            log.append(&[big.clone()], 1)
+                .unwrap()
+                .ticket
+                .wait_blocking()
+                .unwrap();
         }
         let el = t.elapsed();
-        eprintln!("{p:?}: {n} x 4 KiB acked appends, one writer: {:.0}/s", n as f64 / el.as_secs_f64());
+        eprintln!(
+            "{p:?}: {n} x 4 KiB acked appends, one writer: {:.0}/s",
+            n as f64 / el.as_secs_f64()
+        );
     }
     let dir = tempfile::tempdir().unwrap();
     let mut c = cfg(FsyncPolicy::Os);
@@ -336,7 +343,12 @@ fn figures_append_rate_and_reopen_time() {
     drop(log);
     let t = std::time::Instant::now();
     let (log, r) = DurableLog::open(RealFs::new(), dir.path(), c.clone()).unwrap();
-    eprintln!("reopen after clean close: {:?}, scanned {} bytes, {} records", t.elapsed(), r.scanned_bytes, r.records);
+    eprintln!(
+        "reopen after clean close: {:?}, scanned {} bytes, {} records",
+        t.elapsed(),
+        r.scanned_bytes,
+        r.records
+    );
     // Fill the last segment more, then "crash" (no close).
     for _ in 0..(48 << 20) / 4096 {
         log.append(&[big.clone()], 1).unwrap();
@@ -344,5 +356,43 @@ fn figures_append_rate_and_reopen_time() {
     std::mem::forget(log);
     let t = std::time::Instant::now();
     let (_log, r) = DurableLog::open(RealFs::new(), dir.path(), c).unwrap();
-    eprintln!("reopen after a crash: {:?}, scanned {} bytes, {} records", t.elapsed(), r.scanned_bytes, r.records);
+    eprintln!(
+        "reopen after a crash: {:?}, scanned {} bytes, {} records",
+        t.elapsed(),
+        r.scanned_bytes,
+        r.records
+    );
+}
+
+#[test]
+fn the_visible_listener_hears_every_advance_in_order_on_the_flusher_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) = DurableLog::open(RealFs::new(), dir.path(), cfg(FsyncPolicy::Always)).unwrap();
+    let heard: Arc<parking_lot::Mutex<Vec<(u64, String)>>> = Arc::default();
+    let h = heard.clone();
+    log.set_visible_listener(Some(Arc::new(move |v| {
+        let name = std::thread::current().name().unwrap_or("").to_string();
+        h.lock().push((v, name));
+    })));
+    let mut last = None;
+    for i in 0..300u64 {
+        last = Some(log.append(&[payload(i)], 1).unwrap().ticket);
+    }
+    last.unwrap().wait_blocking().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while heard.lock().last().map(|x| x.0) != Some(300) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            heard.lock().last()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let heard = heard.lock();
+    assert!(heard.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(
+        heard.iter().all(|(_, t)| t.starts_with("felix-flush")),
+        "{heard:?}"
+    );
+    assert_eq!(log.visible_offset(), 300);
 }
