@@ -320,7 +320,7 @@ fn figures_append_rate_and_reopen_time() {
         let t = std::time::Instant::now();
         let n = if p == FsyncPolicy::Os { 20_000 } else { 500 };
         for _ in 0..n {
-            log.append(&[big.clone()], 1)
+            log.append(std::slice::from_ref(&big), 1)
                 .unwrap()
                 .ticket
                 .wait_blocking()
@@ -337,7 +337,7 @@ fn figures_append_rate_and_reopen_time() {
     c.segment_bytes = 64 << 20;
     let (log, _) = DurableLog::open(RealFs::new(), dir.path(), c.clone()).unwrap();
     for _ in 0..(256 << 20) / 4096 {
-        log.append(&[big.clone()], 1).unwrap();
+        log.append(std::slice::from_ref(&big), 1).unwrap();
     }
     log.close().unwrap();
     drop(log);
@@ -351,7 +351,7 @@ fn figures_append_rate_and_reopen_time() {
     );
     // Fill the last segment more, then "crash" (no close).
     for _ in 0..(48 << 20) / 4096 {
-        log.append(&[big.clone()], 1).unwrap();
+        log.append(std::slice::from_ref(&big), 1).unwrap();
     }
     std::mem::forget(log);
     let t = std::time::Instant::now();
