@@ -64,7 +64,6 @@ use crate::format::{self, FrameMeta, SegmentHeader};
 use crate::fs::Fs;
 use crate::recover::{self as rec, RecoverConfig};
 pub use crate::recover::{Damage, Recovery};
-use crate::retention::{self, SegmentInfo};
 use crate::segment::Segment;
 use crate::StorageError;
 
@@ -90,6 +89,8 @@ struct Inner {
     /// failed on (and dropped) before the failure is known: after a failure, none runs until
     /// `heal`.
     sync_guard: Mutex<Option<StorageError>>,
+    /// The checkpoint file and the last checkpoint written (storage.md 3.4).
+    checkpoint: Mutex<sync::Checkpoints>,
 }
 
 struct State {
@@ -151,6 +152,7 @@ impl DurableLog {
         let last_ts = active.last_ts();
         let bytes = segments.iter().map(Segment::len).sum();
         let synced_at = (active.base(), active.len(), next_offset);
+        let fs_for_cp = fs.clone();
         let inner = Arc::new(Inner {
             fs,
             dir: dir.to_path_buf(),
@@ -173,7 +175,16 @@ impl DurableLog {
             }),
             cfg,
             sync_guard: Mutex::new(None),
+            checkpoint: Mutex::new(sync::Checkpoints::open(
+                fs_for_cp.as_ref(),
+                dir,
+                r.checkpoint,
+            )),
         });
+        // What recovery found is on disk now: vouch for it, so damage before this point is
+        // never mistaken for a torn tail later.
+        let at = inner.state.lock().durable_point();
+        inner.write_checkpoint(at, false, true);
         let (flushers, own) = match flushers {
             Some(f) => (f, None),
             None => {
@@ -382,65 +393,6 @@ impl DurableLog {
         st.quarantined.clone().or_else(|| self.inner.sp.failed())
     }
 
-    /// Deletes the sealed segments retention condemns (storage.md 7), rolling an active segment
-    /// older than `segment_age` first so a quiet log ages out. `first_offset` moves before any
-    /// file is unlinked; open readers keep their descriptors.
-    pub fn apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError> {
-        let inner = &*self.inner;
-        let mut st = inner.state.lock();
-        let active = st.segments.back().expect("active");
-        let old = inner
-            .cfg
-            .segment_age
-            .is_some_and(|a| now_unix_ms.saturating_sub(active.first_ts()) >= a.as_millis() as u64);
-        let failed = inner.sp.failed().is_some();
-        if old && !active.is_empty() && st.quarantined.is_none() && !st.closed && !failed {
-            let ts = now_unix_ms.max(st.last_ts);
-            inner.roll(&mut st, ts)?;
-            self.handle.written(); // the seal made records visible: let the flusher tell
-        }
-        let infos: Vec<SegmentInfo> = st
-            .segments
-            .iter()
-            .map(|s| SegmentInfo {
-                base: s.base(),
-                bytes: s.len(),
-                first_ts: s.first_ts(),
-            })
-            .collect();
-        let k = retention::condemned(&infos, st.next_offset, &inner.cfg.retention, now_unix_ms);
-        let gone: Vec<Segment> = st.segments.drain(..k).collect();
-        let mut out = Retained::default();
-        for s in &gone {
-            out.segments += 1;
-            out.bytes += s.len();
-        }
-        st.bytes -= out.bytes;
-        let first = st.first_offset();
-        while st.tail.front().is_some_and(|r| r.0 < first) {
-            let (_, p) = st.tail.pop_front().expect("front checked");
-            st.tail_bytes -= p.len();
-        }
-        drop(st);
-        if gone.is_empty() {
-            return Ok(out);
-        }
-        for s in &gone {
-            for p in s.paths() {
-                if let Err(e) = inner.fs.remove_file(p) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(StorageError::io(IoOp::Remove, p, &e));
-                    }
-                }
-            }
-        }
-        inner
-            .fs
-            .sync_dir(&inner.dir)
-            .map_err(|e| StorageError::io(IoOp::Sync, &inner.dir, &e))?;
-        Ok(out)
-    }
-
     /// Final fdatasync of the active segment; resolves every waiting ticket and marks the log
     /// clean (so a restart does not count it as crashed). Later appends get `Closed`.
     pub fn close(&self) -> Result<(), StorageError> {
@@ -497,6 +449,8 @@ impl Inner {
         }
         st.synced_at = (seg.base(), seg.len(), st.next_offset);
         st.segments.push_back(seg);
+        // A checkpoint at each seal (the only one an `os` log gets while running).
+        self.write_checkpoint(st.durable_point(), false, true);
         Ok(())
     }
 
@@ -517,6 +471,7 @@ impl Inner {
             return Err(e);
         }
         self.sp.synced_to(end);
+        self.write_checkpoint(st.durable_point(), true, true);
         let state = rec::LogState {
             clean: true,
             ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
@@ -526,6 +481,13 @@ impl Inner {
 }
 
 impl State {
+    /// `(segment base, position, next offset, last timestamp)` of the end of what was written:
+    /// a checkpoint's content once a sync covered it.
+    fn durable_point(&self) -> (u64, u64, u64, u64) {
+        let a = self.segments.back().expect("active");
+        (a.base(), a.len(), self.next_offset, self.last_ts)
+    }
+
     fn first_offset(&self) -> u64 {
         self.segments
             .front()
@@ -562,6 +524,10 @@ fn now_ms() -> u64 {
 
 #[path = "log_sync.rs"]
 mod sync;
+pub(crate) use sync::CHECKPOINT_FILE;
+
+#[path = "log_retention.rs"]
+mod retain;
 
 #[path = "log_heal.rs"]
 mod heal;
