@@ -183,8 +183,16 @@ impl DurableLog {
         });
         // What recovery found is on disk now: vouch for it, so damage before this point is
         // never mistaken for a torn tail later.
-        let at = inner.state.lock().durable_point();
-        inner.write_checkpoint(at, false, true);
+        // (Not for a quarantined log: its tail was not synced.) Unconditional: a checkpoint
+        // ahead of what recovery found (a disk that lost flushed data) must not vouch for
+        // whatever is written there next.
+        let (at, quarantined) = {
+            let st = inner.state.lock();
+            (st.durable_point(), st.quarantined.is_some())
+        };
+        if !quarantined {
+            inner.reset_checkpoint(at);
+        }
         let (flushers, own) = match flushers {
             Some(f) => (f, None),
             None => {

@@ -64,6 +64,15 @@ impl Inner {
         if !moved || behind {
             return;
         }
+        self.put_checkpoint(&mut cp, at, clean);
+    }
+
+    /// At open: a checkpoint at what recovery found and synced, whatever the previous said.
+    pub(super) fn reset_checkpoint(&self, at: (u64, u64, u64, u64)) {
+        self.put_checkpoint(&mut self.checkpoint.lock(), at, false);
+    }
+
+    fn put_checkpoint(&self, cp: &mut Checkpoints, at: (u64, u64, u64, u64), clean: bool) {
         let Some(file) = &cp.file else { return };
         let next = Checkpoint {
             seq: cp.last.map_or(0, |l| l.seq + 1),
