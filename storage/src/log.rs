@@ -57,9 +57,11 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::error::IoOp;
-use crate::flusher::{
-    FlushHandle, Flushable, Flushers, FsyncPolicy, SyncPoint, Ticket, VisibleListener,
-};
+use crate::flusher::{FlushHandle, Flushable, SyncPoint};
+// Everything a user of the log names, from one place.
+pub use crate::flusher::{Flushers, FsyncPolicy, Ticket, TicketWait, VisibleListener};
+pub use crate::format::LogKind;
+pub use crate::retention::Retention;
 use crate::format::{self, FrameMeta, SegmentHeader};
 use crate::fs::Fs;
 use crate::recover::{self as rec, RecoverConfig};
