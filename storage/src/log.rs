@@ -61,11 +61,11 @@ use crate::flusher::{FlushHandle, Flushable, SyncPoint};
 // Everything a user of the log names, from one place.
 pub use crate::flusher::{Flushers, FsyncPolicy, Ticket, TicketWait, VisibleListener};
 pub use crate::format::LogKind;
-pub use crate::retention::Retention;
 use crate::format::{self, FrameMeta, SegmentHeader};
 use crate::fs::Fs;
 use crate::recover::{self as rec, RecoverConfig};
 pub use crate::recover::{Damage, Recovery};
+pub use crate::retention::Retention;
 use crate::segment::Segment;
 use crate::StorageError;
 
