@@ -554,3 +554,7 @@ mod tests;
 #[cfg(test)]
 #[path = "log_sim_tests.rs"]
 mod sim_tests;
+
+#[cfg(test)]
+#[path = "log_process_tests.rs"]
+mod process_tests;
