@@ -335,7 +335,7 @@ impl DurableLog {
         }
         // Cold: the segment holding `from`; read outside the lock (appends go on meanwhile).
         let i = st.segments.partition_point(|s| s.base() <= from).max(1) - 1;
-        let reader = st.segments[i].reader(inner.fs.as_ref(), from);
+        let reader = st.segments[i].reader(inner.fs.as_ref(), from)?;
         let chunk = inner.cfg.read_chunk_bytes;
         drop(st);
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;
@@ -459,6 +459,8 @@ impl Inner {
         }
         st.synced_at = (seg.base(), seg.len(), st.next_offset);
         st.segments.push_back(seg);
+        let n = st.segments.len();
+        st.segments[n - 2].release_file();
         // A checkpoint at each seal (the only one an `os` log gets while running).
         self.write_checkpoint(st.durable_point(), false, true);
         Ok(())

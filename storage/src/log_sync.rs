@@ -131,7 +131,7 @@ impl Flushable for Inner {
         let (file, point, path) = {
             let st = self.state.lock();
             let a = st.segments.back().expect("active");
-            (a.file().clone(), st.durable_point(), a.path().clone())
+            (a.file(), st.durable_point(), a.path().clone())
         };
         let at = (point.0, point.1, point.2);
         self.guarded_sync(|| {

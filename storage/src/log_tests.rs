@@ -396,3 +396,101 @@ fn the_visible_listener_hears_every_advance_in_order_on_the_flusher_thread() {
     );
     assert_eq!(log.visible_offset(), 300);
 }
+
+/// Counts the files a log holds open (a file system wrapper over RealFs).
+struct CountingFs {
+    inner: Arc<dyn Fs>,
+    open: Arc<std::sync::atomic::AtomicI64>,
+}
+
+struct CountedFile(
+    Box<dyn crate::fs::FsFile>,
+    Arc<std::sync::atomic::AtomicI64>,
+);
+
+impl Drop for CountedFile {
+    fn drop(&mut self) {
+        self.1.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl crate::fs::FsFile for CountedFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+        self.0.read_at(buf, pos)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> std::io::Result<usize> {
+        self.0.write_at(buf, pos)
+    }
+    fn sync_data(&self) -> std::io::Result<()> {
+        self.0.sync_data()
+    }
+    fn set_len(&self, len: u64) -> std::io::Result<()> {
+        self.0.set_len(len)
+    }
+    fn len(&self) -> std::io::Result<u64> {
+        self.0.len()
+    }
+}
+
+impl Fs for CountingFs {
+    fn open(
+        &self,
+        path: &std::path::Path,
+        mode: crate::fs::OpenMode,
+    ) -> std::io::Result<Box<dyn crate::fs::FsFile>> {
+        let f = self.inner.open(path, mode)?;
+        self.open.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(Box::new(CountedFile(f, self.open.clone())))
+    }
+    fn list_dir(&self, p: &std::path::Path) -> std::io::Result<Vec<String>> {
+        self.inner.list_dir(p)
+    }
+    fn create_dir_all(&self, p: &std::path::Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(p)
+    }
+    fn rename(&self, a: &std::path::Path, b: &std::path::Path) -> std::io::Result<()> {
+        self.inner.rename(a, b)
+    }
+    fn remove_file(&self, p: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_file(p)
+    }
+    fn remove_dir_all(&self, p: &std::path::Path) -> std::io::Result<()> {
+        self.inner.remove_dir_all(p)
+    }
+    fn sync_dir(&self, p: &std::path::Path) -> std::io::Result<()> {
+        self.inner.sync_dir(p)
+    }
+    fn free_bytes(&self, p: &std::path::Path) -> std::io::Result<u64> {
+        self.inner.free_bytes(p)
+    }
+    fn lock_exclusive(&self, p: &std::path::Path) -> std::io::Result<Box<dyn crate::fs::FsLock>> {
+        self.inner.lock_exclusive(p)
+    }
+}
+
+#[test]
+fn a_log_of_many_segments_holds_few_files_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let open = Arc::new(std::sync::atomic::AtomicI64::new(0));
+    let fs: Arc<dyn Fs> = Arc::new(CountingFs {
+        inner: RealFs::new(),
+        open: open.clone(),
+    });
+    let count = || open.load(std::sync::atomic::Ordering::SeqCst);
+    let (log, _) = DurableLog::open(fs.clone(), dir.path(), cfg(FsyncPolicy::Os)).unwrap();
+    for i in 0..1000u64 {
+        log.append(&[payload(i)], 1).unwrap();
+    }
+    assert!(log.segment_count() > 10, "{}", log.segment_count());
+    // Active segment, its index, the checkpoint file.
+    assert!(count() <= 3, "{} files open while writing", count());
+    drop(log);
+    assert_eq!(count(), 0, "a dropped log closes everything");
+    let (log, _) = DurableLog::open(fs, dir.path(), cfg(FsyncPolicy::Os)).unwrap();
+    assert!(count() <= 3, "{} files open after reopen", count());
+    assert_eq!(
+        log.read(0, 1, usize::MAX).unwrap().records,
+        vec![(0, payload(0))]
+    );
+    assert!(count() <= 4, "a cold read opens its segment only");
+}
