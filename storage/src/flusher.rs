@@ -345,6 +345,9 @@ struct Entry {
 struct Shared {
     state: Mutex<ThreadState>,
     cv: Condvar,
+    /// The sync this thread is in: since when, for which log, and whether the watchdog
+    /// already failed its tickets.
+    in_flight: Mutex<Option<(Instant, Arc<Entry>, bool)>>,
 }
 
 struct ThreadState {
@@ -357,6 +360,7 @@ struct ThreadState {
 pub struct Flushers {
     threads: Vec<(Arc<Shared>, Option<JoinHandle<()>>)>,
     next: AtomicUsize,
+    watchdog: Option<(Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>)>,
 }
 
 /// A log's registration with its flusher; dropping it unregisters the log.
@@ -366,8 +370,16 @@ pub struct FlushHandle {
 }
 
 impl Flushers {
-    /// `n` threads (at least one), named `felix-flush-<i>`.
+    /// `n` threads (at least one), named `felix-flush-<i>`, without a sync timeout.
     pub fn new(n: usize) -> std::io::Result<Arc<Self>> {
+        Self::with_timeout(n, None)
+    }
+
+    /// As [`Flushers::new`]; with `sync_timeout`, a watchdog thread fails the tickets of an
+    /// fdatasync that has not returned after it (`StorageError::SyncTimeout`) and marks the log
+    /// failed (storage.md 11.3). The flusher thread itself stays blocked in the kernel until
+    /// the call returns; the logs pinned to other threads go on.
+    pub fn with_timeout(n: usize, sync_timeout: Option<Duration>) -> std::io::Result<Arc<Self>> {
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let shared = Arc::new(Shared {
@@ -377,6 +389,7 @@ impl Flushers {
                     stop: false,
                 }),
                 cv: Condvar::new(),
+                in_flight: Mutex::new(None),
             });
             let s = shared.clone();
             let h = std::thread::Builder::new()
@@ -384,9 +397,21 @@ impl Flushers {
                 .spawn(move || run(&s))?;
             threads.push((shared, Some(h)));
         }
+        let watchdog = match sync_timeout {
+            Some(t) => {
+                let stop = Arc::new((Mutex::new(false), Condvar::new()));
+                let (st, watched) = (stop.clone(), threads.iter().map(|x| x.0.clone()).collect());
+                let h = std::thread::Builder::new()
+                    .name("felix-flush-watchdog".into())
+                    .spawn(move || watchdog(&st, watched, t))?;
+                Some((stop, h))
+            }
+            None => None,
+        };
         Ok(Arc::new(Flushers {
             threads,
             next: AtomicUsize::new(0),
+            watchdog,
         }))
     }
 
@@ -409,6 +434,11 @@ impl Flushers {
 
 impl Drop for Flushers {
     fn drop(&mut self) {
+        if let Some((stop, h)) = self.watchdog.take() {
+            *stop.0.lock() = true;
+            stop.1.notify_all();
+            let _ = h.join();
+        }
         for (shared, _) in &self.threads {
             shared.state.lock().stop = true;
             shared.cv.notify_all();
@@ -481,11 +511,38 @@ fn run(shared: &Shared) {
                 }
             }
         };
-        sync_one(&entry);
+        sync_one(shared, &entry);
     }
 }
 
-fn sync_one(entry: &Entry) {
+/// Fails the tickets of syncs that outlive `timeout`, once each.
+fn watchdog(stop: &(Mutex<bool>, Condvar), watched: Vec<Arc<Shared>>, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let mut stopped = stop.0.lock();
+    while !*stopped {
+        stop.1.wait_for(&mut stopped, tick);
+        for shared in &watched {
+            let late = {
+                let mut f = shared.in_flight.lock();
+                match &mut *f {
+                    Some((since, e, reported)) if !*reported && since.elapsed() >= timeout => {
+                        *reported = true;
+                        e.log.upgrade()
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(log) = late {
+                let e = StorageError::SyncTimeout;
+                tracing::error!("storage: fsync did not return within storage.sync_timeout_ms");
+                log.on_failure(&e);
+                log.sync_point().fail(e);
+            }
+        }
+    }
+}
+
+fn sync_one(shared: &Shared, entry: &Arc<Entry>) {
     // Cleared before the sync: whatever is written from now on asks again.
     entry.queued.store(false, Ordering::Release);
     entry.armed.store(false, Ordering::Release);
@@ -502,7 +559,10 @@ fn sync_one(entry: &Entry) {
     }
     *entry.last_sync.lock() = Instant::now();
     sp.syncs.fetch_add(1, Ordering::Relaxed);
-    match log.sync() {
+    *shared.in_flight.lock() = Some((Instant::now(), entry.clone(), false));
+    let r = log.sync();
+    *shared.in_flight.lock() = None;
+    match r {
         Ok(upto) => {
             sp.synced_to(upto);
             sp.notify();

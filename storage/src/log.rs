@@ -198,7 +198,8 @@ impl DurableLog {
         let (flushers, own) = match flushers {
             Some(f) => (f, None),
             None => {
-                let f = Flushers::new(1).map_err(|e| StorageError::io(IoOp::Open, dir, &e))?;
+                let f = Flushers::with_timeout(1, inner.cfg.sync_timeout)
+                    .map_err(|e| StorageError::io(IoOp::Open, dir, &e))?;
                 (f.clone(), Some(f))
             }
         };
