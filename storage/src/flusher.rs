@@ -360,8 +360,11 @@ struct ThreadState {
 pub struct Flushers {
     threads: Vec<(Arc<Shared>, Option<JoinHandle<()>>)>,
     next: AtomicUsize,
-    watchdog: Option<(Arc<(Mutex<bool>, Condvar)>, JoinHandle<()>)>,
+    watchdog: Option<(Arc<StopFlag>, JoinHandle<()>)>,
 }
+
+/// Tells the watchdog to stop, and wakes it.
+type StopFlag = (Mutex<bool>, Condvar);
 
 /// A log's registration with its flusher; dropping it unregisters the log.
 pub struct FlushHandle {
@@ -516,7 +519,7 @@ fn run(shared: &Shared) {
 }
 
 /// Fails the tickets of syncs that outlive `timeout`, once each.
-fn watchdog(stop: &(Mutex<bool>, Condvar), watched: Vec<Arc<Shared>>, timeout: Duration) {
+fn watchdog(stop: &StopFlag, watched: Vec<Arc<Shared>>, timeout: Duration) {
     let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
     let mut stopped = stop.0.lock();
     while !*stopped {
