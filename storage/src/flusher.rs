@@ -538,8 +538,10 @@ fn watchdog(stop: &StopFlag, watched: Vec<Arc<Shared>>, timeout: Duration) {
             if let Some(log) = late {
                 let e = StorageError::SyncTimeout;
                 tracing::error!("storage: fsync did not return within storage.sync_timeout_ms");
+                // Answer the waiters first: recording the failure writes to what may be the
+                // same hung disk.
+                log.sync_point().fail(e.clone());
                 log.on_failure(&e);
-                log.sync_point().fail(e);
             }
         }
     }
