@@ -322,7 +322,7 @@ impl DurableLog {
         if from >= tail_start {
             let skip = (from - tail_start) as usize;
             let mut bytes = 0;
-            for (o, p) in st.tail.iter().skip(skip) {
+            for (o, p) in st.tail.range(skip..) {
                 if *o >= visible || out.records.len() >= max_records {
                     break;
                 }
