@@ -13,6 +13,7 @@
 //!         / ticket.wait_timeout(Duration) -> Result<(), StorageError>
 //! log.read(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<Read, StorageError>
 //!     Read { records: Vec<(u64, Bytes)>, first_available: u64, next_offset: u64 /* visible */ }
+//! log.seek_time(&self, unix_ms: u64) -> Result<u64, StorageError>    // start by time
 //! log.visible_offset() / next_offset() / first_offset() / len() / bytes() / epoch() -> u64
 //! log.apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError>
 //! log.heal(&self, now_unix_ms: u64) -> Result<Option<Healed>, StorageError>
@@ -342,6 +343,35 @@ impl DurableLog {
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;
         out.records = r.records;
         Ok(out)
+    }
+
+    /// The first visible offset whose record's timestamp is ≥ `unix_ms` (a subscription that
+    /// starts by time, storage.md 6.3), or the visible offset if none is (start at the end).
+    /// Timestamps are the broker clock at append, clamped to never go back. A few small
+    /// `pread`s under the log's lock: one per step of a binary search in one segment's index
+    /// plus a walk of at most one index interval.
+    pub fn seek_time(&self, unix_ms: u64) -> Result<u64, StorageError> {
+        let inner = &*self.inner;
+        let st = inner.state.lock();
+        let visible = inner.visible(&st);
+        if st.last_ts < unix_ms {
+            return Ok(visible); // even the newest record is older
+        }
+        // Segments whose first frame is older than `unix_ms`: the answer is in the last of them
+        // or is the first record of the one after.
+        let n = st
+            .segments
+            .partition_point(|s| s.first_ts() < unix_ms && !s.is_empty());
+        let i = n.saturating_sub(1);
+        for seg in st.segments.iter().skip(i) {
+            if seg.base() >= visible {
+                break;
+            }
+            if let Some(o) = seg.seek_time(inner.fs.as_ref(), unix_ms, visible)? {
+                return Ok(o.max(st.first_offset()));
+            }
+        }
+        Ok(visible)
     }
 
     /// `always` logs: `f(visible_offset)` is called on the flusher thread, never under the

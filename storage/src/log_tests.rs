@@ -494,3 +494,53 @@ fn a_log_of_many_segments_holds_few_files_open() {
     );
     assert!(count() <= 4, "a cold read opens its segment only");
 }
+
+#[test]
+fn seek_time_finds_the_first_record_at_or_after_a_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Fs> = RealFs::new();
+    let c = cfg(FsyncPolicy::Os);
+    let (log, _) = DurableLog::open(fs.clone(), dir.path(), c.clone()).unwrap();
+    // Batches with runs of equal times, and a clock that steps back (held by the clamp).
+    let mut ts_of = Vec::new();
+    let mut last = 0;
+    for i in 0..400u64 {
+        let now = 1_000 + (i / 3) * 10 - if i % 50 == 49 { 25 } else { 0 };
+        let batch: Vec<Bytes> = (0..1 + i % 2).map(|k| payload(i * 2 + k)).collect();
+        let a = log.append(&batch, now).unwrap();
+        last = last.max(now);
+        for _ in a.offsets {
+            ts_of.push(last);
+        }
+    }
+    assert!(log.segment_count() > 5);
+    let model = |t: u64| {
+        ts_of
+            .iter()
+            .position(|&x| x >= t)
+            .map_or(ts_of.len() as u64, |p| p as u64)
+    };
+    let check = |log: &DurableLog| {
+        for t in (0..2_500).step_by(7).chain([1_000, 1_010, 2_330, u64::MAX]) {
+            assert_eq!(log.seek_time(t).unwrap(), model(t), "t = {t}");
+        }
+    };
+    check(&log);
+    drop(log);
+    // Reopened: sealed segments' indexes load on demand.
+    let (log, _) = DurableLog::open(fs, dir.path(), c).unwrap();
+    check(&log);
+    // Retention moved the start: never an offset before it.
+    let mut c2 = cfg(FsyncPolicy::Os);
+    c2.retention.max_records = 200;
+    drop(log);
+    let (log, _) = DurableLog::open(RealFs::new(), dir.path(), c2).unwrap();
+    log.apply_retention(5_000).unwrap();
+    let first = log.first_offset();
+    assert!(first > 0);
+    assert_eq!(log.seek_time(0).unwrap(), first);
+    assert_eq!(
+        log.seek_time(ts_of[first as usize + 5]).unwrap(),
+        model(ts_of[first as usize + 5]).max(first)
+    );
+}

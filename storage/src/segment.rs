@@ -293,6 +293,73 @@ impl Segment {
         }
     }
 
+    /// The first frame of this segment below `upto` whose timestamp is ≥ `unix_ms`: its base
+    /// offset, or `None` if there is none. Timestamps never decrease in a log, so the offset
+    /// index doubles as a time index: a binary search reads the 40-byte header of the frame
+    /// each entry points to, then a walk of frame headers covers at most one index interval.
+    /// Headers only: the CRC is checked by the read that follows. An entry that does not land
+    /// on the frame it names sends the walk back to the first frame.
+    pub fn seek_time(
+        &self,
+        fs: &dyn Fs,
+        unix_ms: u64,
+        upto: u64,
+    ) -> Result<Option<u64>, StorageError> {
+        let file = self.open_file(fs)?;
+        let header_at = |pos: u64| -> Result<Option<FrameHeader>, StorageError> {
+            if pos + FRAME_HEADER_LEN as u64 > self.len {
+                return Ok(None);
+            }
+            let mut b = [0u8; FRAME_HEADER_LEN];
+            read_exact_at(file.as_ref(), &mut b, pos)
+                .map_err(|e| StorageError::io(IoOp::Read, &self.seg_path, &e))?;
+            Ok(FrameHeader::decode(&b).ok())
+        };
+        let index = self
+            .index
+            .get_or_init(|| load_index(fs, &self.idx_path, self.base, self.len));
+        // Last entry whose frame is older than `unix_ms` (binary search on frame headers).
+        let (mut lo, mut hi) = (0usize, index.len());
+        let mut start = (self.base, format::SEGMENT_HEADER_LEN);
+        let mut trusted = true;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (off, pos) = index[mid];
+            match header_at(pos)? {
+                Some(h) if h.base_offset == off => {
+                    if h.timestamp_ms < unix_ms {
+                        start = (off, pos);
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                _ => {
+                    trusted = false;
+                    break;
+                }
+            }
+        }
+        if !trusted {
+            start = (self.base, format::SEGMENT_HEADER_LEN);
+        }
+        let (mut expected, mut pos) = start;
+        while expected < upto.min(self.next_offset) {
+            let Some(h) = header_at(pos)?.filter(|h| h.base_offset == expected) else {
+                return Err(StorageError::Quarantined {
+                    offset: expected,
+                    path: self.path.clone(),
+                });
+            };
+            if h.timestamp_ms >= unix_ms {
+                return Ok(Some(expected));
+            }
+            expected = h.next_offset();
+            pos += h.total_len();
+        }
+        Ok(None)
+    }
+
     /// What a read outside the log's lock needs.
     pub fn reader(&self, fs: &dyn Fs, from: u64) -> Result<SegmentReader, StorageError> {
         let (frame_base, pos) = self.lookup(fs, from);
