@@ -15,6 +15,7 @@
 //!     Read { records: Vec<(u64, Bytes)>, first_available: u64, next_offset: u64 /* visible */ }
 //! log.seek_time(&self, unix_ms: u64) -> Result<u64, StorageError>    // start by time
 //! log.visible_offset() / next_offset() / first_offset() / len() / bytes() / epoch() -> u64
+//! log.memory_bytes() -> usize
 //! log.apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError>
 //! log.heal(&self, now_unix_ms: u64) -> Result<Option<Healed>, StorageError>
 //! log.set_visible_listener(&self, Option<Arc<dyn Fn(u64) + Send + Sync>>)   // always: fanout
@@ -410,6 +411,13 @@ impl DurableLog {
     /// Bytes of segment files.
     pub fn bytes(&self) -> u64 {
         self.inner.state.lock().bytes
+    }
+
+    /// Bytes this log holds in memory for its records: the hot tail's payloads (shared with
+    /// the appender's `Bytes`) and the frame buffer. For the broker's memory accounting.
+    pub fn memory_bytes(&self) -> usize {
+        let st = self.inner.state.lock();
+        st.tail_bytes + st.frame.capacity()
     }
 
     pub fn epoch(&self) -> u64 {
