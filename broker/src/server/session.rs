@@ -346,7 +346,18 @@ pub async fn authenticate(
         replier.finish().await;
         return Err(());
     }
-    let principal = match shared.auth.authenticate(&tenant_id, token.as_deref()) {
+    // The token opens the tenant; with mTLS bindings the certificate must be bound to it too.
+    let principal = match shared
+        .auth
+        .authenticate(&tenant_id, token.as_deref())
+        .and_then(|p| {
+            shared
+                .cfg
+                .mtls
+                .check(state.peer_identity.as_deref(), &p.tenant)
+                .map_err(crate::auth::AuthError::Unauthorized)
+                .map(|()| p)
+        }) {
         Ok(p) => p,
         Err(e) => {
             auth_failed(shared, conn, state, &tenant_id, &e, replier).await;
