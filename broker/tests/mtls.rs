@@ -323,11 +323,17 @@ async fn certificate_identities_bound_to_tenants_gate_each_streams_tenant() {
         ],
     };
     let s = setup_with("mtls-bound", ClientAuth::Optional, mtls).await;
-    let ok = connect_and_auth_to(&s, Some(&s.good), "acme").await.unwrap();
+    let ok = connect_and_auth_to(&s, Some(&s.good), "acme")
+        .await
+        .unwrap();
     assert_eq!(ok["type"], "auth_ok", "bound identity, its tenant: {ok}");
     for (who, identity, tenant) in [
         ("bound identity, another tenant", Some(&s.good), "globex"),
-        ("unbound identity of the trusted CA", Some(&s.dns_only), "acme"),
+        (
+            "unbound identity of the trusted CA",
+            Some(&s.dns_only),
+            "acme",
+        ),
         ("no certificate", None, "acme"),
     ] {
         let r = connect_and_auth_to(&s, identity, tenant)
@@ -336,7 +342,10 @@ async fn certificate_identities_bound_to_tenants_gate_each_streams_tenant() {
         assert_eq!(r["type"], "error", "{who}: {r}");
         assert_eq!(r["code"], "unauthorized", "{who}: {r}");
         assert!(
-            r["message"].as_str().unwrap_or("").contains("mtls.identities"),
+            r["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("mtls.identities"),
             "{who}: {r}"
         );
     }
