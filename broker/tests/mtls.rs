@@ -96,14 +96,10 @@ struct Setup {
 const SPIFFE: &str = "spiffe://felix.test/ns/prod/sa/billing";
 
 async fn setup(name: &str, mode: ClientAuth) -> Setup {
-    setup_with(name, mode, Default::default()).await
+    setup_with(name, mode, |_| {}).await
 }
 
-async fn setup_with(
-    name: &str,
-    mode: ClientAuth,
-    mtls: felix_broker::auth::mtls::MtlsConfig,
-) -> Setup {
+async fn setup_with(name: &str, mode: ClientAuth, edit: impl FnOnce(&mut BrokerConfig)) -> Setup {
     let dir = scratch(name);
     let trusted = ca("trusted client CA");
     let other = ca("some other CA");
@@ -119,7 +115,7 @@ async fn setup_with(
     let mut cfg: BrokerConfig = test_config(name);
     cfg.tls_client_ca = Some(dir.join("client-ca.pem"));
     cfg.tls_client_auth = mode;
-    cfg.mtls = mtls;
+    edit(&mut cfg);
     let audit = dir.join("audit.log");
     cfg.audit.output = Some(audit.display().to_string());
     Setup {
@@ -315,14 +311,16 @@ async fn certificate_identities_bound_to_tenants_gate_each_streams_tenant() {
             IdentityBinding {
                 identity: SPIFFE.into(),
                 tenants: vec!["acme".into()],
+                grants: vec![],
             },
             IdentityBinding {
                 identity: "spiffe://felix.test/ns/other/*".into(),
                 tenants: vec!["globex".into()],
+                grants: vec![],
             },
         ],
     };
-    let s = setup_with("mtls-bound", ClientAuth::Optional, mtls).await;
+    let s = setup_with("mtls-bound", ClientAuth::Optional, |c| c.mtls = mtls).await;
     let ok = connect_and_auth_to(&s, Some(&s.good), "acme")
         .await
         .unwrap();
@@ -375,6 +373,7 @@ async fn identity_bindings_without_client_certificates_are_a_configuration_error
         identities: vec![IdentityBinding {
             identity: SPIFFE.into(),
             tenants: vec!["acme".into()],
+            grants: vec![],
         }],
     };
     let e = felix_broker::Broker::start(cfg)
@@ -382,4 +381,79 @@ async fn identity_bindings_without_client_certificates_are_a_configuration_error
         .err()
         .expect("refused");
     assert!(e.to_string().contains("tls_client_auth"), "{e}");
+}
+
+/// A bound identity with `grants` is a principal of its own: a stream of that certificate
+/// authenticates without a token and may do exactly what the grants say; the same certificate
+/// without grants for another tenant, or an unbound certificate, still needs a token (static
+/// tokens here, so a token-less stream is otherwise refused).
+#[tokio::test]
+async fn a_bound_identity_with_grants_authenticates_without_a_token() {
+    use felix_broker::auth::mtls::{IdentityBinding, MtlsConfig};
+    let dir = scratch("mtls-cert-only-tokens");
+    let tokens = dir.join("tokens");
+    write_private(&tokens, b"acme acme-static-token-0123456789 svc\n");
+    let mtls = MtlsConfig {
+        identities: vec![
+            IdentityBinding {
+                identity: SPIFFE.into(),
+                tenants: vec!["acme".into()],
+                grants: vec![felix_auth::Grant {
+                    actions: vec!["publish".into(), "admin".into()],
+                    resources: vec!["ns/>".into()],
+                }],
+            },
+            IdentityBinding {
+                identity: SPIFFE.into(),
+                tenants: vec!["globex".into()],
+                grants: vec![],
+            },
+        ],
+    };
+    let s = setup_with("mtls-cert-only", ClientAuth::Required, |c| {
+        c.mtls = mtls;
+        c.auth_tokens_file = Some(tokens);
+    })
+    .await;
+
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(
+            client_config(&s.broker.ca, Some(&s.good)),
+            s.broker.addr(),
+            "localhost",
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let c = v1::Client { endpoint, conn };
+    let auth = |tenant: &str| json!({"type": "auth", "tenant_id": tenant, "client_features": 1});
+    let (mut st, reply) = within(10, "auth", c.open_authed(&auth("acme"))).await;
+    assert_eq!(
+        reply["type"], "auth_ok",
+        "certificate-only principal: {reply}"
+    );
+    st.send_json(
+        &json!({"type": "publish", "tenant_id": "acme", "namespace": "ns",
+                         "stream": "s", "payload": v1::b64(b"x"), "request_id": 1}),
+    )
+    .await;
+    let r = within(5, "publish", st.json()).await;
+    assert_eq!(r["type"], "publish_ok", "granted: {r}");
+    st.send_json(
+        &json!({"type": "cache_put", "tenant_id": "acme", "namespace": "ns",
+                         "cache": "c", "key": "k", "value": v1::b64(b"v"), "request_id": 2}),
+    )
+    .await;
+    let r = within(5, "cache_put", st.json()).await;
+    assert_eq!(r["code"], "forbidden", "not granted: {r}");
+
+    // Bound to globex without grants: a token is still required (and globex has none).
+    let (_, reply) = within(10, "auth", c.open_authed(&auth("globex"))).await;
+    assert_eq!(reply["code"], "unauthorized", "{reply}");
+    // With its token, the same certificate opens acme as the token's principal.
+    let with_token = json!({"type": "auth", "tenant_id": "acme",
+                            "token": "acme-static-token-0123456789", "client_features": 1});
+    let (_, reply) = within(10, "auth", c.open_authed(&with_token)).await;
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
 }

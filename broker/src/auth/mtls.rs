@@ -21,6 +21,12 @@
 //! tenants = ["globex"]
 //! ```
 //!
+//! **Certificate-only principals**: an entry with `grants` (the token grammar, `felix-auth`)
+//! also lets a stream of that identity authenticate **without a token** for one of its tenants:
+//! the principal is the identity (`sub` in the audit log) with exactly those grants, no expiry
+//! (revoke by rotating the client CA; keep certificates short-lived). A stream that sends a
+//! token is checked as above, whatever the entry's grants.
+//!
 //! An identity ending in `/*` matches every identity that starts with what precedes the `*`
 //! (a path prefix: `spiffe://example.org/ns/globex/*` matches `.../ns/globex/sa/x`, not
 //! `.../ns/globex-evil/...`). Without entries, identities are only audited (the default).
@@ -45,6 +51,10 @@ pub struct IdentityBinding {
     pub identity: String,
     /// Tenants this identity may act in.
     pub tenants: Vec<String>,
+    /// What a stream of this identity may do when it authenticates without a token (empty:
+    /// a token is required).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<felix_auth::Grant>,
 }
 
 impl IdentityBinding {
@@ -84,12 +94,39 @@ impl MtlsConfig {
                     b.identity
                 ));
             }
+            if !b.grants.is_empty() {
+                felix_auth::Permissions::compile(&b.grants)
+                    .map_err(|e| format!("mtls.identities {:?}: grants: {e}", b.identity))?;
+            }
             for t in &b.tenants {
                 crate::names::validate_tenant(t)
                     .map_err(|e| format!("mtls.identities {:?}: tenant: {e}", b.identity))?;
             }
         }
         Ok(())
+    }
+
+    /// The certificate-only principal of a token-less `auth` for `tenant`: the first entry
+    /// that matches the identity, lists the tenant and has grants.
+    pub fn certificate_principal(
+        &self,
+        identity: Option<&str>,
+        tenant: &str,
+    ) -> Option<super::Principal> {
+        let id = identity?;
+        let b = self.identities.iter().find(|b| {
+            !b.grants.is_empty() && b.matches(id) && b.tenants.iter().any(|t| t == tenant)
+        })?;
+        // Checked at start (validate); per `auth`, like a token's grants.
+        let perms = felix_auth::Permissions::compile(&b.grants).ok()?;
+        Some(super::Principal {
+            tenant: tenant.to_owned(),
+            subject: Some(id.to_owned()),
+            perms: std::sync::Arc::new(perms),
+            expires_at: None,
+            issued_at: None,
+            jti: None,
+        })
     }
 
     /// `Ok` when a stream of a connection with certificate identity `identity` may act in
@@ -130,10 +167,15 @@ mod tests {
                 IdentityBinding {
                     identity: "spiffe://ex.org/ns/acme/sa/billing".into(),
                     tenants: vec!["acme".into()],
+                    grants: vec![],
                 },
                 IdentityBinding {
                     identity: "spiffe://ex.org/ns/globex/*".into(),
                     tenants: vec!["globex".into(), "shared".into()],
+                    grants: vec![felix_auth::Grant {
+                        actions: vec!["subscribe".into()],
+                        resources: vec!["feeds/>".into()],
+                    }],
                 },
             ],
         }
@@ -178,5 +220,36 @@ mod tests {
         c.identities[0].tenants = vec!["a/b".into()];
         assert!(c.validate(ClientAuth::Required).is_err());
         assert!(MtlsConfig::default().validate(ClientAuth::Off).is_ok());
+        let mut c = cfg();
+        c.identities[1].grants[0].resources = vec!["no-slash".into()];
+        assert!(
+            c.validate(ClientAuth::Required).is_err(),
+            "grants outside the grammar"
+        );
+    }
+
+    #[test]
+    fn only_entries_with_grants_make_certificate_principals() {
+        let c = cfg();
+        let p = c
+            .certificate_principal(Some("spiffe://ex.org/ns/globex/sa/feed"), "shared")
+            .expect("entry with grants");
+        assert_eq!(
+            p.subject.as_deref(),
+            Some("spiffe://ex.org/ns/globex/sa/feed")
+        );
+        assert!(p
+            .perms
+            .allows(felix_auth::Action::Subscribe, "feeds", "a.b"));
+        assert!(!p.perms.allows(felix_auth::Action::Publish, "feeds", "a.b"));
+        assert!(c
+            .certificate_principal(Some("spiffe://ex.org/ns/globex/sa/feed"), "acme")
+            .is_none());
+        assert!(
+            c.certificate_principal(Some("spiffe://ex.org/ns/acme/sa/billing"), "acme")
+                .is_none(),
+            "no grants: a token is required"
+        );
+        assert!(c.certificate_principal(None, "shared").is_none());
     }
 }

@@ -91,10 +91,9 @@ struct TenantDefs {
 struct Compiled {
     /// Whether a snapshot from the control plane was ever applied.
     loaded: bool,
-    revision: u64,
     tenants: HashMap<String, TenantDefs>,
-    /// The snapshot it was made from (to tell a changed one).
-    source: Snapshot,
+    /// The tenants' documents it was made from (to tell a changed snapshot).
+    source: HashMap<String, TenantDoc>,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +107,9 @@ struct Status {
 #[derive(Debug)]
 pub struct Definitions {
     current: RwLock<Arc<Compiled>>,
+    /// Revision of the latest good snapshot (also when its documents were unchanged: any
+    /// store change moves it), sent back as `since`.
+    revision: AtomicU64,
     status: Mutex<Status>,
     failures: AtomicU64,
     /// Whether a control plane is polled.
@@ -129,6 +131,7 @@ impl Definitions {
     pub fn new(polled: bool) -> Self {
         Self {
             current: RwLock::new(Arc::new(Compiled::default())),
+            revision: AtomicU64::new(0),
             status: Mutex::default(),
             failures: AtomicU64::new(0),
             polled,
@@ -176,10 +179,15 @@ impl Definitions {
         }
     }
 
-    /// Resolves a snapshot and puts it in force if it changed; answers whether it did.
+    /// Resolves a snapshot and puts it in force if its documents changed; answers whether
+    /// they did.
     fn put(&self, cfg: &BrokerConfig, snap: Snapshot) -> bool {
-        if self.current.read().source == snap && self.loaded() {
-            return false;
+        self.revision.store(snap.revision, Ordering::Relaxed);
+        {
+            let cur = self.current.read();
+            if cur.loaded && cur.source == snap.tenants {
+                return false;
+            }
         }
         let mut tenants = HashMap::new();
         for (t, doc) in &snap.tenants {
@@ -213,9 +221,8 @@ impl Definitions {
         let n = tenants.len();
         *self.current.write() = Arc::new(Compiled {
             loaded: true,
-            revision: snap.revision,
             tenants,
-            source: snap,
+            source: snap.tenants,
         });
         tracing::info!(tenants = n, "control-plane definitions in force");
         true
@@ -245,7 +252,7 @@ impl Definitions {
 
     /// The revision in force (0 before any snapshot).
     pub fn revision(&self) -> u64 {
-        self.current.read().revision
+        self.revision.load(Ordering::Relaxed)
     }
 
     /// `/ready` details: `state` is `ok`, `stale` (the latest poll failed, or none succeeded
@@ -265,7 +272,7 @@ impl Definitions {
             "state": state,
             "loaded": cur.loaded,
             "age_s": st.last_ok.map(|t| t.elapsed().as_secs_f64()),
-            "revision": cur.revision,
+            "revision": self.revision(),
             "tenants": cur.tenants.len(),
             "failures": self.failures.load(Ordering::Relaxed),
             "last_error": st.last_error,
