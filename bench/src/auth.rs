@@ -51,7 +51,8 @@ fn grants() -> Vec<Grant> {
         grant(&["subscribe"], &["orders/>", "audit/events.>"]),
         grant(&["consume"], &["jobs/high", "jobs/low"]),
         grant(&["cache.write"], &["sessions/*", &format!("{NS}/c")]),
-        grant(&["admin"], &["scratch/>"]),
+        // The measured cache is created by its first put: that needs admin on it.
+        grant(&["admin"], &["scratch/>", &format!("{NS}/c")]),
         grant(&["cache.read"], &["*/profiles", &format!("{NS}/>")]),
     ]
 }

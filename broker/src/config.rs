@@ -67,6 +67,8 @@ pub struct BrokerConfig {
     /// mTLS: `off` (default), `optional` (verify a certificate if presented) or `required`
     /// (refuse clients without one at the handshake). Needs `tls_client_ca`.
     pub tls_client_auth: felix_transport::ClientAuth,
+    /// mTLS identities bound to tenants (`[[mtls.identities]]`; see `crate::auth::mtls`).
+    pub mtls: crate::auth::mtls::MtlsConfig,
     /// Tenant quotas (`[quotas]`, `[quotas.tenants.NAME]`; see `crate::quota`).
     pub quotas: crate::quota::QuotaConfig,
     /// Audit log (`[audit]`; see `crate::audit`).
@@ -213,6 +215,7 @@ impl Default for BrokerConfig {
             shutdown_grace_ms: 5_000,
             tls_client_ca: None,
             tls_client_auth: Default::default(),
+            mtls: Default::default(),
             quotas: Default::default(),
             audit: Default::default(),
         }

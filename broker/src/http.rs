@@ -76,7 +76,11 @@ async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()
                 } else {
                     ("503 Service Unavailable", "no token signing keys yet")
                 };
-                let body = serde_json::json!({"status": state, "auth": auth.details});
+                let body = serde_json::json!({
+                    "status": state,
+                    "auth": auth.details,
+                    "definitions": shared.definitions.status(),
+                });
                 respond(&mut sock, status, "application/json", &format!("{body}\n")).await
             } else {
                 respond(&mut sock, "200 OK", "text/plain", "ready\n").await
@@ -92,6 +96,7 @@ async fn handle(mut sock: TcpStream, shared: &Arc<Shared>) -> std::io::Result<()
                 owner.quotas.render(&mut body);
                 owner.audit.render(&mut body);
                 owner.auth.render_metrics(&mut body);
+                owner.definitions.render_metrics(&mut body);
                 body
             })
             .await

@@ -96,6 +96,10 @@ struct Setup {
 const SPIFFE: &str = "spiffe://felix.test/ns/prod/sa/billing";
 
 async fn setup(name: &str, mode: ClientAuth) -> Setup {
+    setup_with(name, mode, |_| {}).await
+}
+
+async fn setup_with(name: &str, mode: ClientAuth, edit: impl FnOnce(&mut BrokerConfig)) -> Setup {
     let dir = scratch(name);
     let trusted = ca("trusted client CA");
     let other = ca("some other CA");
@@ -111,6 +115,7 @@ async fn setup(name: &str, mode: ClientAuth) -> Setup {
     let mut cfg: BrokerConfig = test_config(name);
     cfg.tls_client_ca = Some(dir.join("client-ca.pem"));
     cfg.tls_client_auth = mode;
+    edit(&mut cfg);
     let audit = dir.join("audit.log");
     cfg.audit.output = Some(audit.display().to_string());
     Setup {
@@ -146,6 +151,17 @@ fn client_config(server_ca: &Path, identity: Option<&Identity>) -> quinn::Client
 /// Connects and authenticates one stream; `Err` with what went wrong when the broker did not
 /// serve it (the handshake failed, or the connection was closed before `auth` was answered).
 async fn connect_and_auth(s: &Setup, identity: Option<&Identity>) -> Result<(), String> {
+    let reply = connect_and_auth_to(s, identity, "t1").await?;
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
+    Ok(())
+}
+
+/// Connects and sends `auth` for `tenant`; the broker's answer to it.
+async fn connect_and_auth_to(
+    s: &Setup,
+    identity: Option<&Identity>,
+    tenant: &str,
+) -> Result<Value, String> {
     let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     let cfg = client_config(&s.broker.ca, identity);
     let conn = endpoint
@@ -156,7 +172,7 @@ async fn connect_and_auth(s: &Setup, identity: Option<&Identity>) -> Result<(), 
     let c = v1::Client { endpoint, conn };
     let served = async {
         let (mut send, recv) = c.conn.open_bi().await.map_err(|e| e.to_string())?;
-        let auth = json!({"type": "auth", "tenant_id": "t1", "client_features": 1});
+        let auth = json!({"type": "auth", "tenant_id": tenant, "client_features": 1});
         send.write_all(&v1::json_frame(&auth))
             .await
             .map_err(|e| e.to_string())?;
@@ -166,11 +182,9 @@ async fn connect_and_auth(s: &Setup, identity: Option<&Identity>) -> Result<(), 
             None => Err("stream ended".into()),
         }
     };
-    let reply = within(10, "auth reply or refusal", served)
+    within(10, "auth reply or refusal", served)
         .await
-        .map_err(|e| format!("after handshake: {e} (close: {:?})", c.conn.close_reason()))?;
-    assert_eq!(reply["type"], "auth_ok", "{reply}");
-    Ok(())
+        .map_err(|e| format!("after handshake: {e} (close: {:?})", c.conn.close_reason()))
 }
 
 /// The broker's TLS stack refused the client: in TLS 1.3 the client's side of the handshake
@@ -282,4 +296,164 @@ async fn client_auth_without_a_ca_is_a_configuration_error() {
         .err()
         .expect("refused");
     assert!(e.to_string().contains("tls_client_ca"), "{e}");
+}
+
+/// `[[mtls.identities]]`: the certificate identity must be bound to the tenant a stream
+/// authenticates for (on top of its token): the bound SPIFFE id opens its tenant, the same
+/// certificate is refused `unauthorized` for another tenant, an unbound identity of the
+/// trusted CA and a certificate-less connection (optional mode) are refused for every tenant,
+/// and another CA's certificate is still refused at the handshake.
+#[tokio::test]
+async fn certificate_identities_bound_to_tenants_gate_each_streams_tenant() {
+    use felix_broker::auth::mtls::{IdentityBinding, MtlsConfig};
+    let mtls = MtlsConfig {
+        identities: vec![
+            IdentityBinding {
+                identity: SPIFFE.into(),
+                tenants: vec!["acme".into()],
+                grants: vec![],
+            },
+            IdentityBinding {
+                identity: "spiffe://felix.test/ns/other/*".into(),
+                tenants: vec!["globex".into()],
+                grants: vec![],
+            },
+        ],
+    };
+    let s = setup_with("mtls-bound", ClientAuth::Optional, |c| c.mtls = mtls).await;
+    let ok = connect_and_auth_to(&s, Some(&s.good), "acme")
+        .await
+        .unwrap();
+    assert_eq!(ok["type"], "auth_ok", "bound identity, its tenant: {ok}");
+    for (who, identity, tenant) in [
+        ("bound identity, another tenant", Some(&s.good), "globex"),
+        (
+            "unbound identity of the trusted CA",
+            Some(&s.dns_only),
+            "acme",
+        ),
+        ("no certificate", None, "acme"),
+    ] {
+        let r = connect_and_auth_to(&s, identity, tenant)
+            .await
+            .unwrap_or_else(|e| panic!("{who}: {e}"));
+        assert_eq!(r["type"], "error", "{who}: {r}");
+        assert_eq!(r["code"], "unauthorized", "{who}: {r}");
+        assert!(
+            r["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("mtls.identities"),
+            "{who}: {r}"
+        );
+    }
+    assert_refused(
+        connect_and_auth_to(&s, Some(&s.foreign), "acme")
+            .await
+            .map(|_| ()),
+        "another CA's certificate, even with a bound identity",
+        "UnknownIssuer",
+    );
+    // The refusals are audited as failed `auth`s naming the tenant asked for.
+    let denied = audit_lines(&s.audit, 3, |v| {
+        v["event"] == "auth" && v["outcome"] == "denied"
+    })
+    .await;
+    assert!(
+        denied.iter().all(|v| v["code"] == "unauthorized"),
+        "{denied:#?}"
+    );
+}
+
+#[tokio::test]
+async fn identity_bindings_without_client_certificates_are_a_configuration_error() {
+    use felix_broker::auth::mtls::{IdentityBinding, MtlsConfig};
+    let mut cfg = test_config("mtls-bind-off");
+    cfg.mtls = MtlsConfig {
+        identities: vec![IdentityBinding {
+            identity: SPIFFE.into(),
+            tenants: vec!["acme".into()],
+            grants: vec![],
+        }],
+    };
+    let e = felix_broker::Broker::start(cfg)
+        .await
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("tls_client_auth"), "{e}");
+}
+
+/// A bound identity with `grants` is a principal of its own: a stream of that certificate
+/// authenticates without a token and may do exactly what the grants say; the same certificate
+/// without grants for another tenant, or an unbound certificate, still needs a token (static
+/// tokens here, so a token-less stream is otherwise refused).
+#[tokio::test]
+async fn a_bound_identity_with_grants_authenticates_without_a_token() {
+    use felix_broker::auth::mtls::{IdentityBinding, MtlsConfig};
+    let dir = scratch("mtls-cert-only-tokens");
+    let tokens = dir.join("tokens");
+    write_private(&tokens, b"acme acme-static-token-0123456789 svc\n");
+    let mtls = MtlsConfig {
+        identities: vec![
+            IdentityBinding {
+                identity: SPIFFE.into(),
+                tenants: vec!["acme".into()],
+                grants: vec![felix_auth::Grant {
+                    actions: vec!["publish".into(), "admin".into()],
+                    resources: vec!["ns/>".into()],
+                }],
+            },
+            IdentityBinding {
+                identity: SPIFFE.into(),
+                tenants: vec!["globex".into()],
+                grants: vec![],
+            },
+        ],
+    };
+    let s = setup_with("mtls-cert-only", ClientAuth::Required, |c| {
+        c.mtls = mtls;
+        c.auth_tokens_file = Some(tokens);
+    })
+    .await;
+
+    let endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let conn = endpoint
+        .connect_with(
+            client_config(&s.broker.ca, Some(&s.good)),
+            s.broker.addr(),
+            "localhost",
+        )
+        .unwrap()
+        .await
+        .unwrap();
+    let c = v1::Client { endpoint, conn };
+    let auth = |tenant: &str| json!({"type": "auth", "tenant_id": tenant, "client_features": 1});
+    let (mut st, reply) = within(10, "auth", c.open_authed(&auth("acme"))).await;
+    assert_eq!(
+        reply["type"], "auth_ok",
+        "certificate-only principal: {reply}"
+    );
+    st.send_json(
+        &json!({"type": "publish", "tenant_id": "acme", "namespace": "ns",
+                         "stream": "s", "payload": v1::b64(b"x"), "request_id": 1}),
+    )
+    .await;
+    let r = within(5, "publish", st.json()).await;
+    assert_eq!(r["type"], "publish_ok", "granted: {r}");
+    st.send_json(
+        &json!({"type": "cache_put", "tenant_id": "acme", "namespace": "ns",
+                         "cache": "c", "key": "k", "value": v1::b64(b"v"), "request_id": 2}),
+    )
+    .await;
+    let r = within(5, "cache_put", st.json()).await;
+    assert_eq!(r["code"], "forbidden", "not granted: {r}");
+
+    // Bound to globex without grants: a token is still required (and globex has none).
+    let (_, reply) = within(10, "auth", c.open_authed(&auth("globex"))).await;
+    assert_eq!(reply["code"], "unauthorized", "{reply}");
+    // With its token, the same certificate opens acme as the token's principal.
+    let with_token = json!({"type": "auth", "tenant_id": "acme",
+                            "token": "acme-static-token-0123456789", "client_features": 1});
+    let (_, reply) = within(10, "auth", c.open_authed(&with_token)).await;
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
 }

@@ -101,6 +101,23 @@ async fn rbac_matrix_every_cell_allowed_or_denied() {
     let key = SigningKey::generate("k1");
     let b = jwt_broker("rbac-matrix", jwks(&[&key]), 0).await;
     let mut cells = 0;
+    // Creating a resource on first use needs `admin` on it (server/first_use.rs): an operator
+    // creates the matrix's resources, so each cell measures its own action only.
+    for tenant in ["acme", "globex"] {
+        let op = key.sign(&claims(tenant, "operator", all(), 300)).unwrap();
+        let c = within(10, "connect", Client::connect(client_for(&b, tenant, &op)))
+            .await
+            .unwrap();
+        for (ns, name) in RESOURCES {
+            within(10, "setup", async {
+                c.create_stream(ns, name, StreamSettings::default()).await?;
+                c.create_cache(ns, name, None, None).await?;
+                c.create_group(ns, name, "g", Default::default()).await
+            })
+            .await
+            .unwrap_or_else(|e| panic!("setup {tenant}/{ns}/{name}: {e}"));
+        }
+    }
     for tenant in ["acme", "globex"] {
         for (who, perms) in [("alice", alice()), ("bob", bob())] {
             let token = key.sign(&claims(tenant, who, perms.clone(), 300)).unwrap();

@@ -139,7 +139,8 @@ pub struct TrustedIssuer {
     pub rules: Vec<ClaimRule>,
 }
 
-/// Tenant quotas (stored for the brokers; enforcement is the broker's). Absent = unlimited.
+/// Tenant quotas, enforced by brokers (read through `GET /v1/broker/definitions`). An absent
+/// field takes the broker's local `[quotas]` default; 0 is unlimited.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Quotas {

@@ -40,7 +40,7 @@ pub(super) struct Poll {
 
 /// The broker read token: never printed.
 #[derive(Clone)]
-pub(super) struct FeedToken(pub Arc<str>);
+pub(crate) struct FeedToken(pub Arc<str>);
 
 impl std::fmt::Debug for FeedToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +50,10 @@ impl std::fmt::Debug for FeedToken {
 
 /// Reads the broker read token file (first non-empty line); `production` refuses one that
 /// other users can read.
-fn read_feed_token(path: &std::path::Path, production: bool) -> Result<FeedToken, String> {
+pub(crate) fn read_feed_token(
+    path: &std::path::Path,
+    production: bool,
+) -> Result<FeedToken, String> {
     use std::os::unix::fs::PermissionsExt;
     let shown = path.display();
     let meta = std::fs::metadata(path)
@@ -82,7 +85,7 @@ fn read_feed_token(path: &std::path::Path, production: bool) -> Result<FeedToken
 }
 
 /// Reads PEM CA certificates as DER.
-fn read_ca(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
+pub(crate) fn read_ca(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("auth.controlplane_ca_file {shown}: {e}"))?;
     let mut out = Vec::new();

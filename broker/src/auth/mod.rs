@@ -19,6 +19,7 @@ mod config;
 mod dev;
 pub mod feed;
 mod jwt;
+pub mod mtls;
 mod static_tokens;
 
 use std::sync::{Arc, LazyLock};
@@ -30,6 +31,8 @@ pub use config::AuthConfig;
 pub use dev::DevAuth;
 pub use felix_auth::{Action, Permissions};
 pub use jwt::JwtAuth;
+// The control-plane read token and CA, read the same way for the definitions feed (`defs`).
+pub(crate) use jwt::{read_ca, read_feed_token};
 pub use static_tokens::{StaticTokenAuth, TokenConfigError, TokenEntry};
 
 /// Who a stream acts as, once authenticated.

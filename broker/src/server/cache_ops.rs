@@ -35,10 +35,7 @@ fn lookup(
     cache: &str,
 ) -> Result<std::sync::Arc<CacheEntry>, BrokerError> {
     ctx.authorize(action, tenant, ns, cache)?;
-    let create = ctx.auto_create();
-    ctx.shared
-        .registry
-        .cache(&mut ctx.key, tenant, ns, cache, create)
+    ctx.cache_entry(tenant, ns, cache)
 }
 
 fn ttl(ms: Option<u64>) -> Option<Duration> {
@@ -279,7 +276,7 @@ pub async fn json(ctx: &mut Ctx, msg: Message, received: Instant) -> Result<(), 
             let r = (|| {
                 ctx.require(features::ADMIN, "cache_create")?;
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &cache)?;
-                let mut cfg = ctx.shared.cfg.cache_config();
+                let mut cfg = ctx.cache_base_config(&tenant_id, &namespace, &cache);
                 if let Some(b) = max_bytes {
                     // Refused above the cap rather than clamped (see stream_create).
                     let cap = ctx.shared.cfg.limits.max_stream_bytes;

@@ -6,6 +6,7 @@
 
 mod cache_ops;
 mod conn;
+mod first_use;
 mod guard;
 mod queue_ops;
 mod reauth;
@@ -55,6 +56,8 @@ pub struct Shared {
     pub quotas: crate::quota::Quotas,
     /// The audit log (off unless `audit.output` is set).
     pub audit: crate::audit::AuditLog,
+    /// Stream / cache / group definitions from the control plane (`crate::defs`).
+    pub definitions: crate::defs::Definitions,
     next_subscription: AtomicU64,
 }
 
@@ -90,6 +93,9 @@ impl Broker {
         auth: Box<dyn Authenticator>,
     ) -> Result<Self, StartError> {
         cfg.validate().map_err(|e| StartError(e.to_string()))?;
+        cfg.mtls
+            .validate(cfg.tls_client_auth)
+            .map_err(|e| StartError(format!("invalid configuration: {e}")))?;
         if !cfg.dev && auth.accepts_anyone() {
             return Err(StartError(
                 "production mode refuses an authenticator that accepts anyone: configure tokens"
@@ -115,6 +121,7 @@ impl Broker {
             reset_key.as_deref(),
         )
         .map_err(|e| StartError(format!("listen on {}: {e}", cfg.listen)))?;
+        let defs_poll = crate::defs::feed::Poll::from_config(&cfg).map_err(StartError)?;
         let cfg = Arc::new(cfg);
         let auth: Arc<dyn Authenticator> = Arc::from(auth);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -130,6 +137,7 @@ impl Broker {
             connection_closed: tokio::sync::Notify::new(),
             quotas: crate::quota::Quotas::new(crate::quota::QuotaTable::from_config(&cfg.quotas)),
             audit,
+            definitions: crate::defs::Definitions::new(defs_poll.is_some()),
             next_subscription: AtomicU64::new(1),
         });
         let mut tasks = JoinSet::new();
@@ -147,6 +155,9 @@ impl Broker {
         tasks.spawn(sweep_caches(shared.clone()));
         if let Some(feed) = shared.auth.background() {
             tasks.spawn(feed);
+        }
+        if let Some(poll) = defs_poll {
+            tasks.spawn(crate::defs::feed::run(shared.clone(), poll));
         }
         tasks.spawn(accept_loop(endpoint.clone(), shared.clone()));
         info!(

@@ -28,12 +28,8 @@ fn resolve(
 ) -> Result<(Arc<StreamEntry>, Arc<ConsumerGroup>), BrokerError> {
     ctx.require(features::QUEUES, "queue operations")?;
     ctx.authorize(Action::Consume, tenant, ns, stream)?;
-    let create = ctx.auto_create();
-    let entry = ctx
-        .shared
-        .registry
-        .stream(&mut ctx.key, tenant, ns, stream, create)?;
-    let g = ctx.shared.registry.group(&entry, group, create)?;
+    let entry = ctx.stream_entry(tenant, ns, stream)?;
+    let g = ctx.group_entry(&entry, tenant, ns, stream, group)?;
     Ok((entry, g))
 }
 
@@ -84,15 +80,8 @@ pub async fn json(
             let r = (|| {
                 ctx.require(features::QUEUES, "group_create")?;
                 ctx.authorize(Action::Admin, &tenant_id, &namespace, &stream)?;
-                let create = ctx.auto_create();
-                let entry = ctx.shared.registry.stream(
-                    &mut ctx.key,
-                    &tenant_id,
-                    &namespace,
-                    &stream,
-                    create,
-                )?;
-                let mut cfg = ctx.shared.cfg.group_config();
+                let entry = ctx.stream_entry(&tenant_id, &namespace, &stream)?;
+                let mut cfg = ctx.group_base_config(&tenant_id, &namespace, &stream, &group);
                 if let Some(ms) = ack_timeout_ms {
                     if ms == 0 {
                         return Err(BrokerError::invalid("ack_timeout_ms must be > 0"));
@@ -105,10 +94,16 @@ pub async fn json(
                     }
                     cfg.max_deliveries = n;
                 }
-                let start = match start.unwrap_or(StartPos::Earliest) {
-                    StartPos::Earliest => Start::Earliest,
-                    StartPos::Latest => Start::Latest,
-                    StartPos::Offset(o) => Start::Offset(o),
+                let start = match start {
+                    // No start in the request: the definition's, else the earliest record.
+                    None => ctx
+                        .shared
+                        .definitions
+                        .group(&tenant_id, &namespace, &stream, &group)
+                        .map_or(Start::Earliest, |d| d.start),
+                    Some(StartPos::Earliest) => Start::Earliest,
+                    Some(StartPos::Latest) => Start::Latest,
+                    Some(StartPos::Offset(o)) => Start::Offset(o),
                 };
                 ctx.shared
                     .registry

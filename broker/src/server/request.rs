@@ -352,13 +352,7 @@ pub async fn publish(
     if payloads.is_empty() {
         return Err(BrokerError::invalid("a publish needs at least one payload"));
     }
-    let entry = ctx.shared.registry.stream(
-        &mut ctx.key,
-        tenant,
-        ns,
-        stream,
-        ctx.shared.cfg.auto_create(),
-    )?;
+    let entry = ctx.stream_entry(tenant, ns, stream)?;
     ctx.quota_publish(tenant, ns, stream, &entry, payloads)?;
     let published = entry
         .stream
@@ -460,7 +454,7 @@ async fn json(
                 // Client-set bounds above the broker's caps are refused (not clamped), so a
                 // client never silently gets less than it asked for.
                 let limits = &ctx.shared.cfg.limits;
-                let mut cfg: StreamConfig = ctx.shared.cfg.stream_config();
+                let mut cfg: StreamConfig = ctx.stream_base_config(&tenant_id, &namespace, &stream);
                 if let Some(n) = max_records {
                     cfg.retention.max_records = check_cap(
                         "max_records",

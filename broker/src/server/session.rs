@@ -346,7 +346,27 @@ pub async fn authenticate(
         replier.finish().await;
         return Err(());
     }
-    let principal = match shared.auth.authenticate(&tenant_id, token.as_deref()) {
+    // The token opens the tenant; with mTLS bindings the certificate must be bound to it too.
+    // Without a token, a bound certificate with grants is a principal of its own.
+    let cert_only = match token {
+        None => shared
+            .cfg
+            .mtls
+            .certificate_principal(state.peer_identity.as_deref(), &tenant_id),
+        Some(_) => None,
+    };
+    let authenticated = match cert_only {
+        Some(p) => Ok(p),
+        None => shared.auth.authenticate(&tenant_id, token.as_deref()),
+    };
+    let principal = match authenticated.and_then(|p| {
+        shared
+            .cfg
+            .mtls
+            .check(state.peer_identity.as_deref(), &p.tenant)
+            .map_err(crate::auth::AuthError::Unauthorized)
+            .map(|()| p)
+    }) {
         Ok(p) => p,
         Err(e) => {
             auth_failed(shared, conn, state, &tenant_id, &e, replier).await;

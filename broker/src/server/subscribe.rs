@@ -195,7 +195,7 @@ fn attach(
         let info = registry.subscribe(tenant, ns, stream, &sub, start, create, Some(filter))?;
         return Ok((sub, info.start_offset, None));
     }
-    let entry = registry.stream(&mut ctx.key, tenant, ns, stream, create)?;
+    let entry = ctx.stream_entry(tenant, ns, stream)?;
     let cfg = entry.stream.config();
     let sub = Subscriber::bounded(
         id,

@@ -11,6 +11,7 @@
 //! names are served (DNS rebinding), and admin writes need `content-type: application/json`
 //! (a cross-site "simple" form POST cannot set it without a CORS preflight we never grant).
 
+pub mod broker_feed;
 mod resources;
 
 use std::sync::Arc;
@@ -407,6 +408,7 @@ pub fn router(st: AppState) -> Router {
         .route("/v1/keys/rotate", post(rotate))
         .route("/v1/keys/{kid}", delete(delete_key))
         .route("/v1/revocations", post(revoke).get(revocations))
+        .route("/v1/broker/definitions", get(broker_feed::get))
         .route_layer(middleware::from_fn_with_state(st.clone(), require_admin));
     let mut app = Router::new()
         .route("/live", get(|| async { "ok" }))
