@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+#[cfg(test)]
+use super::Permissions;
 use super::{Action, AuthError, Authenticator, Principal, Resource};
 use super::{ENDED_EXPIRED, ENDED_KEY_WITHDRAWN, ENDED_REVOKED, PERMISSION_WITHDRAWN};
 
@@ -398,6 +400,52 @@ mod tests {
 
     use super::super::{StaticTokenAuth, TokenEntry};
     use super::*;
+
+    #[test]
+    fn the_reauth_bucket_holds_a_minute_of_reauths_and_refills() {
+        let t0 = Instant::now();
+        let mut b = ReauthBucket::new(3, t0);
+        assert!((0..3).all(|_| b.take(3, t0)));
+        assert!(!b.take(3, t0), "the 4th in the same instant");
+        assert!(!b.take(3, t0 + Duration::from_secs(19)));
+        assert!(
+            b.take(3, t0 + Duration::from_secs(21)),
+            "one back after 20 s"
+        );
+        assert!(!b.take(3, t0 + Duration::from_secs(21)));
+        let cells = Cells::default();
+        assert!((0..100).all(|_| cells.take_reauth(0, t0)), "0 is unlimited");
+    }
+
+    #[tokio::test]
+    async fn a_narrower_principal_withdraws_and_the_last_ended_cell_tells_the_hook() {
+        let auth = auth();
+        let told = Arc::new(Mutex::new(Vec::<String>::new()));
+        let t = told.clone();
+        let cells = Cells::with_hook(Box::new(move |tenant: &str| t.lock().push(tenant.into())));
+        let p = |tok: &str| auth.authenticate("acme", Some(tok)).unwrap();
+        let a = cells.bind(p("a1"), &auth);
+        let b = cells.bind(p("b1"), &auth);
+        let mut rx = a.watch();
+        let only = |p: &Principal| p.jti.is_none() && p.perms.allows(Action::Publish, "ns", "s");
+        let waiting = tokio::spawn(async move { until_withdrawn(&mut rx, only).await });
+        let mut narrow = p("a2");
+        narrow.perms = Arc::new(Permissions::compile(&[]).unwrap());
+        a.replace(narrow);
+        let why = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*why, PERMISSION_WITHDRAWN);
+        assert!(a.ended().is_none(), "the principal itself goes on");
+        // Cells end through their watcher; here by hand, as the watcher does.
+        a.end(ENDED_REVOKED);
+        cells.inner.cell_ended("acme");
+        assert!(told.lock().is_empty(), "bob is still live in acme");
+        b.end(ENDED_EXPIRED);
+        cells.inner.cell_ended("acme");
+        assert_eq!(*told.lock(), vec!["acme".to_owned()]);
+    }
 
     fn auth() -> Arc<dyn Authenticator> {
         let e = |token: &str, subject: &str| TokenEntry {
