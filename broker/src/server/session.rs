@@ -285,11 +285,6 @@ pub async fn authenticate(
             // number and finish (wire-protocol 7.9). I/O failures need no answer.
             if let Some(e) = framing_error(&shared.metrics, &e) {
                 reader.stop(e.code.as_u16() as u32);
-                // The frame that would have negotiated error codes was never read: the
-                // answer carries its code anyway (wire-protocol 7.2), so that a client told
-                // `frame_too_large` (a 1 MB token, say) does not take it for an internal
-                // error; a v1 client ignores the extra fields.
-                replier.codes = true;
                 replier.last_word(&e).await;
             }
             return Err(());
