@@ -163,6 +163,9 @@ pub async fn until_withdrawn(
     rx: &mut watch::Receiver<CellState>,
     allowed: impl Fn(&Principal) -> bool,
 ) -> Arc<str> {
+    // The permissions last found to pass: a refresh with the same grants (the usual case)
+    // costs one comparison, not a walk of the wildcard's streams.
+    let mut passed: Option<Arc<super::Permissions>> = None;
     loop {
         // Out of the borrow before asking `allowed` (it may take registry locks that a stream
         // creation holds while it asks the cell).
@@ -173,8 +176,12 @@ pub async fn until_withdrawn(
             }
             s.principal.clone()
         };
-        if !allowed(&principal) {
-            return Arc::from(PERMISSION_WITHDRAWN);
+        let same = passed.as_ref().is_some_and(|p| **p == *principal.perms);
+        if !same {
+            if !allowed(&principal) {
+                return Arc::from(PERMISSION_WITHDRAWN);
+            }
+            passed = Some(principal.perms.clone());
         }
         if rx.changed().await.is_err() {
             // The cell is gone with every stream of it: nothing left to end.
