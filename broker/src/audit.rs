@@ -8,13 +8,17 @@
 //! when `audit.grants` is `sampled` (one in `grant_sample_one_in`) or `all`. Every line has
 //! the same keys: `ts`, `event`, `tenant`, `sub`, `action`, `resource`, `outcome`, `code`,
 //! `reason`, `conn` (null where they do not apply), plus `peer` and `identity` on connection
-//! events. A token or other secret is never an input to an event, so none can be written.
+//! events and `kid` on `reauth` events. A token or other secret is never an input to an
+//! event, so none can be written. Every string field passes [`loggable`] (control characters
+//! escaped, length capped): names from a token, verified or not, cannot forge or flood a
+//! line; log lines quoting such strings use the same helper.
 //!
 //! The request path never waits for the log: events go through a bounded channel
 //! (`audit.channel_capacity`) to one writer thread; when the channel is full the event is
 //! dropped and counted (`felix_audit_dropped_total`). The file is created 0600 and rotated at
 //! `audit.max_file_bytes`, keeping `audit.max_files` rotated files (`audit.log.1` newest).
 
+use std::borrow::Cow;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -25,6 +29,55 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 
 use crate::error::BrokerError;
+
+/// Longest string written as one field of an audit line or a log line, in characters; the
+/// rest is cut and its size given.
+pub const MAX_LOGGED_CHARS: usize = 256;
+
+fn needs_escape(c: char) -> bool {
+    // Control characters (newlines, escape sequences), the Unicode line and paragraph
+    // separators, and the bidirectional controls that make a line read other than it is.
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// `s` made safe for a log or audit line: control characters escaped (`\n`, `\r`, `\t`, else
+/// `\u{..}`), as are Unicode line separators and bidirectional controls, and cut after
+/// [`MAX_LOGGED_CHARS`] characters with the number of bytes left out. The one helper for
+/// every string that comes from a client or a token (`kid`, `alg`, `iss`, `sub`, tenant
+/// names, error reasons quoting them). Borrowed when nothing needs changing.
+pub fn loggable(s: &str) -> Cow<'_, str> {
+    if s.len() <= MAX_LOGGED_CHARS && !s.chars().any(needs_escape) {
+        return Cow::Borrowed(s);
+    }
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len().min(MAX_LOGGED_CHARS * 2) + 24);
+    for (n, (i, c)) in s.char_indices().enumerate() {
+        if n == MAX_LOGGED_CHARS {
+            let _ = write!(out, "…(+{} bytes)", s.len() - i);
+            break;
+        }
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn clean(field: &mut String) {
+    if let Cow::Owned(s) = loggable(field) {
+        *field = s;
+    }
+}
 
 /// Which grants are logged (denials always are).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -105,6 +158,32 @@ pub struct AuditEvent {
     /// Every tenant the connection authenticated for (`conn_close`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenants: Option<Vec<String>>,
+    /// `reauth`: the id of the key that signed the presented token (as the token's header
+    /// says: unverified when the `reauth` was refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+}
+
+impl AuditEvent {
+    /// Passes every string field through [`loggable`].
+    fn sanitize(&mut self) {
+        let fields = [
+            &mut self.tenant,
+            &mut self.sub,
+            &mut self.action,
+            &mut self.resource,
+            &mut self.reason,
+            &mut self.peer,
+            &mut self.identity,
+            &mut self.kid,
+        ];
+        for f in fields.into_iter().flatten() {
+            clean(f);
+        }
+        for t in self.tenants.iter_mut().flatten() {
+            clean(t);
+        }
+    }
 }
 
 /// Who made a request: the stream's principal and its connection.
@@ -221,6 +300,7 @@ impl AuditLog {
     pub fn emit(&self, mut e: AuditEvent) {
         let Some(tx) = &self.tx else { return };
         e.ts = rfc3339(SystemTime::now());
+        e.sanitize();
         match tx.try_send(e) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
@@ -266,6 +346,28 @@ impl AuditLog {
             code: Some(err.code.as_str()),
             reason: Some(err.message.clone()),
             conn: Some(conn),
+            ..AuditEvent::default()
+        });
+    }
+
+    /// A `reauth` and how it ended: `ok`, or `denied` with the code (`unauthorized`,
+    /// `overloaded` past `limits.max_reauths_per_minute`, `quota_exceeded`). `kid` is the
+    /// presented token's key id; the token itself is never passed here.
+    pub fn reauth(&self, who: Who<'_>, kid: Option<&str>, result: &Result<(), BrokerError>) {
+        if !self.enabled() {
+            return;
+        }
+        let err = result.as_ref().err();
+        self.emit(AuditEvent {
+            event: "reauth",
+            tenant: Some(who.tenant.to_owned()),
+            sub: who.sub.map(str::to_owned),
+            action: Some("reauth".into()),
+            outcome: if err.is_some() { "denied" } else { "ok" },
+            code: err.map(|e| e.code.as_str()),
+            reason: err.map(|e| e.message.clone()),
+            conn: Some(who.conn),
+            kid: kid.map(str::to_owned),
             ..AuditEvent::default()
         });
     }

@@ -115,6 +115,13 @@ pub struct Limits {
     pub auth_timeout_ms: u64,
     /// Failed `auth` attempts on one connection before the connection is closed.
     pub max_auth_failures_per_connection: u32,
+    /// `reauth`s accepted per connection per minute (a token bucket holding this many,
+    /// refilled over a minute; 0 = unlimited). Each one verifies a signature and re-checks
+    /// every subscription and parked pull of the principal, so a client must not make the
+    /// broker do that in a loop; a client refreshes once per token lifetime (minutes). Past
+    /// it the `reauth` gets `overloaded` (retryable), the token in force stays and the
+    /// connection is kept. Default 10.
+    pub max_reauths_per_minute: u32,
     /// Bytes of unfinished frames buffered per connection, all streams together (QUIC flow
     /// control holds the rest back in the client). Must be at least `max_frame_bytes`.
     pub max_partial_frame_bytes_per_connection: usize,
@@ -246,6 +253,7 @@ impl Default for Limits {
             max_auth_frame_bytes: 64 * 1024,
             auth_timeout_ms: 10_000,
             max_auth_failures_per_connection: 5,
+            max_reauths_per_minute: 10,
             max_partial_frame_bytes_per_connection: 32 * 1024 * 1024,
             partial_frame_wait_ms: 5_000,
             max_parked_pulls_per_connection: 1_024,

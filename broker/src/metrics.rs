@@ -121,6 +121,12 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Connections closed for too many failed `auth` attempts.
     pub auth_connections_closed: Counter,
+    /// `reauth`s accepted (a new token put in force on a live connection).
+    pub reauths: Counter,
+    /// `reauth`s refused with `overloaded` by `limits.max_reauths_per_minute`.
+    pub reauths_limited: Counter,
+    /// Subscriptions and parked pulls ended because a refresh withdrew their permission.
+    pub permission_withdrawn: Counter,
     /// Queue deliveries handed out.
     pub queue_delivered: Counter,
     /// Queue acks.
@@ -260,6 +266,24 @@ impl Metrics {
             "felix_auth_connections_closed_total",
             "Connections closed after repeated auth failures.",
             self.auth_connections_closed.get(),
+        );
+        counter(
+            &mut out,
+            "felix_reauths_total",
+            "Accepted reauths (token refreshes on live connections).",
+            self.reauths.get(),
+        );
+        counter(
+            &mut out,
+            "felix_reauths_limited_total",
+            "Reauths refused with overloaded by limits.max_reauths_per_minute.",
+            self.reauths_limited.get(),
+        );
+        counter(
+            &mut out,
+            "felix_auth_permission_withdrawn_total",
+            "Subscriptions and parked pulls ended because a refresh withdrew their permission.",
+            self.permission_withdrawn.get(),
         );
         counter(
             &mut out,

@@ -286,7 +286,18 @@ impl Drop for QuotaSlot {
 /// The tenants a connection counts against (one slot per tenant it authenticated for), with
 /// the subject it first authenticated as for each (for the audit log).
 #[derive(Debug, Default)]
-pub struct ConnQuota(Mutex<Vec<(QuotaSlot, Option<String>)>>);
+pub struct ConnQuota(Mutex<Vec<ConnTenant>>);
+
+/// One tenant a connection authenticated for.
+#[derive(Debug)]
+struct ConnTenant {
+    tenant: String,
+    sub: Option<String>,
+    /// `None` once every principal of the tenant on the connection ended (expired, revoked,
+    /// key withdrawn): the connection no longer counts against the tenant until a stream of
+    /// it authenticates (or refreshes) again.
+    slot: Option<QuotaSlot>,
+}
 
 impl ConnQuota {
     /// (tenant, subject) of every tenant the connection authenticated for, first one first.
@@ -294,8 +305,24 @@ impl ConnQuota {
         self.0
             .lock()
             .iter()
-            .map(|(s, sub)| (s.tenant().to_owned(), sub.clone()))
+            .map(|t| (t.tenant.clone(), t.sub.clone()))
             .collect()
+    }
+
+    /// Gives back the connection's slot of `tenant` (its principals there all ended); a
+    /// later `auth` or `reauth` for the tenant takes one again.
+    pub fn release(&self, tenant: &str) {
+        if let Some(t) = self.0.lock().iter_mut().find(|t| t.tenant == tenant) {
+            t.slot = None;
+        }
+    }
+
+    /// Whether the connection counts against `tenant` now.
+    pub fn counts_for(&self, tenant: &str) -> bool {
+        self.0
+            .lock()
+            .iter()
+            .any(|t| t.tenant == tenant && t.slot.is_some())
     }
 }
 
@@ -409,12 +436,20 @@ impl Quotas {
         sub: Option<&str>,
     ) -> Result<(), BrokerError> {
         let mut held = conn.0.lock();
-        if held.iter().any(|(s, _)| s.tenant() == tenant) {
+        let known = held.iter().position(|t| t.tenant == tenant);
+        if known.is_some_and(|i| held[i].slot.is_some()) {
             return Ok(());
         }
         let limit = self.limits(tenant).connections;
         let slot = self.take_slot(QuotaKind::Connections, tenant, limit)?;
-        held.push((slot, sub.map(str::to_owned)));
+        match known {
+            Some(i) => held[i].slot = Some(slot),
+            None => held.push(ConnTenant {
+                tenant: tenant.to_owned(),
+                sub: sub.map(str::to_owned),
+                slot: Some(slot),
+            }),
+        }
         Ok(())
     }
 

@@ -312,6 +312,26 @@ impl Registry {
         Ok(entry.stream.subscribe(sub, start))
     }
 
+    /// Whether `keep` holds for the name of every stream of `tenant/namespace` that the
+    /// (wildcard) subscriber `id` is attached to: a refresh that narrows its principal's
+    /// permissions asks this.
+    pub fn attached_all(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        id: u64,
+        keep: impl Fn(&str) -> bool,
+    ) -> bool {
+        let prefix = format!("{tenant}/{namespace}/");
+        self.streams
+            .read()
+            .iter()
+            .all(|(k, e)| match k.strip_prefix(&prefix) {
+                Some(name) => keep(name) || !e.stream.is_attached(id),
+                None => true,
+            })
+    }
+
     /// Detaches a subscriber from everything it was attached to.
     pub fn unsubscribe(&self, tenant: &str, namespace: &str, stream_or_pattern: &str, id: u64) {
         if names::is_pattern(stream_or_pattern) {

@@ -370,6 +370,11 @@ impl Stream {
         st.subs.len() != before
     }
 
+    /// Whether the subscriber with this id is attached.
+    pub fn is_attached(&self, id: u64) -> bool {
+        self.state.lock().subs.iter().any(|s| s.id() == id)
+    }
+
     /// Detaches every subscriber and returns them (e.g. to close them on stream deletion).
     pub fn detach_all(&self) -> Vec<Arc<Subscriber>> {
         std::mem::take(&mut self.state.lock().subs)

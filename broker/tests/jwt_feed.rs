@@ -68,8 +68,8 @@ async fn key_rotation_with_live_connections() {
     .await
     .unwrap();
 
-    // k1 retired: new connections with its tokens are refused; the live connection keeps
-    // working on the token it verified (until that token's expiry).
+    // k1 retired: new connections with its tokens are refused, and the live connection
+    // whose token k1 verified ends (its subscription and its requests: `unauthorized`).
     cp.set_keys(&jwks(&[&k2]));
     eventually(10, "k1 tokens refused", || async {
         connect(&b, "acme", &old).await.is_err()
@@ -77,17 +77,195 @@ async fn key_rotation_with_live_connections() {
     .await;
     within(
         5,
-        "alice publishes",
-        alice.publish("ns", "s", "from-alice".into()),
+        "bob publishes",
+        bob.publish("ns", "s", "from-bob-2".into()),
     )
     .await
     .unwrap();
+    eventually(10, "alice refused", || async {
+        alice
+            .publish("ns", "s", "from-alice".into())
+            .await
+            .is_err_and(|e| e.code() == ErrorCode::Unauthorized)
+    })
+    .await;
     let mut seen = Vec::new();
-    while seen.len() < 2 {
-        let e = within(5, "event", sub.next()).await.unwrap().unwrap();
-        seen.push(e.payload);
-    }
-    assert_eq!(seen, vec!["from-bob", "from-alice"]);
+    let end = loop {
+        match within(5, "event", sub.next()).await {
+            Some(Ok(e)) => seen.push(e.payload),
+            Some(Err(e)) => break e,
+            None => panic!("the subscription ended without a reason"),
+        }
+    };
+    assert_eq!(end.code(), ErrorCode::Unauthorized, "{end}");
+    assert!(end.to_string().contains("signing key withdrawn"), "{end}");
+    assert_eq!(seen[0], "from-bob");
+    cp.stop().await;
+}
+
+/// A key dropped from the key set (a rotation's end, or `DELETE /v1/keys/{kid}`) ends, within
+/// the feed interval, the live principals whose current token it verified: their
+/// subscriptions get `subscription_end` `unauthorized` "signing key withdrawn". A principal
+/// that refreshed to a token of the remaining key, and another connection on that key, carry
+/// on. On the old code the live connection kept working until its token's expiry.
+#[tokio::test]
+async fn a_withdrawn_signing_key_ends_the_live_principals_it_verified() {
+    let k1 = SigningKey::generate("k1");
+    let k2 = SigningKey::generate("k2");
+    let cp = FakeControlPlane::start(&jwks(&[&k1, &k2])).await;
+    let b = fed_broker("feed-key-withdrawn", &cp, 200).await;
+    wait_keys(&b, 2).await;
+    let raw = within(10, "raw connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    let auth = |t: &str| {
+        json!({"type": "auth", "tenant_id": "acme", "token": t,
+               "client_features": 1 | 64 | 512})
+    };
+    let subscribe =
+        json!({"type": "subscribe", "tenant_id": "acme", "namespace": "ns", "stream": "s"});
+    let alice_k1 = k1.sign(&claims("acme", "alice", all(), 300)).unwrap();
+    let mut alice = within(5, "alice", raw.subscribe(&auth(&alice_k1), &subscribe)).await;
+    // Carol starts on k1 and refreshes to a k2 token before k1 goes.
+    let carol_k1 = k1.sign(&claims("acme", "carol", all(), 300)).unwrap();
+    let mut carol = within(5, "carol", raw.subscribe(&auth(&carol_k1), &subscribe)).await;
+    let (mut carol_req, _) = within(5, "carol req", raw.open_authed(&auth(&carol_k1))).await;
+    let carol_k2 = k2.sign(&claims("acme", "carol", all(), 300)).unwrap();
+    carol_req
+        .send_json(&json!({"type": "reauth", "request_id": 1, "token": carol_k2}))
+        .await;
+    assert_eq!(within(5, "reauth", carol_req.json()).await["type"], "ok");
+    let dave = connect(
+        &b,
+        "acme",
+        &k2.sign(&claims("acme", "dave", all(), 300)).unwrap(),
+    )
+    .await
+    .unwrap();
+
+    let withdrawn_at = Instant::now();
+    cp.set_keys(&jwks(&[&k2]));
+    let end = within(10, "alice's subscription ends", async {
+        loop {
+            let f = alice.events.frame().await;
+            if f.flags == v1::F_JSON {
+                return f.json();
+            }
+        }
+    })
+    .await;
+    eprintln!(
+        "key withdrawal reached the live subscription in {:?}",
+        withdrawn_at.elapsed()
+    );
+    assert_eq!(end["type"], "subscription_end", "{end}");
+    assert_eq!(end["code"], "unauthorized", "{end}");
+    assert!(
+        end["message"]
+            .as_str()
+            .unwrap()
+            .contains("signing key withdrawn"),
+        "{end}"
+    );
+    within(5, "dave publishes", dave.publish("ns", "s", "d".into()))
+        .await
+        .unwrap();
+    let f = within(5, "carol still gets events", carol.events.frame()).await;
+    assert_ne!(
+        f.flags,
+        v1::F_JSON,
+        "carol's subscription ended: {:?}",
+        f.json()
+    );
+    let (_, metrics) = http_get(b.broker.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("felix_auth_principals_key_withdrawn_total 1"),
+        "{metrics}"
+    );
+    cp.stop().await;
+}
+
+/// A revocation list with a lower revision than the applied one (a stale control-plane
+/// replica, a replayed response) is refused whole: what it leaves out stays revoked, the
+/// feed counts a rollback and `/ready` says why. A revoked jti stays revoked after a newer
+/// list drops it, as long as its token could still be accepted. On the old code the stale
+/// list replaced the applied one and un-revoked both.
+#[tokio::test]
+async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    let b = fed_broker("feed-rollback", &cp, 100).await;
+    wait_keys(&b, 1).await;
+    let revoked = claims("acme", "alice", all(), 300);
+    let token = key.sign(&revoked).unwrap();
+    let dave = key.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    cp.set_revocations(&RevocationList {
+        revision: 5,
+        jtis: vec![RevokedJti {
+            jti: revoked.jti.clone(),
+            exp: revoked.exp,
+        }],
+        subjects: vec![RevokedSubject {
+            tenant: "acme".into(),
+            sub: "dave".into(),
+            before: now_s() + 1,
+        }],
+    });
+    eventually(10, "revision 5 applied", || async {
+        auth_details(&b)["revocation_revision"] == 5
+    })
+    .await;
+    let refused = |t: String| {
+        let b = &b;
+        async move {
+            connect(b, "acme", &t)
+                .await
+                .map(|_| ())
+                .expect_err("revoked")
+                .code()
+        }
+    };
+    assert_eq!(refused(token.clone()).await, ErrorCode::Unauthorized);
+    assert_eq!(refused(dave.clone()).await, ErrorCode::Unauthorized);
+
+    // A stale replica answers revision 3, without either revocation.
+    cp.set_revocations(&RevocationList {
+        revision: 3,
+        ..RevocationList::default()
+    });
+    eventually(10, "the rollback refused", || async {
+        auth_details(&b)["rollbacks"].as_u64() >= Some(1)
+    })
+    .await;
+    let d = auth_details(&b);
+    assert_eq!(d["revocation_revision"], 5, "{d}");
+    assert_eq!(d["feed"], "stale", "{d}");
+    assert!(
+        d["last_error"].as_str().unwrap().contains("revision 3"),
+        "{d}"
+    );
+    assert_eq!(refused(token.clone()).await, ErrorCode::Unauthorized);
+    assert_eq!(refused(dave.clone()).await, ErrorCode::Unauthorized);
+    let (_, metrics) = http_get(b.broker.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        !metrics.contains("felix_auth_feed_rollbacks_total 0"),
+        "{metrics}"
+    );
+
+    // A newer list that lifts dave's revocation and leaves alice's jti out: dave is accepted
+    // again, alice's token stays revoked until it could have expired anyway.
+    cp.set_revocations(&RevocationList {
+        revision: 6,
+        ..RevocationList::default()
+    });
+    eventually(10, "revision 6 applied", || async {
+        auth_details(&b)["revocation_revision"] == 6
+    })
+    .await;
+    assert_eq!(auth_details(&b)["feed"], "ok");
+    connect(&b, "acme", &dave)
+        .await
+        .expect("dave's revocation lifted by a newer list");
+    assert_eq!(refused(token).await, ErrorCode::Unauthorized);
+    assert_eq!(auth_details(&b)["revoked_jtis"], 1);
     cp.stop().await;
 }
 

@@ -3,6 +3,9 @@
 //! another tenant: tenant B's calls are asserted to succeed while A is being refused.
 
 mod common;
+#[path = "common/tokens.rs"]
+mod tokens;
+mod v1;
 
 use std::time::Duration;
 
@@ -330,4 +333,107 @@ async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
     let mut out = String::new();
     s.read_to_string(&mut out).await.unwrap();
     out
+}
+
+/// A connection whose only principal of a tenant was revoked gives the tenant's connection
+/// slot back when the broker ends that principal: with `connections = 1`, a second
+/// connection is refused while the first one is live and accepted once it was revoked. A
+/// `reauth` that would revive the revoked connection then needs a slot again and is refused
+/// `quota_exceeded`. On the old code the revoked connection kept the slot until it closed.
+#[tokio::test]
+async fn a_revoked_principal_gives_back_its_tenants_connection_slot() {
+    use felix_auth::{RevocationList, RevokedJti, SigningKey};
+    use serde_json::json;
+    use tokens::*;
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    let mut cfg = config(
+        "quota-revoked",
+        QuotaOverride {
+            connections: Some(1),
+            ..Default::default()
+        },
+    );
+    cfg.auth = felix_broker::auth::AuthConfig {
+        controlplane_url: Some(format!("http://{}", cp.addr)),
+        issuer: Some(ISSUER.into()),
+        audience: AUDIENCE.into(),
+        region: REGION.into(),
+        leeway_s: 0,
+        feed_interval_ms: 100,
+        feed_timeout_ms: 1_000,
+        ..Default::default()
+    };
+    let b = TestBroker::with_config(cfg).await;
+    eventually(10, "keys", || async { auth_details(&b)["keys"] == 1 }).await;
+    let connect = |sub: &str| {
+        let cfg = felix_client::ClientConfig {
+            connect_timeout: Duration::from_secs(2),
+            ..client_for(
+                &b,
+                "a",
+                &key.sign(&tokens::claims("a", sub, all(), 300)).unwrap(),
+            )
+        };
+        async move {
+            let c = Client::connect(cfg).await?;
+            c.ping().await?;
+            Ok::<_, felix_client::Error>(c)
+        }
+    };
+    // The first connection (raw, so that it can reauth later) holds tenant a's only slot.
+    let raw = within(10, "raw connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    let alice_claims = tokens::claims("a", "alice", all(), 300);
+    let alice = key.sign(&alice_claims).unwrap();
+    let auth = json!({"type": "auth", "tenant_id": "a", "token": alice,
+                      "client_features": 1 | 512});
+    let (mut req, reply) = within(5, "auth", raw.open_authed(&auth)).await;
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
+    assert_eq!(b.broker.shared().quotas.held("a").0, 1);
+    assert_quota(
+        within(10, "second", connect("bob")).await,
+        "second connection",
+    );
+
+    cp.set_revocations(&RevocationList {
+        revision: 1,
+        jtis: vec![RevokedJti {
+            jti: alice_claims.jti.clone(),
+            exp: alice_claims.exp,
+        }],
+        subjects: vec![],
+    });
+    eventually(10, "the revoked connection's slot given back", || async {
+        b.broker.shared().quotas.held("a").0 == 0
+    })
+    .await;
+    let bob = within(10, "after the revocation", connect("bob"))
+        .await
+        .expect("the slot is free again");
+    assert_eq!(b.broker.shared().quotas.held("a").0, 1);
+
+    // Reviving the revoked connection with a fresh token needs the slot bob holds now.
+    let fresh = key.sign(&tokens::claims("a", "alice", all(), 300)).unwrap();
+    req.send_json(&json!({"type": "reauth", "request_id": 1, "token": fresh}))
+        .await;
+    let r = within(5, "reauth", req.json()).await;
+    assert_eq!(r["code"], "quota_exceeded", "{r}");
+    within(
+        5,
+        "bob serves",
+        bob.publish(NS, "s", Bytes::from_static(b"x")),
+    )
+    .await
+    .unwrap();
+    bob.close();
+    eventually(10, "bob's slot back", || async {
+        b.broker.shared().quotas.held("a").0 == 0
+    })
+    .await;
+    req.send_json(&json!({"type": "reauth", "request_id": 2, "token": fresh}))
+        .await;
+    let r = within(5, "reauth with a free slot", req.json()).await;
+    assert_eq!(r, json!({"type": "ok", "request_id": 2}));
+    assert_eq!(b.broker.shared().quotas.held("a").0, 1);
+    cp.stop().await;
 }

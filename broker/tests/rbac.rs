@@ -374,3 +374,137 @@ async fn a_wildcard_subscriber_receives_only_the_streams_it_is_granted() {
     );
     assert!(everything.try_next().is_none(), "nothing of ns/payments");
 }
+
+/// The next frame of an event stream: `Ok(())` for an event batch, `Err(json)` for a JSON
+/// frame (`subscription_end`, `error`).
+async fn next_event(r: &mut v1::Reader) -> Result<(), serde_json::Value> {
+    let f = r.frame().await;
+    if f.flags == v1::F_JSON {
+        Err(f.json())
+    } else {
+        Ok(())
+    }
+}
+
+fn assert_withdrawn(v: &serde_json::Value, what: &str) {
+    assert_eq!(v["code"], "unauthorized", "{what}: {v}");
+    assert!(
+        v["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("permission withdrawn by refresh")),
+        "{what}: {v}"
+    );
+}
+
+/// A refresh with narrower permissions ends exactly what the new token no longer grants —
+/// an exact subscription, a wildcard subscription attached to a stream no longer granted, a
+/// parked pull — with `unauthorized` "permission withdrawn by refresh", and leaves the rest
+/// (an exact and a wildcard subscription still granted, a parked pull still granted)
+/// running. On the old code every subscription and pull carried on under the new token.
+#[tokio::test]
+async fn a_narrowing_refresh_ends_what_the_new_token_no_longer_grants() {
+    let key = SigningKey::generate("k1");
+    let b = jwt_broker("rbac-narrow", jwks(&[&key]), 0).await;
+    let wide = key
+        .sign(&claims(
+            "acme",
+            "alice",
+            vec![grant(&["*"], &["ns/>"])],
+            300,
+        ))
+        .unwrap();
+    let narrow = key
+        .sign(&claims(
+            "acme",
+            "alice",
+            vec![
+                grant(&["publish"], &["ns/>"]),
+                grant(&["subscribe"], &["ns/b", "ns/v.>", "ns/w.keep"]),
+                grant(&["consume"], &["ns/q2"]),
+            ],
+            300,
+        ))
+        .unwrap();
+    let c = within(10, "connect", v1::Client::connect(b.addr(), &b.ca)).await;
+    // error_codes | queues | wildcard | event_offsets | token_refresh
+    let auth = json!({"type": "auth", "tenant_id": "acme", "token": wide,
+                      "client_features": 1 | 2 | 16 | 64 | 512});
+    let (mut req, reply) = within(5, "request stream", c.open_authed(&auth)).await;
+    assert_eq!(reply["type"], "auth_ok", "{reply}");
+    let mut rid = 0;
+    let mut publish = async |req: &mut v1::Stream, stream: &str| {
+        rid += 1;
+        req.send_json(
+            &json!({"type": "publish", "tenant_id": "acme", "namespace": "ns",
+                             "stream": stream, "payload": v1::b64(b"x"), "request_id": rid}),
+        )
+        .await;
+        let r = within(5, "publish", req.json()).await;
+        assert_eq!(r["type"], "publish_ok", "{stream}: {r}");
+    };
+    // The wildcards' streams exist before they subscribe.
+    for s in ["w.keep", "w.drop", "v.keep"] {
+        publish(&mut req, s).await;
+    }
+    let sub = |stream: &str| json!({"type": "subscribe", "tenant_id": "acme", "namespace": "ns", "stream": stream});
+    let mut sub_a = within(5, "sub a", c.subscribe(&auth, &sub("a"))).await;
+    let mut sub_b = within(5, "sub b", c.subscribe(&auth, &sub("b"))).await;
+    let mut sub_w = within(5, "sub w.>", c.subscribe(&auth, &sub("w.>"))).await;
+    let mut sub_v = within(5, "sub v.>", c.subscribe(&auth, &sub("v.>"))).await;
+    let pull = |stream: &str| {
+        json!({"type": "queue_pull", "tenant_id": "acme", "namespace": "ns", "stream": stream,
+               "group": "g", "request_id": 900, "max": 5, "wait_ms": 30_000})
+    };
+    let (mut pull_q, _) = within(5, "pull stream q", c.open_authed(&auth)).await;
+    pull_q.send_json(&pull("q")).await;
+    let (mut pull_q2, _) = within(5, "pull stream q2", c.open_authed(&auth)).await;
+    pull_q2.send_json(&pull("q2")).await;
+    let metrics = &b.broker.shared().metrics;
+    eventually(10, "both pulls parked", || async {
+        metrics.parked_pulls.get() == 2
+    })
+    .await;
+
+    req.send_json(&json!({"type": "reauth", "request_id": 50, "token": narrow}))
+        .await;
+    let r = within(5, "reauth", req.json()).await;
+    assert_eq!(r, json!({"type": "ok", "request_id": 50}));
+
+    // Withdrawn: ns/a, the wildcard attached to w.drop, the pull on q.
+    let end = within(5, "sub a ends", next_event(&mut sub_a.events))
+        .await
+        .expect_err("subscription_end, not an event");
+    assert_eq!(end["type"], "subscription_end", "{end}");
+    assert_withdrawn(&end, "exact subscription");
+    within(5, "sub a finished", sub_a.events.expect_end()).await;
+    let end = within(5, "sub w.> ends", next_event(&mut sub_w.events))
+        .await
+        .expect_err("subscription_end, not an event");
+    assert_withdrawn(&end, "wildcard attached to w.drop");
+    let r = within(5, "pull q answered", pull_q.json()).await;
+    assert_eq!(
+        (&r["type"], &r["request_id"]),
+        (&json!("error"), &json!(900)),
+        "{r}"
+    );
+    assert_withdrawn(&r, "parked pull");
+
+    // Still granted: they carry on under the new token.
+    for s in ["b", "v.keep", "q2"] {
+        publish(&mut req, s).await;
+    }
+    within(5, "sub b event", next_event(&mut sub_b.events))
+        .await
+        .unwrap_or_else(|v| panic!("sub b ended: {v}"));
+    within(5, "sub v.> event", next_event(&mut sub_v.events))
+        .await
+        .unwrap_or_else(|v| panic!("sub v.> ended: {v}"));
+    let r = within(5, "pull q2 answered", pull_q2.json()).await;
+    assert_eq!(r["type"], "queue_messages", "{r}");
+    assert_eq!(r["messages"].as_array().unwrap().len(), 1, "{r}");
+    // A new request the new token does not grant is forbidden, not ended.
+    req.send_json(&pull("q")).await;
+    let r = within(5, "pull q after", req.json()).await;
+    assert_eq!(r["code"], "forbidden", "{r}");
+    assert_eq!(metrics.permission_withdrawn.get(), 3);
+}

@@ -95,6 +95,7 @@ impl Tokens {
         match &tokens.source {
             None => {}
             Some(TokenSource::Static(t)) => {
+                crate::token::check_len(t)?;
                 tokens.current.write().token = Some(t.as_str().into());
             }
             Some(_) => {

@@ -261,6 +261,7 @@ pub(crate) fn fetch(source: &TokenSource, tenant: &str) -> Result<Fetched> {
             "the token source returned an empty token".into(),
         ));
     }
+    check_len(&token)?;
     let obtained = now_ms();
     let exp_ms = match felix_auth::unverified_times(&token) {
         Ok(t) => Some(t.exp.saturating_mul(1000)),
@@ -270,6 +271,21 @@ pub(crate) fn fetch(source: &TokenSource, tenant: &str) -> Result<Fetched> {
         token: token.into(),
         exp_ms,
     })
+}
+
+/// Refuses a token longer than any broker reads (`felix_auth::token::MAX_TOKEN_BYTES`,
+/// 16 KiB) with `unauthorized` before it is sent: a broker refuses it anyway, and one too
+/// large for the broker's `auth` frame bound (64 KiB) would only come back as
+/// `frame_too_large`, unread (docs/security.md 4.3).
+pub(crate) fn check_len(token: &str) -> Result<()> {
+    let max = felix_auth::token::MAX_TOKEN_BYTES;
+    if token.len() > max {
+        return Err(Error::Unauthorized(format!(
+            "the token is {} bytes, larger than 16 KiB ({max} bytes, the most a broker accepts)",
+            token.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Runs a token callback: an error or a panic becomes `unauthorized` (the panic must not
@@ -287,6 +303,22 @@ mod tests {
     use super::*;
 
     const MIN: u64 = 60_000;
+
+    #[test]
+    fn a_token_over_16_kib_is_refused_unauthorized_before_it_is_sent() {
+        let max = felix_auth::token::MAX_TOKEN_BYTES;
+        assert!(check_len(&"a".repeat(max)).is_ok());
+        let e = check_len(&"a".repeat(max + 1)).unwrap_err();
+        assert_eq!(e.code(), felix_wire::ErrorCode::Unauthorized, "{e}");
+        let Err(e) = fetch(&TokenSource::Static("b".repeat(1 << 20)), "acme") else {
+            panic!("a 1 MB token was accepted");
+        };
+        assert!(e.to_string().contains("larger than 16 KiB"), "{e}");
+        assert!(
+            !e.to_string().contains("bbbb"),
+            "the token is not quoted: {e}"
+        );
+    }
 
     #[test]
     fn refresh_at_eighty_percent_of_the_lifetime_left() {

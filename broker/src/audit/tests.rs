@@ -101,3 +101,36 @@ fn a_full_file_is_rotated_keeping_n_files() {
     assert_eq!(mode, 0o600);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn loggable_escapes_control_characters_and_caps_the_length() {
+    assert!(matches!(loggable("k1"), Cow::Borrowed("k1")));
+    assert_eq!(loggable("\n{\"forged\":1}"), "\\n{\"forged\":1}");
+    assert_eq!(loggable("a\rb\tc\u{1b}[31m"), "a\\rb\\tc\\u{1b}[31m");
+    assert_eq!(loggable("x\u{202e}y\u{2028}"), "x\\u{202e}y\\u{2028}");
+    let long = "é".repeat(1_000);
+    let out = loggable(&long);
+    assert!(out.starts_with(&"é".repeat(MAX_LOGGED_CHARS)), "{out}");
+    assert!(
+        out.ends_with(&format!("…(+{} bytes)", 2 * (1_000 - MAX_LOGGED_CHARS))),
+        "{out}"
+    );
+    assert!(!out.contains('\n'));
+}
+
+#[test]
+fn every_string_field_of_an_event_is_made_loggable() {
+    let (log, rx) = stalled(4);
+    let who = Who {
+        tenant: "acme",
+        sub: Some("svc\n{\"forged\":1}"),
+        conn: 1,
+    };
+    log.reauth(who, Some("\nkid"), &Ok(()));
+    let e = rx.try_recv().unwrap();
+    assert_eq!(e.sub.as_deref(), Some("svc\\n{\"forged\":1}"));
+    assert_eq!(e.kid.as_deref(), Some("\\nkid"));
+    let line = serde_json::to_string(&e).unwrap();
+    assert!(line.contains("\"event\":\"reauth\""), "{line}");
+    assert!(line.contains("\"outcome\":\"ok\""), "{line}");
+}

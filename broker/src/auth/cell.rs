@@ -6,17 +6,26 @@
 //! every subscription of the principal past the old token's expiry.
 //!
 //! One watcher task per cell (only for expiring or revocable credentials) ends the cell at
-//! the token's `exp` + leeway unless it was refreshed first, and when the revocation feed
-//! revokes it. An ended cell answers every request with `unauthorized` and ends its
-//! subscriptions; nothing on the request path polls a clock or the feed.
+//! the token's `exp` + leeway unless it was refreshed first, when the revocation feed
+//! revokes it, and when the key that verified its token leaves the key set. An ended cell
+//! answers every request with `unauthorized` and ends its subscriptions; nothing on the
+//! request path polls a clock or the feed. When the last live cell of a tenant on a
+//! connection ends, the connection's hook is told (it gives back the tenant's connection
+//! quota slot).
+//!
+//! A refresh that narrows the permissions ends, one by one, what the new token no longer
+//! grants: subscriptions and parked pulls wait on [`until_withdrawn`] with their own check.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+#[cfg(test)]
+use super::Permissions;
 use super::{Action, AuthError, Authenticator, Principal, Resource};
+use super::{ENDED_EXPIRED, ENDED_KEY_WITHDRAWN, ENDED_REVOKED, PERMISSION_WITHDRAWN};
 
 /// The state of a cell: the principal in force, and why it ended (if it did).
 #[derive(Debug, Clone)]
@@ -102,6 +111,18 @@ impl PrincipalCell {
     /// in force for every stream of the cell (reviving it if it had expired). A refused token
     /// leaves the current one in force.
     pub fn reauth(&self, auth: &dyn Authenticator, token: &str) -> Result<(), AuthError> {
+        let fresh = self.check_reauth(auth, token)?;
+        self.replace(fresh);
+        Ok(())
+    }
+
+    /// The first half of [`PrincipalCell::reauth`]: the principal `token` would put in force
+    /// (same tenant and subject), without putting it in force.
+    pub fn check_reauth(
+        &self,
+        auth: &dyn Authenticator,
+        token: &str,
+    ) -> Result<Principal, AuthError> {
         let current = self.principal();
         let fresh = auth.authenticate(&current.tenant, Some(token))?;
         if fresh.subject != current.subject {
@@ -109,40 +130,170 @@ impl PrincipalCell {
                 "reauth token names another principal than the one it replaces".into(),
             ));
         }
-        self.replace(fresh);
-        Ok(())
+        Ok(fresh)
     }
 
-    fn replace(&self, principal: Principal) {
+    /// Puts a checked principal in force for every stream of the cell (the second half of
+    /// [`PrincipalCell::reauth`]). Subscriptions and parked pulls it no longer grants end
+    /// (they watch the cell).
+    pub fn replace(&self, principal: Principal) {
         self.state.send_modify(|s| {
             s.principal = Arc::new(principal);
             s.ended = None;
         });
     }
 
-    fn end(&self, reason: &str) {
+    /// Ends the cell; false when it had already ended.
+    fn end(&self, reason: &str) -> bool {
         self.state.send_if_modified(|s| {
             if s.ended.is_some() {
                 return false;
             }
             s.ended = Some(Arc::from(reason));
             true
-        });
+        })
     }
 }
 
+/// Resolves once the cell has ended (with its reason) or the principal in force no longer
+/// passes `allowed` (with [`PERMISSION_WITHDRAWN`]). Checks the state in force at once, then
+/// after every change (a refresh, a new `auth` of the principal, the end); create it once per
+/// subscription or parked pull, not per event.
+pub async fn until_withdrawn(
+    rx: &mut watch::Receiver<CellState>,
+    allowed: impl Fn(&Principal) -> bool,
+) -> Arc<str> {
+    // The permissions last found to pass: a refresh with the same grants (the usual case)
+    // costs one comparison, not a walk of the wildcard's streams.
+    let mut passed: Option<Arc<super::Permissions>> = None;
+    loop {
+        // Out of the borrow before asking `allowed` (it may take registry locks that a stream
+        // creation holds while it asks the cell).
+        let principal = {
+            let s = rx.borrow_and_update();
+            if let Some(reason) = &s.ended {
+                return reason.clone();
+            }
+            s.principal.clone()
+        };
+        let same = passed.as_ref().is_some_and(|p| **p == *principal.perms);
+        if !same {
+            if !allowed(&principal) {
+                return Arc::from(PERMISSION_WITHDRAWN);
+            }
+            passed = Some(principal.perms.clone());
+        }
+        if rx.changed().await.is_err() {
+            // The cell is gone with every stream of it: nothing left to end.
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// Told the tenant whose last live principal on the connection ended.
+pub type TenantEnded = Box<dyn Fn(&str) + Send + Sync>;
+
 /// The cells of one connection.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Cells {
+    inner: Arc<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
     cells: Mutex<Vec<Weak<PrincipalCell>>>,
+    tenant_ended: Option<TenantEnded>,
+    /// `reauth`s of the connection, bounded by `limits.max_reauths_per_minute`.
+    reauths: Mutex<Option<ReauthBucket>>,
+}
+
+impl std::fmt::Debug for Cells {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cells")
+            .field("cells", &self.inner.cells.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    /// After a cell of `tenant` ended: tells the hook when no live cell of it is left.
+    fn cell_ended(&self, tenant: &str) {
+        let Some(hook) = &self.tenant_ended else {
+            return;
+        };
+        let live = self
+            .cells
+            .lock()
+            .iter()
+            .filter_map(Weak::upgrade)
+            .any(|c| c.tenant() == tenant && c.state.borrow().ended.is_none());
+        if !live {
+            hook(tenant);
+        }
+    }
+}
+
+/// A token bucket of `per_minute` reauths, full at first, refilled over a minute. Pure: time
+/// is an argument.
+#[derive(Debug, Clone)]
+pub struct ReauthBucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl ReauthBucket {
+    /// A full bucket at `now`.
+    pub fn new(per_minute: u32, now: Instant) -> Self {
+        Self {
+            tokens: f64::from(per_minute),
+            last: now,
+        }
+    }
+
+    /// Takes one reauth at `now` if there is one.
+    pub fn take(&mut self, per_minute: u32, now: Instant) -> bool {
+        let cap = f64::from(per_minute);
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens = (self.tokens + elapsed * cap / 60.0).min(cap);
+        self.last = self.last.max(now);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 impl Cells {
+    /// The cells of a connection whose `tenant_ended` is told each tenant whose last live
+    /// principal on the connection ended (expired, revoked, key withdrawn).
+    pub fn with_hook(tenant_ended: TenantEnded) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                tenant_ended: Some(tenant_ended),
+                ..Inner::default()
+            }),
+        }
+    }
+
+    /// Whether the connection may `reauth` now (`per_minute` = 0: always).
+    pub fn take_reauth(&self, per_minute: u32, now: Instant) -> bool {
+        if per_minute == 0 {
+            return true;
+        }
+        self.inner
+            .reauths
+            .lock()
+            .get_or_insert_with(|| ReauthBucket::new(per_minute, now))
+            .take(per_minute, now)
+    }
+
     /// Binds a freshly authenticated principal: joins the connection's cell for the same
     /// (tenant, subject), putting this token in force for it, or makes a new cell (with its
     /// watcher when the credentials expire or can be revoked).
     pub fn bind(&self, principal: Principal, auth: &Arc<dyn Authenticator>) -> Arc<PrincipalCell> {
-        let mut cells = self.cells.lock();
+        let mut cells = self.inner.cells.lock();
         cells.retain(|w| w.strong_count() > 0);
         for w in cells.iter() {
             if let Some(cell) = w.upgrade() {
@@ -163,6 +314,7 @@ impl Cells {
         if watched {
             tokio::spawn(watch_cell(
                 Arc::downgrade(&cell),
+                Arc::downgrade(&self.inner),
                 cell.watch(),
                 auth.clone(),
             ));
@@ -184,10 +336,11 @@ fn deadline_of(at_s: u64) -> tokio::time::Instant {
         .unwrap_or_else(|| now + Duration::from_secs(100 * 365 * 86_400))
 }
 
-/// Ends the cell when its token expires unrefreshed or is revoked; returns when the cell is
-/// gone (every stream of the principal closed).
+/// Ends the cell when its token expires unrefreshed, is revoked or loses its signing key;
+/// returns when the cell is gone (every stream of the principal closed).
 async fn watch_cell(
     cell: Weak<PrincipalCell>,
+    cells: Weak<Inner>,
     mut rx: watch::Receiver<CellState>,
     auth: Arc<dyn Authenticator>,
 ) {
@@ -199,12 +352,20 @@ async fn watch_cell(
         };
         let end = |reason: &str| {
             if let Some(c) = cell.upgrade() {
-                c.end(reason);
-                auth.principal_ended(reason);
+                if c.end(reason) {
+                    auth.principal_ended(reason);
+                    if let Some(cells) = cells.upgrade() {
+                        cells.cell_ended(c.tenant());
+                    }
+                }
             }
         };
         if live && auth.revoked(&principal) {
-            end("token revoked");
+            end(ENDED_REVOKED);
+            continue;
+        }
+        if live && auth.key_withdrawn(&principal) {
+            end(ENDED_KEY_WITHDRAWN);
             continue;
         }
         let expiry = principal
@@ -218,7 +379,7 @@ async fn watch_cell(
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => std::future::pending().await,
                 }
-            } => end("token expired"),
+            } => end(ENDED_EXPIRED),
             r = async {
                 match changes.as_mut() {
                     Some(c) => c.changed().await,
@@ -246,6 +407,52 @@ mod tests {
 
     use super::super::{StaticTokenAuth, TokenEntry};
     use super::*;
+
+    #[test]
+    fn the_reauth_bucket_holds_a_minute_of_reauths_and_refills() {
+        let t0 = Instant::now();
+        let mut b = ReauthBucket::new(3, t0);
+        assert!((0..3).all(|_| b.take(3, t0)));
+        assert!(!b.take(3, t0), "the 4th in the same instant");
+        assert!(!b.take(3, t0 + Duration::from_secs(19)));
+        assert!(
+            b.take(3, t0 + Duration::from_secs(21)),
+            "one back after 20 s"
+        );
+        assert!(!b.take(3, t0 + Duration::from_secs(21)));
+        let cells = Cells::default();
+        assert!((0..100).all(|_| cells.take_reauth(0, t0)), "0 is unlimited");
+    }
+
+    #[tokio::test]
+    async fn a_narrower_principal_withdraws_and_the_last_ended_cell_tells_the_hook() {
+        let auth = auth();
+        let told = Arc::new(Mutex::new(Vec::<String>::new()));
+        let t = told.clone();
+        let cells = Cells::with_hook(Box::new(move |tenant: &str| t.lock().push(tenant.into())));
+        let p = |tok: &str| auth.authenticate("acme", Some(tok)).unwrap();
+        let a = cells.bind(p("a1"), &auth);
+        let b = cells.bind(p("b1"), &auth);
+        let mut rx = a.watch();
+        let only = |p: &Principal| p.jti.is_none() && p.perms.allows(Action::Publish, "ns", "s");
+        let waiting = tokio::spawn(async move { until_withdrawn(&mut rx, only).await });
+        let mut narrow = p("a2");
+        narrow.perms = Arc::new(Permissions::compile(&[]).unwrap());
+        a.replace(narrow);
+        let why = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&*why, PERMISSION_WITHDRAWN);
+        assert!(a.ended().is_none(), "the principal itself goes on");
+        // Cells end through their watcher; here by hand, as the watcher does.
+        a.end(ENDED_REVOKED);
+        cells.inner.cell_ended("acme");
+        assert!(told.lock().is_empty(), "bob is still live in acme");
+        b.end(ENDED_EXPIRED);
+        cells.inner.cell_ended("acme");
+        assert_eq!(*told.lock(), vec!["acme".to_owned()]);
+    }
 
     fn auth() -> Arc<dyn Authenticator> {
         let e = |token: &str, subject: &str| TokenEntry {
@@ -286,6 +493,6 @@ mod tests {
             .is_ok());
         drop((a, a2));
         let _c = cells.bind(p("a1"), &auth);
-        assert_eq!(cells.cells.lock().len(), 2, "dead cells are pruned");
+        assert_eq!(cells.inner.cells.lock().len(), 2, "dead cells are pruned");
     }
 }

@@ -42,7 +42,15 @@ pub struct AuthConfig {
     /// failed poll and the last good copy stays in force. Default 4 MiB (about 20 000
     /// revoked tokens).
     pub feed_max_response_bytes: u64,
+    /// The longest lifetime a Felix token can have (set it at least to the control plane's
+    /// longest). A revoked `jti` whose entry in the feed has no `exp` is kept this long (plus
+    /// `leeway_s`) after it was seen, even when a later list leaves it out. Default 86400
+    /// (24 h).
+    pub max_token_lifetime_s: u64,
 }
+
+/// Default of [`AuthConfig::max_token_lifetime_s`].
+pub const DEFAULT_MAX_TOKEN_LIFETIME_S: u64 = 86_400;
 
 impl Default for AuthConfig {
     fn default() -> Self {
@@ -58,6 +66,7 @@ impl Default for AuthConfig {
             feed_interval_ms: 2_000,
             feed_timeout_ms: 5_000,
             feed_max_response_bytes: 4 * 1024 * 1024,
+            max_token_lifetime_s: DEFAULT_MAX_TOKEN_LIFETIME_S,
         }
     }
 }

@@ -11,7 +11,12 @@
 //! the last good copy stays in force, the failure is counted and `/ready` says the feed is
 //! stale. A new key set replaces the verifier as a whole (one pointer swap), so during a
 //! rotation tokens of both keys verify as long as the control plane publishes both.
+//!
+//! A poll whose revocation list is older (lower `revision`) than the applied one is refused
+//! whole, its keys too: both come from the same stale replica (`revocations.rs`). A key left
+//! out of a new key set ends the live principals whose token it verified (`cell.rs`).
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -20,6 +25,7 @@ use felix_auth::{Jwks, RevocationList, Verifier, VerifierConfig};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use super::revocations::{FeedList, Retention, Revocations, Rollback};
 use super::AuthStatus;
 
 /// The keys and revocations in force.
@@ -29,8 +35,36 @@ pub struct KeySet {
     pub verifier: Verifier,
     /// The key set it was made from (to tell a changed one).
     pub jwks: Jwks,
-    /// The current revocation list.
-    pub revocations: RevocationList,
+    /// The ids of the usable keys (a live principal whose `kid` is not here any more ends).
+    pub kids: HashSet<String>,
+    /// The revocations in force.
+    pub revocations: Revocations,
+}
+
+impl KeySet {
+    fn new(cfg: &VerifierConfig, jwks: Jwks, revocations: Revocations) -> Self {
+        let (verifier, errors) = Verifier::with_keys(cfg.clone(), jwks.clone());
+        let bad: HashSet<&str> = errors
+            .iter()
+            .filter_map(|e| match e {
+                felix_auth::KeyError::BadPublicKey { kid, .. } => Some(kid.as_str()),
+                _ => None,
+            })
+            .collect();
+        let kids = jwks
+            .keys
+            .iter()
+            .map(|k| k.kid.as_str())
+            .filter(|k| !bad.contains(k))
+            .map(str::to_owned)
+            .collect();
+        Self {
+            verifier,
+            jwks,
+            kids,
+            revocations,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +84,10 @@ pub struct Feed {
     changes: watch::Sender<u64>,
     status: Mutex<Status>,
     failures: AtomicU64,
+    /// Polls refused because their revocation list was older than the applied one.
+    rollbacks: AtomicU64,
+    /// How long revoked token ids are kept after a list drops them.
+    retention: Retention,
     /// Whether a control plane is polled (else the keys come from the file only).
     polled: bool,
 }
@@ -62,19 +100,28 @@ pub struct FeedError(pub String);
 impl Feed {
     /// A feed starting with `keys` (possibly none: nothing verifies until the first poll).
     pub fn new(cfg: VerifierConfig, keys: Jwks, polled: bool) -> Self {
-        let verifier = Verifier::new(cfg.clone(), keys.clone());
+        let current = KeySet::new(&cfg, keys, Revocations::default());
+        let retention = Retention {
+            leeway_s: cfg.leeway_s,
+            max_token_lifetime_s: super::config::DEFAULT_MAX_TOKEN_LIFETIME_S,
+        };
         Self {
             cfg,
-            current: RwLock::new(Arc::new(KeySet {
-                verifier,
-                jwks: keys,
-                revocations: RevocationList::default(),
-            })),
+            current: RwLock::new(Arc::new(current)),
             changes: watch::Sender::new(0),
             status: Mutex::default(),
             failures: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
+            retention,
             polled,
         }
+    }
+
+    /// Sets `auth.max_token_lifetime_s` (how long a revoked token id without an `exp` is
+    /// kept).
+    pub fn with_max_token_lifetime(mut self, s: u64) -> Self {
+        self.retention.max_token_lifetime_s = s;
+        self
     }
 
     /// Parses a JWKS document and checks it holds at least one usable key.
@@ -83,7 +130,7 @@ impl Feed {
             .map_err(|e| FeedError(format!("JWKS is not valid JSON of a key set: {e}")))?;
         let (v, errors) = Verifier::with_keys(cfg.clone(), jwks.clone());
         for e in &errors {
-            tracing::warn!(error = %e, "JWKS key left out");
+            tracing::warn!(error = %crate::audit::loggable(&e.to_string()), "JWKS key left out");
         }
         if v.key_count() == 0 {
             return Err(FeedError("JWKS holds no usable Ed25519 key".into()));
@@ -103,24 +150,49 @@ impl Feed {
 
     /// Puts a good copy in force (only what changed) and marks the feed fresh.
     pub fn apply(&self, jwks: Jwks, revocations: RevocationList) {
+        let _ = self.apply_at(jwks, revocations.into(), super::now_s());
+    }
+
+    /// [`Feed::apply`] at `now_s` (Unix seconds), for a list as the broker reads it. A list
+    /// older than the applied one refuses the whole copy (its keys too: they come from the
+    /// same stale source), counted as a failed poll and a rollback.
+    pub fn apply_at(&self, jwks: Jwks, list: FeedList, now_s: u64) -> Result<(), Rollback> {
         let changed = {
             let mut cur = self.current.write();
+            let revocations = match cur.revocations.next(&list, now_s, self.retention) {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(cur);
+                    self.rollbacks.fetch_add(1, Ordering::Relaxed);
+                    self.failed(&FeedError(e.to_string()));
+                    return Err(e);
+                }
+            };
             let keys_changed = cur.jwks != jwks;
             let revs_changed = cur.revocations != revocations;
             if keys_changed || revs_changed {
-                let verifier = if keys_changed {
-                    Verifier::new(self.cfg.clone(), jwks.clone())
+                let next = if keys_changed {
+                    let next = KeySet::new(&self.cfg, jwks, revocations);
+                    let gone: Vec<_> = cur
+                        .kids
+                        .difference(&next.kids)
+                        .map(|k| crate::audit::loggable(k))
+                        .collect();
+                    tracing::info!(
+                        keys = next.verifier.key_count(),
+                        withdrawn = ?gone,
+                        "auth feed: new key set"
+                    );
+                    next
                 } else {
-                    cur.verifier.clone()
+                    KeySet {
+                        verifier: cur.verifier.clone(),
+                        jwks,
+                        kids: cur.kids.clone(),
+                        revocations,
+                    }
                 };
-                if keys_changed {
-                    tracing::info!(keys = verifier.key_count(), "auth feed: new key set");
-                }
-                *cur = Arc::new(KeySet {
-                    verifier,
-                    jwks,
-                    revocations,
-                });
+                *cur = Arc::new(next);
             }
             keys_changed || revs_changed
         };
@@ -136,6 +208,7 @@ impl Feed {
         if changed {
             self.changes.send_modify(|n| *n += 1);
         }
+        Ok(())
     }
 
     /// Counts a failed poll; the last good copy stays in force.
@@ -143,10 +216,10 @@ impl Feed {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut st = self.status.lock();
         if !st.failing {
-            tracing::warn!(error = %e, "auth feed: poll failed; serving with the last good keys and revocations");
+            tracing::warn!(error = %crate::audit::loggable(&e.0), "auth feed: poll failed; serving with the last good keys and revocations");
         }
         st.failing = true;
-        st.last_error = Some(e.0.chars().take(300).collect());
+        st.last_error = Some(crate::audit::loggable(&e.0).into_owned());
     }
 
     /// Polls the control plane every `poll.interval` for the broker's life.
@@ -188,14 +261,16 @@ impl Feed {
                 )?;
                 let keys = Feed::parse_jwks(&cfg, &keys)?;
                 let revs = fetch(&agent2, &format!("{base2}/v1/revocations"), auth, max)?;
-                let revs: RevocationList = serde_json::from_slice(&revs).map_err(|e| {
+                let revs: FeedList = serde_json::from_slice(&revs).map_err(|e| {
                     FeedError(format!("revocations are not valid JSON of the list: {e}"))
                 })?;
                 Ok::<_, FeedError>((keys, revs))
             })
             .await;
             match polled {
-                Ok(Ok((keys, revs))) => self.apply(keys, revs),
+                Ok(Ok((keys, revs))) => {
+                    let _ = self.apply_at(keys, revs, super::now_s());
+                }
                 Ok(Err(e)) => self.failed(&e),
                 Err(e) => self.failed(&FeedError(format!("poll task: {e}"))),
             }
@@ -222,7 +297,9 @@ impl Feed {
                 "feed": state,
                 "age_s": age,
                 "keys": keys,
-                "revocation_revision": cur.revocations.revision,
+                "revocation_revision": cur.revocations.revision(),
+                "revoked_jtis": cur.revocations.jti_count(),
+                "rollbacks": self.rollbacks.load(Ordering::Relaxed),
                 "failures": self.failures.load(Ordering::Relaxed),
                 "last_error": st.last_error,
             }),
@@ -245,8 +322,11 @@ impl Feed {
              # HELP felix_auth_feed_age_seconds Seconds since the feed last brought a good copy (-1: never).\n\
              # TYPE felix_auth_feed_age_seconds gauge\nfelix_auth_feed_age_seconds {age:.3}\n\
              # HELP felix_auth_keys Usable token signing keys in force.\n\
-             # TYPE felix_auth_keys gauge\nfelix_auth_keys {keys}",
-            self.failures.load(Ordering::Relaxed)
+             # TYPE felix_auth_keys gauge\nfelix_auth_keys {keys}\n\
+             # HELP felix_auth_feed_rollbacks_total Feed polls refused because their revocation list was older than the applied one.\n\
+             # TYPE felix_auth_feed_rollbacks_total counter\nfelix_auth_feed_rollbacks_total {}",
+            self.failures.load(Ordering::Relaxed),
+            self.rollbacks.load(Ordering::Relaxed)
         );
     }
 }

@@ -24,6 +24,7 @@ pub struct JwtAuth {
     poll: Option<Poll>,
     expired: AtomicU64,
     revoked: AtomicU64,
+    key_withdrawn: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -171,7 +172,13 @@ impl JwtAuth {
             }
             None => None,
         };
-        Ok(Self::new(vcfg, keys, poll.is_some(), poll))
+        if cfg.max_token_lifetime_s == 0 {
+            return Err(err("auth.max_token_lifetime_s must be > 0".into()));
+        }
+        let mut auth = Self::new(vcfg, keys, poll.is_some(), poll);
+        let feed = Arc::into_inner(auth.feed).expect("the feed is not shared yet");
+        auth.feed = Arc::new(feed.with_max_token_lifetime(cfg.max_token_lifetime_s));
+        Ok(auth)
     }
 
     /// JWT mode with fixed keys and no control plane (tests, embedding).
@@ -187,6 +194,7 @@ impl JwtAuth {
             poll,
             expired: AtomicU64::new(0),
             revoked: AtomicU64::new(0),
+            key_withdrawn: AtomicU64::new(0),
         }
     }
 
@@ -194,6 +202,22 @@ impl JwtAuth {
     pub fn feed(&self) -> &Arc<Feed> {
         &self.feed
     }
+}
+
+/// The header `kid` of a token, unverified: trusted only once the token verified (then it
+/// names the key that checked the signature); otherwise for the audit log only.
+pub fn unverified_kid(token: &str) -> Option<String> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    struct Header {
+        kid: Option<String>,
+    }
+    if token.len() > felix_auth::token::MAX_TOKEN_BYTES {
+        return None;
+    }
+    let h = B64.decode(token.split('.').next()?).ok()?;
+    serde_json::from_slice::<Header>(&h).ok()?.kid
 }
 
 /// `https://` anywhere; `http://` only in dev mode or to a loopback host.
@@ -238,7 +262,10 @@ impl Authenticator for JwtAuth {
                 "invalid token for this tenant".into(),
             ));
         }
-        if keys.revocations.revokes(&claims) {
+        if keys
+            .revocations
+            .revokes_token(&claims.tenant, &claims.sub, claims.iat, &claims.jti)
+        {
             return Err(AuthError::Unauthorized("token revoked".into()));
         }
         let perms = Permissions::compile(&claims.perms)
@@ -250,7 +277,15 @@ impl Authenticator for JwtAuth {
             expires_at: Some(claims.exp),
             issued_at: Some(claims.iat),
             jti: Some(claims.jti),
+            // Verified: the header's kid is the key that checked the signature.
+            kid: unverified_kid(token),
         })
+    }
+
+    fn key_withdrawn(&self, p: &Principal) -> bool {
+        p.kid
+            .as_ref()
+            .is_some_and(|kid| !self.feed.current().kids.contains(kid))
     }
 
     fn revoked(&self, p: &Principal) -> bool {
@@ -281,11 +316,12 @@ impl Authenticator for JwtAuth {
     }
 
     fn principal_ended(&self, reason: &str) {
-        if reason.contains("revoked") {
-            self.revoked.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.expired.fetch_add(1, Ordering::Relaxed);
-        }
+        let counter = match reason {
+            super::ENDED_REVOKED => &self.revoked,
+            super::ENDED_KEY_WITHDRAWN => &self.key_withdrawn,
+            _ => &self.expired,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
 
     fn render_metrics(&self, out: &mut String) {
@@ -296,9 +332,12 @@ impl Authenticator for JwtAuth {
             "# HELP felix_auth_principals_expired_total Live principals whose token expired unrefreshed (their streams ended).\n\
              # TYPE felix_auth_principals_expired_total counter\nfelix_auth_principals_expired_total {}\n\
              # HELP felix_auth_principals_revoked_total Live principals ended by a revocation.\n\
-             # TYPE felix_auth_principals_revoked_total counter\nfelix_auth_principals_revoked_total {}",
+             # TYPE felix_auth_principals_revoked_total counter\nfelix_auth_principals_revoked_total {}\n\
+             # HELP felix_auth_principals_key_withdrawn_total Live principals ended because the key that verified their token left the key set.\n\
+             # TYPE felix_auth_principals_key_withdrawn_total counter\nfelix_auth_principals_key_withdrawn_total {}",
             self.expired.load(Ordering::Relaxed),
-            self.revoked.load(Ordering::Relaxed)
+            self.revoked.load(Ordering::Relaxed),
+            self.key_withdrawn.load(Ordering::Relaxed)
         );
     }
 }

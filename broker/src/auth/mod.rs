@@ -20,17 +20,18 @@ mod dev;
 pub mod feed;
 mod jwt;
 pub mod mtls;
+pub mod revocations;
 mod static_tokens;
 
 use std::sync::{Arc, LazyLock};
 
 use felix_wire::ErrorCode;
 
-pub use cell::{CellState, Cells, PrincipalCell};
+pub use cell::{until_withdrawn, CellState, Cells, PrincipalCell};
 pub use config::AuthConfig;
 pub use dev::DevAuth;
 pub use felix_auth::{Action, Permissions};
-pub use jwt::JwtAuth;
+pub use jwt::{unverified_kid, JwtAuth};
 // The control-plane read token and CA, read the same way for the definitions feed (`defs`).
 pub(crate) use jwt::{read_ca, read_feed_token};
 pub use static_tokens::{StaticTokenAuth, TokenConfigError, TokenEntry};
@@ -51,6 +52,9 @@ pub struct Principal {
     pub issued_at: Option<u64>,
     /// The token's id (`jti`), the handle of a revocation.
     pub jti: Option<String>,
+    /// The id of the signing key that verified the token (`kid`): when the key set no
+    /// longer holds it, the principal ends ("signing key withdrawn").
+    pub kid: Option<String>,
 }
 
 impl Principal {
@@ -63,6 +67,7 @@ impl Principal {
             expires_at: None,
             issued_at: None,
             jti: None,
+            kid: None,
         }
     }
 }
@@ -125,6 +130,12 @@ pub trait Authenticator: Send + Sync + 'static {
         false
     }
 
+    /// Whether the key that verified a live principal's token has left the key set (a
+    /// rotation ended, or the key was deleted at the control plane).
+    fn key_withdrawn(&self, _principal: &Principal) -> bool {
+        false
+    }
+
     /// Seconds of clock skew tolerated past a token's `exp`.
     fn leeway_s(&self) -> u64 {
         0
@@ -146,7 +157,8 @@ pub trait Authenticator: Send + Sync + 'static {
         None
     }
 
-    /// Told when a live principal's token expired unrefreshed or was revoked (for metrics).
+    /// Told when a live principal's token expired unrefreshed, was revoked or lost its
+    /// signing key (for metrics); `reason` is one of the `ENDED_*` reasons.
     fn principal_ended(&self, _reason: &str) {}
 
     /// Appends this authenticator's Prometheus metrics.
@@ -183,6 +195,16 @@ impl AuthError {
         }
     }
 }
+
+/// Why a live principal ended: its token expired unrefreshed.
+pub const ENDED_EXPIRED: &str = "token expired";
+/// Why a live principal ended: the revocation feed covers its token.
+pub const ENDED_REVOKED: &str = "token revoked";
+/// Why a live principal ended: the key that verified its token left the key set.
+pub const ENDED_KEY_WITHDRAWN: &str = "signing key withdrawn";
+/// Why one subscription or parked pull ended while its principal lives on: a refresh (or a
+/// new `auth` of the same principal) put a token in force that does not grant it.
+pub const PERMISSION_WITHDRAWN: &str = "permission withdrawn by refresh";
 
 /// Seconds since the Unix epoch, now.
 pub fn now_s() -> u64 {

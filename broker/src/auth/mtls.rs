@@ -126,6 +126,7 @@ impl MtlsConfig {
             expires_at: None,
             issued_at: None,
             jti: None,
+            kid: None,
         })
     }
 

@@ -99,6 +99,34 @@ fn slots_count_up_to_the_limit_and_come_back_on_drop() {
 }
 
 #[test]
+fn a_released_connection_slot_is_free_and_retaken_on_the_next_admit() {
+    let q = Quotas::new(table("connections = 1\n"));
+    let c1 = ConnQuota::default();
+    q.admit_connection(&c1, "a", Some("svc")).unwrap();
+    let c2 = ConnQuota::default();
+    assert!(q.admit_connection(&c2, "a", None).is_err());
+    c1.release("a");
+    assert!(!c1.counts_for("a"));
+    assert_eq!(q.held("a").0, 0);
+    q.admit_connection(&c2, "a", None).unwrap();
+    assert!(
+        q.admit_connection(&c1, "a", None).is_err(),
+        "a revived principal needs a slot again"
+    );
+    drop(c2);
+    q.admit_connection(&c1, "a", None).unwrap();
+    assert!(c1.counts_for("a"));
+    assert_eq!(q.held("a").0, 1);
+    assert_eq!(
+        c1.principals(),
+        vec![("a".to_owned(), Some("svc".to_owned()))],
+        "the audit keeps the tenant it authenticated for"
+    );
+    drop(c1);
+    assert_eq!(q.held("a").0, 0);
+}
+
+#[test]
 fn a_rate_set_by_a_later_replace_is_enforced() {
     let q = Quotas::new(QuotaTable::default());
     let t0 = Instant::now();

@@ -36,8 +36,8 @@ pub struct ConnState {
     /// audit log; available to authorization as the connection's certificate identity.
     pub peer_identity: Option<String>,
     /// The tenants this connection counts against (tenant connection quota), given back
-    /// when the connection ends.
-    pub tenants: crate::quota::ConnQuota,
+    /// when the connection ends, or when every principal of a tenant on it ended.
+    pub tenants: Arc<crate::quota::ConnQuota>,
     /// The principals its streams act as (one per tenant and subject; refresh, expiry).
     pub principals: crate::auth::Cells,
 }
@@ -80,6 +80,10 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
     shared.metrics.connections_total.inc();
     let remote = conn.remote_address();
     debug!(%remote, "connection open");
+    let tenants: Arc<crate::quota::ConnQuota> = Arc::default();
+    let released = tenants.clone();
+    let principals =
+        crate::auth::Cells::with_hook(Box::new(move |tenant: &str| released.release(tenant)));
     let state = Arc::new(ConnState {
         inflight: Arc::new(Semaphore::new(
             shared.cfg.limits.max_inflight_bytes_per_connection,
@@ -94,8 +98,8 @@ pub async fn serve(incoming: quinn::Incoming, shared: Arc<Shared>) {
         parked_pulls: AtomicUsize::new(0),
         id: conn.stable_id() as u64,
         peer_identity: felix_transport::peer_identity(&conn),
-        tenants: Default::default(),
-        principals: Default::default(),
+        tenants,
+        principals,
     });
     let audit = |open: bool| {
         let who = state.tenants.principals();

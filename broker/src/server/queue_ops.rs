@@ -13,7 +13,7 @@ use felix_wire::{features, DeadLetterMessage, Message, QueueMessage, StartPos};
 use tokio::sync::OwnedSemaphorePermit;
 
 use super::request::{reply_result, Ctx};
-use crate::auth::Action;
+use crate::auth::{until_withdrawn, Action, Principal, PERMISSION_WITHDRAWN};
 use crate::error::BrokerError;
 use crate::queue::{ConsumerGroup, Delivery};
 use crate::registry::StreamEntry;
@@ -159,16 +159,44 @@ pub async fn json(
             let shared = ctx.shared.clone();
             let conn = ctx.conn.clone();
             let mut shutdown = ctx.shared.shutdown.clone();
+            // The principal ending (expiry, revocation, key withdrawn) or a refresh that no
+            // longer grants `consume` here answers the parked pull `unauthorized`.
+            let mut principal = ctx.session.principal.watch();
+            let resource = format!("{namespace}/{stream}");
+            let who = (ctx.session.principal.clone(), ctx.conn_state.id);
             tokio::spawn(async move {
                 let (_permit, _parked, _owed) = (permit, parked, owed);
                 let deadline = Instant::now() + wait;
-                let (d, now) = tokio::select! {
-                    r = long_poll(&entry, &g, max as usize, deadline) => r,
+                let allowed = |p: &Principal| p.perms.allows(Action::Consume, &namespace, &stream);
+                let polled = tokio::select! {
+                    r = long_poll(&entry, &g, max as usize, deadline) => Ok(r),
                     _ = conn.closed() => return,
                     // Shutting down: answer now with what a long poll that found nothing
                     // answers, an empty list (nothing was leased, so nothing is lost),
                     // before the stream and connection close (wire-protocol 7.6).
-                    _ = shutdown.wait_for(|s| *s) => (Vec::new(), Instant::now()),
+                    _ = shutdown.wait_for(|s| *s) => Ok((Vec::new(), Instant::now())),
+                    // Nothing was leased either (the poll leases only when it returns).
+                    why = until_withdrawn(&mut principal, allowed) => Err(why),
+                };
+                let (d, now) = match polled {
+                    Ok(x) => x,
+                    Err(why) => {
+                        let e = BrokerError::new(
+                            felix_wire::ErrorCode::Unauthorized,
+                            format!("unauthorized: {why}"),
+                        );
+                        if *why == *PERMISSION_WITHDRAWN {
+                            shared.metrics.permission_withdrawn.inc();
+                            let who = crate::audit::Who {
+                                tenant: who.0.tenant(),
+                                sub: who.0.subject(),
+                                conn: who.1,
+                            };
+                            shared.audit.denied(who, "consume", &resource, &e);
+                        }
+                        let _ = replier.error(&e, Some(request_id)).await;
+                        return;
+                    }
                 };
                 shared.metrics.queue_delivered.add(d.len() as u64);
                 let messages = d.into_iter().map(|d| to_wire(d, now)).collect();

@@ -1,5 +1,7 @@
 //! `reauth`: a fresh token for a live connection's principal (token-refresh extension).
 
+use std::time::Instant;
+
 use felix_wire::{features, ErrorCode, Message};
 
 use super::request::{reply_result, Ctx};
@@ -7,16 +9,46 @@ use crate::error::BrokerError;
 
 /// `reauth` (token-refresh extension): a fresh token for the stream's principal. Refusals
 /// count towards the connection's `max_auth_failures_per_connection` like refused `auth`s, so
-/// a refresh cannot be used to guess tokens without bound.
+/// a refresh cannot be used to guess tokens without bound. At most
+/// `limits.max_reauths_per_minute` per connection are looked at (past it: `overloaded`, the
+/// token in force stays, the connection is kept). Every `reauth` is audited (principal, the
+/// presented token's `kid`, outcome; never the token). A revived principal (its token had
+/// ended) takes its tenant's connection quota slot again first.
 pub async fn reauth(ctx: &mut Ctx, request_id: u64, token: &str) -> Result<(), quinn::WriteError> {
+    let mut kid = None;
     let r = ctx
         .require(features::TOKEN_REFRESH, "reauth")
         .and_then(|_| {
-            ctx.session
-                .principal
-                .reauth(&*ctx.shared.auth, token)
-                .map_err(BrokerError::from)
+            let per_minute = ctx.shared.cfg.limits.max_reauths_per_minute;
+            if !ctx
+                .conn_state
+                .principals
+                .take_reauth(per_minute, Instant::now())
+            {
+                ctx.shared.metrics.reauths_limited.inc();
+                ctx.shared.metrics.overloaded.inc();
+                return Err(BrokerError::overloaded(format!(
+                    "more than {per_minute} reauths in a minute on this connection \
+                     (limits.max_reauths_per_minute); the token in force stays"
+                )));
+            }
+            let cell = &ctx.session.principal;
+            // Unverified until the check below passes: for the audit line only.
+            kid = crate::auth::unverified_kid(token);
+            let fresh = cell
+                .check_reauth(&*ctx.shared.auth, token)
+                .map_err(BrokerError::from)?;
+            ctx.shared.quotas.admit_connection(
+                &ctx.conn_state.tenants,
+                cell.tenant(),
+                cell.subject(),
+            )?;
+            kid = fresh.kid.clone();
+            cell.replace(fresh);
+            ctx.shared.metrics.reauths.inc();
+            Ok(())
         });
+    ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &r);
     let refused = r.as_ref().is_err_and(|e| e.code == ErrorCode::Unauthorized);
     let reply = r.map(|_| Message::Ok {
         request_id: Some(request_id),

@@ -197,7 +197,8 @@ async fn auth_failed(
         tracing::warn!(
             remote = %conn.remote_address(),
             tenant,
-            reason = %e,
+            // The reason may quote the token's header (kid, alg): never raw into a line.
+            reason = %crate::audit::loggable(&e.to_string()),
             failures_on_connection = failures,
             suppressed_since_last = suppressed,
             "auth refused"

@@ -15,7 +15,7 @@ use tracing::debug;
 
 use super::conn::ConnState;
 use super::request::Ctx;
-use crate::auth::{Action, Resource};
+use crate::auth::{until_withdrawn, Action, Principal, Resource, PERMISSION_WITHDRAWN};
 use crate::error::BrokerError;
 use crate::names;
 use crate::stream::{CloseReason, Event, Start, Subscriber};
@@ -141,7 +141,25 @@ pub async fn serve(mut ctx: Ctx, state: Arc<ConnState>, reader: FrameReader, msg
     ctx.replier.finish().await;
     drop(reader);
     if sent {
-        run(&ctx, &sub, id, encoding, &tenant_id, &namespace).await;
+        // What a refresh must still grant for the subscription to go on: the stream, or for
+        // a pattern some stream of the namespace and every stream it is attached to.
+        let registry = ctx.shared.clone();
+        let (t, ns, name) = (tenant_id.clone(), namespace.clone(), stream.clone());
+        let wildcard = names::is_pattern(&stream);
+        let allowed = move |p: &Principal| {
+            if !wildcard {
+                return p.perms.allows(Action::Subscribe, &ns, &name);
+            }
+            p.perms.allows_some_in(Action::Subscribe, &ns)
+                && registry.registry.attached_all(&t, &ns, internal_id, |s| {
+                    p.perms.allows(Action::Subscribe, &ns, s)
+                })
+        };
+        let resource = format!("{namespace}/{stream}");
+        run(
+            &ctx, &sub, id, encoding, &tenant_id, &namespace, &resource, allowed,
+        )
+        .await;
     }
 }
 
@@ -208,7 +226,10 @@ fn attach(
     Ok((sub, info.start_offset, Some(entry.stream.epoch())))
 }
 
-/// Opens the event stream and pumps batches until the subscription ends.
+/// Opens the event stream and pumps batches until the subscription ends: by the client, its
+/// stream's policy, shutdown, or its principal (the token expired, was revoked or lost its
+/// key, or a refresh no longer grants what `allowed` checks).
+#[allow(clippy::too_many_arguments)]
 async fn run(
     ctx: &Ctx,
     sub: &Arc<Subscriber>,
@@ -216,6 +237,8 @@ async fn run(
     encoding: Encoding,
     tenant: &str,
     ns: &str,
+    resource: &str,
+    allowed: impl Fn(&Principal) -> bool,
 ) {
     let Ok(mut uni) = ctx.conn.open_uni().await else {
         return;
@@ -233,8 +256,12 @@ async fn run(
     }
     let limits = &ctx.shared.cfg.limits;
     let mut shutdown = ctx.shared.shutdown.clone();
-    // The principal's token expiring unrefreshed or being revoked ends the subscription.
+    // The principal's token expiring unrefreshed, being revoked or losing its key ends the
+    // subscription, and so does a refresh that no longer grants it. One future for the
+    // subscription's life: it re-checks only when the principal changes.
     let mut principal = ctx.session.principal.watch();
+    let withdrawn = until_withdrawn(&mut principal, allowed);
+    tokio::pin!(withdrawn);
     let mut batch: Vec<Event> = Vec::new();
     let reason = loop {
         batch.clear();
@@ -243,14 +270,13 @@ async fn run(
             r = sub.next_batch(&mut batch, limits.max_event_batch, limits.max_event_batch_bytes) => r.map_err(Ok),
             _ = uni.stopped() => return,
             _ = shutdown.wait_for(|s| *s) => Err(Ok(CloseReason::Shutdown)),
-            why = async {
-                principal.wait_for(|s| s.ended.is_some()).await.ok().and_then(|s| s.ended.clone())
-            } => Err(Err(why.unwrap_or_else(|| Arc::from("token expired")))),
+            why = &mut withdrawn => Err(Err(why)),
         };
         match next {
             Ok(()) => {}
             Err(Ok(reason)) => break reason,
             Err(Err(why)) => {
+                withdrawn_audit(ctx, resource, &why);
                 end_unauthorized(ctx, &mut uni, &mut out, id, encoding, &why).await;
                 return;
             }
@@ -259,7 +285,8 @@ async fn run(
         // A stalled client blocks this write; the policy may close the subscriber meanwhile.
         tokio::select! {
             w = uni.write_all(&out) => if w.is_err() { return },
-            _ = async { let _ = principal.wait_for(|s| s.ended.is_some()).await; } => {
+            why = &mut withdrawn => {
+                withdrawn_audit(ctx, resource, &why);
                 let _ = uni.reset(quinn::VarInt::from_u32(ErrorCode::Unauthorized.as_u16() as u32));
                 return;
             }
@@ -296,7 +323,21 @@ async fn run(
     let _ = uni.finish();
 }
 
-/// Ends a subscription whose principal's token expired or was revoked: `subscription_end`
+/// Counts and audits a subscription ended by a refresh that no longer grants it (an ended
+/// principal is counted by the authenticator).
+fn withdrawn_audit(ctx: &Ctx, resource: &str, why: &str) {
+    if why != PERMISSION_WITHDRAWN {
+        return;
+    }
+    ctx.shared.metrics.permission_withdrawn.inc();
+    let e = BrokerError::new(ErrorCode::Unauthorized, format!("unauthorized: {why}"));
+    ctx.shared
+        .audit
+        .denied(ctx.who(), "subscribe", resource, &e);
+}
+
+/// Ends a subscription whose principal's token expired or was revoked (or whose permission a
+/// refresh withdrew): `subscription_end`
 /// with `unauthorized` and the reason (event-offsets clients), else an `error` frame.
 async fn end_unauthorized(
     ctx: &Ctx,

@@ -1,0 +1,252 @@
+//! The revocations in force in JWT mode: the control plane's list, indexed for O(1) lookups,
+//! never rolled back, and with revoked token ids kept until their token could have expired.
+//!
+//! Three rules make a stale or replayed list harmless:
+//! * a list whose `revision` is lower than the applied one is refused whole ([`Rollback`]:
+//!   a stale control-plane replica, or a replayed response), so revoked subjects cannot be
+//!   un-revoked by it;
+//! * a revoked `jti` stays revoked until the latest moment its token could still be accepted
+//!   (its entry's `exp` plus the broker's leeway; without an `exp`, the time it was seen plus
+//!   `auth.max_token_lifetime_s`), even when a later list leaves it out;
+//! * lookups are a hash probe by `jti` and one by (tenant, subject): every `auth` and every
+//!   feed re-check of the live principals pays O(1), not a scan of the list.
+//!
+//! Pure: time is an argument.
+
+use std::collections::HashMap;
+
+use felix_auth::{RevocationList, RevokedSubject};
+use serde::Deserialize;
+
+/// The revocation feed document as the broker reads it: [`RevocationList`]'s shape, with a
+/// jti's `exp` optional (a control plane that does not know it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct FeedList {
+    /// Increases whenever the list changes.
+    pub revision: u64,
+    /// Revoked tokens.
+    #[serde(default)]
+    pub jtis: Vec<FeedJti>,
+    /// Revoked principals.
+    #[serde(default)]
+    pub subjects: Vec<RevokedSubject>,
+}
+
+/// One revoked token id of the feed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct FeedJti {
+    /// The token's `jti`.
+    pub jti: String,
+    /// The token's `exp`, when the control plane sends it.
+    #[serde(default)]
+    pub exp: Option<u64>,
+}
+
+impl From<RevocationList> for FeedList {
+    fn from(l: RevocationList) -> Self {
+        Self {
+            revision: l.revision,
+            jtis: l
+                .jtis
+                .into_iter()
+                .map(|j| FeedJti {
+                    jti: j.jti,
+                    exp: Some(j.exp),
+                })
+                .collect(),
+            subjects: l.subjects,
+        }
+    }
+}
+
+/// A list older than the one applied: refused, the applied one stays in force.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "revocation list revision {got} is older than the applied revision {applied} (a stale \
+     control-plane replica or a replayed response); the applied list stays in force"
+)]
+#[non_exhaustive]
+pub struct Rollback {
+    /// Revision of the refused list.
+    pub got: u64,
+    /// Revision in force.
+    pub applied: u64,
+}
+
+/// How long revoked token ids are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// `auth.leeway_s`: a token is accepted until `exp` plus this.
+    pub leeway_s: u64,
+    /// `auth.max_token_lifetime_s`: the longest a token without a known `exp` can live.
+    pub max_token_lifetime_s: u64,
+}
+
+/// The revocations in force (see the module doc).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Revocations {
+    revision: u64,
+    /// Revoked `jti` → until when it is kept (Unix seconds).
+    jtis: HashMap<Box<str>, u64>,
+    /// tenant → subject → tokens issued before this (Unix seconds) are revoked.
+    subjects: HashMap<Box<str>, HashMap<Box<str>, u64>>,
+}
+
+impl Revocations {
+    /// The revision of the applied list (0 before any).
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Revoked token ids held (the list's and the retained ones).
+    pub fn jti_count(&self) -> usize {
+        self.jtis.len()
+    }
+
+    /// What is in force after `list` arrives at `now_s`: the list, plus the token ids an
+    /// earlier list revoked that could still be accepted. A list older than this one is
+    /// refused.
+    pub fn next(&self, list: &FeedList, now_s: u64, r: Retention) -> Result<Self, Rollback> {
+        if list.revision < self.revision {
+            return Err(Rollback {
+                got: list.revision,
+                applied: self.revision,
+            });
+        }
+        let mut jtis: HashMap<Box<str>, u64> = HashMap::with_capacity(list.jtis.len());
+        let mut keep = |jti: &str, until: u64| {
+            if until > now_s {
+                let e = jtis.entry(jti.into()).or_insert(until);
+                *e = (*e).max(until);
+            }
+        };
+        for j in &list.jtis {
+            let exp = j
+                .exp
+                .unwrap_or_else(|| now_s.saturating_add(r.max_token_lifetime_s));
+            keep(&j.jti, exp.saturating_add(r.leeway_s));
+        }
+        for (jti, &until) in &self.jtis {
+            keep(jti, until);
+        }
+        let mut subjects: HashMap<Box<str>, HashMap<Box<str>, u64>> = HashMap::new();
+        for s in &list.subjects {
+            let e = subjects
+                .entry(s.tenant.as_str().into())
+                .or_default()
+                .entry(s.sub.as_str().into())
+                .or_insert(s.before);
+            *e = (*e).max(s.before);
+        }
+        Ok(Self {
+            revision: list.revision,
+            jtis,
+            subjects,
+        })
+    }
+
+    /// Whether a token (known by the claims a broker keeps of it) is revoked.
+    pub fn revokes_token(&self, tenant: &str, sub: &str, iat: u64, jti: &str) -> bool {
+        self.jtis.contains_key(jti)
+            || self
+                .subjects
+                .get(tenant)
+                .and_then(|m| m.get(sub))
+                .is_some_and(|&before| iat < before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R: Retention = Retention {
+        leeway_s: 60,
+        max_token_lifetime_s: 3_600,
+    };
+
+    fn list(revision: u64, jtis: &[(&str, Option<u64>)], subjects: &[(&str, u64)]) -> FeedList {
+        FeedList {
+            revision,
+            jtis: jtis
+                .iter()
+                .map(|&(jti, exp)| FeedJti {
+                    jti: jti.into(),
+                    exp,
+                })
+                .collect(),
+            subjects: subjects
+                .iter()
+                .map(|&(sub, before)| RevokedSubject {
+                    tenant: "acme".into(),
+                    sub: sub.into(),
+                    before,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn an_older_revision_is_refused_and_the_applied_list_stays() {
+        let r5 = Revocations::default()
+            .next(&list(5, &[], &[("mallory", 100)]), 10, R)
+            .unwrap();
+        let e = r5.next(&list(4, &[], &[]), 11, R).unwrap_err();
+        assert_eq!((e.got, e.applied), (4, 5));
+        assert!(
+            r5.revokes_token("acme", "mallory", 50, "x"),
+            "still revoked"
+        );
+        // The same revision again (an unchanged list) is fine.
+        assert!(r5.next(&list(5, &[], &[("mallory", 100)]), 12, R).is_ok());
+    }
+
+    #[test]
+    fn a_revoked_jti_is_kept_until_its_token_could_have_expired() {
+        let now = 1_000;
+        let r1 = Revocations::default()
+            .next(
+                &list(1, &[("j1", Some(now + 100)), ("j2", None)], &[]),
+                now,
+                R,
+            )
+            .unwrap();
+        // A later list omits both: still revoked while their tokens could be accepted.
+        let r2 = r1.next(&list(2, &[], &[]), now + 10, R).unwrap();
+        assert!(r2.revokes_token("acme", "a", 0, "j1"));
+        assert!(r2.revokes_token("acme", "a", 0, "j2"));
+        // j1: exp + leeway passed; j2 (no exp): seen + max lifetime + leeway not yet.
+        let r3 = r2.next(&list(3, &[], &[]), now + 161, R).unwrap();
+        assert!(!r3.revokes_token("acme", "a", 0, "j1"));
+        assert!(r3.revokes_token("acme", "a", 0, "j2"));
+        let r4 = r3.next(&list(4, &[], &[]), now + 3_661, R).unwrap();
+        assert!(!r4.revokes_token("acme", "a", 0, "j2"));
+        assert_eq!(r4.jti_count(), 0, "nothing kept past its time");
+    }
+
+    #[test]
+    fn subjects_are_revoked_by_tenant_and_issue_time() {
+        let r = Revocations::default()
+            .next(&list(1, &[], &[("mallory", 100), ("mallory", 50)]), 0, R)
+            .unwrap();
+        assert!(
+            r.revokes_token("acme", "mallory", 99, "x"),
+            "the later cutoff wins"
+        );
+        assert!(!r.revokes_token("acme", "mallory", 100, "x"));
+        assert!(!r.revokes_token("globex", "mallory", 1, "x"));
+        assert!(!r.revokes_token("acme", "alice", 1, "x"));
+    }
+
+    #[test]
+    fn the_feed_document_reads_with_or_without_a_jti_exp() {
+        let l: FeedList = serde_json::from_str(
+            r#"{"revision":3,"jtis":[{"jti":"a","exp":9},{"jti":"b"}],"subjects":[]}"#,
+        )
+        .unwrap();
+        assert_eq!(l.jtis[0].exp, Some(9));
+        assert_eq!(l.jtis[1].exp, None);
+        let l: FeedList = serde_json::from_str(r#"{"revision":1}"#).unwrap();
+        assert!(l.jtis.is_empty());
+    }
+}
