@@ -9,9 +9,9 @@
 //! step loop and the connection and pub/sub ops), `ops_queue_cache` (queue and cache ops),
 //! `runner_checks` (scenarios that must fail, so the runner is never vacuous).
 
+mod auth_fixture;
 #[path = "../common/mod.rs"]
 mod common;
-mod auth_fixture;
 mod ops_queue_cache;
 mod run;
 mod runner_checks;
