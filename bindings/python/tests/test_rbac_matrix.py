@@ -1,7 +1,8 @@
 """The RBAC matrix against a real broker process in JWT mode (the scenario fixture's key,
 tests/scenarios/auth/): tenants x principals x every client action (publish, subscribe,
 consume, cache read, cache write) x resources (a name granted exactly, a name granted through
-a wildcard pattern, a name not granted, a wildcard subscription, another tenant), each cell
+a wildcard pattern, a name not granted, a wildcard subscription, another tenant, another
+region), each cell
 asserted allowed or forbidden; then zero cross-tenant reads or writes: every byte a tenant
 reads back is its own.
 
@@ -137,6 +138,10 @@ def test_rbac_matrix_and_no_cross_tenant_access(jwt_broker):
             for p in PRINCIPALS:
                 with pytest.raises(felix.UnauthorizedError):
                     b.client(tenant=other, token=token(t, p))
+        # Another region, and an expired token: refused even for their own tenant.
+        for name in ["alpha_other_region", "alpha_expired"]:
+            with pytest.raises(felix.UnauthorizedError):
+                b.client(tenant="alpha", token=TOKENS[name])
 
         # Zero cross-tenant reads or writes: everything each tenant reads back is its own.
         for t in TENANTS:
