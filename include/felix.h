@@ -55,7 +55,10 @@
 // binding checks `felix_abi_version() == FELIX_ABI_VERSION` before its first call.
 //
 // 2: `FelixConnectOptions` grew token sources (callback, exchange) and client certificates.
-#define FELIX_ABI_VERSION 2
+// 3: `FelixTokenCallback` and `felix_status_name` take/return `int32_t` instead of the
+//    `FelixStatus` enum (a value outside the enum is defined); `FelixConnectOptions` grew
+//    `token_exchange_ca_file`.
+#define FELIX_ABI_VERSION 3
 
 // Size of the buffer a `FelixTokenCallback` writes into: the longest token Felix accepts.
 #define FELIX_TOKEN_MAX_BYTES (16 * 1024)
@@ -218,13 +221,16 @@ typedef struct {
 } FelixError;
 
 // Writes a fresh token into `out` (`cap` bytes, `FELIX_TOKEN_MAX_BYTES`), stores its length in
-// `*out_len` and returns `FELIX_STATUS_OK`; any other status fails the fetch (connect, or
+// `*out_len` and returns 0 (`FELIX_STATUS_OK`); any other value fails the fetch (connect, or
 // calls once the current token has expired, see `FelixConnectOptions`) with
 // `FELIX_STATUS_UNAUTHORIZED`, whose message is what the callback wrote into `out` (UTF-8,
-// `*out_len` bytes), if anything. Called on a library thread, never on the thread reading
+// `*out_len` bytes), if anything, else the status's name. The return type is a plain
+// `int32_t`, not `FelixStatus`: any value is defined (one that is no `FelixStatus` fails the
+// fetch, its message saying so), where a C enum holding an unlisted value would be undefined
+// behaviour in the library. Called on a library thread, never on the thread reading
 // replies; it may block (read a file, ask a secrets manager), and may be called from several
 // threads over the client's life (not concurrently for one client). May be NULL.
-typedef FelixStatus (*FelixTokenCallback)(void *user_data, uint8_t *out, size_t cap, size_t *out_len);
+typedef int32_t (*FelixTokenCallback)(void *user_data, uint8_t *out, size_t cap, size_t *out_len);
 
 // Releases a callback's `user_data` once the library will not call it again. May be NULL.
 typedef void (*FelixUserDataFree)(void *user_data);
@@ -284,6 +290,11 @@ typedef struct {
   FelixBytes client_cert_file;
   // PEM private key of `client_cert_file`.
   FelixBytes client_key_file;
+  // PEM CA certificate(s) the control plane's certificate must chain to (an `https`
+  // `token_exchange_url` with a private CA); empty: the public web roots. Needs
+  // `token_exchange_url` (`FELIX_STATUS_INVALID_ARGUMENT` without it). Read at every
+  // exchange: a missing or certificate-less file fails it.
+  FelixBytes token_exchange_ca_file;
 } FelixConnectOptions;
 
 // Settings of `felix_client_create_stream`; zero keeps the broker's default.
@@ -668,8 +679,10 @@ FelixStatus felix_completion_queue_wait_one(const FelixCompletionQueue *queue,
 // `error` is NULL or an error from this library, not yet freed.
 void felix_error_free(FelixError *error);
 
-// The stable snake_case name of a status (`"ok"`, `"not_found"`, ...): a static string.
-const char *felix_status_name(FelixStatus status);
+// The stable snake_case name of a status (`"ok"`, `"not_found"`, ...): a static string;
+// `"unknown"` for a number that is no `FelixStatus`. Takes a plain integer, so any value a C
+// caller passes is defined.
+const char *felix_status_name(int32_t status);
 
 // Publishes one message and waits for the broker's acknowledgement (blocking).
 //

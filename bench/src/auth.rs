@@ -4,10 +4,12 @@
 //!   (6 grants, 10 patterns), hit and miss, in nanoseconds;
 //! * one token verification (`Verifier::verify`: Ed25519 + claims + compiling the grants),
 //!   paid once per stream `auth` and `reauth`, in microseconds;
-//! * cache get, 256 B, concurrency 1, against two brokers started side by side in this run: dev
-//!   mode (every permission, no token) and JWT mode (keys from a file, a token granting
-//!   `cache.read` on one namespace pattern among others). Trials alternate between the two.
-//!   The connect + auth round trip is measured for both as well.
+//! * cache get, 256 B, concurrency 1, against three brokers started side by side in this run:
+//!   dev mode (every permission, no token), static tokens (a token file: one SHA-256 lookup
+//!   per `auth`, every permission in the tenant) and JWT mode (keys from a file, a token
+//!   granting `cache.read` on one namespace pattern among others). Trials alternate.
+//! * connect + auth + ping (a fresh client: QUIC handshake, the `auth` round trip, one ping)
+//!   for the three, interleaved connect by connect so that load drift hits them alike.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -29,7 +31,7 @@ pub struct AuthArgs {
     /// Trials per mode (interleaved).
     #[arg(long, default_value_t = 3)]
     pub trials: usize,
-    /// Connects measured per mode.
+    /// Connects measured per mode (interleaved between the modes).
     #[arg(long, default_value_t = 200)]
     pub connects: usize,
 }
@@ -161,6 +163,23 @@ pub async fn run(args: AuthArgs) -> Result<(), BoxError> {
         probe_token: probe,
     };
     let dev_broker = procs::start_broker(&spec(Vec::new(), None)).await?;
+    // Static tokens: a token file (0600), the broker's shared-secret mode.
+    const STATIC_TOKEN: &str = "bench-static-token-0123456789abcdef";
+    let tokens_path = dir.join("tokens");
+    std::fs::write(&tokens_path, format!("t1 {STATIC_TOKEN} bench\n"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tokens_path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let static_broker = procs::start_broker(&spec(
+        vec![
+            "--auth-tokens-file".into(),
+            tokens_path.display().to_string(),
+        ],
+        Some(("t1".into(), STATIC_TOKEN.into())),
+    ))
+    .await?;
     let jwt_broker = procs::start_broker(&spec(
         vec![
             "--jwt-keys-file".into(),
@@ -175,18 +194,24 @@ pub async fn run(args: AuthArgs) -> Result<(), BoxError> {
     let mut jwt_cfg = procs::client_config(jwt_broker.addr, &jwt_broker.ca);
     jwt_cfg.tenant = "t1".into();
     jwt_cfg.token = Some(token.clone());
-    let configs = [("dev", dev_cfg), ("jwt", jwt_cfg)];
+    let mut static_cfg = procs::client_config(static_broker.addr, &static_broker.ca);
+    static_cfg.tenant = "t1".into();
+    static_cfg.token = Some(STATIC_TOKEN.into());
+    let configs = [("dev", dev_cfg), ("static", static_cfg), ("jwt", jwt_cfg)];
 
-    // Connect + auth (one round trip after the handshake; JWT adds the verification).
-    for (mode, cfg) in &configs {
-        let mut h = crate::stats::histogram();
-        for _ in 0..args.connects {
+    // Connect + auth (one round trip after the handshake; static tokens add a hash lookup,
+    // JWT the verification). Interleaved: one connect of each mode in turn.
+    let mut hists: Vec<_> = configs.iter().map(|_| crate::stats::histogram()).collect();
+    for _ in 0..args.connects {
+        for ((_, cfg), h) in configs.iter().zip(hists.iter_mut()) {
             let t = Instant::now();
             let c = Client::connect(cfg.clone()).await?;
             c.ping().await?;
-            crate::stats::record(&mut h, t.elapsed());
+            crate::stats::record(h, t.elapsed());
             c.close();
         }
+    }
+    for ((mode, _), h) in configs.iter().zip(&hists) {
         println!(
             "connect + auth + ping, {mode}: p50 {:.1} µs, p99 {:.1} µs",
             h.value_at_quantile(0.5) as f64 / 1e3,
@@ -217,7 +242,7 @@ pub async fn run(args: AuthArgs) -> Result<(), BoxError> {
             trials.push((mode, t));
         }
     }
-    for mode in ["dev", "jwt"] {
+    for mode in ["dev", "static", "jwt"] {
         let mut p50: Vec<f64> = trials
             .iter()
             .filter(|(m, _)| *m == mode)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,6 +26,26 @@ type broker struct {
 }
 
 var shared *broker
+
+// The JWT-mode broker of "broker": "jwt" scenarios (tests/scenarios/README.md, "Brokers"),
+// started on first use with the auth fixture's key; stopped by TestMain.
+var (
+	jwtOnce   sync.Once
+	jwtShared *broker
+	jwtErr    error
+)
+
+func jwtBroker() (*broker, error) {
+	jwtOnce.Do(func() {
+		keys, err := filepath.Abs("../../tests/scenarios/auth/jwks.json")
+		if err != nil {
+			jwtErr = err
+			return
+		}
+		jwtShared, jwtErr = startBroker("--jwt-keys-file", keys, "--auth-issuer", "felix-scenarios")
+	})
+	return jwtShared, jwtErr
+}
 
 func brokerBin() string {
 	if b := os.Getenv("FELIX_BROKER_BIN"); b != "" {
@@ -104,6 +125,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	if jwtShared != nil {
+		jwtShared.stop()
+		os.RemoveAll(jwtShared.dir)
+	}
 	shared.stop()
 	os.RemoveAll(shared.dir)
 	os.Exit(code)

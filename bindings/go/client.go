@@ -48,6 +48,10 @@ type Options struct {
 	// SubjectTokenFile holds the OIDC token, read at each exchange (a Kubernetes projected
 	// ServiceAccount token).
 	SubjectTokenFile string
+	// TokenExchangeCAFile is a PEM file of the CA(s) an https TokenExchangeURL's certificate
+	// must chain to (a control plane with a private CA); empty: the public web roots. Needs
+	// TokenExchangeURL (ErrInvalidArgument without it).
+	TokenExchangeCAFile string
 	// TokenRefreshInterval refreshes a changing token at least this often (0: only before
 	// its exp).
 	TokenRefreshInterval time.Duration
@@ -95,14 +99,13 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	opts.addresses = firstOrNil(addrs)
 	opts.addresses_len = C.size_t(len(addrs))
 	strs := cstrs(&pin, []string{o.ServerName, o.CAFile, o.Token, o.Tenant,
-		o.TokenExchangeURL, o.SubjectToken, o.SubjectTokenFile, o.ClientCertFile, o.ClientKeyFile})
+		o.TokenExchangeURL, o.SubjectToken, o.SubjectTokenFile, o.ClientCertFile, o.ClientKeyFile,
+		o.TokenExchangeCAFile})
 	opts.server_name, opts.ca_file, opts.token, opts.tenant = strs[0], strs[1], strs[2], strs[3]
 	opts.token_exchange_url, opts.subject_token, opts.subject_token_file = strs[4], strs[5], strs[6]
 	opts.client_cert_file, opts.client_key_file = strs[7], strs[8]
+	opts.token_exchange_ca_file = strs[9]
 	opts.token_refresh_interval_ms = ms(o.TokenRefreshInterval)
-	if o.TokenSource != nil {
-		setTokenCallback(opts, o.TokenSource)
-	}
 	if len(o.CAPEM) > 0 {
 		pin.Pin(&o.CAPEM[0])
 		opts.ca_pem = cbytes(o.CAPEM)
@@ -114,6 +117,12 @@ func Connect(ctx context.Context, o Options) (*Client, error) {
 	opts.request_timeout_ms = ms(o.RequestTimeout)
 	opts.subscription_buffer = C.uint32_t(max(o.SubscriptionBuffer, 0))
 	r, err := await(ctx, func(cq *C.FelixCompletionQueue, tok C.uint64_t, e **C.FelixError) C.FelixStatus {
+		// Only here: the library releases the callback's handle once it has the options. Made
+		// earlier, a ctx that ended before the start (await returns without calling this)
+		// would leak the handle and everything the TokenSource holds.
+		if o.TokenSource != nil {
+			setTokenCallback(opts, o.TokenSource)
+		}
 		return C.FelixStatus(C.felix_client_connect_start(opts, cq, tok, e))
 	})
 	if err != nil {

@@ -41,7 +41,7 @@ import (
 )
 
 // ABIVersion is the C ABI version this package was written for.
-const ABIVersion = 2
+const ABIVersion = 3
 
 // LibraryStamp is set at link time (-ldflags=-X=...LibraryStamp=<hash of libfelix_ffi.a>) by
 // test.sh. Go's build cache does not notice a rebuilt static library behind #cgo LDFLAGS and

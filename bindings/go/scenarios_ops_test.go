@@ -209,7 +209,7 @@ func (r *run) connect(ctx context.Context, s step) error {
 	if err != nil {
 		return err
 	}
-	o := shared.options()
+	o := r.broker.options()
 	if o.Tenant, err = s.strOr("tenant", "default"); err != nil {
 		return err
 	}

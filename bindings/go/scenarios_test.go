@@ -47,8 +47,10 @@ const (
 )
 
 var (
-	topKeys    = []string{"$schema", "name", "description", "timeout_ms", "steps"}
-	commonKeys = []string{"op", "comment", "expect_error", "timeout_ms"}
+	topKeys = []string{"$schema", "name", "description", "timeout_ms", "broker", "steps"}
+	// brokerProfiles are the brokers a scenario may ask for with "broker" (README, "Brokers").
+	brokerProfiles = []string{"dev", "jwt"}
+	commonKeys     = []string{"op", "comment", "expect_error", "timeout_ms"}
 	// Keys that check or store a result, so make no sense on a step expected to fail.
 	resultKeys = []string{"as", "expect", "expect_count", "expect_existed", "expect_version"}
 	// Ops whose expect is required unless the step has expect_error.
@@ -108,6 +110,7 @@ func fail(format string, a ...any) error { return &checkErr{fmt.Sprintf(format, 
 
 // run is the state of one scenario run.
 type run struct {
+	broker      *broker // the one the scenario runs against (its "broker")
 	ns          string
 	stem        string
 	clients     map[string]*felix.Client
@@ -403,13 +406,25 @@ func runText(stem, text string, index int) (unsupported []string, err error) {
 			return nil, errors.New("timeout_ms must be an integer")
 		}
 	}
+	target := shared
+	if v, ok := top["broker"]; ok {
+		p, _ := v.(string)
+		if !slices.Contains(brokerProfiles, p) {
+			return nil, fmt.Errorf("unknown broker %v (one of %v)", v, brokerProfiles)
+		}
+		if p == "jwt" {
+			if target, err = jwtBroker(); err != nil {
+				return nil, fmt.Errorf("the jwt broker: %v", err)
+			}
+		}
+	}
 	ns := fmt.Sprintf("sc_%d_%x", index, time.Now().UnixNano())
 	substitute(top, ns)
 	steps, ok := top["steps"].([]any)
 	if !ok || len(steps) == 0 {
 		return nil, errors.New("steps must be a non-empty array")
 	}
-	r := &run{ns: ns, stem: stem, clients: map[string]*felix.Client{}, subs: map[string]*felix.Subscription{},
+	r := &run{broker: target, ns: ns, stem: stem, clients: map[string]*felix.Client{}, subs: map[string]*felix.Subscription{},
 		offsets: map[string][]uint64{}, versions: map[string]uint64{}}
 	defer func() {
 		for _, s := range r.subs {

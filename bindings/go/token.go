@@ -7,7 +7,7 @@ package felix
 /*
 #include <stdlib.h>
 #include "felix.h"
-extern FelixStatus felixGoTokenCallback(void *user_data, uint8_t *out, size_t cap, size_t *out_len);
+extern int32_t felixGoTokenCallback(void *user_data, uint8_t *out, size_t cap, size_t *out_len);
 extern void felixGoTokenFree(void *user_data);
 */
 import "C"
@@ -19,7 +19,8 @@ import (
 )
 
 // setTokenCallback makes f the token callback of opts. The library releases the handle
-// exactly once, whatever the connect's outcome.
+// exactly once, whatever the connect's outcome, provided opts reach felix_client_connect(_start):
+// call it only right before that call (a Connect whose ctx ended before would leak the handle).
 func setTokenCallback(opts *C.FelixConnectOptions, f func() (string, error)) {
 	ud := C.malloc(C.size_t(unsafe.Sizeof(C.uintptr_t(0))))
 	*(*C.uintptr_t)(ud) = C.uintptr_t(cgo.NewHandle(f))
@@ -29,9 +30,9 @@ func setTokenCallback(opts *C.FelixConnectOptions, f func() (string, error)) {
 }
 
 //export felixGoTokenCallback
-func felixGoTokenCallback(userData unsafe.Pointer, out *C.uint8_t, capacity C.size_t, outLen *C.size_t) (status C.FelixStatus) {
+func felixGoTokenCallback(userData unsafe.Pointer, out *C.uint8_t, capacity C.size_t, outLen *C.size_t) (status C.int32_t) {
 	buf := unsafe.Slice((*byte)(unsafe.Pointer(out)), int(capacity))
-	fail := func(msg string) C.FelixStatus {
+	fail := func(msg string) C.int32_t {
 		*outLen = C.size_t(copy(buf, msg))
 		return C.FELIX_STATUS_UNAUTHORIZED
 	}

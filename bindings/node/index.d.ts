@@ -180,6 +180,11 @@ export interface ConnectOptions {
   clientCertFile?: string
   /** PEM private key of `clientCertFile`. */
   clientKeyFile?: string
+  /**
+   * PEM CA certificate(s) an `https` `tokenExchangeUrl` must chain to (a control plane
+   * with a private CA); default: the public web roots. Needs `tokenExchangeUrl`.
+   */
+  tokenExchangeCaFile?: string
 }
 
 /** Settings of `createGroup`. */

@@ -52,6 +52,6 @@ pub use queue::{Consumer, DeadLetter, GroupSettings, QueueMessage};
 pub use refresh::TokenStats;
 pub use subscribe::{Event, Gap, Start, Subscription};
 pub use token::{
-    FetchedToken, SubjectToken, TokenCallback, TokenCallbackError, TokenExchange, TokenRefresh,
-    TokenSource, ID_TOKEN_TYPE,
+    FetchedToken, Lifetime, SubjectToken, TokenCallback, TokenCallbackError, TokenExchange,
+    TokenRefresh, TokenSource, ID_TOKEN_TYPE,
 };

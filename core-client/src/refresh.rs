@@ -14,13 +14,14 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rand::Rng;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use crate::config::ClientConfig;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::sync::{Mutex, RwLock};
-use crate::token::{self, now_ms, Fetched, TokenRefresh, TokenSource};
+use crate::token::{self, Fetched, TokenRefresh, TokenSource};
 
 /// The token in use.
 #[derive(Clone)]
@@ -29,8 +30,12 @@ pub(crate) struct Current {
     pub token: Option<Arc<str>>,
     /// Bumped by every refresh.
     pub gen: u64,
-    pub obtained_ms: u64,
-    pub exp_ms: Option<u64>,
+    /// When to fetch the next one (`None`: never). Drawn once per token, at a random point of
+    /// the policy's window, so clients started together spread their refreshes.
+    pub refresh_at: Option<Instant>,
+    /// When the broker will stop accepting it, if known: the token's own lifetime counted on
+    /// the monotonic clock from its receipt (see `token::Lifetime`).
+    pub expires_at: Option<Instant>,
 }
 
 /// Counters of the token machinery (see [`crate::Client::token_stats`]).
@@ -79,8 +84,8 @@ impl Tokens {
             current: RwLock::new(Current {
                 token: None,
                 gen: 0,
-                obtained_ms: now_ms(),
-                exp_ms: None,
+                refresh_at: None,
+                expires_at: None,
             }),
             expired: AtomicBool::new(false),
             last_error: Mutex::new(None),
@@ -158,11 +163,16 @@ impl Tokens {
     }
 
     fn install(&self, f: Fetched) {
+        let received = Instant::now();
+        let delay = self.policy.refresh_delay(
+            f.lifetime.map(|l| l.refresh_within),
+            rand::thread_rng().gen::<f64>(),
+        );
         let mut cur = self.current.write();
         cur.token = Some(f.token);
         cur.gen += 1;
-        cur.obtained_ms = now_ms();
-        cur.exp_ms = f.exp_ms;
+        cur.refresh_at = delay.map(|d| received + d);
+        cur.expires_at = f.lifetime.map(|l| received + l.valid_for);
         drop(cur);
         self.expired.store(false, Ordering::Relaxed);
     }
@@ -173,24 +183,27 @@ pub(crate) async fn run(tokens: Arc<Tokens>, pool: Weak<Pool>) {
     let mut failures = 0u32;
     loop {
         let cur = tokens.current();
-        let now = now_ms();
+        let now = Instant::now();
         let refresh_at = if failures == 0 {
-            match tokens.policy.next_refresh_ms(cur.obtained_ms, cur.exp_ms) {
+            match cur.refresh_at {
                 Some(t) => t,
                 None => return, // an opaque token with no interval: nothing to schedule
             }
         } else {
-            let d = tokens.policy.retry_delay(failures);
-            now + (d.as_millis() as u64).max(1) * rand::thread_rng().gen_range(75..=100) / 100
+            let d = tokens
+                .policy
+                .retry_delay(failures)
+                .max(Duration::from_millis(1));
+            now + d.mul_f64(rand::thread_rng().gen_range(0.75..=1.0))
         };
         let mut wake = refresh_at;
-        if let Some(exp) = cur.exp_ms {
+        if let Some(exp) = cur.expires_at {
             if exp > now && !tokens.is_expired() {
                 wake = wake.min(exp);
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(wake.saturating_sub(now))) => {}
+            _ = tokio::time::sleep_until(wake) => {}
             _ = tokens.stop.notified() => return,
         }
         let Some(p) = pool.upgrade() else { return };
@@ -198,9 +211,9 @@ pub(crate) async fn run(tokens: Arc<Tokens>, pool: Weak<Pool>) {
             return;
         }
         drop(p);
-        let now = now_ms();
+        let now = Instant::now();
         let expired_unrefreshed =
-            cur.exp_ms.is_some_and(|exp| now >= exp) && tokens.current().gen == cur.gen;
+            cur.expires_at.is_some_and(|exp| now >= exp) && tokens.current().gen == cur.gen;
         if expired_unrefreshed && !tokens.expired.swap(true, Ordering::Relaxed) {
             warn!("the client's token expired before a fresh one could be fetched; calls fail with unauthorized until one is");
         }
@@ -213,7 +226,7 @@ pub(crate) async fn run(tokens: Arc<Tokens>, pool: Weak<Pool>) {
                 tokens.install(fresh);
                 debug!("token refreshed");
                 if let Some(p) = pool.upgrade() {
-                    p.move_to_current_token(cur.exp_ms.is_some());
+                    p.move_to_current_token(cur.expires_at.is_some());
                 }
             }
             Err(e) => {

@@ -140,11 +140,23 @@ impl TokenExchange {
 }
 
 /// When the client fetches a fresh token.
+///
+/// The schedule never reads the local wall clock: a token's lifetime is its own `exp - iat`
+/// (or the exchange reply's `expires_in`), counted on the monotonic clock from when it was
+/// received, so a client whose clock is minutes off still refreshes in time (see
+/// [`Lifetime`]). Each client refreshes at a random point of a window before expiry, so a
+/// fleet started together does not hit the control plane at the same instant.
 #[derive(Debug, Clone)]
 pub struct TokenRefresh {
-    /// Fraction of a token's remaining lifetime (from when it was fetched to its `exp`) after
-    /// which the next one is fetched. Default 0.8: a 10-minute token is replaced after 8.
+    /// Fraction of a token's lifetime (from when it was received) after which the next one is
+    /// fetched, at the latest. Default 0.8: a 10-minute token is replaced after 8 minutes at
+    /// the latest.
     pub lifetime_fraction: f64,
+    /// Width of the refresh window, as a fraction of the lifetime, ending at
+    /// `lifetime_fraction`: each refresh happens at a uniformly random point of it. Default
+    /// 0.1: a 10-minute token is replaced between 7 and 8 minutes. 0 refreshes exactly at
+    /// `lifetime_fraction`.
+    pub jitter_fraction: f64,
     /// Refresh at least this often, whatever the lifetime. A token without a readable `exp`
     /// (opaque) is refreshed only on this interval; `None` (default) leaves it as it is.
     pub interval: Option<Duration>,
@@ -163,6 +175,7 @@ impl Default for TokenRefresh {
     fn default() -> Self {
         Self {
             lifetime_fraction: 0.8,
+            jitter_fraction: 0.1,
             interval: None,
             retry_initial: Duration::from_millis(500),
             retry_max: Duration::from_secs(30),
@@ -172,20 +185,20 @@ impl Default for TokenRefresh {
 }
 
 impl TokenRefresh {
-    /// When to fetch the next token, for one fetched at `obtained_ms` that expires at `exp_ms`
-    /// (both milliseconds since the Unix epoch); `None`: never (no `exp`, no interval).
-    pub fn next_refresh_ms(&self, obtained_ms: u64, exp_ms: Option<u64>) -> Option<u64> {
-        let fraction = self.lifetime_fraction.clamp(0.0, 1.0);
-        let by_exp = exp_ms.map(|exp| {
-            let life = exp.saturating_sub(obtained_ms);
-            obtained_ms + (life as f64 * fraction) as u64
-        });
-        let by_interval = self.interval.map(|i| obtained_ms.saturating_add(millis(i)));
-        let at = match (by_exp, by_interval) {
+    /// How long after receiving a token to fetch the next one: `refresh_within` is the
+    /// token's [`Lifetime::refresh_within`] (`None`: opaque), `random` a sample of `[0, 1)`
+    /// placing the refresh in the jitter window (0: its start, the earliest). `None`: never
+    /// (no lifetime, no interval).
+    pub fn refresh_delay(&self, refresh_within: Option<Duration>, random: f64) -> Option<Duration> {
+        let latest = self.lifetime_fraction.clamp(0.0, 1.0);
+        let earliest = (latest - self.jitter_fraction.clamp(0.0, 1.0)).max(0.0);
+        let at = earliest + (latest - earliest) * random.clamp(0.0, 1.0);
+        let by_life = refresh_within.map(|life| life.mul_f64(at));
+        let delay = match (by_life, self.interval) {
             (Some(a), Some(b)) => a.min(b),
             (a, b) => a.or(b)?,
         };
-        Some(at.max(obtained_ms.saturating_add(millis(self.min_delay))))
+        Some(delay.max(self.min_delay))
     }
 
     /// Delay before retry number `failures` (1 = after the first failure), before jitter.
@@ -194,6 +207,50 @@ impl TokenRefresh {
         self.retry_initial
             .saturating_mul(1 << doublings)
             .min(self.retry_max)
+    }
+}
+
+/// How long a token stays usable, counted from the moment it was received (so measured on
+/// the monotonic clock, not compared with the local wall clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// When the broker will stop accepting it (as far as the client can tell without
+    /// trusting its own clock): calls fail fast with `unauthorized` past it if no fresh
+    /// token could be had. Its `exp - iat` when it has an `iat`, else the exchange reply's
+    /// `expires_in`, else `exp` minus the local clock (the only case that trusts the clock).
+    pub valid_for: Duration,
+    /// The lifetime the refresh is scheduled within: `valid_for`, shortened when the local
+    /// clock says the token is older than its `iat` (a callback handing out a cached token),
+    /// so the wall clock can only make a refresh earlier, never later. A clock so far ahead
+    /// that the token looks expired is ignored.
+    pub refresh_within: Duration,
+}
+
+impl Lifetime {
+    /// The lifetime of a token received when the wall clock read `now_ms` (ms since the Unix
+    /// epoch): `exp` and `iat` are its JWT claims (seconds), `expires_in` the exchange reply's
+    /// (seconds). `None`: nothing tells when it expires (an opaque token).
+    pub fn of(
+        exp: Option<u64>,
+        iat: Option<u64>,
+        expires_in: Option<u64>,
+        now_ms: u64,
+    ) -> Option<Lifetime> {
+        let by_clock = exp.map(|e| e.saturating_mul(1000).saturating_sub(now_ms));
+        let own = match (exp, iat) {
+            (Some(e), Some(i)) => Some(e.saturating_sub(i).saturating_mul(1000)),
+            _ => expires_in.map(|s| s.saturating_mul(1000)),
+        };
+        let (valid_ms, refresh_ms) = match (own, by_clock) {
+            (Some(own), Some(clock)) if clock > 0 => (own, own.min(clock)),
+            (Some(own), _) => (own, own),
+            (None, Some(clock)) => (clock, clock),
+            (None, None) => return None,
+        };
+        Some(Lifetime {
+            valid_for: Duration::from_millis(valid_ms),
+            refresh_within: Duration::from_millis(refresh_ms),
+        })
     }
 }
 
@@ -240,9 +297,11 @@ impl fmt::Debug for FetchedToken {
 /// A token just fetched.
 pub(crate) struct Fetched {
     pub token: Arc<str>,
-    /// When it expires (ms since the epoch), if known: its JWT `exp`, else the exchange
-    /// reply's `expires_in`.
+    /// When it expires (ms since the epoch, by the local clock), if known: its JWT `exp`,
+    /// else the exchange reply's `expires_in`. Reported only ([`FetchedToken::expires_at`]).
     pub exp_ms: Option<u64>,
+    /// How long it lasts from now (what the refresh schedule uses).
+    pub lifetime: Option<Lifetime>,
 }
 
 /// Fetches a token from `source` (blocking: call it on a blocking thread). `tenant` is the
@@ -263,13 +322,18 @@ pub(crate) fn fetch(source: &TokenSource, tenant: &str) -> Result<Fetched> {
     }
     check_len(&token)?;
     let obtained = now_ms();
-    let exp_ms = match felix_auth::unverified_times(&token) {
-        Ok(t) => Some(t.exp.saturating_mul(1000)),
-        Err(_) => expires_in.map(|s| obtained.saturating_add(s.saturating_mul(1000))),
+    let (exp, iat) = match felix_auth::unverified_times(&token) {
+        Ok(t) => (Some(t.exp), t.iat),
+        Err(_) => (None, None),
+    };
+    let exp_ms = match exp {
+        Some(e) => Some(e.saturating_mul(1000)),
+        None => expires_in.map(|s| obtained.saturating_add(s.saturating_mul(1000))),
     };
     Ok(Fetched {
         token: token.into(),
         exp_ms,
+        lifetime: Lifetime::of(exp, iat, expires_in, obtained),
     })
 }
 
@@ -302,7 +366,14 @@ pub(crate) fn call(f: &TokenCallback, what: &str) -> Result<String> {
 mod tests {
     use super::*;
 
-    const MIN: u64 = 60_000;
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn exact() -> TokenRefresh {
+        TokenRefresh {
+            jitter_fraction: 0.0,
+            ..TokenRefresh::default()
+        }
+    }
 
     #[test]
     fn a_token_over_16_kib_is_refused_unauthorized_before_it_is_sent() {
@@ -321,40 +392,107 @@ mod tests {
     }
 
     #[test]
-    fn refresh_at_eighty_percent_of_the_lifetime_left() {
+    fn refresh_at_eighty_percent_of_the_lifetime() {
+        let p = exact();
+        assert_eq!(p.refresh_delay(Some(10 * MIN), 0.5), Some(8 * MIN));
+        assert_eq!(p.refresh_delay(Some(5 * MIN), 0.0), Some(4 * MIN));
+    }
+
+    #[test]
+    fn jitter_spreads_refreshes_over_a_window_before_the_latest_point() {
         let p = TokenRefresh::default();
-        // Fetched at t=1000 s, expires 10 minutes later: refresh after 8 minutes.
-        let t0 = 1_000_000;
-        assert_eq!(
-            p.next_refresh_ms(t0, Some(t0 + 10 * MIN)),
-            Some(t0 + 8 * MIN)
+        let life = Some(10 * MIN);
+        // The window is [70 %, 80 %] of the lifetime; the sample places the refresh in it.
+        assert_eq!(p.refresh_delay(life, 0.0), Some(7 * MIN));
+        assert_eq!(p.refresh_delay(life, 0.5), Some(Duration::from_secs(450)));
+        let last = p.refresh_delay(life, 0.999_999).unwrap();
+        assert!(
+            last > Duration::from_secs(479) && last <= 8 * MIN,
+            "{last:?}"
         );
-        // The lifetime counts from when it was fetched, not from its iat.
-        assert_eq!(
-            p.next_refresh_ms(t0, Some(t0 + 5 * MIN)),
-            Some(t0 + 4 * MIN)
-        );
+        // Out-of-range samples and settings are clamped, never past the lifetime.
+        assert_eq!(p.refresh_delay(life, 7.0), Some(8 * MIN));
+        let wide = TokenRefresh {
+            jitter_fraction: 5.0,
+            ..TokenRefresh::default()
+        };
+        assert_eq!(wide.refresh_delay(life, 0.0), Some(Duration::from_secs(1)));
+        assert_eq!(wide.refresh_delay(life, 1.0), Some(8 * MIN));
     }
 
     #[test]
     fn the_interval_caps_the_schedule_and_alone_drives_opaque_tokens() {
         let p = TokenRefresh {
-            interval: Some(Duration::from_secs(60)),
-            ..TokenRefresh::default()
+            interval: Some(MIN),
+            ..exact()
         };
-        let t0 = 5_000_000;
-        assert_eq!(p.next_refresh_ms(t0, Some(t0 + 10 * MIN)), Some(t0 + MIN));
-        assert_eq!(p.next_refresh_ms(t0, Some(t0 + MIN / 2)), Some(t0 + 24_000));
-        assert_eq!(p.next_refresh_ms(t0, None), Some(t0 + MIN));
-        assert_eq!(TokenRefresh::default().next_refresh_ms(t0, None), None);
+        assert_eq!(p.refresh_delay(Some(10 * MIN), 0.3), Some(MIN));
+        assert_eq!(
+            p.refresh_delay(Some(MIN / 2), 0.3),
+            Some(Duration::from_secs(24))
+        );
+        assert_eq!(p.refresh_delay(None, 0.3), Some(MIN));
+        assert_eq!(TokenRefresh::default().refresh_delay(None, 0.3), None);
     }
 
     #[test]
     fn an_expired_or_tiny_token_does_not_refresh_in_a_loop() {
         let p = TokenRefresh::default();
-        let t0 = 9_000_000;
-        assert_eq!(p.next_refresh_ms(t0, Some(t0 - 1)), Some(t0 + 1000));
-        assert_eq!(p.next_refresh_ms(t0, Some(t0 + 10)), Some(t0 + 1000));
+        assert_eq!(
+            p.refresh_delay(Some(Duration::ZERO), 0.5),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            p.refresh_delay(Some(Duration::from_millis(10)), 0.5),
+            Some(Duration::from_secs(1))
+        );
+    }
+
+    /// A token issued at `iat` lasting 10 minutes, received when the local clock reads
+    /// `iat + skew`.
+    fn received_with_skew(skew_s: i64) -> Lifetime {
+        let iat: u64 = 1_700_000_000;
+        let exp = iat + 600;
+        let now_ms = (iat as i64 + skew_s) as u64 * 1000;
+        Lifetime::of(Some(exp), Some(iat), None, now_ms).unwrap()
+    }
+
+    #[test]
+    fn a_skewed_clock_never_delays_the_refresh_nor_the_expiry() {
+        let ten = 10 * MIN;
+        // Right clock: the lifetime is exp - iat.
+        let l = received_with_skew(0);
+        assert_eq!((l.valid_for, l.refresh_within), (ten, ten));
+        // A clock 1 hour behind used to see 70 minutes left, and refreshed after the broker had
+        // ended the token. The token's own lifetime wins.
+        let l = received_with_skew(-3600);
+        assert_eq!((l.valid_for, l.refresh_within), (ten, ten));
+        // A clock 1 hour ahead used to see the token as expired and refetch every second. The
+        // token's own lifetime is used; the clock is ignored once it claims expiry.
+        let l = received_with_skew(3600);
+        assert_eq!((l.valid_for, l.refresh_within), (ten, ten));
+        // A clock 4 minutes ahead (or a cached token 4 minutes old: the client cannot tell)
+        // only brings the refresh forward; the fail-fast expiry stays the token's own.
+        let l = received_with_skew(240);
+        assert_eq!((l.valid_for, l.refresh_within), (ten, 6 * MIN));
+    }
+
+    #[test]
+    fn lifetimes_without_iat_come_from_the_exchange_then_the_clock() {
+        let now = 1_700_000_000_000;
+        // Exchange reply without a readable JWT: expires_in, whatever the clock.
+        let l = Lifetime::of(None, None, Some(300), now).unwrap();
+        assert_eq!(l.valid_for, 5 * MIN);
+        // A JWT without iat but an exchange expires_in: expires_in, capped by the clock.
+        let l = Lifetime::of(Some(now / 1000 + 120), None, Some(300), now).unwrap();
+        assert_eq!((l.valid_for, l.refresh_within), (5 * MIN, 2 * MIN));
+        // Only exp: the clock is all there is.
+        let l = Lifetime::of(Some(now / 1000 + 120), None, None, now).unwrap();
+        assert_eq!((l.valid_for, l.refresh_within), (2 * MIN, 2 * MIN));
+        assert_eq!(Lifetime::of(None, None, None, now), None);
+        // iat after exp (a broken issuer): a zero lifetime, refreshed after min_delay.
+        let l = Lifetime::of(Some(100), Some(200), None, 50_000).unwrap();
+        assert_eq!(l.valid_for, Duration::ZERO);
     }
 
     #[test]

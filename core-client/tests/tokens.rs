@@ -215,6 +215,44 @@ async fn a_refused_reauth_reconnects_with_the_new_token() {
     );
 }
 
+/// The refresh follows the token's own lifetime (`exp - iat`, counted from its receipt), not
+/// the local clock: with the issuer's clock an hour ahead (the old schedule saw 3603 s left and
+/// refreshed long after the broker had ended the token) or an hour behind (it saw the token as
+/// expired and refetched every second), a 3 s token is refreshed within its jitter window,
+/// 70..80 % of 3 s (generous bounds both ways), and calls keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_clock_refreshes_on_the_tokens_own_lifetime() {
+    for skew_s in [3600i64, -3600] {
+        let b = DevBroker::start(&format!("cb-skew{}", skew_s.signum() + 1)).await;
+        let times = Arc::new(Mutex::new(Vec::<Instant>::new()));
+        let t = times.clone();
+        let (source, calls) = counted(move |n| {
+            t.lock().unwrap().push(Instant::now());
+            Ok(felix_jwt_skewed(3, &format!("jti-{n}"), skew_s))
+        });
+        let client = Client::connect(ClientConfig {
+            token_source: Some(source),
+            ..b.client_config()
+        })
+        .await
+        .unwrap();
+        eventually(10, "the refresh before expiry", || {
+            calls.load(Ordering::SeqCst) >= 2
+        })
+        .await;
+        let gap = {
+            let t = times.lock().unwrap();
+            t[1] - t[0]
+        };
+        assert!(
+            gap >= Duration::from_millis(1500) && gap < Duration::from_millis(3000),
+            "skew {skew_s} s: refreshed {gap:?} after the first fetch"
+        );
+        client.publish("ns", "s", "x".into()).await.unwrap();
+        client.close();
+    }
+}
+
 /// The callback fails after the first token: the current token keeps serving until its `exp`,
 /// then calls fail with `unauthorized` (quoting the callback's error); when the callback
 /// recovers, so do calls.

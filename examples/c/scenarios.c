@@ -36,7 +36,10 @@ FelixStatus call_status;
 char call_msg[1024];
 const char *broker_addr, *broker_ca;
 
-static const char *const TOP_KEYS[] = {"$schema", "name", "description", "timeout_ms", "steps", NULL};
+static const char *const TOP_KEYS[] = {"$schema", "name", "description", "timeout_ms", "broker", "steps", NULL};
+/* The brokers a scenario may ask for with "broker" (tests/scenarios/README.md, "Brokers"); the
+ * jwt one's address and CA come from FELIX_JWT_BROKER and FELIX_JWT_BROKER_CA. */
+static const char *const BROKERS[] = {"dev", "jwt", NULL};
 static const char *const COMMON_KEYS[] = {"op", "comment", "expect_error", "timeout_ms", NULL};
 static const char *const RESULT_KEYS[] = {"as", "expect", "expect_count", "expect_existed", "expect_version", NULL};
 static const char *const EXPECT_REQUIRED[] = {"cache_get", "cache_get_many", "dead_letters", NULL};
@@ -322,6 +325,15 @@ static int run_doc(const char *stem, json_t *doc, int index, Run *r) {
     uint64_t timeout = DEFAULT_SCENARIO_MS;
     json_t *t = json_object_get(doc, "timeout_ms");
     if (t && uint_of(t, &timeout)) return fail("timeout_ms must be an integer");
+    json_t *b = json_object_get(doc, "broker");
+    if (b && (!json_is_string(b) || !in(BROKERS, json_string_value(b))))
+        return fail("unknown broker %.60s (one of dev, jwt)", json_is_string(b) ? json_string_value(b) : "(not a string)");
+    const char *addr = broker_addr, *ca = broker_ca;
+    if (b && strcmp(json_string_value(b), "jwt") == 0) {
+        addr = getenv("FELIX_JWT_BROKER");
+        ca = getenv("FELIX_JWT_BROKER_CA");
+        if (!addr || !ca) return fail("the scenario needs the jwt broker: set FELIX_JWT_BROKER and FELIX_JWT_BROKER_CA");
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(r->ns, sizeof r->ns, "sc_%d_%llx", index, (unsigned long long)ts.tv_sec * 1000000000ull + (unsigned long long)ts.tv_nsec);
@@ -330,6 +342,10 @@ static int run_doc(const char *stem, json_t *doc, int index, Run *r) {
     if (!json_is_array(steps) || json_array_size(steps) == 0) return fail("steps must be a non-empty array");
     r->q = felix_completion_queue_new();
     r->scenario_deadline = now_ms() + (int64_t)timeout;
+    /* connect steps read the broker from these globals: point them at this scenario's. */
+    const char *dev_addr = broker_addr, *dev_ca = broker_ca;
+    broker_addr = addr;
+    broker_ca = ca;
     int res = R_OK;
     size_t i;
     json_t *sv;
@@ -344,6 +360,8 @@ static int run_doc(const char *stem, json_t *doc, int index, Run *r) {
         snprintf(why, sizeof why, "step %zu (%.40s): %.3900s", i, json_is_string(op) ? json_string_value(op) : "?", reason);
         break;
     }
+    broker_addr = dev_addr;
+    broker_ca = dev_ca;
     run_free(r);
     return res == R_OK ? R_OK : R_CHECK;
 }

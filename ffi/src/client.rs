@@ -88,6 +88,11 @@ pub struct FelixConnectOptions {
     pub client_cert_file: FelixBytes,
     /// PEM private key of `client_cert_file`.
     pub client_key_file: FelixBytes,
+    /// PEM CA certificate(s) the control plane's certificate must chain to (an `https`
+    /// `token_exchange_url` with a private CA); empty: the public web roots. Needs
+    /// `token_exchange_url` (`FELIX_STATUS_INVALID_ARGUMENT` without it). Read at every
+    /// exchange: a missing or certificate-less file fails it.
+    pub token_exchange_ca_file: FelixBytes,
 }
 
 /// Fills `options` with defaults (all zero/empty). NULL is a no-op.
@@ -123,6 +128,7 @@ pub unsafe extern "C" fn felix_connect_options_init(options: *mut FelixConnectOp
                     token_refresh_interval_ms: 0,
                     client_cert_file: FelixBytes::EMPTY,
                     client_key_file: FelixBytes::EMPTY,
+                    token_exchange_ca_file: FelixBytes::EMPTY,
                 })
             }
         }
@@ -164,15 +170,16 @@ unsafe fn config(o: *const FelixConnectOptions) -> Res<ClientConfig> {
     if !token.is_empty() {
         c.token = Some(token);
     }
-    // SAFETY (all three): the caller's strings are valid for their lengths.
-    let (url, subject, subject_file) = unsafe {
+    // SAFETY (all four): the caller's strings are valid for their lengths.
+    let (url, subject, subject_file, exchange_ca) = unsafe {
         (
             o.token_exchange_url.text("token_exchange_url")?,
             o.subject_token.text("subject_token")?,
             o.subject_token_file.text("subject_token_file")?,
+            o.token_exchange_ca_file.text("token_exchange_ca_file")?,
         )
     };
-    c.token_source = tokens.source(url, subject, subject_file)?;
+    c.token_source = tokens.source(url, subject, subject_file, exchange_ca)?;
     if o.token_refresh_interval_ms > 0 {
         c.token_refresh.interval = Some(Duration::from_millis(o.token_refresh_interval_ms.into()));
     }

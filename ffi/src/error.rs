@@ -199,18 +199,33 @@ pub unsafe extern "C" fn felix_error_free(error: *mut FelixError) {
     })
 }
 
-/// The stable snake_case name of a status (`"ok"`, `"not_found"`, ...): a static string.
+/// The stable snake_case name of a status (`"ok"`, `"not_found"`, ...): a static string;
+/// `"unknown"` for a number that is no `FelixStatus`. Takes a plain integer, so any value a C
+/// caller passes is defined.
 #[no_mangle]
-pub extern "C" fn felix_status_name(status: FelixStatus) -> *const c_char {
-    let s: &'static [u8] = match status as u32 {
+pub extern "C" fn felix_status_name(status: i32) -> *const c_char {
+    let s: &'static [u8] = match status {
         0 => b"ok\0",
-        n => ErrorCode::ALL
-            .iter()
-            .find(|c| c.as_u16() as u32 == n)
-            .map(|c| name_z(*c))
-            .unwrap_or(b"internal\0"),
+        n => known_code(n).map(name_z).unwrap_or(b"unknown\0"),
     };
     s.as_ptr().cast()
+}
+
+/// The error code numbered `n`, if any.
+fn known_code(n: i32) -> Option<ErrorCode> {
+    ErrorCode::ALL
+        .iter()
+        .copied()
+        .find(|c| i32::from(c.as_u16()) == n)
+}
+
+/// The name of status number `n` (without the NUL), if it is one.
+pub(crate) fn status_name(n: i32) -> Option<&'static str> {
+    let z: &'static [u8] = match n {
+        0 => b"ok\0",
+        n => name_z(known_code(n)?),
+    };
+    std::str::from_utf8(&z[..z.len() - 1]).ok()
 }
 
 fn name_z(c: ErrorCode) -> &'static [u8] {

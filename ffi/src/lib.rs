@@ -63,7 +63,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// binding checks `felix_abi_version() == FELIX_ABI_VERSION` before its first call.
 ///
 /// 2: `FelixConnectOptions` grew token sources (callback, exchange) and client certificates.
-pub const FELIX_ABI_VERSION: u32 = 2;
+/// 3: `FelixTokenCallback` and `felix_status_name` take/return `int32_t` instead of the
+///    `FelixStatus` enum (a value outside the enum is defined); `FelixConnectOptions` grew
+///    `token_exchange_ca_file`.
+pub const FELIX_ABI_VERSION: u32 = 3;
 
 /// The ABI version of the loaded library (compare with `FELIX_ABI_VERSION`).
 #[no_mangle]

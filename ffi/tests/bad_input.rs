@@ -29,14 +29,17 @@ fn version_and_status_names() {
     assert_eq!(felix_abi_version(), FELIX_ABI_VERSION);
     let v = unsafe { CStr::from_ptr(felix_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
-    let name = |s| {
+    let name = |s: i32| {
         unsafe { CStr::from_ptr(felix_status_name(s)) }
             .to_str()
             .unwrap()
     };
-    assert_eq!(name(FelixStatus::Ok), "ok");
-    assert_eq!(name(FelixStatus::NotFound), "not_found");
-    assert_eq!(name(FelixStatus::FrameTooLarge), "frame_too_large");
+    assert_eq!(name(FelixStatus::Ok as i32), "ok");
+    assert_eq!(name(FelixStatus::NotFound as i32), "not_found");
+    assert_eq!(name(FelixStatus::FrameTooLarge as i32), "frame_too_large");
+    // Any integer is defined: one that is no status has a name saying so.
+    assert_eq!(name(-1), "unknown");
+    assert_eq!(name(1234), "unknown");
 }
 
 #[test]

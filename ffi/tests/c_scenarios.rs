@@ -13,7 +13,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{cargo_build, profile_dir, start_broker, workspace};
+use common::{cargo_build, profile_dir, start_broker, start_broker_with, workspace};
 
 #[test]
 #[ignore = "needs libjansson-dev; bindings/go/test.sh installs it and runs this test"]
@@ -46,10 +46,25 @@ fn c_scenario_runner_passes_every_scenario_and_fails_wrong_ones() {
 
     let (_broker, addr) = start_broker(&dir);
     let scenarios = root.join("tests/scenarios");
+    // The JWT-mode broker of `"broker": "jwt"` scenarios (tests/scenarios/README.md, "Brokers").
+    let jwt_dir = dir.join("jwt");
+    std::fs::create_dir_all(&jwt_dir).unwrap();
+    let keys = scenarios.join("auth/jwks.json");
+    let (_jwt_broker, jwt_addr) = start_broker_with(
+        &jwt_dir,
+        &[
+            "--jwt-keys-file",
+            keys.to_str().unwrap(),
+            "--auth-issuer",
+            "felix-scenarios",
+        ],
+    );
     let run = |extra: Option<std::path::PathBuf>| {
         let mut cmd = Command::new(&exe);
         cmd.arg(&addr).arg(dir.join("ca.pem")).arg(&scenarios);
         cmd.env_remove("FELIX_SCENARIOS");
+        cmd.env("FELIX_JWT_BROKER", &jwt_addr)
+            .env("FELIX_JWT_BROKER_CA", jwt_dir.join("ca.pem"));
         if let Some(e) = extra {
             cmd.arg(e);
         }

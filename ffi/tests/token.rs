@@ -30,14 +30,14 @@ unsafe extern "C" fn good_token(
     out: *mut u8,
     cap: usize,
     out_len: *mut usize,
-) -> FelixStatus {
+) -> i32 {
     let counts = &*(user_data as *const Counts);
     counts.calls.fetch_add(1, Ordering::SeqCst);
     let token = b"token-from-c";
     assert!(cap >= token.len());
     ptr::copy_nonoverlapping(token.as_ptr(), out, token.len());
     *out_len = token.len();
-    FelixStatus::Ok
+    0
 }
 
 unsafe extern "C" fn failing_token(
@@ -45,10 +45,23 @@ unsafe extern "C" fn failing_token(
     _out: *mut u8,
     _cap: usize,
     _out_len: *mut usize,
-) -> FelixStatus {
+) -> i32 {
     let counts = &*(user_data as *const Counts);
     counts.calls.fetch_add(1, Ordering::SeqCst);
-    FelixStatus::Unavailable
+    FelixStatus::Unavailable as i32
+}
+
+/// Returns a value that is no `FelixStatus` (a C enum could not hold it without undefined
+/// behaviour; the `int32_t` return type makes it a defined, refused answer).
+unsafe extern "C" fn out_of_range_token(
+    user_data: *mut c_void,
+    _out: *mut u8,
+    _cap: usize,
+    _out_len: *mut usize,
+) -> i32 {
+    let counts = &*(user_data as *const Counts);
+    counts.calls.fetch_add(1, Ordering::SeqCst);
+    1234
 }
 
 unsafe extern "C" fn count_free(user_data: *mut c_void) {
@@ -113,6 +126,19 @@ fn a_c_token_callback_is_called_and_its_user_data_released_once() {
         felix_error_free(err);
         assert_eq!(counts.freed.load(Ordering::SeqCst), 2);
 
+        // A status that is no FelixStatus: the fetch fails, saying so.
+        let mut o = options(addr.as_bytes(), &ca);
+        o.token_callback = Some(out_of_range_token);
+        o.token_user_data = user_data;
+        o.token_user_data_free = Some(count_free);
+        let st = felix_client_connect(&o, &mut c, &mut err);
+        assert_eq!(st, FelixStatus::Unauthorized);
+        assert!(c.is_null());
+        let msg = CStr::from_ptr((*err).message).to_str().unwrap().to_owned();
+        assert!(msg.contains("1234, which is not a FelixStatus"), "{msg}");
+        felix_error_free(err);
+        assert_eq!(counts.freed.load(Ordering::SeqCst), 3);
+
         // Invalid options after the callback: still released exactly once.
         let mut o = options(addr.as_bytes(), &ca);
         o.token_callback = Some(good_token);
@@ -125,6 +151,33 @@ fn a_c_token_callback_is_called_and_its_user_data_released_once() {
         let msg = CStr::from_ptr((*err).message).to_str().unwrap().to_owned();
         assert!(msg.contains("go together"), "{msg}");
         felix_error_free(err);
-        assert_eq!(counts.freed.load(Ordering::SeqCst), 3);
+        assert_eq!(counts.freed.load(Ordering::SeqCst), 4);
+    }
+}
+
+/// `token_exchange_ca_file` reaches the exchange: without `token_exchange_url` it is refused;
+/// with one, a missing CA file fails the connect with `FELIX_STATUS_INVALID_ARGUMENT` naming
+/// the file (before anything is sent to the control plane).
+#[test]
+fn the_exchange_ca_file_option_is_checked() {
+    unsafe {
+        let mut o = options(b"127.0.0.1:1", b"/nonexistent/ca.pem");
+        o.token_exchange_ca_file = b(b"/nonexistent/cp-ca.pem");
+        let (mut c, mut err) = (ptr::null_mut(), ptr::null_mut());
+        let st = felix_client_connect(&o, &mut c, &mut err);
+        assert_eq!(st, FelixStatus::InvalidArgument);
+        let msg = CStr::from_ptr((*err).message).to_str().unwrap().to_owned();
+        assert!(msg.contains("token_exchange_ca_file needs"), "{msg}");
+        felix_error_free(err);
+
+        o.token_exchange_url = b(b"https://127.0.0.1:1");
+        o.subject_token = b(b"oidc-token");
+        o.insecure_dev = true; // no broker CA to read: the exchange is what fails
+        let st = felix_client_connect(&o, &mut c, &mut err);
+        assert_eq!(st, FelixStatus::InvalidArgument);
+        assert!(c.is_null());
+        let msg = CStr::from_ptr((*err).message).to_str().unwrap().to_owned();
+        assert!(msg.contains("/nonexistent/cp-ca.pem"), "{msg}");
+        felix_error_free(err);
     }
 }

@@ -50,7 +50,8 @@ class Client {
   /**
    * Connects to a broker. Options: addresses, serverName, caFile, caPem, insecureDev,
    * tenant, token (a string, or a function returning a fresh one or a promise of it),
-   * tokenTimeoutMs, tokenExchangeUrl, subjectToken, subjectTokenFile, tokenRefreshIntervalMs,
+   * tokenTimeoutMs, tokenExchangeUrl, subjectToken, subjectTokenFile, tokenExchangeCaFile,
+   * tokenRefreshIntervalMs,
    * clientCertFile, clientKeyFile, connections, streamsPerConnection, connectTimeoutMs,
    * requestTimeoutMs, reconnectInitialMs, reconnectMaxMs, subscriptionBuffer, signal.
    */

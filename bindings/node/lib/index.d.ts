@@ -70,6 +70,8 @@ export interface ConnectOptions {
   subjectToken?: string
   /** A file holding the OIDC token, read at each exchange (e.g. a Kubernetes projected ServiceAccount token). */
   subjectTokenFile?: string
+  /** PEM CA certificate(s) an `https` `tokenExchangeUrl` must chain to (a control plane with a private CA); default: the public web roots. */
+  tokenExchangeCaFile?: string
   /** Refresh a changing token at least this often, ms (default: only before its `exp`). */
   tokenRefreshIntervalMs?: number
   /** PEM certificate chain for mTLS. */

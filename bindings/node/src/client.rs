@@ -69,6 +69,9 @@ pub struct ConnectOptions {
     pub client_cert_file: Option<String>,
     /// PEM private key of `clientCertFile`.
     pub client_key_file: Option<String>,
+    /// PEM CA certificate(s) an `https` `tokenExchangeUrl` must chain to (a control plane
+    /// with a private CA); default: the public web roots. Needs `tokenExchangeUrl`.
+    pub token_exchange_ca_file: Option<String>,
 }
 
 fn config(o: ConnectOptions) -> Outcome<ClientConfig> {
@@ -109,6 +112,9 @@ fn config(o: ConnectOptions) -> Outcome<ClientConfig> {
     };
     let call = o.token_request.map(|r| crate::token::callback(r, wait));
     c.token_source = match (o.token_exchange_url, call) {
+        (None, _) if o.token_exchange_ca_file.is_some() => {
+            return Err(invalid("tokenExchangeCaFile needs tokenExchangeUrl"))
+        }
         (None, call) => call.map(TokenSource::Callback),
         (Some(url), call) => {
             let subject = match (call, o.subject_token, o.subject_token_file) {
@@ -121,7 +127,9 @@ fn config(o: ConnectOptions) -> Outcome<ClientConfig> {
                     ))
                 }
             };
-            Some(TokenSource::Exchange(TokenExchange::new(url, subject)))
+            let mut x = TokenExchange::new(url, subject);
+            x.ca_file = o.token_exchange_ca_file.map(Into::into);
+            Some(TokenSource::Exchange(x))
         }
     };
     if let Some(v) = o.token_refresh_interval_ms {
@@ -352,6 +360,7 @@ fn empty_options() -> ConnectOptions {
         token_refresh_interval_ms: None,
         client_cert_file: None,
         client_key_file: None,
+        token_exchange_ca_file: None,
     }
 }
 

@@ -78,8 +78,10 @@ async function startBroker({ args = [], port, dir, tokens } = {}) {
         const c = await Client.connect(broker.options({ connectTimeoutMs: 1000, token: tokens ? tokens.split(',')[0].split(':')[1] : undefined }))
         c.close()
         return true
-      } catch {
-        return false
+      } catch (e) {
+        // A broker that wants a token answered: it is up (a JWT-mode broker refuses none).
+        return e?.code === 'unauthorized'
+
       }
     },
     { timeoutMs: 30000, intervalMs: 50, what: 'the broker to accept connections' },

@@ -67,11 +67,17 @@ function loadSchema(dir) {
   return schemas.get(dir)
 }
 
+/** The brokers a scenario may ask for with `broker` (tests/scenarios/README.md, "Brokers"). */
+const BROKERS = ['dev', 'jwt']
+
 /** The top level of a scenario (its steps are checked one by one as they run). */
 function validate(sc, schema, stem) {
   if (!sc || typeof sc !== 'object' || Array.isArray(sc)) throw new StepFailure('a scenario must be a JSON object')
   const props = schema.root.properties
   for (const k of Object.keys(sc)) if (!(k in props)) throw new StepFailure(`unknown top-level key ${JSON.stringify(k)}`)
+  if ('broker' in sc && !BROKERS.includes(sc.broker)) {
+    throw new StepFailure(`unknown broker ${JSON.stringify(sc.broker)} (one of ${BROKERS.join(', ')})`)
+  }
   for (const k of schema.root.required) if (!(k in sc)) throw new StepFailure(`missing top-level key ${k}`)
   for (const [k, def] of Object.entries(props)) {
     if (k === 'steps' || !(k in sc)) continue
@@ -119,7 +125,7 @@ async function runScenario(file, opts) {
  * Runs one scenario given as parsed JSON; `stem` is its file name without `.json`, `dir` the
  * folder holding schema.json.
  */
-async function runDoc(raw, stem, { addr, ca, index, dir }) {
+async function runDoc(raw, stem, { addr, ca, index, dir, jwt }) {
   const clients = new Map()
   const subs = new Map()
   const offsets = new Map()
@@ -130,6 +136,11 @@ async function runDoc(raw, stem, { addr, ca, index, dir }) {
   try {
     const schema = loadSchema(dir)
     validate(raw, schema, stem)
+    if (raw.broker === 'jwt') {
+      // The JWT-mode broker of the auth scenarios, started by the caller on first use.
+      if (!jwt) throw new StepFailure('the scenario needs the jwt broker, which this run has not')
+      ;({ addr, ca } = await jwt())
+    }
     const ns = `sc_${index}_${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`
     const sc = substitute(raw, ns)
     const scenarioMs = sc.timeout_ms ?? DEFAULT_SCENARIO_MS

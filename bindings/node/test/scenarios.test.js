@@ -26,10 +26,23 @@ function scenarioFiles() {
 const files = scenarioFiles()
 
 let broker
+let jwtBroker
 test.before(async () => {
   broker = await startBroker()
 })
-test.after(() => broker.stop())
+test.after(async () => {
+  await broker.stop()
+  if (jwtBroker) await (await jwtBroker).stop()
+})
+
+// The JWT-mode broker of `"broker": "jwt"` scenarios (tests/scenarios/README.md, "Brokers"),
+// started on first use with the auth fixture's key.
+const authDir = path.join(dir, 'auth')
+async function jwt() {
+  jwtBroker ??= startBroker({ args: ['--jwt-keys-file', path.join(authDir, 'jwks.json'), '--auth-issuer', 'felix-scenarios'] })
+  const b = await jwtBroker
+  return { addr: b.addr, ca: b.ca }
+}
 
 // Never skipped: a runner that finds nothing to run must fail, not pass.
 test('scenarios exist', () => {
@@ -39,7 +52,7 @@ test('scenarios exist', () => {
 
 files.forEach((file, index) => {
   test(`scenario ${path.basename(file, '.json')}`, async () => {
-    const failure = await runScenario(path.join(dir, file), { addr: broker.addr, ca: broker.ca, index })
+    const failure = await runScenario(path.join(dir, file), { addr: broker.addr, ca: broker.ca, index, jwt })
     if (failure) assert.fail(`step ${failure.index} (${failure.op}): ${failure.reason}`)
   })
 })
@@ -106,7 +119,7 @@ test('the runner fails every shared wrong scenario of tests/scenarios/wrong as f
     const want = failures[stem]
     const doc = JSON.parse(fs.readFileSync(path.join(sharedDir, `${stem}.json`), 'utf8'))
     // dir: the folder of schema.json, which wrong/ shares with the scenarios.
-    const failure = await runDoc(doc, stem, { addr: broker.addr, ca: broker.ca, index: 4000 + i, dir })
+    const failure = await runDoc(doc, stem, { addr: broker.addr, ca: broker.ca, index: 4000 + i, dir, jwt })
     const got = failure && `step ${failure.index} (${failure.op}): ${failure.reason}`
     if (stem in excused) {
       if (failure) wrong.push(`${stem} is in exceptions.node (${excused[stem]}) but failed: ${got}; remove the exception`)

@@ -64,3 +64,12 @@ test('a token function that never settles is bounded by tokenTimeoutMs', async (
     /did not settle/,
   )
 })
+
+test('tokenExchangeCaFile needs tokenExchangeUrl, and a missing CA file fails the exchange', async () => {
+  await rejectsWith(broker.connect({ tokenExchangeCaFile: '/nonexistent/cp-ca.pem' }), 'invalid_argument', /tokenExchangeCaFile needs tokenExchangeUrl/)
+  await rejectsWith(
+    broker.connect({ tokenExchangeUrl: 'https://localhost:1', subjectToken: 'oidc', tokenExchangeCaFile: '/nonexistent/cp-ca.pem' }),
+    'invalid_argument',
+    /\/nonexistent\/cp-ca\.pem/,
+  )
+})

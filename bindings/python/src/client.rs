@@ -95,7 +95,8 @@ impl Client {
         connections=1, streams_per_connection=4, connect_timeout=5.0, request_timeout=10.0,
         reconnect_initial=0.05, reconnect_max=5.0, subscription_buffer=1024,
         token_exchange_url=None, subject_token=None, subject_token_file=None,
-        token_refresh_interval=None, client_cert_file=None, client_key_file=None))]
+        token_refresh_interval=None, client_cert_file=None, client_key_file=None,
+        token_exchange_ca_file=None))]
     #[allow(clippy::too_many_arguments)]
     fn connect(
         py: Python<'_>,
@@ -120,6 +121,7 @@ impl Client {
         token_refresh_interval: Option<f64>,
         client_cert_file: Option<PathBuf>,
         client_key_file: Option<PathBuf>,
+        token_exchange_ca_file: Option<PathBuf>,
     ) -> PyResult<PyObject> {
         if addresses.is_empty() {
             return Err(invalid_argument("at least one broker address is needed"));
@@ -140,8 +142,13 @@ impl Client {
                 ))
             }
         };
-        let (token, token_source) =
-            crate::token::source(token, token_exchange_url, subject_token, subject_token_file)?;
+        let (token, token_source) = crate::token::source(
+            token,
+            token_exchange_url,
+            subject_token,
+            subject_token_file,
+            token_exchange_ca_file,
+        )?;
         let mut token_refresh = felix_client::TokenRefresh::default();
         if let Some(s) = token_refresh_interval {
             token_refresh.interval = Some(secs("token_refresh_interval", s)?);

@@ -33,6 +33,7 @@ pub fn source(
     exchange_url: Option<String>,
     subject_token: Option<String>,
     subject_token_file: Option<PathBuf>,
+    exchange_ca_file: Option<PathBuf>,
 ) -> PyResult<(Option<String>, Option<TokenSource>)> {
     let (text, call) = match token {
         None => (None, None),
@@ -45,9 +46,10 @@ pub fn source(
         ),
     };
     let Some(url) = exchange_url else {
-        if subject_token.is_some() || subject_token_file.is_some() {
+        if subject_token.is_some() || subject_token_file.is_some() || exchange_ca_file.is_some() {
             return Err(invalid_argument(
-                "subject_token and subject_token_file need token_exchange_url",
+                "subject_token, subject_token_file and token_exchange_ca_file need \
+                 token_exchange_url",
             ));
         }
         return Ok((text, call.map(TokenSource::Callback)));
@@ -62,8 +64,7 @@ pub fn source(
                 "token_exchange_url needs exactly one of token, subject_token, subject_token_file",
             )),
         };
-    Ok((
-        None,
-        Some(TokenSource::Exchange(TokenExchange::new(url, subject))),
-    ))
+    let mut x = TokenExchange::new(url, subject);
+    x.ca_file = exchange_ca_file;
+    Ok((None, Some(TokenSource::Exchange(x))))
 }

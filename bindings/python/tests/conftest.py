@@ -145,6 +145,20 @@ def broker() -> Iterator[Broker]:
     b.stop()
 
 
+# The JWT fixture of the auth scenarios (tests/scenarios/auth/, README "Brokers").
+AUTH_FIXTURE = REPO / "tests" / "scenarios" / "auth"
+JWT_ARGS = ["--jwt-keys-file", str(AUTH_FIXTURE / "jwks.json"), "--auth-issuer", "felix-scenarios"]
+
+
+@pytest.fixture(scope="session")
+def jwt_broker() -> Iterator[Broker]:
+    """A dev-mode broker in JWT mode with the scenario fixture's key: tokens of
+    tests/scenarios/auth/tokens.json are accepted with their perms, anything else refused."""
+    b = Broker(JWT_ARGS)
+    yield b
+    b.stop()
+
+
 @pytest.fixture
 def own_broker() -> Iterator[Broker]:
     """A broker of this test alone (for restarts)."""

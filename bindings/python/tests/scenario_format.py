@@ -22,7 +22,9 @@ SAFETY_MS = 5_000  # slack of the outer deadline over a self-timed step's own
 POLL_S = 0.005  # between reads of wait_until_cache_miss
 MAX_NO_EVENT_MS = 10_000
 
-TOP = {"$schema", "name", "description", "timeout_ms", "steps"}
+TOP = {"$schema", "name", "description", "timeout_ms", "broker", "steps"}
+# The brokers a scenario may ask for (README, "Brokers").
+BROKERS = ("dev", "jwt")
 COMMON = {"op", "comment", "expect_error", "timeout_ms"}
 NS = {"client", "namespace"}
 KEYS: Dict[str, set] = {
@@ -295,5 +297,7 @@ def validate_top(sc: Any, stem: Optional[str]) -> None:
         raise Fail("missing description")
     if "timeout_ms" in sc and not _is_uint(sc["timeout_ms"]):
         raise Fail("timeout_ms must be an integer")
+    if "broker" in sc and sc["broker"] not in BROKERS:
+        raise Fail(f"unknown broker {json.dumps(sc['broker'])} (one of {', '.join(BROKERS)})")
     if not isinstance(sc.get("steps"), list) or not sc["steps"]:
         raise Fail("steps must be a non-empty array")

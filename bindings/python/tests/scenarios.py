@@ -433,14 +433,25 @@ def _within(fn: Callable[[], None], seconds: float) -> None:
 
 
 def run_scenario(
-    sc: Any, address: str, ca_file: str, index: int = 0, stem: Optional[str] = None
+    sc: Any,
+    address: str,
+    ca_file: str,
+    index: int = 0,
+    stem: Optional[str] = None,
+    jwt_broker: Optional[Callable[[], Tuple[str, str]]] = None,
 ) -> Optional[Tuple[int, str, str]]:
     """Runs one scenario; None when it passed, else (step index, op, reason). `stem` is the
-    file name without `.json` (the scenario's name must equal it)."""
+    file name without `.json` (the scenario's name must equal it). `address`/`ca_file` are the
+    dev broker's; `jwt_broker()` gives the JWT-mode one's, for a scenario with
+    `"broker": "jwt"` (README, "Brokers")."""
     try:
         validate_top(sc, stem)
     except Fail as e:
         return (-1, "-", str(e))
+    if sc.get("broker", "dev") == "jwt":
+        if jwt_broker is None:
+            return (-1, "-", "the scenario needs the jwt broker, which this run has not")
+        address, ca_file = jwt_broker()
     ns = f"sc_{index}_{uuid.uuid4().hex[:10]}"
     steps = _subst(sc["steps"], ns)
     scenario_ms = sc.get("timeout_ms", DEFAULT_SCENARIO_MS)

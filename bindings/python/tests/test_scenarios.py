@@ -25,10 +25,22 @@ def test_scenarios_exist():
     assert not missing, f"unknown scenarios {missing}"
 
 
+def jwt_broker_of(request):
+    """The JWT-mode broker of the auth scenarios, started on first use (one per session)."""
+
+    def get():
+        b = request.getfixturevalue("jwt_broker")
+        return b.address, b.ca_file
+
+    return get
+
+
 @pytest.mark.parametrize("path", [p for p in FILES if not ONLY or p.stem in ONLY], ids=lambda p: p.stem)
-def test_scenario(broker, path):
+def test_scenario(broker, path, request):
     sc = json.loads(path.read_text())
-    failure = run_scenario(sc, broker.address, broker.ca_file, FILES.index(path), stem=path.stem)
+    failure = run_scenario(
+        sc, broker.address, broker.ca_file, FILES.index(path), stem=path.stem, jwt_broker=jwt_broker_of(request)
+    )
     assert failure is None, f"{path.stem}: step {failure[0]} ({failure[1]}): {failure[2]}"
 
 
@@ -38,9 +50,12 @@ def test_every_wrong_scenario_has_an_expected_failure():
 
 
 @pytest.mark.parametrize("path", WRONG, ids=lambda p: p.stem)
-def test_runner_fails_wrong_scenario(broker, path):
+def test_runner_fails_wrong_scenario(broker, path, request):
     want = FAILURES[path.stem]
-    failure = run_scenario(json.loads(path.read_text()), broker.address, broker.ca_file, 1000, stem=path.stem)
+    failure = run_scenario(
+        json.loads(path.read_text()), broker.address, broker.ca_file, 1000, stem=path.stem,
+        jwt_broker=jwt_broker_of(request),
+    )  # fmt: skip
     assert failure is not None, f"{path.stem} passed; expected a failure: {want}"
     step, op, reason = failure
     want_step = -1 if want["step"] is None else want["step"]

@@ -9,6 +9,7 @@
 //! step loop and the connection and pub/sub ops), `ops_queue_cache` (queue and cache ops),
 //! `runner_checks` (scenarios that must fail, so the runner is never vacuous).
 
+mod auth_fixture;
 #[path = "../common/mod.rs"]
 mod common;
 mod ops_queue_cache;
@@ -45,7 +46,51 @@ const POLL: Duration = Duration::from_millis(5);
 /// Longest `expect_no_event` window.
 const MAX_NO_EVENT_MS: u64 = 10_000;
 
-const TOP_KEYS: &[&str] = &["$schema", "name", "description", "timeout_ms", "steps"];
+const TOP_KEYS: &[&str] = &[
+    "$schema",
+    "name",
+    "description",
+    "timeout_ms",
+    "broker",
+    "steps",
+];
+
+/// The brokers a scenario may ask for with its `broker` key (README, "Brokers").
+const BROKER_PROFILES: &[&str] = &["dev", "jwt"];
+
+/// The brokers of a run: the dev broker every scenario uses by default, and the `jwt` one
+/// (JWT mode with the keys of `tests/scenarios/auth/jwks.json`), started on first use.
+pub(crate) struct Brokers {
+    name: String,
+    dev: TestBroker,
+    jwt: tokio::sync::OnceCell<TestBroker>,
+}
+
+impl Brokers {
+    pub(crate) async fn start(name: &str) -> Self {
+        Self {
+            name: name.into(),
+            dev: TestBroker::start(name).await,
+            jwt: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn get(&self, profile: &str) -> &TestBroker {
+        match profile {
+            "jwt" => {
+                self.jwt
+                    .get_or_init(|| async {
+                        let mut cfg = common::test_config(&format!("{}-jwt", self.name));
+                        cfg.auth.jwt_keys_file = Some(auth_fixture::dir().join("jwks.json"));
+                        cfg.auth.issuer = Some(auth_fixture::ISSUER.into());
+                        TestBroker::with_config(cfg).await
+                    })
+                    .await
+            }
+            _ => &self.dev,
+        }
+    }
+}
 const COMMON_KEYS: &[&str] = &["op", "comment", "expect_error", "timeout_ms"];
 /// Keys that check or store a result, so make no sense on a step expected to fail.
 const RESULT_KEYS: &[&str] = &[
@@ -196,14 +241,14 @@ fn op_keys(op: &str) -> Option<&'static [&'static str]> {
 }
 
 /// Runs one scenario file; `Err` is the report line of its failure.
-async fn run_file(broker: &TestBroker, path: &Path, index: usize) -> Result<(), String> {
+async fn run_file(brokers: &Brokers, path: &Path, index: usize) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-    run_text(broker, stem, &text, index).await
+    run_text(brokers, stem, &text, index).await
 }
 
 /// Runs one scenario given as JSON text; `stem` is its file name without `.json`.
-async fn run_text(broker: &TestBroker, stem: &str, text: &str, index: usize) -> Result<(), String> {
+async fn run_text(brokers: &Brokers, stem: &str, text: &str, index: usize) -> Result<(), String> {
     let mut doc: Value = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let top = doc.as_object().ok_or("a scenario must be a JSON object")?;
     if let Some(k) = top.keys().find(|k| !TOP_KEYS.contains(&k.as_str())) {
@@ -225,6 +270,12 @@ async fn run_text(broker: &TestBroker, stem: &str, text: &str, index: usize) -> 
         None => DEFAULT_SCENARIO_MS,
         Some(v) => v.as_u64().ok_or("timeout_ms must be an integer")?,
     };
+    let profile = match top.get("broker") {
+        None => "dev",
+        Some(Value::String(p)) if BROKER_PROFILES.contains(&p.as_str()) => p.as_str(),
+        Some(v) => return Err(format!("unknown broker {v} (one of {BROKER_PROFILES:?})")),
+    };
+    let broker = brokers.get(profile).await;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
@@ -303,12 +354,12 @@ async fn scenarios() {
         files.retain(|p| names.iter().any(|n| p.file_stem().is_some_and(|s| s == *n)));
     }
     assert!(!files.is_empty(), "no scenario found in {}", dir.display());
-    let broker = TestBroker::start("scenarios").await;
+    let brokers = Brokers::start("scenarios").await;
     let mut failed = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let name = path.file_stem().unwrap_or_default().to_string_lossy();
         let started = std::time::Instant::now();
-        match run_file(&broker, path, i).await {
+        match run_file(&brokers, path, i).await {
             Ok(()) => println!("PASS {name} ({} ms)", started.elapsed().as_millis()),
             Err(reason) => {
                 println!("FAIL {name}: {reason}");

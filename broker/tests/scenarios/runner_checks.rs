@@ -146,7 +146,7 @@ async fn runner_reports_failures() {
             "1|unknown code",
         ),
     ];
-    let broker = TestBroker::start("scenario-runner").await;
+    let broker = Brokers::start("scenario-runner").await;
     let mut wrong = Vec::new();
     for (i, (steps, want)) in cases.iter().enumerate() {
         let (at, text) = want.split_once('|').unwrap();
@@ -234,7 +234,7 @@ async fn runner_fails_every_shared_wrong_scenario() {
     let listed: std::collections::BTreeSet<String> = failures.keys().cloned().collect();
     assert_eq!(stems, listed, "wrong/*.json and failures.json differ");
     assert!(stems.len() >= 40, "only {} wrong scenarios", stems.len());
-    let broker = TestBroker::start("scenario-wrong").await;
+    let broker = Brokers::start("scenario-wrong").await;
     let mut misjudged = Vec::new();
     for (i, path) in files.iter().enumerate() {
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();

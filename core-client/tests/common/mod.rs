@@ -37,8 +37,14 @@ pub fn now_s() -> u64 {
 /// A Felix JWT for `acme`/`alice` valid from now for `life_s` seconds, signed with a real
 /// Ed25519 key (the client never verifies it; the broker in JWT mode would).
 pub fn felix_jwt(life_s: u64, jti: &str) -> String {
+    felix_jwt_skewed(life_s, jti, 0)
+}
+
+/// [`felix_jwt`] from an issuer whose clock is `skew_s` seconds off this machine's (its `iat`
+/// is the issuer's now): what a client with a skewed clock receives.
+pub fn felix_jwt_skewed(life_s: u64, jti: &str, skew_s: i64) -> String {
     let key = felix_auth::SigningKey::generate("test-key");
-    let now = now_s();
+    let now = now_s().saturating_add_signed(skew_s);
     key.sign(&felix_auth::Claims {
         iss: "felix-controlplane".into(),
         aud: "felix".into(),

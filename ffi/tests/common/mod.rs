@@ -44,6 +44,11 @@ fn free_port() -> u16 {
 
 /// Starts a broker and waits until it serves.
 pub fn start_broker(dir: &Path) -> (Broker, String) {
+    start_broker_with(dir, &[])
+}
+
+/// [`start_broker`] with extra command-line arguments.
+pub fn start_broker_with(dir: &Path, extra: &[&str]) -> (Broker, String) {
     // Without an explicit binary, always ask cargo: it rebuilds a broker older than its
     // sources and does nothing when it is fresh. Building only a missing binary ran a stale
     // broker after every broker change when these tests were invoked directly
@@ -53,6 +58,7 @@ pub fn start_broker(dir: &Path) -> (Broker, String) {
     let mut child = Command::new(&bin)
         .args(["--listen", &addr, "--no-metrics", "--dev-ca-path"])
         .arg(dir.join("ca.pem"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

@@ -92,6 +92,7 @@ class Client:
         token_refresh_interval: Optional[float] = None,
         client_cert_file: Optional[str] = None,
         client_key_file: Optional[str] = None,
+        token_exchange_ca_file: Optional[str] = None,
     ) -> Any: ...
     def close(self) -> None: ...
     @property

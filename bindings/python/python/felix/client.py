@@ -73,6 +73,7 @@ def _options(
         token_refresh_interval=security["token_refresh_interval"],
         client_cert_file=_path(security["client_cert_file"]),
         client_key_file=_path(security["client_key_file"]),
+        token_exchange_ca_file=_path(security["token_exchange_ca_file"]),
     )
 
 
@@ -89,7 +90,9 @@ class Client:
     ``server_name``: name on the broker's certificate. ``tenant``/``token``: identity; ``token``
     is a string or a callable returning a fresh token (refreshed before it expires).
     ``token_exchange_url``: exchange an OIDC token (``token``, ``subject_token`` or the file
-    ``subject_token_file``, read at each exchange) at the control plane for Felix tokens.
+    ``subject_token_file``, read at each exchange) at the control plane for Felix tokens;
+    ``token_exchange_ca_file``: PEM CA(s) of a control plane with a private CA (default: the
+    public web roots).
     ``token_refresh_interval``: refresh at least this often (seconds). ``client_cert_file`` and
     ``client_key_file``: PEM certificate and key for mTLS.
     ``connections`` x ``streams_per_connection``: the pool. Timeouts are seconds.
@@ -121,6 +124,7 @@ class Client:
         token_refresh_interval: Optional[float] = None,
         client_cert_file: Optional[PathLike] = None,
         client_key_file: Optional[PathLike] = None,
+        token_exchange_ca_file: Optional[PathLike] = None,
     ) -> None:
         opts = _options(
             addresses, ca_file, ca_pem, insecure_dev, server_name, tenant, token, connections,
@@ -129,7 +133,8 @@ class Client:
             dict(token_exchange_url=token_exchange_url, subject_token=subject_token,
                  subject_token_file=subject_token_file,
                  token_refresh_interval=token_refresh_interval,
-                 client_cert_file=client_cert_file, client_key_file=client_key_file),
+                 client_cert_file=client_cert_file, client_key_file=client_key_file,
+                 token_exchange_ca_file=token_exchange_ca_file),
         )  # fmt: skip
         self._n: _native.Client = _native.Client.connect(None, **opts)
 
@@ -323,6 +328,7 @@ class AsyncClient:
         token_refresh_interval: Optional[float] = None,
         client_cert_file: Optional[PathLike] = None,
         client_key_file: Optional[PathLike] = None,
+        token_exchange_ca_file: Optional[PathLike] = None,
     ) -> "AsyncClient":
         opts = _options(
             addresses, ca_file, ca_pem, insecure_dev, server_name, tenant, token, connections,
@@ -331,7 +337,8 @@ class AsyncClient:
             dict(token_exchange_url=token_exchange_url, subject_token=subject_token,
                  subject_token_file=subject_token_file,
                  token_refresh_interval=token_refresh_interval,
-                 client_cert_file=client_cert_file, client_key_file=client_key_file),
+                 client_cert_file=client_cert_file, client_key_file=client_key_file,
+                 token_exchange_ca_file=token_exchange_ca_file),
         )  # fmt: skip
         loop = asyncio.get_running_loop()
         completer = _aio.attach(loop)
