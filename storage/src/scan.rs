@@ -10,12 +10,15 @@
 use std::io;
 
 use crate::format::{
-    validate, FrameChecker, FrameError, FrameHeader, FRAME_HEADER_LEN, SEGMENT_HEADER_LEN,
+    u32_at, validate, FrameChecker, FrameError, FrameHeader, FRAME_HEADER_LEN, MAX_FRAME,
+    RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
 };
 use crate::fs::FsFile;
 
 /// Bytes read from the source at a time.
 const CHUNK: usize = 64 * 1024;
+/// The smallest `L` of a frame (one empty record).
+const MIN_LEN_ONE: u64 = (FRAME_HEADER_LEN - 4 + RECORD_HEADER_LEN) as u64;
 /// Later frames the resync probe lists (for `check --repair`'s lost+found); more are counted.
 pub const MAX_LATER_KEPT: usize = 1024;
 
@@ -202,6 +205,19 @@ impl<'a, S: ByteSource + ?Sized> Window<'a, S> {
         Ok(&self.buf[off..off + n])
     }
 
+    /// The bytes from `pos` to the end of the window (at least a frame header's worth; `pos`
+    /// is at least that far from the end of the source), refilling only when needed so that a
+    /// caller walking forward does not copy the same bytes again.
+    fn from(&mut self, pos: u64) -> io::Result<&[u8]> {
+        let end = self.start + self.filled as u64;
+        if pos < self.start || pos + FRAME_HEADER_LEN as u64 > end {
+            let n = (self.buf.len() as u64).min(self.src.len().saturating_sub(pos)) as usize;
+            self.bytes(pos, n.max(FRAME_HEADER_LEN))?;
+        }
+        let off = (pos - self.start) as usize;
+        Ok(&self.buf[off..self.filled])
+    }
+
     /// Checks the frame at `pos` (CRC, length, records), without continuity.
     fn frame_at(&mut self, pos: u64) -> io::Result<Result<FrameHeader, FrameError>> {
         let len = self.src.len();
@@ -229,6 +245,9 @@ impl<'a, S: ByteSource + ?Sized> Window<'a, S> {
         while at < end {
             let n = ((end - at) as usize).min(CHUNK);
             check.feed(self.bytes(at, n)?);
+            if check.failed() {
+                return Ok(Err(FrameError::BadRecords));
+            }
             at += n as u64;
         }
         Ok(check.finish().map(|()| h))
@@ -302,35 +321,44 @@ fn probe<S: ByteSource + ?Sized>(
     };
     let mut q = from;
     while q + FRAME_HEADER_LEN as u64 <= len {
-        // Cheap rejection first: most positions fail the header's range checks. A frame we
-        // wrote has `synced_hint <= base_offset` (its own records were not durable when it was
-        // encoded); requiring it keeps a frame forged inside a payload from claiming that
-        // everything before it was durable, which would turn a torn tail into a quarantine.
-        let plausible = match FrameHeader::decode(w.bytes(q, FRAME_HEADER_LEN)?) {
-            Ok(h) => {
-                h.base_offset > expected
-                    && h.synced_hint <= h.base_offset
-                    && h.total_len() <= len - q
+        // Candidates are searched inside the window's slice, positions rejected by the length
+        // field alone (most of them: a random u32 is rarely a length that fits the file) cost
+        // one load and two compares; the probe runs over whole damaged segments.
+        let chunk = w.from(q)?;
+        let last = chunk.len() - FRAME_HEADER_LEN;
+        let found = (0..=last).find(|&i| {
+            let l = u32_at(chunk, i) as u64;
+            if l < MIN_LEN_ONE || l >= MAX_FRAME as u64 || l + 4 > len - (q + i as u64) {
+                return false;
             }
-            Err(_) => false,
+            // A frame we wrote has `synced_hint <= base_offset` (its own records were not
+            // durable when it was encoded); requiring it keeps a frame forged inside a payload
+            // from claiming that everything before it was durable, which would turn a torn
+            // tail into a quarantine.
+            FrameHeader::decode(&chunk[i..])
+                .is_ok_and(|h| h.base_offset > expected && h.synced_hint <= h.base_offset)
+        });
+        let Some(i) = found else {
+            q += last as u64 + 1;
+            continue;
         };
-        if plausible {
-            if let Ok(h) = w.frame_at(q)? {
+        let at = q + i as u64;
+        match w.frame_at(at)? {
+            Ok(h) => {
                 d.later_count += 1;
                 d.max_later_hint = d.max_later_hint.max(h.synced_hint);
                 if d.later.len() < MAX_LATER_KEPT {
                     d.later.push(LaterFrame {
-                        position: q,
+                        position: at,
                         base_offset: h.base_offset,
                         synced_hint: h.synced_hint,
                         total_len: h.total_len(),
                     });
                 }
-                q += h.total_len();
-                continue;
+                q = at + h.total_len();
             }
+            Err(_) => q = at + 1,
         }
-        q += 1;
     }
     Ok(d)
 }

@@ -334,3 +334,49 @@ proptest! {
         }
     }
 }
+
+/// Figures for the report, not a check (no timing assertions on a shared machine):
+/// `cargo test --release -p felix-storage scan_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn scan_throughput() {
+    let frames: Vec<Vec<usize>> = (0..64 * 1024).map(|_| vec![1000]).collect();
+    let s = build(&frames, |_, b| b);
+    let t = std::time::Instant::now();
+    let (o, _, seen) = run(&s.bytes);
+    let dt = t.elapsed().as_secs_f64();
+    assert_eq!((o, seen.len()), (ScanOutcome::End, frames.len()));
+    let mb = s.bytes.len() as f64 / 1e6;
+    println!(
+        "scan: {mb:.0} MB of 1 KiB frames in {dt:.3} s = {:.0} MB/s",
+        mb / dt
+    );
+    // Worst realistic probe: a damaged first frame followed by the whole segment.
+    let mut b = s.bytes.clone();
+    b[64 + 45] ^= 1;
+    let t = std::time::Instant::now();
+    let (o, _, _) = run(&b);
+    let dt = t.elapsed().as_secs_f64();
+    assert_eq!(damaged(&o).later_count as usize, frames.len() - 1);
+    println!(
+        "probe after damage at the start: {mb:.0} MB in {dt:.3} s = {:.0} MB/s",
+        mb / dt
+    );
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let junk: Vec<u8> = (0..s.bytes.len())
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    let t = std::time::Instant::now();
+    let d = resync(&junk[..], 0, 0).unwrap();
+    let dt = t.elapsed().as_secs_f64();
+    println!(
+        "probe over random bytes: {mb:.0} MB in {dt:.3} s = {:.0} MB/s ({} found)",
+        mb / dt,
+        d.later_count
+    );
+}
