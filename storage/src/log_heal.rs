@@ -42,6 +42,11 @@ impl DurableLog {
         if inner.sp.failed().is_none() {
             return Ok(None);
         }
+        // An fsync still blocked in the kernel (failed by the watchdog) holds the guard: nothing
+        // can be cut back under it. Answer at once rather than block the caller with it.
+        if inner.sync_guard.try_lock().is_none() {
+            return Err(StorageError::SyncTimeout);
+        }
         let (base, pos, upto) = st.synced_at;
         let fs = inner.fs.as_ref();
         let ii = inner.cfg.index_interval_bytes;

@@ -19,12 +19,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::error::IoOp;
 use crate::flusher::FsyncPolicy;
 use crate::format::{self, FrameHeader, LogKind, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
 use crate::fs::{read_exact_at, Fs, FsFile, OpenMode};
+use crate::log::CHECKPOINT_FILE;
 use crate::scan;
-use crate::segment::{IndexEntry, Segment};
+use crate::segment::{self, IndexEntry, Segment};
 use crate::StorageError;
 
 /// What recovery found and did, for logs and metrics.
@@ -77,6 +79,8 @@ pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub quarantined: Option<StorageError>,
     pub recovery: Recovery,
+    /// The checkpoint found (the log's next checkpoint takes the other slot).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Result of scanning one segment's frames.
@@ -92,12 +96,14 @@ pub(crate) struct Scan {
 
 /// Validates every frame of the segment (track A's [`scan::scan`]: CRC, continuity, time
 /// order, bounded memory), building the sparse index as a writer would have, and classifies
-/// what ends it. No checkpoint vouches for any of it yet (position 0): the writer does not
-/// write checkpoints in this version, so the whole last segment is scanned.
+/// what ends it. `checkpoint_pos`: how far of this segment the checkpoint vouches for as
+/// durable; damage before it is corruption, never a torn tail. The whole segment is scanned
+/// (its index is rebuilt on the way; the checkpoint only shortens a clean reopen).
 pub(crate) fn scan_segment(
     file: &dyn FsFile,
     base: u64,
     index_interval: u64,
+    checkpoint_pos: u64,
 ) -> std::io::Result<Scan> {
     let src = scan::FileSource::new(file)?;
     let mut index = Vec::new();
@@ -116,7 +122,7 @@ pub(crate) fn scan_segment(
             since_index += h.total_len();
         },
     )?;
-    let bad = match (&outcome, scan::classify(&outcome, 0)) {
+    let bad = match (&outcome, scan::classify(&outcome, checkpoint_pos)) {
         (scan::ScanOutcome::Damaged(d), Some(kind)) => Some((kind, d.at, d.expected)),
         _ => None,
     };
@@ -173,6 +179,10 @@ pub(crate) fn recover(
     }
     bases.sort_unstable();
     let state = read_state(fs, dir);
+    let cp = fs
+        .open(&dir.join(CHECKPOINT_FILE), OpenMode::Read)
+        .ok()
+        .and_then(|f| checkpoint::load(f.as_ref()).ok().flatten());
     let old_epoch = state.map_or(0, |s| s.epoch);
     let was_clean = state.is_some_and(|s| s.clean);
     let mut epoch = state.map_or_else(|| new_epoch(0), |s| s.epoch);
@@ -240,8 +250,30 @@ pub(crate) fn recover(
             continue;
         }
         // The last segment: scan it all (the checkpoint that would shorten this is track A's).
-        let s = scan_segment(f.as_ref(), base, ii).map_err(io(IoOp::Read, &p))?;
-        rec.scanned_bytes += len.saturating_sub(format::SEGMENT_HEADER_LEN);
+        let cp_here = cp.filter(|c| c.segment_base == base);
+        let s = match cp_here {
+            // Closed cleanly and untouched since: nothing to scan (storage.md 8.2 step 2).
+            Some(c) if c.clean && c.position == len && cut_after_failure == 0 => Scan {
+                end: len,
+                next_offset: c.next_offset,
+                first_ts: first_ts_of(f.as_ref(), len),
+                last_ts: c.last_ts,
+                index: segment::load_index(
+                    fs,
+                    &dir.join(SegmentFile::OffsetIndex.name(base)),
+                    base,
+                    len,
+                ),
+                bad: None,
+            },
+            _ => {
+                // A checkpoint past the end vouches for bytes the file no longer has (a disk
+                // that lied about a flush): it cannot tell anything about what is left.
+                let cp_pos = cp_here.map_or(0, |c| if c.position <= len { c.position } else { 0 });
+                rec.scanned_bytes += len.saturating_sub(format::SEGMENT_HEADER_LEN);
+                scan_segment(f.as_ref(), base, ii, cp_pos).map_err(io(IoOp::Read, &p))?
+            }
+        };
         let mut end = s.end;
         if let Some((kind, pos, expected)) = s.bad {
             if kind != scan::Damage::Corrupt {
@@ -335,6 +367,7 @@ pub(crate) fn recover(
         segments,
         quarantined,
         recovery: rec,
+        checkpoint: cp,
     })
 }
 
