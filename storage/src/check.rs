@@ -40,6 +40,7 @@ use crate::fs::Fs;
 mod log;
 mod report;
 pub mod segment_scan;
+mod walk;
 
 pub use log::check_log_dir;
 
@@ -389,5 +390,7 @@ impl fmt::Display for Severity {
     }
 }
 
+#[cfg(test)]
+mod crash_tests;
 #[cfg(test)]
 mod tests;
