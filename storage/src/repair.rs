@@ -9,8 +9,9 @@
 //!   the file name and the log's kind; the frames after it are then checked like any others.
 //! - Indexes of segments that were cut or whose index was bad are rebuilt from the frames
 //!   (written as `.tmp`, synced, renamed).
-//! - Temporary files and orphan indexes are deleted (they hold no records); a bad checkpoint
-//!   is removed (no checkpoint means "scan more", always safe).
+//! - Temporary files and orphan indexes are deleted (they hold no records); a bad checkpoint,
+//!   or any checkpoint when bytes were cut (it may vouch for them), is removed (no checkpoint
+//!   means "scan more", always safe; the broker writes a new one at open).
 //! - When records that may have been visible were removed (anything but a torn partial frame),
 //!   the log takes a **new epoch** (`log.state`), so readers that resume treat it as a new log
 //!   (storage.md 5.2). The clean-shutdown flag is kept: the broker's reboot rule still applies.
@@ -48,6 +49,7 @@ pub(crate) fn repair_log(
     };
     let mut bump = false;
     let mut reset_state = false;
+    let mut remove_checkpoint = false;
     let mut rebuild: Vec<(u64, bool)> = Vec::new();
     let mut cuts: Vec<(u64, u64, bool)> = Vec::new();
     let ii = index_interval;
@@ -57,7 +59,10 @@ pub(crate) fn repair_log(
                 let res = fs.remove_file(&dir.join(name));
                 r.note(name, "deleted (holds no records)", None, res.err());
             }
-            Fix::MoveSegment { base } => r.move_segment(*base),
+            Fix::MoveSegment { base } => {
+                r.move_segment(*base);
+                remove_checkpoint = true;
+            }
             Fix::RewriteHeader { base, header } => r.rewrite_header(*base, header),
             Fix::Cut {
                 base,
@@ -65,15 +70,7 @@ pub(crate) fn repair_log(
                 bump: b,
             } => cuts.push((*base, *position, *b)),
             Fix::RebuildIndex { base, tix } => rebuild.push((*base, *tix)),
-            Fix::RemoveCheckpoint => {
-                let res = fs.remove_file(&dir.join("checkpoint"));
-                r.note(
-                    "checkpoint",
-                    "deleted (recovery scans instead)",
-                    None,
-                    res.err(),
-                );
-            }
+            Fix::RemoveCheckpoint => remove_checkpoint = true,
             Fix::ResetState { bump: b } => {
                 reset_state = true;
                 bump |= *b;
@@ -84,6 +81,7 @@ pub(crate) fn repair_log(
     for (base, position, b) in cuts {
         if r.cut(base, position) {
             bump |= b;
+            remove_checkpoint = true;
             if !rebuild.iter().any(|x| x.0 == base) {
                 let tix = fs
                     .open(&dir.join(SegmentFile::TimeIndex.name(base)), OpenMode::Read)
@@ -94,6 +92,18 @@ pub(crate) fn repair_log(
     }
     for (base, tix) in rebuild {
         r.rebuild_index(base, tix, ii);
+    }
+    // A checkpoint may vouch for bytes a cut or a move took away; none is always safe (the
+    // broker writes a fresh one when it opens the log).
+    let cp = dir.join("checkpoint");
+    if remove_checkpoint && fs.open(&cp, OpenMode::Read).is_ok() {
+        let res = fs.remove_file(&cp).and_then(|()| fs.sync_dir(dir));
+        r.note(
+            "checkpoint",
+            "deleted (recovery scans instead)",
+            None,
+            res.err(),
+        );
     }
     let mut epoch_out = None;
     if bump || reset_state {

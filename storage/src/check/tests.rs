@@ -544,3 +544,91 @@ fn damage_in_a_cleanly_closed_log_is_corruption_whatever_the_hints() {
         "{p:?}"
     );
 }
+
+/// `log.state` says an fsync failed at a durable point and the process died before healing:
+/// check reports it, repair moves what follows that point to lost+found (whole later segments
+/// too) and takes a new epoch; the log then opens with exactly the records before the point.
+#[test]
+fn an_unhealed_fsync_failure_is_cut_back_to_its_durable_point() {
+    let (root, dir, epoch) = data_dir();
+    let segs = segments(&dir);
+    let k = segs[2];
+    let idx = std::fs::read(dir.join(SegmentFile::OffsetIndex.name(k))).unwrap();
+    let rel = u32::from_le_bytes(idx[0..4].try_into().unwrap()) as u64;
+    let pos = u32::from_le_bytes(idx[4..8].try_into().unwrap()) as u64;
+    let state = crate::recover::LogState {
+        epoch,
+        clean: false,
+        failed_at: Some((k, pos, k + rel)),
+    };
+    crate::recover::write_state(&RealFs, &dir, &state).unwrap();
+
+    let r = check(root.path(), false);
+    assert_eq!(r.exit_code, EXIT_DAMAGE, "{}", r.report);
+    assert!(problems(&r).contains(&Problem::UnhealedFsyncFailure));
+    let r = check(root.path(), true);
+    assert_eq!(r.exit_code, EXIT_CLEAN, "{}", r.report);
+    let new_epoch = r.report.logs[0].new_epoch.unwrap();
+    assert_ne!(new_epoch, epoch);
+    assert_eq!(segments(&dir), segs[..3].to_vec());
+    assert_eq!(std::fs::metadata(seg_path(&dir, k)).unwrap().len(), pos);
+    // The cut bytes and every later segment (with its index) are in lost+found.
+    let saved = lost_files(root.path());
+    assert_eq!(saved.len(), 1 + 2 * (segs.len() - 3), "{saved:?}");
+    assert_eq!(r.report.logs[0].next_offset, k + rel);
+
+    let log = reopen(&dir);
+    assert_eq!(log.epoch(), new_epoch);
+    let got = read_all(&log, 0);
+    assert_eq!(got.len() as u64, k + rel);
+    assert!(got.iter().all(|(o, p)| *p == payload(*o)));
+}
+
+/// A checkpoint whose position is not a frame boundary (or names no segment) is reported and
+/// removed; recovery then scans.
+#[test]
+fn a_checkpoint_off_a_frame_boundary_is_removed() {
+    let (root, dir, _) = data_dir();
+    let f = RealFs
+        .open(&dir.join("checkpoint"), crate::fs::OpenMode::ReadWrite)
+        .unwrap();
+    let mut cp = crate::checkpoint::load(&*f)
+        .unwrap()
+        .expect("the log wrote one");
+    cp = cp.next();
+    cp.position += 1;
+    crate::checkpoint::write(&*f, &cp).unwrap();
+    drop(f);
+    let r = check(root.path(), false);
+    assert_eq!(problems(&r), vec![Problem::BadCheckpoint], "{}", r.report);
+    let r = check(root.path(), true);
+    assert_eq!(r.exit_code, EXIT_CLEAN, "{}", r.report);
+    assert!(!dir.join("checkpoint").exists());
+    let log = reopen(&dir);
+    assert_eq!(read_all(&log, 0).len() as u64, N);
+}
+
+/// Writes seed inputs for the `segment_scan` fuzz target (valid segments, one damaged copy of
+/// each) into `$FELIX_FUZZ_SEEDS`: `FELIX_FUZZ_SEEDS=fuzz/corpus/segment_scan cargo test -p
+/// felix-storage --lib write_fuzz_seeds -- --ignored`.
+#[test]
+#[ignore = "writes the fuzz corpus; run by hand"]
+fn write_fuzz_seeds() {
+    let out = PathBuf::from(std::env::var("FELIX_FUZZ_SEEDS").expect("FELIX_FUZZ_SEEDS"));
+    std::fs::create_dir_all(&out).unwrap();
+    for (i, sizes) in [
+        &[3usize][..],
+        &[0, 10, 200],
+        &[40; 12],
+        &[1, 2, 3, 4, 5, 6, 7],
+    ]
+    .iter()
+    .enumerate()
+    {
+        let seg = valid_segment(i as u64 * 1000, sizes);
+        std::fs::write(out.join(format!("valid-{i}")), &seg).unwrap();
+        let mut torn = seg.clone();
+        torn.truncate(seg.len() - 3);
+        std::fs::write(out.join(format!("torn-{i}")), &torn).unwrap();
+    }
+}
