@@ -34,8 +34,9 @@
 //! - The ticket resolves when the records reached the watermark their policy acks at:
 //!   `always` after an `fdatasync` that covered them (one per flusher turn for all appenders:
 //!   group commit); `interval` and `os` at once (written). A failed fsync fails every waiting
-//!   ticket with `StorageError::Io` and the log refuses appends until reopened (never a second
-//!   fsync over the same bytes).
+//!   ticket with `StorageError::Io` (one that hangs past `sync_timeout`: `SyncTimeout`) and
+//!   the log refuses appends until healed or reopened (never a second fsync over the same
+//!   bytes).
 //! - **Visibility**: `read` and `visible_offset` stop at the ack watermark. For `always` that is
 //!   the synced watermark: a reader never sees a record that a power loss could take back, so
 //!   the epoch survives crashes. For `interval`/`os` it is the written watermark: a power loss
