@@ -31,9 +31,10 @@ pub(crate) fn is_known_file(n: &str) -> bool {
         || [super::LOCK_FILE, "felix-data.json", "run.json"].contains(&n)
 }
 
-/// Checks the log in `dir` (its `path` is left for the caller to set). Never writes.
-pub fn check_log_dir(fs: &dyn Fs, dir: &Path, opts: &CheckOptions) -> LogReport {
-    let _ = opts;
+/// Checks the log in `dir` (its `path` is left for the caller to set). Never writes. Usable on
+/// a lone log directory; [`super::run`] is the entry point for a data directory (lock, walk,
+/// repair).
+pub fn check_log_dir(fs: &dyn Fs, dir: &Path, _opts: &CheckOptions) -> LogReport {
     let mut r = LogReport::default();
     let names = match fs.list_dir(dir) {
         Ok(mut n) => {

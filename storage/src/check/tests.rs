@@ -431,6 +431,54 @@ fn leftovers_strays_bad_state_and_a_held_lock() {
     assert_eq!((r.exit_code, r.report.logs.len()), (EXIT_CLEAN, 1));
 }
 
+/// A group journal lives inside its stream's directory: two logs, each checked on its own,
+/// and damage in one does not make the other dirty.
+#[test]
+fn nested_logs_are_found_and_checked_separately() {
+    let (root, dir, _) = data_dir();
+    let gdir = dir.join("groups").join("g1");
+    let gcfg = LogConfig {
+        kind: crate::format::LogKind::GroupJournal,
+        ..cfg()
+    };
+    let (g, _) = DurableLog::open(RealFs::new(), &gdir, gcfg).unwrap();
+    for i in 0..5 {
+        g.append(&[payload(i)], 2_000 + i)
+            .unwrap()
+            .ticket
+            .wait_blocking()
+            .unwrap();
+    }
+    g.close().unwrap();
+    drop(g);
+    std::fs::create_dir_all(root.path().join("trash/old")).unwrap();
+    std::fs::copy(
+        seg_path(&dir, 0),
+        root.path()
+            .join("trash/old")
+            .join(SegmentFile::Segment.name(0)),
+    )
+    .unwrap();
+    let r = check(root.path(), false);
+    assert_eq!(r.exit_code, EXIT_CLEAN, "{}", r.report);
+    let paths: Vec<&str> = r.report.logs.iter().map(|l| l.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        vec![LOG.to_string(), format!("{LOG}/groups/g1")],
+        "trash/ is not walked"
+    );
+    assert_eq!(
+        r.report.logs[1].kind,
+        Some(crate::format::LogKind::GroupJournal)
+    );
+    assert_eq!(r.report.logs[1].records, 5);
+    flip(&seg_path(&gdir, 0), 64 + 20);
+    let r = check(root.path(), false);
+    assert_eq!(r.exit_code, EXIT_DAMAGE);
+    assert!(r.report.logs[0].findings.is_empty());
+    assert!(r.report.logs[1].worst() == Some(Severity::Repairable));
+}
+
 #[test]
 fn an_unknown_format_version_is_not_repaired() {
     let (root, dir, _) = data_dir();
