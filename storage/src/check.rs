@@ -393,4 +393,6 @@ impl fmt::Display for Severity {
 #[cfg(test)]
 mod crash_tests;
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
