@@ -575,3 +575,24 @@ fn a_checkpoint_off_a_frame_boundary_is_removed() {
     let log = reopen(&dir);
     assert_eq!(read_all(&log, 0).len() as u64, N);
 }
+
+/// Damage in the first frame of a sealed segment leaves it empty (header only) after repair:
+/// the log still opens, serves what is before and after the hole, and checks clean.
+#[test]
+fn a_sealed_segment_emptied_by_repair_still_opens() {
+    let (root, dir, _) = data_dir();
+    let segs = segments(&dir);
+    flip(&seg_path(&dir, segs[1]), 64 + 20);
+    let r = check(root.path(), true);
+    assert_eq!(r.exit_code, EXIT_CLEAN, "{}", r.report);
+    assert_eq!(std::fs::metadata(seg_path(&dir, segs[1])).unwrap().len(), 64);
+    let log = reopen(&dir);
+    assert!(log.refusal().is_none());
+    assert_eq!(read_all(&log, 0).len() as u64, segs[1]);
+    assert_eq!(read_all(&log, segs[2]).len() as u64, N - segs[2]);
+    let a = log.append(&[payload(N)], 9_000).unwrap();
+    assert_eq!(a.offsets.start, N);
+    a.ticket.wait_blocking().unwrap();
+    drop(log);
+    assert_eq!(check(root.path(), false).exit_code, EXIT_CLEAN);
+}
