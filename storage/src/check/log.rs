@@ -197,8 +197,10 @@ pub fn check_log_dir(fs: &dyn Fs, dir: &Path, _opts: &CheckOptions) -> LogReport
                 r.findings.push(f);
             }
         }
+        // The offsets after damage are that damage's finding, not a gap of their own.
+        let cut = |f: &Fix| matches!(f, Fix::Cut { base: b, .. } if *b == base);
+        prev_end = end.filter(|_| !r.fixes.iter().any(cut));
         if let Some(e) = end {
-            prev_end = Some(e);
             r.next_offset = e;
         }
     }

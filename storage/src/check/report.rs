@@ -62,7 +62,12 @@ impl fmt::Display for Report {
 }
 
 fn finding_line(x: &Finding) -> String {
-    let mut s = format!("{} {} {}", x.severity, x.problem.name(), x.file);
+    let mut s = format!(
+        "{} {} {}",
+        x.severity,
+        x.problem.name(),
+        x.file.escape_debug()
+    );
     if let Some(p) = x.position {
         let _ = write!(s, " at byte {p}");
     }

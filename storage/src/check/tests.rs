@@ -585,7 +585,10 @@ fn a_sealed_segment_emptied_by_repair_still_opens() {
     flip(&seg_path(&dir, segs[1]), 64 + 20);
     let r = check(root.path(), true);
     assert_eq!(r.exit_code, EXIT_CLEAN, "{}", r.report);
-    assert_eq!(std::fs::metadata(seg_path(&dir, segs[1])).unwrap().len(), 64);
+    assert_eq!(
+        std::fs::metadata(seg_path(&dir, segs[1])).unwrap().len(),
+        64
+    );
     let log = reopen(&dir);
     assert!(log.refusal().is_none());
     assert_eq!(read_all(&log, 0).len() as u64, segs[1]);
