@@ -18,6 +18,10 @@ pub mod format;
 pub mod index;
 pub mod scan;
 
+// Offline verification and repair of a data directory (`felix-broker check`).
+pub mod check;
+pub mod repair;
+
 // The engine: files, the log, recovery, retention, fsync.
 pub mod flusher;
 pub mod log;
