@@ -57,6 +57,10 @@ pub enum StorageError {
     SyncTimeout,
     #[error("the log is closed")]
     Closed,
+    /// An append whose records cannot fit one frame (`format::MAX_FRAME`); a caller's bound on
+    /// message sizes normally refuses it first. Not retryable: the same batch fails again.
+    #[error("batch of {bytes} bytes does not fit one frame")]
+    TooLarge { bytes: u64 },
 }
 
 impl StorageError {

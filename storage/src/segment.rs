@@ -1,1 +1,438 @@
-//! (skeleton: see docs/storage-plan.md; owned by its track)
+//! One segment on disk (docs/storage.md 3.1, 3.2): its `.seg` file (header, then frames back to
+//! back) and its sparse offset index, in memory and in the `.idx` file.
+//!
+//! A segment only appends whole frames at its known end (`pwrite`, no `O_APPEND`, so a failed
+//! write is cut back exactly), is sealed (fsynced, data and index) before the next one is
+//! created, and is read by [`read_frames`] from a position its index gave, checking every frame
+//! (CRC, offset continuity) before any record of it is served: the index is a hint, never
+//! trusted blindly.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::IoOp;
+use crate::format::{self, FrameError, FrameHeader, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
+use crate::fs::{read_exact_at, write_all_at, Fs, FsFile, OpenMode};
+use crate::StorageError;
+
+/// Where a frame starts: `(offset of its first record, byte position in the .seg file)`.
+pub type IndexEntry = (u64, u64);
+
+/// One segment of a log.
+pub struct Segment {
+    base: u64,
+    path: Arc<str>,
+    seg_path: PathBuf,
+    idx_path: PathBuf,
+    file: Arc<dyn FsFile>,
+    /// `None` for sealed segments opened for reading, or after an index write failed (the
+    /// in-memory index goes on; the file is rebuilt at the next recovery).
+    idx: Option<Box<dyn FsFile>>,
+    idx_len: u64,
+    /// Bytes of the file that hold the header and valid frames.
+    len: u64,
+    next_offset: u64,
+    first_ts: u64,
+    last_ts: u64,
+    /// Sparse, strictly increasing; the first frame (at 64) is implicit.
+    index: Vec<IndexEntry>,
+    since_index: u64,
+    index_interval: u64,
+}
+
+fn seg_paths(dir: &Path, base: u64) -> (PathBuf, PathBuf) {
+    (
+        dir.join(SegmentFile::Segment.name(base)),
+        dir.join(SegmentFile::OffsetIndex.name(base)),
+    )
+}
+
+impl Segment {
+    /// Creates the files of a new segment at `header.base_offset`, writes and fsyncs the header.
+    /// The caller fsyncs the directory before relying on it (storage.md 2).
+    pub fn create(
+        fs: &dyn Fs,
+        dir: &Path,
+        header: &SegmentHeader,
+        index_interval: u64,
+    ) -> Result<Segment, StorageError> {
+        let base = header.base_offset;
+        let (seg_path, idx_path) = seg_paths(dir, base);
+        // Leftovers of a creation a crash interrupted (recovery removed the .seg, maybe not these).
+        let _ = fs.remove_file(&idx_path);
+        let file: Arc<dyn FsFile> = Arc::from(
+            fs.open(&seg_path, OpenMode::CreateNew)
+                .map_err(|e| StorageError::io(IoOp::Open, &seg_path, &e))?,
+        );
+        let hdr = header.encode();
+        let written = write_all_at(file.as_ref(), &hdr, 0).and_then(|()| file.sync_data());
+        if let Err(e) = written {
+            let _ = fs.remove_file(&seg_path);
+            return Err(StorageError::io(IoOp::Write, &seg_path, &e));
+        }
+        let idx = fs.open(&idx_path, OpenMode::CreateNew).ok();
+        Ok(Segment {
+            base,
+            path: Arc::from(seg_path.display().to_string()),
+            seg_path,
+            idx_path,
+            file,
+            idx,
+            idx_len: 0,
+            len: format::SEGMENT_HEADER_LEN,
+            next_offset: base,
+            first_ts: 0,
+            last_ts: 0,
+            index: Vec::new(),
+            since_index: 0,
+            index_interval: index_interval.max(1),
+        })
+    }
+
+    /// Opens an existing segment whose valid extent recovery established: `len` bytes holding
+    /// records `[base, next_offset)`, with `index` entries. `writable` for the active segment:
+    /// its `.idx` file is rewritten from `index` (the old one may be ahead of a truncation).
+    #[allow(clippy::too_many_arguments)]
+    pub fn open(
+        fs: &dyn Fs,
+        dir: &Path,
+        base: u64,
+        len: u64,
+        next_offset: u64,
+        (first_ts, last_ts): (u64, u64),
+        index: Vec<IndexEntry>,
+        index_interval: u64,
+        writable: bool,
+    ) -> Result<Segment, StorageError> {
+        let (seg_path, idx_path) = seg_paths(dir, base);
+        let mode = if writable {
+            OpenMode::ReadWrite
+        } else {
+            OpenMode::Read
+        };
+        let file: Arc<dyn FsFile> = Arc::from(
+            fs.open(&seg_path, mode)
+                .map_err(|e| StorageError::io(IoOp::Open, &seg_path, &e))?,
+        );
+        let mut idx = None;
+        let mut idx_len = 0;
+        if writable {
+            let _ = fs.remove_file(&idx_path);
+            if let Ok(f) = fs.open(&idx_path, OpenMode::CreateNew) {
+                let mut buf = Vec::with_capacity(index.len() * 8);
+                for &(o, p) in &index {
+                    buf.extend_from_slice(&((o - base) as u32).to_le_bytes());
+                    buf.extend_from_slice(&(p as u32).to_le_bytes());
+                }
+                if write_all_at(f.as_ref(), &buf, 0).is_ok() {
+                    idx_len = buf.len() as u64;
+                    idx = Some(f);
+                }
+            }
+        }
+        let since_index = len - index.last().map_or(format::SEGMENT_HEADER_LEN, |e| e.1);
+        Ok(Segment {
+            base,
+            path: Arc::from(seg_path.display().to_string()),
+            seg_path,
+            idx_path,
+            file,
+            idx,
+            idx_len,
+            len,
+            next_offset,
+            first_ts,
+            last_ts,
+            index,
+            since_index,
+            index_interval: index_interval.max(1),
+        })
+    }
+
+    pub fn base(&self) -> u64 {
+        self.base
+    }
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+    /// Whether it holds no frame.
+    pub fn is_empty(&self) -> bool {
+        self.next_offset == self.base
+    }
+    pub fn next_offset(&self) -> u64 {
+        self.next_offset
+    }
+    /// Timestamp of the first frame (0 when empty).
+    pub fn first_ts(&self) -> u64 {
+        self.first_ts
+    }
+    pub fn last_ts(&self) -> u64 {
+        self.last_ts
+    }
+    pub fn path(&self) -> &Arc<str> {
+        &self.path
+    }
+    pub fn file(&self) -> &Arc<dyn FsFile> {
+        &self.file
+    }
+    pub fn paths(&self) -> [&Path; 2] {
+        [&self.seg_path, &self.idx_path]
+    }
+
+    /// Writes one encoded frame at the end. On error the file is cut back to where the frame
+    /// started (a short write may have left part of it: storage.md 11.2) and nothing changed.
+    pub fn append(&mut self, frame: &[u8], h: &FrameHeader) -> Result<(), StorageError> {
+        if let Err(e) = write_all_at(self.file.as_ref(), frame, self.len) {
+            let _ = self.file.set_len(self.len);
+            return Err(StorageError::io(IoOp::Write, &self.seg_path, &e));
+        }
+        let pos = self.len;
+        if self.next_offset == self.base {
+            self.first_ts = h.timestamp_ms;
+        } else if self.since_index >= self.index_interval {
+            self.add_index_entry(h.base_offset, pos);
+        }
+        self.since_index += frame.len() as u64;
+        self.len += frame.len() as u64;
+        self.next_offset = h.next_offset();
+        self.last_ts = h.timestamp_ms;
+        Ok(())
+    }
+
+    fn add_index_entry(&mut self, offset: u64, pos: u64) {
+        self.index.push((offset, pos));
+        self.since_index = 0;
+        if let Some(idx) = &self.idx {
+            let mut e = [0u8; 8];
+            e[..4].copy_from_slice(&((offset - self.base) as u32).to_le_bytes());
+            e[4..].copy_from_slice(&(pos as u32).to_le_bytes());
+            // Buffered write, synced at seal; a failure only costs the file (rebuilt on recovery).
+            if write_all_at(idx.as_ref(), &e, self.idx_len).is_ok() {
+                self.idx_len += 8;
+            } else {
+                self.idx = None;
+            }
+        }
+    }
+
+    /// fdatasync of the data (the flusher and seal).
+    pub fn sync(&self) -> Result<(), StorageError> {
+        self.file
+            .sync_data()
+            .map_err(|e| StorageError::io(IoOp::Sync, &self.seg_path, &e))
+    }
+
+    /// Makes data and index durable; after this the segment is never written again.
+    pub fn seal(&mut self) -> Result<(), StorageError> {
+        self.sync()?;
+        if let Some(idx) = self.idx.take() {
+            // The index is a hint: failing to persist it is not a reason to fail the log.
+            let _ = idx.sync_data();
+        }
+        Ok(())
+    }
+
+    /// The index entries of frames starting before `pos` (for a segment cut back to `pos`).
+    pub fn index_below(&self, pos: u64) -> Vec<IndexEntry> {
+        self.index.iter().copied().filter(|e| e.1 < pos).collect()
+    }
+
+    /// Where to start reading for `offset`: the last indexed frame at or before it.
+    pub fn lookup(&self, offset: u64) -> IndexEntry {
+        let i = self.index.partition_point(|e| e.0 <= offset);
+        if i == 0 {
+            (self.base, format::SEGMENT_HEADER_LEN)
+        } else {
+            self.index[i - 1]
+        }
+    }
+
+    /// What a read outside the log's lock needs.
+    pub fn reader(&self, from: u64) -> SegmentReader {
+        let (frame_base, pos) = self.lookup(from);
+        SegmentReader {
+            base: self.base,
+            file: self.file.clone(),
+            path: self.path.clone(),
+            pos,
+            end: self.len,
+            frame_base,
+            next_offset: self.next_offset,
+        }
+    }
+}
+
+/// Loads the entries of an `.idx` file written for segment `base`, keeping the longest prefix
+/// that is strictly increasing and inside `len` (a torn or stale tail is dropped). Entries are
+/// still checked against the frame they point to at every read.
+pub fn load_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexEntry> {
+    let (_, idx_path) = seg_paths(dir, base);
+    let Ok(f) = fs.open(&idx_path, OpenMode::Read) else {
+        return Vec::new();
+    };
+    let n = f.len().unwrap_or(0) / 8;
+    let mut buf = vec![0u8; (n * 8) as usize];
+    if read_exact_at(f.as_ref(), &mut buf, 0).is_err() {
+        return Vec::new();
+    }
+    let mut out: Vec<IndexEntry> = Vec::new();
+    for e in buf.chunks_exact(8) {
+        let rel = u32::from_le_bytes(e[..4].try_into().expect("4")) as u64;
+        let pos = u32::from_le_bytes(e[4..].try_into().expect("4")) as u64;
+        let ok = pos > format::SEGMENT_HEADER_LEN
+            && pos < len
+            && rel > 0
+            && match out.last() {
+                Some(l) => l.0 < base + rel && l.1 < pos,
+                None => true,
+            };
+        if !ok {
+            break;
+        }
+        out.push((base + rel, pos));
+    }
+    out
+}
+
+/// A consistent view of a segment for one read: file, position and the extent valid then.
+pub struct SegmentReader {
+    base: u64,
+    file: Arc<dyn FsFile>,
+    path: Arc<str>,
+    /// Start of the frame whose first record is `frame_base`.
+    pos: u64,
+    end: u64,
+    frame_base: u64,
+    next_offset: u64,
+}
+
+/// The result of reading one segment.
+#[derive(Debug, Default)]
+pub struct SegmentRead {
+    pub records: Vec<(u64, Bytes)>,
+    pub payload_bytes: usize,
+    /// The offset after the last record returned (or `from` if none).
+    pub next: u64,
+}
+
+impl SegmentReader {
+    /// Records `[from, upto)` of this segment, at most `max_records` and `max_bytes` of payload
+    /// (at least one record whatever its size). Reads `chunk` bytes per `pread`. Records are
+    /// slices of the read buffer (no copy per record). A frame that fails its CRC or continuity
+    /// check ends the read: the records before it are returned, or, if there are none, the
+    /// error `Quarantined` naming the frame's offset.
+    pub fn read(
+        &self,
+        from: u64,
+        upto: u64,
+        max_records: usize,
+        max_bytes: usize,
+        chunk: usize,
+    ) -> Result<SegmentRead, StorageError> {
+        let r = self.read_at(
+            self.pos,
+            self.frame_base,
+            from,
+            upto,
+            max_records,
+            max_bytes,
+            chunk,
+        );
+        match r {
+            // The index is a hint: an entry that does not land on the frame it names sends the
+            // read back to the first frame (a slower scan, never a wrong record).
+            Err(StorageError::Quarantined { .. }) if self.pos != format::SEGMENT_HEADER_LEN => {
+                tracing::warn!(file = %self.path, position = self.pos,
+                    "storage: offset index entry did not match its frame; scanning");
+                let start = format::SEGMENT_HEADER_LEN;
+                self.read_at(start, self.base, from, upto, max_records, max_bytes, chunk)
+            }
+            r => r,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn read_at(
+        &self,
+        pos: u64,
+        frame_base: u64,
+        from: u64,
+        upto: u64,
+        max_records: usize,
+        max_bytes: usize,
+        chunk: usize,
+    ) -> Result<SegmentRead, StorageError> {
+        let upto = upto.min(self.next_offset);
+        let mut out = SegmentRead {
+            next: from,
+            ..Default::default()
+        };
+        let mut pos = pos;
+        let mut expected = frame_base;
+        let chunk = chunk.max(FRAME_HEADER_LEN) as u64;
+        let corrupt = |offset: u64| StorageError::Quarantined {
+            offset,
+            path: self.path.clone(),
+        };
+        while pos < self.end && expected < upto && out.records.len() < max_records {
+            let want = chunk.min(self.end - pos);
+            let mut buf = vec![0u8; want as usize];
+            read_exact_at(self.file.as_ref(), &mut buf, pos)
+                .map_err(|e| StorageError::io(IoOp::Read, Path::new(&*self.path), &e))?;
+            // A frame longer than the chunk: read exactly it.
+            if let Ok(h) = FrameHeader::decode(&buf) {
+                if h.total_len() > want && pos + h.total_len() <= self.end {
+                    buf = vec![0u8; h.total_len() as usize];
+                    read_exact_at(self.file.as_ref(), &mut buf, pos)
+                        .map_err(|e| StorageError::io(IoOp::Read, Path::new(&*self.path), &e))?;
+                }
+            }
+            let buf = Bytes::from(buf);
+            let mut it = format::frames(&buf);
+            let mut progressed = false;
+            for f in it.by_ref() {
+                let f = match f {
+                    Ok(f) => f,
+                    // The chunk cut a frame in two: read again from its start.
+                    Err((_, FrameError::Truncated { .. })) if progressed => break,
+                    Err(_) => return done_or(out, corrupt(expected)),
+                };
+                if f.header.base_offset != expected {
+                    return done_or(out, corrupt(expected));
+                }
+                progressed = true;
+                expected = f.header.next_offset();
+                for r in f.records() {
+                    if r.offset < from {
+                        continue;
+                    }
+                    if r.offset >= upto || out.records.len() >= max_records {
+                        break;
+                    }
+                    let n = r.payload.len();
+                    if !out.records.is_empty() && out.payload_bytes + n > max_bytes {
+                        return Ok(out);
+                    }
+                    out.payload_bytes += n;
+                    out.records.push((r.offset, buf.slice_ref(r.payload)));
+                    out.next = r.offset + 1;
+                }
+                if expected >= upto || out.records.len() >= max_records {
+                    return Ok(out);
+                }
+            }
+            pos += it.position() as u64;
+        }
+        Ok(out)
+    }
+}
+
+fn done_or(out: SegmentRead, err: StorageError) -> Result<SegmentRead, StorageError> {
+    if out.records.is_empty() {
+        Err(err)
+    } else {
+        Ok(out)
+    }
+}
