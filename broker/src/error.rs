@@ -29,7 +29,7 @@ impl BrokerError {
     pub fn storage(e: &felix_storage::StorageError) -> Self {
         Self {
             code: ErrorCode::Storage,
-            message: format!("storage: {e}"),
+            message: e.to_string(),
             retryable: e.retryable(),
         }
     }

@@ -25,10 +25,6 @@ impl Counter {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
-    /// Sets the value.
-    pub fn set(&self, v: u64) {
-        self.0.store(v, Relaxed);
-    }
 }
 
 /// A value that goes up and down.
@@ -47,6 +43,10 @@ impl Gauge {
     /// Current value.
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
+    }
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
     }
 }
 

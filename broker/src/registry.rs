@@ -20,12 +20,16 @@ use crate::budget::MemoryBudget;
 use crate::cache::{Cache, CacheConfig};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::log::MemoryLog;
+use crate::log::{Durability, Log, MemoryLog};
 use crate::metrics::Snapshot;
 use crate::names::{self, Pattern};
 use crate::queue::{ConsumerGroup, GroupConfig};
 use crate::stream::{Start, Stream, StreamConfig, SubscribeInfo, Subscriber};
 use felix_wire::ErrorCode;
+
+mod durable;
+
+pub use durable::Loaded;
 
 /// A stream and the consumer groups reading it.
 #[derive(Debug)]
@@ -92,6 +96,8 @@ pub struct Registry {
     per_tenant: Mutex<HashMap<Box<str>, usize>>,
     /// Creates refused by `max_resources_per_tenant`.
     tenant_refusals: AtomicU64,
+    /// The data directory of durable streams (`storage.data_dir`), once opened.
+    storage: Option<durable::Storage>,
 }
 
 /// Writes the lookup key into `buf`.
@@ -117,6 +123,7 @@ impl Registry {
             wildcards: RwLock::new(Vec::new()),
             per_tenant: Mutex::new(HashMap::new()),
             tenant_refusals: AtomicU64::new(0),
+            storage: None,
         }
     }
 
@@ -223,6 +230,19 @@ impl Registry {
         name: &str,
         config: StreamConfig,
     ) -> Result<(Arc<StreamEntry>, bool), BrokerError> {
+        self.insert_stream_with(tenant, namespace, name, config, None)
+    }
+
+    /// Inserts a stream with `log` (a durable log loaded from disk), or with a log made for
+    /// `config` (a `MemoryLog`, or a new durable log with its files) when `None`.
+    fn insert_stream_with(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        name: &str,
+        config: StreamConfig,
+        log: Option<Box<dyn Log>>,
+    ) -> Result<(Arc<StreamEntry>, bool), BrokerError> {
         let mut buf = String::new();
         let k: Box<str> = key(&mut buf, tenant, namespace, name).into();
         if let Some(e) = self.streams.read().get(&k) {
@@ -230,17 +250,50 @@ impl Registry {
         }
         self.check_room()?;
         self.take_tenant_slot(tenant)?;
+        // A new durable stream's files are made before any registry lock is taken (file
+        // system calls must not stall every lookup); durable creations are serialised.
+        let mut create_guard = None;
+        let (log, made_durable): (Box<dyn Log>, bool) = match (log, config.durability) {
+            (Some(log), _) => (log, false),
+            (None, Durability::Durable(policy)) => {
+                if let Some(e) = self.streams.read().get(&k) {
+                    self.give_back_tenant_slot(tenant);
+                    return Ok((e.clone(), false));
+                }
+                match self.create_durable_log(tenant, namespace, name, &config, policy) {
+                    Ok((log, guard)) => {
+                        create_guard = Some(guard);
+                        (log, true)
+                    }
+                    Err(e) => {
+                        self.give_back_tenant_slot(tenant);
+                        return Err(e);
+                    }
+                }
+            }
+            (None, Durability::Ephemeral) => (
+                Box::new(MemoryLog::with_budget(
+                    config.retention,
+                    self.memory.clone(),
+                )),
+                false,
+            ),
+        };
         // Lock order everywhere: wildcards, then streams.
         let wildcards = self.wildcards.read();
         let mut streams = self.streams.write();
         if let Some(e) = streams.get(&k) {
             self.give_back_tenant_slot(tenant);
-            return Ok((e.clone(), false));
+            let e = e.clone();
+            drop((streams, wildcards));
+            if made_durable {
+                // Created meanwhile by an ephemeral creator: these files were never used.
+                drop(log);
+                self.forget_durable(tenant, namespace, name);
+            }
+            drop(create_guard);
+            return Ok((e, false));
         }
-        let log = Box::new(MemoryLog::with_budget(
-            config.retention,
-            self.memory.clone(),
-        ));
         let stream = Stream::new(Arc::from(name), config, log);
         // Attach matching wildcard subscribers before the stream is visible, so they cannot
         // miss its first record.
@@ -259,6 +312,7 @@ impl Registry {
             label: k.to_string(),
         });
         streams.insert(k, entry.clone());
+        drop(create_guard);
         Ok((entry, true))
     }
 

@@ -102,3 +102,44 @@ impl StorageConfig {
         }
     }
 }
+
+impl super::BrokerConfig {
+    /// The durability a `stream_create` asks for: its fields over `stream_defaults`; an
+    /// error (for `invalid_argument`) for unknown names or a durable stream without
+    /// `storage.data_dir`.
+    pub fn requested_durability(
+        &self,
+        durability: Option<&str>,
+        fsync: Option<&str>,
+        interval_ms: Option<u64>,
+    ) -> Result<Durability, String> {
+        let class = match durability {
+            None => self.stream_defaults.durability,
+            Some("ephemeral") => DurabilityClass::Ephemeral,
+            Some("durable") => DurabilityClass::Durable,
+            Some(other) => {
+                return Err(format!(
+                    "durability {other:?}: expected ephemeral or durable"
+                ))
+            }
+        };
+        let fsync = match fsync {
+            None => self.stream_defaults.fsync,
+            Some("always") => Some(FsyncName::Always),
+            Some("interval") => Some(FsyncName::Interval),
+            Some("os") => Some(FsyncName::Os),
+            Some(other) => return Err(format!("fsync {other:?}: expected always, interval or os")),
+        };
+        if interval_ms == Some(0) {
+            return Err("fsync_interval_ms must be > 0".into());
+        }
+        if class == DurabilityClass::Durable && self.storage.data_dir.is_none() {
+            return Err("durable streams need storage.data_dir (--data-dir) on the broker".into());
+        }
+        Ok(self.storage.durability(
+            class,
+            fsync,
+            interval_ms.or(self.stream_defaults.fsync_interval_ms),
+        ))
+    }
+}

@@ -19,8 +19,11 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
+mod durable;
 mod memory;
 
+pub use durable::DurableStreamLog;
+pub use felix_storage::flusher::FsyncPolicy;
 pub use felix_storage::StorageError;
 pub use memory::{MemoryLog, RECORD_OVERHEAD};
 
@@ -45,18 +48,6 @@ pub enum AppendError {
     /// The durable log cannot take writes now (`storage` on the wire).
     #[error("storage: {0}")]
     Storage(#[from] StorageError),
-}
-
-/// When a durable log fsyncs, and so what its ack promises against a machine crash. A process
-/// crash never loses an acknowledged record under any policy (`docs/storage.md` section 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FsyncPolicy {
-    /// Ack (and make visible) only after the records' frame is fsynced; group commit.
-    Always,
-    /// Ack after the write to the kernel; fsync every interval.
-    Interval(std::time::Duration),
-    /// Ack after the write to the kernel; fsync only when a segment is sealed.
-    Os,
 }
 
 /// The name of a policy (`always`, `interval`, `os`).

@@ -481,6 +481,9 @@ async fn json(
             max_bytes,
             subscriber_buffer,
             full_policy,
+            durability,
+            fsync,
+            fsync_interval_ms,
         } => {
             let r = (|| {
                 ctx.require(features::ADMIN, "stream_create")?;
@@ -517,6 +520,15 @@ async fn json(
                         BrokerError::invalid(format!("full_policy {p:?}: expected block, drop_newest, drop_oldest or disconnect"))
                     })?;
                 }
+                cfg.durability = ctx
+                    .shared
+                    .cfg
+                    .requested_durability(
+                        durability.as_deref(),
+                        fsync.as_deref(),
+                        fsync_interval_ms,
+                    )
+                    .map_err(BrokerError::invalid)?;
                 ctx.shared
                     .registry
                     .create_stream(&tenant_id, &namespace, &stream, cfg)?;
