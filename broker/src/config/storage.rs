@@ -62,6 +62,14 @@ pub struct StorageConfig {
     /// more fails the start, naming this key); they also count against
     /// `limits.max_resources` and the tenant's bound like any other stream.
     pub max_durable_streams: usize,
+    /// Recent payload bytes each durable log keeps in memory, so that live subscribers and
+    /// groups that keep up read without a system call (older reads go to the files). Not
+    /// charged to `limits.max_memory_bytes` yet: bounded per log, so by
+    /// `max_durable_streams` x this.
+    pub tail_cache_bytes: usize,
+    /// `always` logs: bytes written and not yet covered by an fsync. Past it a publish gets
+    /// `storage` (retryable) rather than queueing more unsynced work behind a slow disk.
+    pub max_pending_bytes: usize,
 }
 
 impl Default for StorageConfig {
@@ -72,6 +80,8 @@ impl Default for StorageConfig {
             default_fsync_interval_ms: 100,
             segment_bytes: 0,
             max_durable_streams: 10_000,
+            tail_cache_bytes: 4 << 20,
+            max_pending_bytes: 16 << 20,
         }
     }
 }

@@ -79,7 +79,13 @@ impl Registry {
             };
             let storage = self.storage.as_ref().expect("set above");
             let (log, recovery) = storage
-                .open_log(&path, &config, policy, meta.segment_bytes)
+                .open_log(
+                    &self.cfg.storage,
+                    &path,
+                    &config,
+                    policy,
+                    meta.segment_bytes,
+                )
                 .map_err(|e| format!("{where_}: {e}"))?;
             if recovery.truncated_bytes > 0 || recovery.epoch_changed || recovery.damage.is_some() {
                 loaded.truncated += 1;
@@ -141,7 +147,7 @@ impl Registry {
             .write_meta(&meta)
             .map_err(|e| BrokerError::new(ErrorCode::Storage, e.to_string()))?;
         let (log, _) = storage
-            .open_log(&dir, config, policy, segment_bytes)
+            .open_log(&self.cfg.storage, &dir, config, policy, segment_bytes)
             .map_err(|e| BrokerError::storage(&e))?;
         Ok((Box::new(DurableStreamLog::new(log, policy)), guard))
     }
@@ -186,6 +192,7 @@ impl Registry {
 impl Storage {
     fn open_log(
         &self,
+        storage: &crate::config::StorageConfig,
         dir: &std::path::Path,
         config: &StreamConfig,
         policy: FsyncPolicy,
@@ -200,6 +207,8 @@ impl Storage {
                 max_age: None,
             },
             machine_restarted: self.dir.machine_restarted(),
+            hot_tail_bytes: storage.tail_cache_bytes,
+            max_pending_bytes: storage.max_pending_bytes,
             ..LogConfig::default()
         };
         let (log, recovery) =
