@@ -177,3 +177,62 @@ async fn a_broker_without_a_data_dir_refuses_durable_streams() {
         Message::Ok { .. }
     ));
 }
+
+#[tokio::test]
+async fn live_subscribers_of_a_durable_stream_get_every_record_once_in_order() {
+    let data = data_dir("live");
+    let mut cfg = test_config("live");
+    cfg.storage.data_dir = Some(data.clone());
+    cfg.stream_defaults.durability = felix_broker::config::DurabilityClass::Durable;
+    let b = TestBroker::with_config(cfg).await;
+    let c = b.client().await;
+    let mut sub = c
+        .subscribe(NS, "live.s", felix_client::Start::Latest)
+        .await
+        .unwrap();
+    // Concurrent publishers share fsyncs; each publish's records reach subscribers once its
+    // ticket resolved, whichever publisher's ticket resolves first.
+    let publishers: Vec<_> = (0..4u64)
+        .map(|p| {
+            let c = c.clone();
+            tokio::spawn(async move {
+                for i in 0..50u64 {
+                    c.publish(NS, "live.s", Bytes::from(format!("{p}:{i}")))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in publishers {
+        p.await.unwrap();
+    }
+    let mut got = Vec::new();
+    while got.len() < 200 {
+        let e = within(
+            10,
+            "a durable record reaches the live subscriber",
+            sub.next(),
+        )
+        .await
+        .expect("subscription open")
+        .unwrap();
+        got.push((e.offset.unwrap(), e.payload));
+    }
+    let offsets: Vec<u64> = got.iter().map(|g| g.0).collect();
+    assert_eq!(
+        offsets,
+        (0..200).collect::<Vec<_>>(),
+        "each offset once, in order"
+    );
+    let mut per: std::collections::HashMap<String, u64> = Default::default();
+    for (_, payload) in &got {
+        let s = std::str::from_utf8(payload).unwrap();
+        let (p, i) = s.split_once(':').unwrap();
+        let i: u64 = i.parse().unwrap();
+        let next = per.entry(p.to_owned()).or_insert(0);
+        assert_eq!(i, *next, "publisher {p}'s records in its order");
+        *next += 1;
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
