@@ -176,7 +176,14 @@ pub struct SyncPoint {
     state: Mutex<SyncState>,
     syncs: AtomicU64,
     synced_tickets: AtomicU64,
+    /// Told the synced watermark when it moves (on the flusher thread only).
+    listener: Mutex<Option<VisibleListener>>,
+    notified: AtomicU64,
 }
+
+/// Called with the new synced watermark, in increasing order, on the log's flusher thread and
+/// never under the log's lock: the broker fans out `always` records from here (storage.md 4.5).
+pub type VisibleListener = Arc<dyn Fn(u64) + Send + Sync>;
 
 struct SyncState {
     written: u64,
@@ -198,6 +205,23 @@ impl SyncPoint {
             }),
             syncs: AtomicU64::new(0),
             synced_tickets: AtomicU64::new(0),
+            listener: Mutex::new(None),
+            notified: AtomicU64::new(next),
+        }
+    }
+
+    pub fn set_listener(&self, l: Option<VisibleListener>) {
+        *self.listener.lock() = l;
+    }
+
+    /// Tells the listener if the synced watermark moved since it was last told. Flusher only.
+    fn notify(&self) {
+        let synced = self.synced();
+        if synced > self.notified.fetch_max(synced, Ordering::AcqRel) {
+            let l = self.listener.lock().clone();
+            if let Some(l) = l {
+                l(synced);
+            }
         }
     }
 
@@ -321,6 +345,9 @@ struct Entry {
 struct Shared {
     state: Mutex<ThreadState>,
     cv: Condvar,
+    /// The sync this thread is in: since when, for which log, and whether the watchdog
+    /// already failed its tickets.
+    in_flight: Mutex<Option<(Instant, Arc<Entry>, bool)>>,
 }
 
 struct ThreadState {
@@ -333,7 +360,11 @@ struct ThreadState {
 pub struct Flushers {
     threads: Vec<(Arc<Shared>, Option<JoinHandle<()>>)>,
     next: AtomicUsize,
+    watchdog: Option<(Arc<StopFlag>, JoinHandle<()>)>,
 }
+
+/// Tells the watchdog to stop, and wakes it.
+type StopFlag = (Mutex<bool>, Condvar);
 
 /// A log's registration with its flusher; dropping it unregisters the log.
 pub struct FlushHandle {
@@ -342,8 +373,16 @@ pub struct FlushHandle {
 }
 
 impl Flushers {
-    /// `n` threads (at least one), named `felix-flush-<i>`.
+    /// `n` threads (at least one), named `felix-flush-<i>`, without a sync timeout.
     pub fn new(n: usize) -> std::io::Result<Arc<Self>> {
+        Self::with_timeout(n, None)
+    }
+
+    /// As [`Flushers::new`]; with `sync_timeout`, a watchdog thread fails the tickets of an
+    /// fdatasync that has not returned after it (`StorageError::SyncTimeout`) and marks the log
+    /// failed (storage.md 11.3). The flusher thread itself stays blocked in the kernel until
+    /// the call returns; the logs pinned to other threads go on.
+    pub fn with_timeout(n: usize, sync_timeout: Option<Duration>) -> std::io::Result<Arc<Self>> {
         let mut threads = Vec::new();
         for i in 0..n.max(1) {
             let shared = Arc::new(Shared {
@@ -353,6 +392,7 @@ impl Flushers {
                     stop: false,
                 }),
                 cv: Condvar::new(),
+                in_flight: Mutex::new(None),
             });
             let s = shared.clone();
             let h = std::thread::Builder::new()
@@ -360,9 +400,21 @@ impl Flushers {
                 .spawn(move || run(&s))?;
             threads.push((shared, Some(h)));
         }
+        let watchdog = match sync_timeout {
+            Some(t) => {
+                let stop = Arc::new((Mutex::new(false), Condvar::new()));
+                let (st, watched) = (stop.clone(), threads.iter().map(|x| x.0.clone()).collect());
+                let h = std::thread::Builder::new()
+                    .name("felix-flush-watchdog".into())
+                    .spawn(move || watchdog(&st, watched, t))?;
+                Some((stop, h))
+            }
+            None => None,
+        };
         Ok(Arc::new(Flushers {
             threads,
             next: AtomicUsize::new(0),
+            watchdog,
         }))
     }
 
@@ -385,6 +437,11 @@ impl Flushers {
 
 impl Drop for Flushers {
     fn drop(&mut self) {
+        if let Some((stop, h)) = self.watchdog.take() {
+            *stop.0.lock() = true;
+            stop.1.notify_all();
+            let _ = h.join();
+        }
         for (shared, _) in &self.threads {
             shared.state.lock().stop = true;
             shared.cv.notify_all();
@@ -457,11 +514,40 @@ fn run(shared: &Shared) {
                 }
             }
         };
-        sync_one(&entry);
+        sync_one(shared, &entry);
     }
 }
 
-fn sync_one(entry: &Entry) {
+/// Fails the tickets of syncs that outlive `timeout`, once each.
+fn watchdog(stop: &StopFlag, watched: Vec<Arc<Shared>>, timeout: Duration) {
+    let tick = (timeout / 4).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let mut stopped = stop.0.lock();
+    while !*stopped {
+        stop.1.wait_for(&mut stopped, tick);
+        for shared in &watched {
+            let late = {
+                let mut f = shared.in_flight.lock();
+                match &mut *f {
+                    Some((since, e, reported)) if !*reported && since.elapsed() >= timeout => {
+                        *reported = true;
+                        e.log.upgrade()
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(log) = late {
+                let e = StorageError::SyncTimeout;
+                tracing::error!("storage: fsync did not return within storage.sync_timeout_ms");
+                // Answer the waiters first: recording the failure writes to what may be the
+                // same hung disk.
+                log.sync_point().fail(e.clone());
+                log.on_failure(&e);
+            }
+        }
+    }
+}
+
+fn sync_one(shared: &Shared, entry: &Arc<Entry>) {
     // Cleared before the sync: whatever is written from now on asks again.
     entry.queued.store(false, Ordering::Release);
     entry.armed.store(false, Ordering::Release);
@@ -473,12 +559,19 @@ fn sync_one(entry: &Entry) {
         return; // never a second fsync over bytes a failed one covered
     }
     if sp.synced() >= sp.written() && !sp.has_waiters() {
+        sp.notify(); // a seal may have moved it
         return;
     }
     *entry.last_sync.lock() = Instant::now();
     sp.syncs.fetch_add(1, Ordering::Relaxed);
-    match log.sync() {
-        Ok(upto) => sp.synced_to(upto),
+    *shared.in_flight.lock() = Some((Instant::now(), entry.clone(), false));
+    let r = log.sync();
+    *shared.in_flight.lock() = None;
+    match r {
+        Ok(upto) => {
+            sp.synced_to(upto);
+            sp.notify();
+        }
         Err(e) => {
             tracing::error!(error = %e, "storage: fsync failed; the log refuses writes until healed");
             log.on_failure(&e);

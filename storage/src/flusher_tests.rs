@@ -228,3 +228,35 @@ fn ticket_future_resolves_through_its_waker() {
     assert!(flag.0.load(Ordering::SeqCst));
     assert_eq!(fut.as_mut().poll(&mut cx), Poll::Ready(Ok(())));
 }
+
+#[test]
+fn an_fsync_that_hangs_fails_its_tickets_after_the_timeout_and_the_thread_recovers() {
+    let f = Flushers::with_timeout(1, Some(Duration::from_millis(30))).unwrap();
+    let log = CountingLog::new();
+    let h = register(&log, &f, FsyncPolicy::Always);
+    log.set_gate(true); // the disk hangs
+    let t = log.append(&h);
+    assert_eq!(
+        t.wait_timeout(Duration::from_secs(20)),
+        Some(Err(StorageError::SyncTimeout))
+    );
+    assert_eq!(log.sp.failed(), Some(StorageError::SyncTimeout));
+    // Later appends are refused by the log (its SyncPoint is failed), not left waiting.
+    assert_eq!(
+        log.sp.ticket(5).wait_timeout(Duration::from_secs(1)),
+        Some(Err(StorageError::SyncTimeout))
+    );
+    // The disk comes back: the blocked call returns and the thread serves other logs.
+    log.set_gate(false);
+    let other = CountingLog::new();
+    let h2 = register(&other, &f, FsyncPolicy::Always);
+    assert_eq!(
+        other.append(&h2).wait_timeout(Duration::from_secs(20)),
+        Some(Ok(()))
+    );
+    assert_eq!(
+        log.syncs.lock().len(),
+        1,
+        "the timed-out log is not synced again"
+    );
+}

@@ -267,6 +267,8 @@ pub(crate) struct FrameChecker {
     headers_allowed: bool,
     bad: bool,
     stored_crc: u32,
+    /// Bytes of the record area not fed yet.
+    unfed: u64,
 }
 
 impl FrameChecker {
@@ -282,12 +284,14 @@ impl FrameChecker {
             headers_allowed: h.attributes & ATTR_HEADERS != 0,
             bad: false,
             stored_crc: h.crc,
+            unfed: h.len as u64 - (FRAME_HEADER_LEN as u64 - 4),
         }
     }
 
     /// Feeds the next bytes of the record area (after byte 40).
     pub(crate) fn feed(&mut self, chunk: &[u8]) {
         self.crc = crc32c::crc32c_append(self.crc, chunk);
+        self.unfed = self.unfed.saturating_sub(chunk.len() as u64);
         let mut c = chunk;
         while !c.is_empty() && !self.bad {
             if self.skip > 0 {
@@ -308,14 +312,25 @@ impl FrameChecker {
             if self.have == RECORD_HEADER_LEN {
                 let p = u32_at(&self.rec, 0) as u64;
                 let hl = u16_at(&self.rec, 4) as u64;
-                if hl != 0 && !self.headers_allowed {
-                    self.bad = true;
-                }
                 self.skip = p + hl;
                 self.have = 0;
                 self.left -= 1;
+                // This record and the 6-byte minimum of each one after it must fit in what is
+                // left of the frame: known now, so a scan can stop without reading the rest.
+                let room = self.unfed + c.len() as u64;
+                let need = self.skip + RECORD_HEADER_LEN as u64 * self.left as u64;
+                if (hl != 0 && !self.headers_allowed) || need > room {
+                    self.bad = true;
+                }
             }
         }
+    }
+
+    /// The records already cannot fit: the frame is invalid whatever its remaining bytes (a
+    /// scan stops reading it; it then reports `BadRecords` where a full check could have
+    /// reported `BadCrc`).
+    pub(crate) fn failed(&self) -> bool {
+        self.bad
     }
 
     /// After the whole frame was fed: the CRC first (the likelier and more telling failure).

@@ -5,18 +5,27 @@
 //!
 //! ```text
 //! DurableLog::open(fs: Arc<dyn Fs>, dir: &Path, cfg: LogConfig)
-//!     -> Result<(DurableLog, Recovery), StorageError>
-//! DurableLog::open_with(fs, dir, cfg, flushers: Option<Arc<Flushers>>)   // shared flusher threads
+//!     -> Result<(DurableLog, Recovery), StorageError>          // own flusher thread
+//! DurableLog::open_with(fs, dir, cfg, flushers: Option<Arc<Flushers>>)   // shared threads
 //! log.append(&self, payloads: &[Bytes], now_unix_ms: u64) -> Result<Appended, StorageError>
 //!     Appended { offsets: Range<u64>, ticket: Ticket }
-//!     ticket.wait().await / ticket.wait_blocking() / ticket.wait_timeout(d)
-//!         -> Result<(), StorageError>
-//! log.read(&self, from: u64, max_records: usize, max_bytes: usize)
-//!     -> Result<Read, StorageError>    Read { records: Vec<(u64, Bytes)>, first_available, next_offset }
+//!     ticket.wait() (a std Future, no runtime needed) / ticket.wait_blocking()
+//!         / ticket.wait_timeout(Duration) -> Result<(), StorageError>
+//! log.read(&self, from: u64, max_records: usize, max_bytes: usize) -> Result<Read, StorageError>
+//!     Read { records: Vec<(u64, Bytes)>, first_available: u64, next_offset: u64 /* visible */ }
+//! log.seek_time(&self, unix_ms: u64) -> Result<u64, StorageError>    // start by time
 //! log.visible_offset() / next_offset() / first_offset() / len() / bytes() / epoch() -> u64
+//! log.memory_bytes() -> usize
 //! log.apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError>
-//! log.close(&self) -> Result<(), StorageError>      // final fdatasync, marks the log clean
+//! log.heal(&self, now_unix_ms: u64) -> Result<Option<Healed>, StorageError>
+//! log.set_visible_listener(&self, Option<Arc<dyn Fn(u64) + Send + Sync>>)   // always: fanout
+//! log.refusal() -> Option<StorageError>; log.sync_stats() -> (fsyncs, tickets)
+//! log.close(&self) -> Result<(), StorageError>   // final fdatasync, marks the log clean
 //! ```
+//!
+//! Everything takes `&self` (one internal mutex serialises appends, which the broker does
+//! anyway under its stream lock); share the log with an `Arc`. `read` does its `pread`s outside
+//! that mutex. Dropping the log closes it.
 //!
 //! # Promises
 //!
@@ -25,14 +34,19 @@
 //! - The ticket resolves when the records reached the watermark their policy acks at:
 //!   `always` after an `fdatasync` that covered them (one per flusher turn for all appenders:
 //!   group commit); `interval` and `os` at once (written). A failed fsync fails every waiting
-//!   ticket with `StorageError::Io` and the log refuses appends until reopened (never a second
-//!   fsync over the same bytes).
+//!   ticket with `StorageError::Io` (one that hangs past `sync_timeout`: `SyncTimeout`) and
+//!   the log refuses appends until healed or reopened (never a second fsync over the same
+//!   bytes).
 //! - **Visibility**: `read` and `visible_offset` stop at the ack watermark. For `always` that is
 //!   the synced watermark: a reader never sees a record that a power loss could take back, so
 //!   the epoch survives crashes. For `interval`/`os` it is the written watermark: a power loss
 //!   can take visible records back, and recovery then gives the log a new epoch.
 //! - A failed write (`ENOSPC`, `EIO`) cuts the file back to the previous frame boundary and
 //!   fails that append alone; the next append gets the same offsets.
+//! - A failed fdatasync is recorded in `log.state` (the last durable point), fails every waiting
+//!   ticket, and the log refuses appends until [`DurableLog::heal`] cuts it back to that point
+//!   onto a new segment (or a reopen does). Under `interval`/`os` the records cut may have been
+//!   read: the epoch changes and the caller must end its readers (`Healed::epoch_changed`).
 //! - Reads come from the hot tail (recent records, in memory, bounded by `hot_tail_bytes`) or,
 //!   below it, by `pread` from the segments via the offset index; every frame read from a file
 //!   is CRC-checked first.
@@ -46,12 +60,15 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 
 use crate::error::IoOp;
-use crate::flusher::{FlushHandle, Flushable, Flushers, FsyncPolicy, SyncPoint, Ticket};
+use crate::flusher::{FlushHandle, Flushable, SyncPoint};
+// Everything a user of the log names, from one place.
+pub use crate::flusher::{Flushers, FsyncPolicy, Ticket, TicketWait, VisibleListener};
+pub use crate::format::LogKind;
 use crate::format::{self, FrameMeta, SegmentHeader};
 use crate::fs::Fs;
 use crate::recover::{self as rec, RecoverConfig};
 pub use crate::recover::{Damage, Recovery};
-use crate::retention::{self, SegmentInfo};
+pub use crate::retention::Retention;
 use crate::segment::Segment;
 use crate::StorageError;
 
@@ -77,6 +94,8 @@ struct Inner {
     /// failed on (and dropped) before the failure is known: after a failure, none runs until
     /// `heal`.
     sync_guard: Mutex<Option<StorageError>>,
+    /// The checkpoint file and the last checkpoint written (storage.md 3.4).
+    checkpoint: Mutex<sync::Checkpoints>,
 }
 
 struct State {
@@ -138,6 +157,7 @@ impl DurableLog {
         let last_ts = active.last_ts();
         let bytes = segments.iter().map(Segment::len).sum();
         let synced_at = (active.base(), active.len(), next_offset);
+        let fs_for_cp = fs.clone();
         let inner = Arc::new(Inner {
             fs,
             dir: dir.to_path_buf(),
@@ -160,11 +180,29 @@ impl DurableLog {
             }),
             cfg,
             sync_guard: Mutex::new(None),
+            checkpoint: Mutex::new(sync::Checkpoints::open(
+                fs_for_cp.as_ref(),
+                dir,
+                r.checkpoint,
+            )),
         });
+        // What recovery found is on disk now: vouch for it, so damage before this point is
+        // never mistaken for a torn tail later.
+        // (Not for a quarantined log: its tail was not synced.) Unconditional: a checkpoint
+        // ahead of what recovery found (a disk that lost flushed data) must not vouch for
+        // whatever is written there next.
+        let (at, quarantined) = {
+            let st = inner.state.lock();
+            (st.durable_point(), st.quarantined.is_some())
+        };
+        if !quarantined {
+            inner.reset_checkpoint(at);
+        }
         let (flushers, own) = match flushers {
             Some(f) => (f, None),
             None => {
-                let f = Flushers::new(1).map_err(|e| StorageError::io(IoOp::Open, dir, &e))?;
+                let f = Flushers::with_timeout(1, inner.cfg.sync_timeout)
+                    .map_err(|e| StorageError::io(IoOp::Open, dir, &e))?;
                 (f.clone(), Some(f))
             }
         };
@@ -287,7 +325,7 @@ impl DurableLog {
         if from >= tail_start {
             let skip = (from - tail_start) as usize;
             let mut bytes = 0;
-            for (o, p) in st.tail.iter().skip(skip) {
+            for (o, p) in st.tail.range(skip..) {
                 if *o >= visible || out.records.len() >= max_records {
                     break;
                 }
@@ -301,12 +339,48 @@ impl DurableLog {
         }
         // Cold: the segment holding `from`; read outside the lock (appends go on meanwhile).
         let i = st.segments.partition_point(|s| s.base() <= from).max(1) - 1;
-        let reader = st.segments[i].reader(from);
+        let reader = st.segments[i].reader(inner.fs.as_ref(), from)?;
         let chunk = inner.cfg.read_chunk_bytes;
         drop(st);
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;
         out.records = r.records;
         Ok(out)
+    }
+
+    /// The first visible offset whose record's timestamp is ≥ `unix_ms` (a subscription that
+    /// starts by time, storage.md 6.3), or the visible offset if none is (start at the end).
+    /// Timestamps are the broker clock at append, clamped to never go back. A few small
+    /// `pread`s under the log's lock: one per step of a binary search in one segment's index
+    /// plus a walk of at most one index interval.
+    pub fn seek_time(&self, unix_ms: u64) -> Result<u64, StorageError> {
+        let inner = &*self.inner;
+        let st = inner.state.lock();
+        let visible = inner.visible(&st);
+        if st.last_ts < unix_ms {
+            return Ok(visible); // even the newest record is older
+        }
+        // Segments whose first frame is older than `unix_ms`: the answer is in the last of them
+        // or is the first record of the one after.
+        let n = st
+            .segments
+            .partition_point(|s| s.first_ts() < unix_ms && !s.is_empty());
+        let i = n.saturating_sub(1);
+        for seg in st.segments.iter().skip(i) {
+            if seg.base() >= visible {
+                break;
+            }
+            if let Some(o) = seg.seek_time(inner.fs.as_ref(), unix_ms, visible)? {
+                return Ok(o.max(st.first_offset()));
+            }
+        }
+        Ok(visible)
+    }
+
+    /// `always` logs: `f(visible_offset)` is called on the flusher thread, never under the
+    /// log's lock, each time records become visible (in increasing order), so the caller can
+    /// fan them out in log order. `interval`/`os` records are visible when `append` returns.
+    pub fn set_visible_listener(&self, f: Option<VisibleListener>) {
+        self.inner.sp.set_listener(f);
     }
 
     /// Records below this are visible to readers (see the module doc).
@@ -340,6 +414,13 @@ impl DurableLog {
         self.inner.state.lock().bytes
     }
 
+    /// Bytes this log holds in memory for its records: the hot tail's payloads (shared with
+    /// the appender's `Bytes`) and the frame buffer. For the broker's memory accounting.
+    pub fn memory_bytes(&self) -> usize {
+        let st = self.inner.state.lock();
+        st.tail_bytes + st.frame.capacity()
+    }
+
     pub fn epoch(&self) -> u64 {
         self.inner.epoch.load(Ordering::Acquire)
     }
@@ -360,64 +441,6 @@ impl DurableLog {
             return Some(StorageError::Closed);
         }
         st.quarantined.clone().or_else(|| self.inner.sp.failed())
-    }
-
-    /// Deletes the sealed segments retention condemns (storage.md 7), rolling an active segment
-    /// older than `segment_age` first so a quiet log ages out. `first_offset` moves before any
-    /// file is unlinked; open readers keep their descriptors.
-    pub fn apply_retention(&self, now_unix_ms: u64) -> Result<Retained, StorageError> {
-        let inner = &*self.inner;
-        let mut st = inner.state.lock();
-        let active = st.segments.back().expect("active");
-        let old = inner
-            .cfg
-            .segment_age
-            .is_some_and(|a| now_unix_ms.saturating_sub(active.first_ts()) >= a.as_millis() as u64);
-        let failed = inner.sp.failed().is_some();
-        if old && !active.is_empty() && st.quarantined.is_none() && !st.closed && !failed {
-            let ts = now_unix_ms.max(st.last_ts);
-            inner.roll(&mut st, ts)?;
-        }
-        let infos: Vec<SegmentInfo> = st
-            .segments
-            .iter()
-            .map(|s| SegmentInfo {
-                base: s.base(),
-                bytes: s.len(),
-                first_ts: s.first_ts(),
-            })
-            .collect();
-        let k = retention::condemned(&infos, st.next_offset, &inner.cfg.retention, now_unix_ms);
-        let gone: Vec<Segment> = st.segments.drain(..k).collect();
-        let mut out = Retained::default();
-        for s in &gone {
-            out.segments += 1;
-            out.bytes += s.len();
-        }
-        st.bytes -= out.bytes;
-        let first = st.first_offset();
-        while st.tail.front().is_some_and(|r| r.0 < first) {
-            let (_, p) = st.tail.pop_front().expect("front checked");
-            st.tail_bytes -= p.len();
-        }
-        drop(st);
-        if gone.is_empty() {
-            return Ok(out);
-        }
-        for s in &gone {
-            for p in s.paths() {
-                if let Err(e) = inner.fs.remove_file(p) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        return Err(StorageError::io(IoOp::Remove, p, &e));
-                    }
-                }
-            }
-        }
-        inner
-            .fs
-            .sync_dir(&inner.dir)
-            .map_err(|e| StorageError::io(IoOp::Sync, &inner.dir, &e))?;
-        Ok(out)
     }
 
     /// Final fdatasync of the active segment; resolves every waiting ticket and marks the log
@@ -476,36 +499,11 @@ impl Inner {
         }
         st.synced_at = (seg.base(), seg.len(), st.next_offset);
         st.segments.push_back(seg);
+        let n = st.segments.len();
+        st.segments[n - 2].release_file();
+        // A checkpoint at each seal (the only one an `os` log gets while running).
+        self.write_checkpoint(st.durable_point(), false, true);
         Ok(())
-    }
-
-    /// Runs one fdatasync under the sync guard; refuses if an earlier one failed.
-    fn guarded_sync(
-        &self,
-        sync: impl FnOnce() -> Result<(), StorageError>,
-    ) -> Result<(), StorageError> {
-        let mut g = self.sync_guard.lock();
-        if let Some(e) = &*g {
-            return Err(e.clone());
-        }
-        let r = sync();
-        if let Err(e) = &r {
-            *g = Some(e.clone());
-        }
-        r
-    }
-
-    /// Records in `log.state` where the log was last durable, before anyone learns of the
-    /// failure: a process that dies before healing leaves the next open the point to cut back
-    /// to (the kernel may still return pages it will never write).
-    fn mark_failed(&self, synced_at: (u64, u64, u64), err: &StorageError) {
-        let state = rec::LogState {
-            failed_at: Some(synced_at),
-            ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
-        };
-        if let Err(e) = rec::write_state(self.fs.as_ref(), &self.dir, &state) {
-            tracing::error!(error = %e, cause = %err, "storage: could not record a failed fsync");
-        }
     }
 
     fn close(&self) -> Result<(), StorageError> {
@@ -525,6 +523,7 @@ impl Inner {
             return Err(e);
         }
         self.sp.synced_to(end);
+        self.write_checkpoint(st.durable_point(), true, true);
         let state = rec::LogState {
             clean: true,
             ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
@@ -533,38 +532,14 @@ impl Inner {
     }
 }
 
-impl Flushable for Inner {
-    fn sync(&self) -> Result<u64, StorageError> {
-        // Captured together: every record below `upto` is in this file or in a sealed (synced)
-        // one, so syncing this file covers them all.
-        let (file, at, path) = {
-            let st = self.state.lock();
-            let a = st.segments.back().expect("active");
-            let at = (a.base(), a.len(), st.next_offset);
-            (a.file().clone(), at, a.path().clone())
-        };
-        self.guarded_sync(|| {
-            file.sync_data()
-                .map_err(|e| StorageError::io(IoOp::Sync, Path::new(&*path), &e))
-        })?;
-        let mut st = self.state.lock();
-        if st.synced_at.2 < at.2 {
-            st.synced_at = at;
-        }
-        Ok(at.2)
-    }
-
-    fn sync_point(&self) -> &SyncPoint {
-        &self.sp
-    }
-
-    fn on_failure(&self, err: &StorageError) {
-        let at = self.state.lock().synced_at;
-        self.mark_failed(at, err);
-    }
-}
-
 impl State {
+    /// `(segment base, position, next offset, last timestamp)` of the end of what was written:
+    /// a checkpoint's content once a sync covered it.
+    fn durable_point(&self) -> (u64, u64, u64, u64) {
+        let a = self.segments.back().expect("active");
+        (a.base(), a.len(), self.next_offset, self.last_ts)
+    }
+
     fn first_offset(&self) -> u64 {
         self.segments
             .front()
@@ -599,6 +574,13 @@ fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+#[path = "log_sync.rs"]
+mod sync;
+pub(crate) use sync::CHECKPOINT_FILE;
+
+#[path = "log_retention.rs"]
+mod retain;
+
 #[path = "log_heal.rs"]
 mod heal;
 pub use heal::Healed;
@@ -614,3 +596,7 @@ mod tests;
 #[cfg(test)]
 #[path = "log_sim_tests.rs"]
 mod sim_tests;
+
+#[cfg(test)]
+#[path = "log_process_tests.rs"]
+mod process_tests;

@@ -42,6 +42,11 @@ impl DurableLog {
         if inner.sp.failed().is_none() {
             return Ok(None);
         }
+        // An fsync still blocked in the kernel (failed by the watchdog) holds the guard: nothing
+        // can be cut back under it. Answer at once rather than block the caller with it.
+        if inner.sync_guard.try_lock().is_none() {
+            return Err(StorageError::SyncTimeout);
+        }
         let (base, pos, upto) = st.synced_at;
         let fs = inner.fs.as_ref();
         let ii = inner.cfg.index_interval_bytes;
@@ -72,7 +77,7 @@ impl DurableLog {
         } else {
             let ts = (active.first_ts(), st.last_ts);
             let index = active.index_below(pos);
-            let seg = Segment::open(fs, &inner.dir, base, pos, upto, ts, index, ii, true)?;
+            let seg = Segment::open(fs, &inner.dir, base, pos, upto, ts, Some(index), ii, true)?;
             let path = std::path::PathBuf::from(&**seg.path());
             seg.file()
                 .set_len(pos)

@@ -32,6 +32,16 @@ pub struct LogConfig {
     pub index_interval_bytes: u64,
     /// Bytes per `pread` of a cold read (a larger frame is read whole). Default 1 MiB.
     pub read_chunk_bytes: usize,
+    /// `always` logs: at most one checkpoint (a 64-byte write and an fdatasync of the
+    /// checkpoint file) per this interval, after a segment sync. Bounds how much of the active
+    /// segment recovery cannot tell from a torn tail if damaged. `interval` logs checkpoint
+    /// after each interval sync, `os` logs at each seal. Default 1 s.
+    pub checkpoint_interval: Duration,
+    /// For the flusher thread a log opened with [`super::DurableLog::open`] starts (shared
+    /// [`crate::flusher::Flushers`] carry their own): an fdatasync that has not returned after
+    /// this fails its tickets with `SyncTimeout` and the log refuses appends until healed.
+    /// Default 30 s.
+    pub sync_timeout: Option<Duration>,
     pub kind: LogKind,
     /// Set by the caller when the machine rebooted since the log was last open (boot id
     /// changed): an `interval`/`os` log that was not closed cleanly then gets a new epoch.
@@ -53,6 +63,8 @@ impl Default for LogConfig {
             max_pending_bytes: 16 << 20,
             index_interval_bytes: 4096,
             read_chunk_bytes: 1 << 20,
+            checkpoint_interval: Duration::from_secs(1),
+            sync_timeout: Some(Duration::from_secs(30)),
             kind: LogKind::Stream,
             machine_restarted: false,
         }

@@ -19,10 +19,13 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::checkpoint::{self, Checkpoint};
 use crate::error::IoOp;
 use crate::flusher::FsyncPolicy;
 use crate::format::{self, FrameHeader, LogKind, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
 use crate::fs::{read_exact_at, Fs, FsFile, OpenMode};
+use crate::log::CHECKPOINT_FILE;
+use crate::scan;
 use crate::segment::{self, IndexEntry, Segment};
 use crate::StorageError;
 
@@ -76,6 +79,8 @@ pub(crate) struct Recovered {
     pub segments: Vec<Segment>,
     pub quarantined: Option<StorageError>,
     pub recovery: Recovery,
+    /// The checkpoint found (the log's next checkpoint takes the other slot).
+    pub checkpoint: Option<Checkpoint>,
 }
 
 /// Result of scanning one segment's frames.
@@ -85,97 +90,50 @@ pub(crate) struct Scan {
     pub first_ts: u64,
     pub last_ts: u64,
     pub index: Vec<IndexEntry>,
-    /// First invalid frame: (position, expected offset).
-    pub bad: Option<(u64, u64)>,
+    /// First invalid frame: what kind of damage, its position, the offset expected there.
+    pub bad: Option<(scan::Damage, u64, u64)>,
 }
 
-const SCAN_CHUNK: u64 = 1 << 20;
-
-/// Validates every frame of `file` from the header on (CRC, continuity, time order), building
-/// the sparse index as a writer would have.
-pub(crate) fn scan(
+/// Validates every frame of the segment (track A's [`scan::scan`]: CRC, continuity, time
+/// order, bounded memory), building the sparse index as a writer would have, and classifies
+/// what ends it. `checkpoint_pos`: how far of this segment the checkpoint vouches for as
+/// durable; damage before it is corruption, never a torn tail. The whole segment is scanned
+/// (its index is rebuilt on the way; the checkpoint only shortens a clean reopen).
+pub(crate) fn scan_segment(
     file: &dyn FsFile,
     base: u64,
-    len: u64,
     index_interval: u64,
+    checkpoint_pos: u64,
 ) -> std::io::Result<Scan> {
-    let mut s = Scan {
-        end: format::SEGMENT_HEADER_LEN,
-        next_offset: base,
-        first_ts: 0,
-        last_ts: 0,
-        index: Vec::new(),
-        bad: None,
-    };
+    let src = scan::FileSource::new(file)?;
+    let mut index = Vec::new();
+    let mut first_ts = None;
     let mut since_index = 0u64;
-    while s.end < len {
-        let mut head = [0u8; FRAME_HEADER_LEN];
-        let have = ((len - s.end) as usize).min(FRAME_HEADER_LEN);
-        read_exact_at(file, &mut head[..have], s.end)?;
-        let ok = FrameHeader::decode(&head[..have]).ok().filter(|h| {
-            s.end + h.total_len() <= len
-                && format::validate(h, s.next_offset, s.last_ts, false).is_ok()
-        });
-        let Some(h) = ok else {
-            s.bad = Some((s.end, s.next_offset));
-            return Ok(s);
-        };
-        let mut buf = vec![0u8; h.total_len() as usize];
-        read_exact_at(file, &mut buf, s.end)?;
-        if format::decode_frame(&buf).is_err() {
-            s.bad = Some((s.end, s.next_offset));
-            return Ok(s);
-        }
-        if s.next_offset == base {
-            s.first_ts = h.timestamp_ms;
-        } else if since_index >= index_interval {
-            s.index.push((h.base_offset, s.end));
-            since_index = 0;
-        }
-        since_index += h.total_len();
-        s.end += h.total_len();
-        s.next_offset = h.next_offset();
-        s.last_ts = h.timestamp_ms;
-    }
-    Ok(s)
-}
-
-/// Synced hints of the valid frames that start after `from` (the resync probe of 8.2 step 5):
-/// positions where a header decodes with a base offset above `expected` and the whole frame
-/// checks. Reads the rest of the file in chunks.
-fn later_frames(
-    file: &dyn FsFile,
-    from: u64,
-    len: u64,
-    expected: u64,
-) -> std::io::Result<Vec<u64>> {
-    let mut hints = Vec::new();
-    let mut chunk_start = from + 1;
-    while chunk_start < len {
-        let n = (len - chunk_start).min(SCAN_CHUNK + FRAME_HEADER_LEN as u64);
-        let mut buf = vec![0u8; n as usize];
-        read_exact_at(file, &mut buf, chunk_start)?;
-        let positions = (n.min(SCAN_CHUNK)) as usize;
-        let mut i = 0;
-        while i < positions {
-            let at = chunk_start + i as u64;
-            if let Ok(h) = FrameHeader::decode(&buf[i..]) {
-                if h.base_offset > expected && at + h.total_len() <= len {
-                    let mut frame = vec![0u8; h.total_len() as usize];
-                    read_exact_at(file, &mut frame, at)?;
-                    if format::decode_frame(&frame).is_ok() {
-                        hints.push(h.synced_hint);
-                        // Skip the frame: its bytes cannot start another valid one we need.
-                        i += h.total_len() as usize;
-                        continue;
-                    }
-                }
+    let (outcome, end) = scan::scan(
+        &src,
+        scan::ScanStart::segment(base, false),
+        &mut |h, pos| {
+            if first_ts.is_none() {
+                first_ts = Some(h.timestamp_ms);
+            } else if since_index >= index_interval {
+                index.push((h.base_offset, pos));
+                since_index = 0;
             }
-            i += 1;
-        }
-        chunk_start += positions as u64;
-    }
-    Ok(hints)
+            since_index += h.total_len();
+        },
+    )?;
+    let bad = match (&outcome, scan::classify(&outcome, checkpoint_pos)) {
+        (scan::ScanOutcome::Damaged(d), Some(kind)) => Some((kind, d.at, d.expected)),
+        _ => None,
+    };
+    Ok(Scan {
+        end: end.position,
+        next_offset: end.next_offset,
+        first_ts: first_ts.unwrap_or(0),
+        last_ts: end.last_ts,
+        index,
+        bad,
+    })
 }
 
 fn io(op: IoOp, path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
@@ -221,6 +179,10 @@ pub(crate) fn recover(
     }
     bases.sort_unstable();
     let state = read_state(fs, dir);
+    let cp = fs
+        .open(&dir.join(CHECKPOINT_FILE), OpenMode::Read)
+        .ok()
+        .and_then(|f| checkpoint::load(f.as_ref()).ok().flatten());
     let old_epoch = state.map_or(0, |s| s.epoch);
     let was_clean = state.is_some_and(|s| s.clean);
     let mut epoch = state.map_or_else(|| new_epoch(0), |s| s.epoch);
@@ -280,33 +242,54 @@ pub(crate) fn recover(
         }
         if let Some(&next_base) = bases.get(i + 1) {
             // Sealed: fsynced at seal; frames are checked when read.
-            let index = segment::load_index(fs, dir, base, len);
             let ts = (first_ts_of(f.as_ref(), len), 0);
             drop(f);
             segments.push(Segment::open(
-                fs, dir, base, len, next_base, ts, index, ii, false,
+                fs, dir, base, len, next_base, ts, None, ii, false,
             )?);
             continue;
         }
         // The last segment: scan it all (the checkpoint that would shorten this is track A's).
-        let s = scan(f.as_ref(), base, len, ii).map_err(io(IoOp::Read, &p))?;
-        rec.scanned_bytes += s.end.max(format::SEGMENT_HEADER_LEN) - format::SEGMENT_HEADER_LEN;
+        let cp_here = cp.filter(|c| c.segment_base == base);
+        let s = match cp_here {
+            // Closed cleanly and untouched since: nothing to scan (storage.md 8.2 step 2).
+            Some(c) if c.clean && c.position == len && cut_after_failure == 0 => Scan {
+                end: len,
+                next_offset: c.next_offset,
+                first_ts: first_ts_of(f.as_ref(), len),
+                last_ts: c.last_ts,
+                index: segment::load_index(
+                    fs,
+                    &dir.join(SegmentFile::OffsetIndex.name(base)),
+                    base,
+                    len,
+                ),
+                bad: None,
+            },
+            _ => {
+                // A checkpoint past the end vouches for bytes the file no longer has (a disk
+                // that lied about a flush): it cannot tell anything about what is left.
+                let cp_pos = cp_here.map_or(0, |c| if c.position <= len { c.position } else { 0 });
+                rec.scanned_bytes += len.saturating_sub(format::SEGMENT_HEADER_LEN);
+                scan_segment(f.as_ref(), base, ii, cp_pos).map_err(io(IoOp::Read, &p))?
+            }
+        };
         let mut end = s.end;
-        if let Some((pos, expected)) = s.bad {
-            let hints = later_frames(f.as_ref(), pos, len, expected).map_err(io(IoOp::Read, &p))?;
-            if hints.is_empty() || hints.iter().all(|&h| h <= expected) {
-                if !hints.is_empty() {
+        if let Some((kind, pos, expected)) = s.bad {
+            if kind != scan::Damage::Corrupt {
+                let position = pos;
+                rec.damage = Some(if kind == scan::Damage::PowerLossTear {
                     power_loss = true;
-                    rec.damage = Some(Damage::PowerLossTear {
+                    Damage::PowerLossTear {
                         path: path.clone(),
-                        position: pos,
-                    });
+                        position,
+                    }
                 } else {
-                    rec.damage = Some(Damage::Torn {
+                    Damage::Torn {
                         path: path.clone(),
-                        position: pos,
-                    });
-                }
+                        position,
+                    }
+                });
                 drop(f);
                 let w = fs
                     .open(&p, OpenMode::ReadWrite)
@@ -341,7 +324,7 @@ pub(crate) fn recover(
             end,
             s.next_offset,
             (s.first_ts, s.last_ts),
-            s.index,
+            Some(s.index),
             ii,
             writable,
         )?;
@@ -384,6 +367,7 @@ pub(crate) fn recover(
         segments,
         quarantined,
         recovery: rec,
+        checkpoint: cp,
     })
 }
 

@@ -8,7 +8,9 @@
 //! trusted blindly.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use bytes::Bytes;
 
@@ -26,7 +28,9 @@ pub struct Segment {
     path: Arc<str>,
     seg_path: PathBuf,
     idx_path: PathBuf,
-    file: Arc<dyn FsFile>,
+    /// Open while active; a sealed segment's file is opened at its first cold read (so a log
+    /// of many segments holds descriptors only for those being read).
+    file: Mutex<Option<Arc<dyn FsFile>>>,
     /// `None` for sealed segments opened for reading, or after an index write failed (the
     /// in-memory index goes on; the file is rebuilt at the next recovery).
     idx: Option<Box<dyn FsFile>>,
@@ -36,8 +40,10 @@ pub struct Segment {
     next_offset: u64,
     first_ts: u64,
     last_ts: u64,
-    /// Sparse, strictly increasing; the first frame (at 64) is implicit.
-    index: Vec<IndexEntry>,
+    /// Sparse, strictly increasing; the first frame (at 64) is implicit. Loaded from the
+    /// `.idx` file at the first cold read of a sealed segment (storage.md 8.2 step 6), so an
+    /// open reads no index and a log's memory holds only the indexes that reads use.
+    index: OnceLock<Vec<IndexEntry>>,
     since_index: u64,
     index_interval: u64,
 }
@@ -78,22 +84,23 @@ impl Segment {
             path: Arc::from(seg_path.display().to_string()),
             seg_path,
             idx_path,
-            file,
+            file: Mutex::new(Some(file)),
             idx,
             idx_len: 0,
             len: format::SEGMENT_HEADER_LEN,
             next_offset: base,
             first_ts: 0,
             last_ts: 0,
-            index: Vec::new(),
+            index: OnceLock::from(Vec::new()),
             since_index: 0,
             index_interval: index_interval.max(1),
         })
     }
 
     /// Opens an existing segment whose valid extent recovery established: `len` bytes holding
-    /// records `[base, next_offset)`, with `index` entries. `writable` for the active segment:
-    /// its `.idx` file is rewritten from `index` (the old one may be ahead of a truncation).
+    /// records `[base, next_offset)`, with `index` entries (`None`: loaded from the `.idx` file
+    /// when first needed). `writable` for the active segment, whose index must be given: its
+    /// `.idx` file is rewritten from it (the old one may be ahead of a truncation).
     #[allow(clippy::too_many_arguments)]
     pub fn open(
         fs: &dyn Fs,
@@ -102,27 +109,30 @@ impl Segment {
         len: u64,
         next_offset: u64,
         (first_ts, last_ts): (u64, u64),
-        index: Vec<IndexEntry>,
+        index: Option<Vec<IndexEntry>>,
         index_interval: u64,
         writable: bool,
     ) -> Result<Segment, StorageError> {
         let (seg_path, idx_path) = seg_paths(dir, base);
-        let mode = if writable {
-            OpenMode::ReadWrite
+        let file: Option<Arc<dyn FsFile>> = if writable {
+            let f = fs
+                .open(&seg_path, OpenMode::ReadWrite)
+                .map_err(|e| StorageError::io(IoOp::Open, &seg_path, &e))?;
+            Some(Arc::from(f))
         } else {
-            OpenMode::Read
+            None
         };
-        let file: Arc<dyn FsFile> = Arc::from(
-            fs.open(&seg_path, mode)
-                .map_err(|e| StorageError::io(IoOp::Open, &seg_path, &e))?,
-        );
         let mut idx = None;
         let mut idx_len = 0;
-        if writable {
+        debug_assert!(
+            !writable || index.is_some(),
+            "the active segment's index is given"
+        );
+        if let (true, Some(index)) = (writable, &index) {
             let _ = fs.remove_file(&idx_path);
             if let Ok(f) = fs.open(&idx_path, OpenMode::CreateNew) {
                 let mut buf = Vec::with_capacity(index.len() * 8);
-                for &(o, p) in &index {
+                for &(o, p) in index {
                     buf.extend_from_slice(&((o - base) as u32).to_le_bytes());
                     buf.extend_from_slice(&(p as u32).to_le_bytes());
                 }
@@ -132,13 +142,15 @@ impl Segment {
                 }
             }
         }
-        let since_index = len - index.last().map_or(format::SEGMENT_HEADER_LEN, |e| e.1);
+        let last = index.as_ref().and_then(|i| i.last());
+        let since_index = len - last.map_or(format::SEGMENT_HEADER_LEN, |e| e.1);
+        let index = index.map_or_else(OnceLock::new, OnceLock::from);
         Ok(Segment {
             base,
             path: Arc::from(seg_path.display().to_string()),
             seg_path,
             idx_path,
-            file,
+            file: Mutex::new(file),
             idx,
             idx_len,
             len,
@@ -174,8 +186,26 @@ impl Segment {
     pub fn path(&self) -> &Arc<str> {
         &self.path
     }
-    pub fn file(&self) -> &Arc<dyn FsFile> {
-        &self.file
+    /// The open file of the active segment (or of a sealed one being read).
+    pub fn file(&self) -> Arc<dyn FsFile> {
+        self.file
+            .lock()
+            .clone()
+            .expect("the active segment's file is open")
+    }
+
+    /// The file, opened for reading if it is not open.
+    fn open_file(&self, fs: &dyn Fs) -> Result<Arc<dyn FsFile>, StorageError> {
+        let mut f = self.file.lock();
+        if let Some(f) = &*f {
+            return Ok(f.clone());
+        }
+        let opened: Arc<dyn FsFile> = Arc::from(
+            fs.open(&self.seg_path, OpenMode::Read)
+                .map_err(|e| StorageError::io(IoOp::Open, &self.seg_path, &e))?,
+        );
+        *f = Some(opened.clone());
+        Ok(opened)
     }
     pub fn paths(&self) -> [&Path; 2] {
         [&self.seg_path, &self.idx_path]
@@ -184,8 +214,9 @@ impl Segment {
     /// Writes one encoded frame at the end. On error the file is cut back to where the frame
     /// started (a short write may have left part of it: storage.md 11.2) and nothing changed.
     pub fn append(&mut self, frame: &[u8], h: &FrameHeader) -> Result<(), StorageError> {
-        if let Err(e) = write_all_at(self.file.as_ref(), frame, self.len) {
-            let _ = self.file.set_len(self.len);
+        let file = self.file();
+        if let Err(e) = write_all_at(file.as_ref(), frame, self.len) {
+            let _ = file.set_len(self.len);
             return Err(StorageError::io(IoOp::Write, &self.seg_path, &e));
         }
         let pos = self.len;
@@ -202,7 +233,10 @@ impl Segment {
     }
 
     fn add_index_entry(&mut self, offset: u64, pos: u64) {
-        self.index.push((offset, pos));
+        self.index
+            .get_mut()
+            .expect("a written segment has its index")
+            .push((offset, pos));
         self.since_index = 0;
         if let Some(idx) = &self.idx {
             let mut e = [0u8; 8];
@@ -219,7 +253,7 @@ impl Segment {
 
     /// fdatasync of the data (the flusher and seal).
     pub fn sync(&self) -> Result<(), StorageError> {
-        self.file
+        self.file()
             .sync_data()
             .map_err(|e| StorageError::io(IoOp::Sync, &self.seg_path, &e))
     }
@@ -234,42 +268,118 @@ impl Segment {
         Ok(())
     }
 
+    /// Closes the descriptor of a sealed segment (reopened by the next cold read): a log
+    /// holds descriptors only for its active segment and the segments being read.
+    pub fn release_file(&self) {
+        *self.file.lock() = None;
+    }
+
     /// The index entries of frames starting before `pos` (for a segment cut back to `pos`).
     pub fn index_below(&self, pos: u64) -> Vec<IndexEntry> {
-        self.index.iter().copied().filter(|e| e.1 < pos).collect()
+        let all = self.index.get().map_or(&[][..], Vec::as_slice);
+        all.iter().copied().filter(|e| e.1 < pos).collect()
     }
 
     /// Where to start reading for `offset`: the last indexed frame at or before it.
-    pub fn lookup(&self, offset: u64) -> IndexEntry {
-        let i = self.index.partition_point(|e| e.0 <= offset);
+    pub fn lookup(&self, fs: &dyn Fs, offset: u64) -> IndexEntry {
+        let index = self
+            .index
+            .get_or_init(|| load_index(fs, &self.idx_path, self.base, self.len));
+        let i = index.partition_point(|e| e.0 <= offset);
         if i == 0 {
             (self.base, format::SEGMENT_HEADER_LEN)
         } else {
-            self.index[i - 1]
+            index[i - 1]
         }
     }
 
+    /// The first frame of this segment below `upto` whose timestamp is ≥ `unix_ms`: its base
+    /// offset, or `None` if there is none. Timestamps never decrease in a log, so the offset
+    /// index doubles as a time index: a binary search reads the 40-byte header of the frame
+    /// each entry points to, then a walk of frame headers covers at most one index interval.
+    /// Headers only: the CRC is checked by the read that follows. An entry that does not land
+    /// on the frame it names sends the walk back to the first frame.
+    pub fn seek_time(
+        &self,
+        fs: &dyn Fs,
+        unix_ms: u64,
+        upto: u64,
+    ) -> Result<Option<u64>, StorageError> {
+        let file = self.open_file(fs)?;
+        let header_at = |pos: u64| -> Result<Option<FrameHeader>, StorageError> {
+            if pos + FRAME_HEADER_LEN as u64 > self.len {
+                return Ok(None);
+            }
+            let mut b = [0u8; FRAME_HEADER_LEN];
+            read_exact_at(file.as_ref(), &mut b, pos)
+                .map_err(|e| StorageError::io(IoOp::Read, &self.seg_path, &e))?;
+            Ok(FrameHeader::decode(&b).ok())
+        };
+        let index = self
+            .index
+            .get_or_init(|| load_index(fs, &self.idx_path, self.base, self.len));
+        // Last entry whose frame is older than `unix_ms` (binary search on frame headers).
+        let (mut lo, mut hi) = (0usize, index.len());
+        let mut start = (self.base, format::SEGMENT_HEADER_LEN);
+        let mut trusted = true;
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (off, pos) = index[mid];
+            match header_at(pos)? {
+                Some(h) if h.base_offset == off => {
+                    if h.timestamp_ms < unix_ms {
+                        start = (off, pos);
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                _ => {
+                    trusted = false;
+                    break;
+                }
+            }
+        }
+        if !trusted {
+            start = (self.base, format::SEGMENT_HEADER_LEN);
+        }
+        let (mut expected, mut pos) = start;
+        while expected < upto.min(self.next_offset) {
+            let Some(h) = header_at(pos)?.filter(|h| h.base_offset == expected) else {
+                return Err(StorageError::Quarantined {
+                    offset: expected,
+                    path: self.path.clone(),
+                });
+            };
+            if h.timestamp_ms >= unix_ms {
+                return Ok(Some(expected));
+            }
+            expected = h.next_offset();
+            pos += h.total_len();
+        }
+        Ok(None)
+    }
+
     /// What a read outside the log's lock needs.
-    pub fn reader(&self, from: u64) -> SegmentReader {
-        let (frame_base, pos) = self.lookup(from);
-        SegmentReader {
+    pub fn reader(&self, fs: &dyn Fs, from: u64) -> Result<SegmentReader, StorageError> {
+        let (frame_base, pos) = self.lookup(fs, from);
+        Ok(SegmentReader {
             base: self.base,
-            file: self.file.clone(),
+            file: self.open_file(fs)?,
             path: self.path.clone(),
             pos,
             end: self.len,
             frame_base,
             next_offset: self.next_offset,
-        }
+        })
     }
 }
 
 /// Loads the entries of an `.idx` file written for segment `base`, keeping the longest prefix
 /// that is strictly increasing and inside `len` (a torn or stale tail is dropped). Entries are
 /// still checked against the frame they point to at every read.
-pub fn load_index(fs: &dyn Fs, dir: &Path, base: u64, len: u64) -> Vec<IndexEntry> {
-    let (_, idx_path) = seg_paths(dir, base);
-    let Ok(f) = fs.open(&idx_path, OpenMode::Read) else {
+pub fn load_index(fs: &dyn Fs, idx_path: &Path, base: u64, len: u64) -> Vec<IndexEntry> {
+    let Ok(f) = fs.open(idx_path, OpenMode::Read) else {
         return Vec::new();
     };
     let n = f.len().unwrap_or(0) / 8;

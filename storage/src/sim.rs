@@ -59,6 +59,7 @@ pub enum FaultOp {
 
 /// An injected failure: the `nth` matching operation from now (1-based) fails with `errno`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct FaultRule {
     pub op: FaultOp,
     pub nth: u64,
@@ -72,6 +73,12 @@ pub struct FaultRule {
     /// Every matching operation from the `nth` on fails (a disk that stays broken), until
     /// [`SimFs::clear_faults`].
     pub sticky: bool,
+    /// The process dies during this operation (`Some(seed)`): a write leaves a seeded prefix of
+    /// its bytes (none to all) in the page cache, then this and every later operation fail with
+    /// EIO, as after [`SimFs::crash`]. `crash(ProcessKill)` (or a power loss) of this file
+    /// system then gives what the restarted process finds: a crash at any byte of the write
+    /// path, chosen by counting operations.
+    pub kill: Option<u64>,
 }
 
 impl FaultRule {
@@ -83,6 +90,15 @@ impl FaultRule {
             path_contains: None,
             drop_unsynced: false,
             sticky: false,
+            kill: None,
+        }
+    }
+
+    /// The process is killed during the `nth` `op` (see [`FaultRule::kill`]).
+    pub fn kill(op: FaultOp, nth: u64, seed: u64) -> Self {
+        FaultRule {
+            kill: Some(seed),
+            ..FaultRule::new(op, nth, libc::EIO)
         }
     }
 

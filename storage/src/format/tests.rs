@@ -278,6 +278,26 @@ proptest! {
     }
 
     #[test]
+    fn decode_inverts_encode_with_headers(
+        recs in prop::collection::vec(
+            (prop::collection::vec(any::<u8>(), 0..40), prop::collection::vec(any::<u8>(), 0..300)),
+            1..32,
+        ),
+        base in 0u64..u64::MAX / 2,
+    ) {
+        let pairs: Vec<(&[u8], &[u8])> =
+            recs.iter().map(|(h, p)| (h.as_slice(), p.as_slice())).collect();
+        let mut out = Vec::new();
+        let m = FrameMeta { base_offset: base, timestamp_ms: 9, synced_hint: 0 };
+        let h = encode_frame_with_headers(&mut out, m, &pairs).unwrap();
+        let any_headers = recs.iter().any(|(h, _)| !h.is_empty());
+        prop_assert_eq!(h.attributes & ATTR_HEADERS != 0, any_headers);
+        let f = decode_frame(&out).unwrap();
+        let got: Vec<(&[u8], &[u8])> = f.records().map(|r| (r.headers, r.payload)).collect();
+        prop_assert_eq!(got, pairs);
+    }
+
+    #[test]
     fn every_truncation_is_truncated(ps in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..40), 1..6)) {
         let f = frame_of(0, &ps.iter().map(|p| p.as_slice()).collect::<Vec<_>>());
         for cut in 0..f.len() {

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use super::crash::Rng;
 use super::state::{err, is_root, write_into, Inode, Node, Op, State, UNLIMITED_FREE};
 use super::{FaultOp, FaultRule, SimFs};
 use crate::fs::{Fs, FsFile, FsLock, OpenMode};
@@ -27,23 +28,10 @@ impl SimFile {
     }
 }
 
-impl FsFile for SimFile {
-    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
-        let mut s = self.state.lock();
-        self.fault(&mut s, FaultOp::Read)?;
-        let data = &s.files[&self.ino].data;
-        let start = (pos as usize).min(data.len());
-        let n = buf.len().min(data.len() - start);
-        buf[..n].copy_from_slice(&data[start..start + n]);
-        Ok(n)
-    }
-
-    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
-        let mut s = self.state.lock();
-        self.fault(&mut s, FaultOp::Write)?;
-        if !self.writable {
-            return Err(err(libc::EBADF));
-        }
+impl SimFile {
+    /// A write with the state locked: quota (short write, then ENOSPC), page cache, writeback
+    /// list.
+    fn write_locked(&self, s: &mut State, buf: &[u8], pos: u64) -> io::Result<usize> {
         let len = s.files[&self.ino].data.len() as u64;
         let grow = (pos + buf.len() as u64).saturating_sub(len);
         let linked = s.is_linked(self.ino);
@@ -69,6 +57,36 @@ impl FsFile for SimFile {
             s.used += grown;
         }
         Ok(n)
+    }
+}
+
+impl FsFile for SimFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        let mut s = self.state.lock();
+        self.fault(&mut s, FaultOp::Read)?;
+        let data = &s.files[&self.ino].data;
+        let start = (pos as usize).min(data.len());
+        let n = buf.len().min(data.len() - start);
+        buf[..n].copy_from_slice(&data[start..start + n]);
+        Ok(n)
+    }
+
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+        let mut s = self.state.lock();
+        s.check()?;
+        if let Some(rule) = s.fault(FaultOp::Write, &self.path) {
+            if let (Some(seed), true) = (rule.kill, self.writable) {
+                // Killed inside the write: some prefix reached the page cache.
+                let keep = Rng(seed).below(buf.len() as u64 + 1) as usize;
+                let _ = self.write_locked(&mut s, &buf[..keep], pos);
+                s.dead = true;
+            }
+            return Err(err(rule.errno));
+        }
+        if !self.writable {
+            return Err(err(libc::EBADF));
+        }
+        self.write_locked(&mut s, buf, pos)
     }
 
     fn sync_data(&self) -> io::Result<()> {

@@ -120,6 +120,12 @@ impl State {
             }
             true
         });
+        if let Some(rule) = &fired {
+            // A write that kills applies its prefix first (the caller marks the death).
+            if rule.kill.is_some() && op != FaultOp::Write {
+                self.dead = true;
+            }
+        }
         fired
     }
 

@@ -335,3 +335,44 @@ fn namespace_errors_are_the_usual_errnos() {
     names.sort();
     assert_eq!(names, vec!["data"]);
 }
+
+#[test]
+fn a_kill_during_the_nth_write_leaves_a_prefix_and_stops_the_process() {
+    let mut kept = HashSet::new();
+    for seed in 0..24 {
+        let (fs, f) = setup();
+        fs.fail(FaultRule::kill(FaultOp::Write, 3, seed).on_path(".seg"));
+        write_all_at(&*f, b"one|", 0).unwrap();
+        write_all_at(&*f, b"two|", 4).unwrap();
+        assert_eq!(
+            f.write_at(b"three|", 8).unwrap_err().raw_os_error(),
+            Some(libc::EIO)
+        );
+        // Dead: nothing after the kill reaches the state.
+        assert!(f.write_at(b"four", 8).is_err());
+        assert!(f.sync_data().is_err());
+        assert!(fs.open(&p("/data/b"), OpenMode::CreateNew).is_err());
+        let after = fs.crash(Crash::ProcessKill);
+        let got = read_all(&after, "/data/a.seg").unwrap();
+        assert!(got.starts_with(b"one|two|"), "{got:?}");
+        assert!(b"one|two|three|".starts_with(&got), "{got:?}");
+        kept.insert(got.len());
+        // The restarted process works normally.
+        let g = after.open(&p("/data/a.seg"), OpenMode::ReadWrite).unwrap();
+        write_all_at(&*g, b"x", got.len() as u64).unwrap();
+    }
+    assert!(
+        kept.len() > 3,
+        "prefixes should vary with the seed: {kept:?}"
+    );
+
+    // A kill at another operation dies before it happens.
+    let (fs, f) = setup();
+    write_all_at(&*f, b"data", 0).unwrap();
+    fs.fail(FaultRule::kill(FaultOp::Sync, 1, 0));
+    assert!(f.sync_data().is_err());
+    assert!(f.len().is_err());
+    // The sync never happened: the data is still only in the page cache.
+    assert_eq!(fs.sync_count(&p("/data/a.seg")), 0);
+    assert!(!fs.crash(Crash::ProcessKill).all_synced());
+}
