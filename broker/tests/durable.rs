@@ -236,3 +236,32 @@ async fn live_subscribers_of_a_durable_stream_get_every_record_once_in_order() {
     }
     let _ = std::fs::remove_dir_all(&data);
 }
+
+#[tokio::test]
+async fn a_durable_streams_memory_is_charged_to_the_budget_and_bounded_by_its_tail() {
+    let data = data_dir("tail");
+    let mut cfg = test_config("tail");
+    cfg.storage.data_dir = Some(data.clone());
+    cfg.storage.tail_cache_bytes = 64 * 1024;
+    let b = TestBroker::with_config(cfg).await;
+    let mut raw = Raw::connect_at(b.addr(), &b.ca).await.unwrap();
+    assert!(matches!(
+        raw.create_stream("tail.s", "durable").await,
+        Message::Ok { .. }
+    ));
+    let memory = &b.broker.shared().memory;
+    let before = memory.used();
+    for i in 0..100u8 {
+        raw.publish_one("tail.s", Bytes::from(vec![i; 10 * 1024]))
+            .await
+            .unwrap();
+    }
+    let held = memory.used() - before;
+    // 1 MB went through; the log keeps (and is charged for) about its 64 KiB tail, plus one
+    // record and its frame buffer.
+    assert!(
+        (50 * 1024..=128 * 1024).contains(&held),
+        "charged {held} bytes for a 64 KiB tail"
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

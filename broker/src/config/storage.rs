@@ -63,9 +63,8 @@ pub struct StorageConfig {
     /// `limits.max_resources` and the tenant's bound like any other stream.
     pub max_durable_streams: usize,
     /// Recent payload bytes each durable log keeps in memory, so that live subscribers and
-    /// groups that keep up read without a system call (older reads go to the files). Not
-    /// charged to `limits.max_memory_bytes` yet: bounded per log, so by
-    /// `max_durable_streams` x this.
+    /// groups that keep up read without a system call (older reads go to the files). Counted
+    /// in `limits.max_memory_bytes` (never refused: a bounded cache).
     pub tail_cache_bytes: usize,
     /// `always` logs: bytes written and not yet covered by an fsync. Past it a publish gets
     /// `storage` (retryable) rather than queueing more unsynced work behind a slow disk.

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use felix_storage::log::DurableLog;
 
 use super::{AppendError, Appended, Durability, FsyncPolicy, Log, ReadResult, Ticket};
+use crate::budget::MemoryBudget;
 
 /// Bytes of payload one read hands out at most (besides its record count): bounds the
 /// memory a replay chunk or a group pull holds at once.
@@ -21,18 +22,56 @@ const READ_MAX_BYTES: usize = 8 << 20;
 pub struct DurableStreamLog {
     log: Arc<DurableLog>,
     policy: FsyncPolicy,
+    /// The broker-wide budget the log's memory (hot tail, frame buffer) is charged to, and
+    /// what is charged now: the hot tail is a bounded cache (`storage.tail_cache_bytes`), so
+    /// it is counted rather than refused, and writes elsewhere are refused while it is held.
+    budget: Option<Arc<MemoryBudget>>,
+    charged: usize,
 }
 
 impl DurableStreamLog {
-    /// Wraps an open log (shared with the registry's maintenance: retention, close).
-    pub fn new(log: Arc<DurableLog>, policy: FsyncPolicy) -> Self {
-        Self { log, policy }
+    /// Wraps an open log (shared with the registry's maintenance: retention, close), its
+    /// memory charged to `budget`.
+    pub fn new(
+        log: Arc<DurableLog>,
+        policy: FsyncPolicy,
+        budget: Option<Arc<MemoryBudget>>,
+    ) -> Self {
+        let mut l = Self {
+            log,
+            policy,
+            budget,
+            charged: 0,
+        };
+        l.recharge();
+        l
+    }
+
+    /// Brings the budget's charge to what the log holds in memory now.
+    fn recharge(&mut self) {
+        let Some(budget) = &self.budget else { return };
+        let now = self.log.memory_bytes();
+        if now > self.charged {
+            budget.charge(now - self.charged);
+        } else {
+            budget.release(self.charged - now);
+        }
+        self.charged = now;
+    }
+}
+
+impl Drop for DurableStreamLog {
+    fn drop(&mut self) {
+        if let Some(b) = &self.budget {
+            b.release(self.charged);
+        }
     }
 }
 
 impl Log for DurableStreamLog {
     fn append(&mut self, payloads: &[Bytes], now_unix_ms: u64) -> Result<Appended, AppendError> {
         let a = self.log.append(payloads, now_unix_ms)?;
+        self.recharge();
         let end = a.offsets.end;
         let wait = a.ticket.wait();
         Ok(Appended {

@@ -93,7 +93,11 @@ impl Registry {
             }
             loaded.streams += 1;
             loaded.records += recovery.records;
-            let boxed = Box::new(DurableStreamLog::new(log, policy));
+            let boxed = Box::new(DurableStreamLog::new(
+                log,
+                policy,
+                Some(self.memory.clone()),
+            ));
             self.insert_stream_with(
                 &meta.tenant,
                 &meta.namespace,
@@ -149,7 +153,14 @@ impl Registry {
         let (log, _) = storage
             .open_log(&self.cfg.storage, &dir, config, policy, segment_bytes)
             .map_err(|e| BrokerError::storage(&e))?;
-        Ok((Box::new(DurableStreamLog::new(log, policy)), guard))
+        Ok((
+            Box::new(DurableStreamLog::new(
+                log,
+                policy,
+                Some(self.memory.clone()),
+            )),
+            guard,
+        ))
     }
 
     /// Removes the files of a durable stream whose creation lost a race (never used).
