@@ -102,6 +102,9 @@ typedef enum {
   // The tenant is past one of its quotas; other tenants are unaffected. Retryable: rate
   // quotas recover within a second, count quotas once the tenant's usage drops.
   FELIX_STATUS_QUOTA_EXCEEDED = 17,
+  // Durable storage could not do it (disk full, an I/O or fsync error, a quarantined log);
+  // nothing the call asked for happened. See the error's retryable flag.
+  FELIX_STATUS_STORAGE = 18,
 } FelixStatus;
 
 // Acknowledgement mode of a publish.

@@ -31,12 +31,13 @@ const (
 	CodeClosed          Code = 15
 	CodeInternal        Code = 16
 	CodeQuotaExceeded   Code = 17
+	CodeStorage         Code = 18
 )
 
 var codeNames = [...]string{"ok", "invalid_argument", "not_found", "already_exists", "conflict",
 	"unauthorized", "forbidden", "overloaded", "frame_too_large", "unsupported", "timeout",
 	"unavailable", "protocol", "slow_consumer", "cancelled", "closed", "internal",
-	"quota_exceeded"}
+	"quota_exceeded", "storage"}
 
 // String is the stable snake_case name ("not_found").
 func (c Code) String() string {
@@ -49,7 +50,7 @@ func (c Code) String() string {
 // Retryable reports whether a call failing with this code may succeed later.
 func (c Code) Retryable() bool {
 	return c == CodeOverloaded || c == CodeTimeout || c == CodeUnavailable ||
-		c == CodeQuotaExceeded
+		c == CodeQuotaExceeded || c == CodeStorage
 }
 
 // Error is every error Felix returns. Match a kind with errors.Is(err, felix.ErrNotFound) or
@@ -93,6 +94,7 @@ var (
 	ErrClosed          = sentinel(CodeClosed)
 	ErrInternal        = sentinel(CodeInternal)
 	ErrQuotaExceeded   = sentinel(CodeQuotaExceeded)
+	ErrStorage         = sentinel(CodeStorage)
 )
 
 // takeError turns a status and an owned C error into a Go error, freeing the C error.

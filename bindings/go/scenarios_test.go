@@ -98,7 +98,7 @@ var (
 	}
 	errorCodes = []string{"invalid_argument", "not_found", "already_exists", "conflict", "unauthorized",
 		"forbidden", "overloaded", "frame_too_large", "unsupported", "timeout", "unavailable", "protocol",
-		"slow_consumer", "cancelled", "closed", "internal", "quota_exceeded"}
+		"slow_consumer", "cancelled", "closed", "internal", "quota_exceeded", "storage"}
 )
 
 // checkErr is a failed expectation or a malformed scenario (never an error a step expects).

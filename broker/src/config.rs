@@ -10,6 +10,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod storage;
+
+pub use storage::{DurabilityClass, FsyncName, StorageConfig};
+
 use crate::cache::CacheConfig;
 use crate::log::Retention;
 use crate::queue::GroupConfig;
@@ -73,6 +77,8 @@ pub struct BrokerConfig {
     pub quotas: crate::quota::QuotaConfig,
     /// Audit log (`[audit]`; see `crate::audit`).
     pub audit: crate::audit::AuditConfig,
+    /// Durable storage (`[storage]`; see `docs/storage.md`).
+    pub storage: StorageConfig,
 }
 
 /// Runtime flavour.
@@ -168,6 +174,13 @@ pub struct StreamDefaults {
     pub full_policy: FullPolicy,
     /// How long a `block` publisher waits before the stalled subscriber is disconnected.
     pub block_timeout_ms: u64,
+    /// `ephemeral` (default: in memory, gone on restart) or `durable` (files under
+    /// `storage.data_dir`, kept across restarts with the same epoch and offsets).
+    pub durability: DurabilityClass,
+    /// Fsync policy of durable streams; unset = `storage.default_fsync`.
+    pub fsync: Option<FsyncName>,
+    /// Interval of `interval` streams; unset = `storage.default_fsync_interval_ms`.
+    pub fsync_interval_ms: Option<u64>,
 }
 
 /// Defaults for caches.
@@ -225,6 +238,7 @@ impl Default for BrokerConfig {
             mtls: Default::default(),
             quotas: Default::default(),
             audit: Default::default(),
+            storage: Default::default(),
         }
     }
 }
@@ -278,6 +292,9 @@ impl Default for StreamDefaults {
             subscriber_buffer: 4_096,
             full_policy: FullPolicy::DropOldest,
             block_timeout_ms: 5_000,
+            durability: DurabilityClass::Ephemeral,
+            fsync: None,
+            fsync_interval_ms: None,
         }
     }
 }
@@ -358,6 +375,18 @@ impl BrokerConfig {
                 "tls_client_auth needs tls_client_ca (the CA client certificates chain to)".into(),
             ));
         }
+        let durable_default = self.stream_defaults.durability == DurabilityClass::Durable;
+        if !self.dev && durable_default && self.storage.data_dir.is_none() {
+            return Err(ConfigError(
+                "stream_defaults.durability = \"durable\" needs storage.data_dir (--data-dir)"
+                    .into(),
+            ));
+        }
+        if self.storage.default_fsync_interval_ms == 0
+            || self.stream_defaults.fsync_interval_ms == Some(0)
+        {
+            return Err(ConfigError("fsync_interval_ms must be > 0".into()));
+        }
         if self.stream_defaults.subscriber_buffer == 0 {
             return Err(ConfigError(
                 "stream_defaults.subscriber_buffer must be > 0".into(),
@@ -377,6 +406,9 @@ impl BrokerConfig {
             subscriber_buffer: d.subscriber_buffer,
             full_policy: d.full_policy,
             block_timeout: Duration::from_millis(d.block_timeout_ms),
+            durability: self
+                .storage
+                .durability(d.durability, d.fsync, d.fsync_interval_ms),
         }
     }
 
@@ -447,6 +479,51 @@ mod tests {
         let printed = toml::to_string_pretty(&cfg).unwrap();
         let again = BrokerConfig::from_toml_str(&printed).unwrap();
         assert_eq!(toml::to_string_pretty(&again).unwrap(), printed);
+    }
+
+    #[test]
+    fn durable_streams_need_a_data_dir_in_production_and_stay_ephemeral_without_one() {
+        use crate::log::{Durability, FsyncPolicy};
+        let cfg = BrokerConfig::default();
+        assert_eq!(cfg.stream_config().durability, Durability::Ephemeral);
+        let dev =
+            BrokerConfig::from_toml_str("[stream_defaults]\ndurability = \"durable\"").unwrap();
+        dev.validate().unwrap();
+        assert_eq!(
+            dev.stream_config().durability,
+            Durability::Ephemeral,
+            "no data_dir: no durable streams"
+        );
+        let prod = BrokerConfig::from_toml_str(
+            "dev = false\ntls_cert = \"c\"\ntls_key = \"k\"\n[stream_defaults]\ndurability = \"durable\"",
+        )
+        .unwrap();
+        let err = prod.validate().unwrap_err().to_string();
+        assert!(err.contains("storage.data_dir"), "{err}");
+        let durable = BrokerConfig::from_toml_str(
+            r#"
+            [storage]
+            data_dir = "/tmp/x"
+            default_fsync = "interval"
+            default_fsync_interval_ms = 50
+            [stream_defaults]
+            durability = "durable"
+            "#,
+        )
+        .unwrap();
+        durable.validate().unwrap();
+        assert_eq!(
+            durable.stream_config().durability,
+            Durability::Durable(FsyncPolicy::Interval(Duration::from_millis(50)))
+        );
+        let always = BrokerConfig::from_toml_str(
+            "[storage]\ndata_dir = \"/d\"\n[stream_defaults]\ndurability = \"durable\"\nfsync = \"always\"",
+        )
+        .unwrap();
+        assert_eq!(
+            always.stream_config().durability,
+            Durability::Durable(FsyncPolicy::Always)
+        );
     }
 
     #[test]

@@ -10,6 +10,9 @@ pub struct BrokerError {
     pub code: ErrorCode,
     /// Detail for humans.
     pub message: String,
+    /// Whether retrying may succeed: the code's default, except where the cause says
+    /// otherwise (a `storage` error of a quarantined log is not retryable).
+    pub retryable: bool,
 }
 
 impl BrokerError {
@@ -18,6 +21,16 @@ impl BrokerError {
         Self {
             code,
             message: message.into(),
+            retryable: code.retryable(),
+        }
+    }
+
+    /// `storage`, retryable as the storage error says.
+    pub fn storage(e: &felix_storage::StorageError) -> Self {
+        Self {
+            code: ErrorCode::Storage,
+            message: e.to_string(),
+            retryable: e.retryable(),
         }
     }
 

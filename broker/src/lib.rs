@@ -20,6 +20,7 @@ pub mod auth;
 pub mod budget;
 pub mod cache;
 pub mod config;
+pub mod datadir;
 pub mod defs;
 pub mod error;
 mod http;

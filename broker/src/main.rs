@@ -113,6 +113,9 @@ struct Args {
     /// Maximum subscriptions per connection.
     #[arg(long, env = "FELIX_MAX_SUBSCRIPTIONS_PER_CONNECTION")]
     max_subscriptions_per_connection: Option<usize>,
+    /// Data directory of durable streams (storage.data_dir).
+    #[arg(long, env = "FELIX_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -214,6 +217,9 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
     if let Some(v) = args.max_subscriptions_per_connection {
         cfg.limits.max_subscriptions_per_connection = v;
     }
+    if let Some(v) = &args.data_dir {
+        cfg.storage.data_dir = Some(v.clone());
+    }
     cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
 }
@@ -286,6 +292,11 @@ async fn run(cfg: BrokerConfig, auth: Box<dyn Authenticator>) -> std::process::E
         );
     } else {
         info!("accepting only configured tokens, each for its own tenant");
+    }
+    if cfg.stream_defaults.durability == felix_broker::config::DurabilityClass::Durable
+        && cfg.storage.data_dir.is_none()
+    {
+        warn!("stream_defaults.durability = \"durable\" without storage.data_dir: streams stay ephemeral (dev mode)");
     }
     if cfg.dev && cfg.tls_cert.is_none() {
         info!(ca = %cfg.dev_ca_path.display(), "dev certificate generated; clients verify with this CA");

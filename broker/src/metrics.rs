@@ -44,6 +44,10 @@ impl Gauge {
     pub fn get(&self) -> u64 {
         self.0.load(Relaxed)
     }
+    /// Sets the value.
+    pub fn set(&self, v: u64) {
+        self.0.store(v, Relaxed);
+    }
 }
 
 /// Upper bounds (seconds) of the latency buckets: 10 µs to 1 s.
@@ -150,6 +154,11 @@ pub struct Metrics {
     pub parked_pulls: Gauge,
     /// Long-poll `queue_pull`s refused by `limits.max_parked_pulls_per_connection`.
     pub parked_pulls_refused: Counter,
+    // ---- Durable storage (issue 15). ----
+    /// Requests answered `storage` (a durable log refused or failed a write).
+    pub storage_errors: Counter,
+    /// Milliseconds the start spent loading durable streams from the data directory.
+    pub storage_recovery_ms: Gauge,
 }
 
 /// Per-resource figures gathered at scrape time.
@@ -359,6 +368,18 @@ impl Metrics {
             "felix_parked_pulls_refused_total",
             "Long-poll queue pulls refused by max_parked_pulls_per_connection.",
             self.parked_pulls_refused.get(),
+        );
+        counter(
+            &mut out,
+            "felix_storage_errors_total",
+            "Requests answered with the storage error code (a durable log refused or failed a write).",
+            self.storage_errors.get(),
+        );
+        gauge(
+            &mut out,
+            "felix_storage_recovery_ms",
+            "Milliseconds the last start spent opening the durable streams of storage.data_dir.",
+            self.storage_recovery_ms.get(),
         );
         let _ = writeln!(out, "# TYPE felix_stream_records gauge\n# TYPE felix_stream_bytes gauge\n# TYPE felix_stream_subscribers gauge\n# TYPE felix_stream_dropped_total counter");
         for (l, rec, bytes, subs, dropped) in &snap.streams {

@@ -20,12 +20,16 @@ use crate::budget::MemoryBudget;
 use crate::cache::{Cache, CacheConfig};
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
-use crate::log::MemoryLog;
+use crate::log::{Durability, Log, MemoryLog};
 use crate::metrics::Snapshot;
 use crate::names::{self, Pattern};
 use crate::queue::{ConsumerGroup, GroupConfig};
 use crate::stream::{Start, Stream, StreamConfig, SubscribeInfo, Subscriber};
 use felix_wire::ErrorCode;
+
+mod durable;
+
+pub use durable::Loaded;
 
 /// A stream and the consumer groups reading it.
 #[derive(Debug)]
@@ -92,6 +96,8 @@ pub struct Registry {
     per_tenant: Mutex<HashMap<Box<str>, usize>>,
     /// Creates refused by `max_resources_per_tenant`.
     tenant_refusals: AtomicU64,
+    /// The data directory of durable streams (`storage.data_dir`), once opened.
+    storage: Option<durable::Storage>,
 }
 
 /// Writes the lookup key into `buf`.
@@ -117,6 +123,7 @@ impl Registry {
             wildcards: RwLock::new(Vec::new()),
             per_tenant: Mutex::new(HashMap::new()),
             tenant_refusals: AtomicU64::new(0),
+            storage: None,
         }
     }
 
@@ -223,6 +230,19 @@ impl Registry {
         name: &str,
         config: StreamConfig,
     ) -> Result<(Arc<StreamEntry>, bool), BrokerError> {
+        self.insert_stream_with(tenant, namespace, name, config, None)
+    }
+
+    /// Inserts a stream with `log` (a durable log loaded from disk), or with a log made for
+    /// `config` (a `MemoryLog`, or a new durable log with its files) when `None`.
+    fn insert_stream_with(
+        &self,
+        tenant: &str,
+        namespace: &str,
+        name: &str,
+        config: StreamConfig,
+        log: Option<Box<dyn Log>>,
+    ) -> Result<(Arc<StreamEntry>, bool), BrokerError> {
         let mut buf = String::new();
         let k: Box<str> = key(&mut buf, tenant, namespace, name).into();
         if let Some(e) = self.streams.read().get(&k) {
@@ -230,17 +250,50 @@ impl Registry {
         }
         self.check_room()?;
         self.take_tenant_slot(tenant)?;
+        // A new durable stream's files are made before any registry lock is taken (file
+        // system calls must not stall every lookup); durable creations are serialised.
+        let mut create_guard = None;
+        let (log, made_durable): (Box<dyn Log>, bool) = match (log, config.durability) {
+            (Some(log), _) => (log, false),
+            (None, Durability::Durable(policy)) => {
+                if let Some(e) = self.streams.read().get(&k) {
+                    self.give_back_tenant_slot(tenant);
+                    return Ok((e.clone(), false));
+                }
+                match self.create_durable_log(tenant, namespace, name, &config, policy) {
+                    Ok((log, guard)) => {
+                        create_guard = Some(guard);
+                        (log, true)
+                    }
+                    Err(e) => {
+                        self.give_back_tenant_slot(tenant);
+                        return Err(e);
+                    }
+                }
+            }
+            (None, Durability::Ephemeral) => (
+                Box::new(MemoryLog::with_budget(
+                    config.retention,
+                    self.memory.clone(),
+                )),
+                false,
+            ),
+        };
         // Lock order everywhere: wildcards, then streams.
         let wildcards = self.wildcards.read();
         let mut streams = self.streams.write();
         if let Some(e) = streams.get(&k) {
             self.give_back_tenant_slot(tenant);
-            return Ok((e.clone(), false));
+            let e = e.clone();
+            drop((streams, wildcards));
+            if made_durable {
+                // Created meanwhile by an ephemeral creator: these files were never used.
+                drop(log);
+                self.forget_durable(tenant, namespace, name);
+            }
+            drop(create_guard);
+            return Ok((e, false));
         }
-        let log = Box::new(MemoryLog::with_budget(
-            config.retention,
-            self.memory.clone(),
-        ));
         let stream = Stream::new(Arc::from(name), config, log);
         // Attach matching wildcard subscribers before the stream is visible, so they cannot
         // miss its first record.
@@ -259,6 +312,7 @@ impl Registry {
             label: k.to_string(),
         });
         streams.insert(k, entry.clone());
+        drop(create_guard);
         Ok((entry, true))
     }
 
@@ -532,81 +586,4 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn registry(per_tenant: usize) -> Registry {
-        let mut cfg = BrokerConfig::default();
-        cfg.limits.max_resources_per_tenant = per_tenant;
-        let memory = MemoryBudget::new(cfg.limits.max_memory_bytes);
-        Registry::new(Arc::new(cfg), memory)
-    }
-
-    #[test]
-    fn per_tenant_resource_bound_refuses_only_that_tenant() {
-        let r = registry(3);
-        let sc = StreamConfig::default();
-        r.create_stream("greedy", "ns", "s1", sc.clone()).unwrap();
-        r.create_stream("greedy", "ns", "s2", sc.clone()).unwrap();
-        r.create_cache("greedy", "ns", "c1", CacheConfig::default())
-            .unwrap();
-        // Re-creating an existing resource takes no slot.
-        r.create_stream("greedy", "ns", "s1", sc.clone()).unwrap();
-        assert_eq!(r.tenant_resources("greedy"), 3);
-        let e = r
-            .create_stream("greedy", "other-ns", "s3", sc.clone())
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::Overloaded);
-        assert!(e.message.contains("max_resources_per_tenant"), "{e}");
-        let e = r
-            .create_cache("greedy", "ns", "c2", CacheConfig::default())
-            .unwrap_err();
-        assert_eq!(e.code, ErrorCode::Overloaded);
-        let mut buf = String::new();
-        let e = r
-            .stream(&mut buf, "greedy", "ns", "auto", true)
-            .unwrap_err();
-        assert_eq!(
-            e.code,
-            ErrorCode::Overloaded,
-            "creation on first use counts too"
-        );
-        // The tenant's existing resources still work, and other tenants are unaffected.
-        r.stream(&mut buf, "greedy", "ns", "s1", false).unwrap();
-        r.create_stream("polite", "ns", "s1", sc.clone()).unwrap();
-        r.create_cache("polite", "ns", "c1", CacheConfig::default())
-            .unwrap();
-        assert_eq!(r.tenant_resources("polite"), 2);
-        assert_eq!(r.snapshot().tenant_refusals, 3);
-    }
-
-    #[test]
-    fn stream_logs_and_caches_reserve_from_the_registry_budget() {
-        let r = registry(10);
-        let s = r
-            .create_stream("t", "ns", "s", StreamConfig::default())
-            .unwrap();
-        let p = s
-            .stream
-            .publish(&[bytes::Bytes::from(vec![1u8; 1000])])
-            .unwrap();
-        assert!(p.backpressure.is_none());
-        let used = r.memory().used();
-        assert!(used >= 1000, "the retained record is charged: {used}");
-        let c = r
-            .create_cache("t", "ns", "c", CacheConfig::default())
-            .unwrap();
-        c.cache
-            .put(
-                "k",
-                bytes::Bytes::from(vec![2u8; 500]),
-                None,
-                crate::cache::PutCondition::Always,
-                Instant::now(),
-            )
-            .unwrap();
-        assert!(r.memory().used() >= used + 500);
-        assert!(c.cache.delete("k", Instant::now()));
-        assert_eq!(r.memory().used(), used, "a delete releases the entry");
-    }
-}
+mod tests;

@@ -24,8 +24,10 @@ use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
-use crate::log::{Log, MemoryFull, ReadResult, Retention};
+use crate::log::{AppendError, Durability, Log, ReadResult, Retention, Ticket};
 
+#[cfg(test)]
+mod durable_tests;
 mod subscriber;
 #[cfg(test)]
 mod tests;
@@ -103,6 +105,9 @@ pub struct StreamConfig {
     /// How long a publish may be held back by a full `Block` subscriber before that
     /// subscriber is disconnected.
     pub block_timeout: Duration,
+    /// Ephemeral (a `MemoryLog`) or durable with its fsync policy (the registry creates the
+    /// log accordingly).
+    pub durability: Durability,
 }
 
 impl Default for StreamConfig {
@@ -112,6 +117,7 @@ impl Default for StreamConfig {
             subscriber_buffer: 1024,
             full_policy: FullPolicy::default(),
             block_timeout: Duration::from_secs(1),
+            durability: Durability::Ephemeral,
         }
     }
 }
@@ -187,6 +193,22 @@ pub struct Published {
     pub backpressure: Option<Backpressure>,
     /// Subscribers the records were handed to (their writer tasks were woken).
     pub fanout: usize,
+    /// Durable stream: the records are neither acknowledged nor visible yet. Await the
+    /// ticket, then call [`Stream::make_visible`] with its end (which fans them out and may
+    /// return the backpressure to await); only then acknowledge. `None` for an ephemeral
+    /// stream, whose records were fanned out inline.
+    pub ticket: Option<Ticket>,
+}
+
+/// Result of [`Stream::make_visible`].
+#[derive(Debug, Default)]
+#[must_use = "await the backpressure (if any) before acknowledging the publish"]
+pub struct Visible {
+    /// Present when a `Block` subscriber is at/over capacity.
+    pub backpressure: Option<Backpressure>,
+    /// Subscribers attached when the records were fanned out (0 if this call found them
+    /// already visible).
+    pub fanout: usize,
 }
 
 /// Counters of one stream.
@@ -210,6 +232,11 @@ pub struct StreamStats {
 
 struct StreamState {
     log: Box<dyn Log>,
+    /// Records below this offset were fanned out and are readable by replays and groups.
+    /// Equal to the log's next offset for an ephemeral log; for a durable log it trails it
+    /// until tickets resolve (`docs/storage.md` 4.5: nobody sees a record its class could
+    /// still lose).
+    visible: u64,
     subs: Vec<Arc<Subscriber>>,
     published: u64,
     dropped: u64,
@@ -227,6 +254,7 @@ pub struct Stream {
     name: Arc<str>,
     config: StreamConfig,
     epoch: u64,
+    durability: Durability,
     state: Mutex<StreamState>,
     append_notify: Notify,
 }
@@ -246,7 +274,9 @@ impl Stream {
             name,
             config,
             epoch: log.epoch(),
+            durability: log.durability(),
             state: Mutex::new(StreamState {
+                visible: log.next_offset(),
                 log,
                 subs: Vec::new(),
                 published: 0,
@@ -270,62 +300,135 @@ impl Stream {
         &self.name
     }
 
+    /// The log's class.
+    pub fn durability(&self) -> Durability {
+        self.durability
+    }
+
+    /// [`Stream::publish_at`] now.
+    pub fn publish(&self, payloads: &[Bytes]) -> Result<Published, AppendError> {
+        self.publish_at(payloads, unix_now_ms())
+    }
+
     /// Appends atomically to the log and pushes each record to every attached subscriber in
     /// log order, applying each subscriber's full policy. Never awaits. Returns the offsets
     /// and, if any Block-policy subscriber is at/over capacity, a [`Backpressure`] the caller
     /// awaits before acknowledging the publish. Closed subscribers are detached here. When the
-    /// log's memory budget cannot take the batch, nothing is appended or delivered.
-    pub fn publish(&self, payloads: &[Bytes]) -> Result<Published, MemoryFull> {
+    /// log cannot take the batch (memory budget, storage), nothing is appended or delivered.
+    ///
+    /// A durable log's records are not fanned out here: the result carries the log's
+    /// [`Ticket`], and [`Stream::make_visible`] fans them out once it resolved.
+    pub fn publish_at(
+        &self,
+        payloads: &[Bytes],
+        now_unix_ms: u64,
+    ) -> Result<Published, AppendError> {
         let mut blocked: Vec<Arc<Subscriber>> = Vec::new(); // allocates only if used
         let fanout;
         let offsets = {
             let mut guard = self.state.lock();
             let st = &mut *guard;
-            let offsets = st.log.append(payloads)?;
-            if payloads.is_empty() {
+            let appended = st.log.append(payloads, now_unix_ms)?;
+            let offsets = appended.offsets;
+            if payloads.is_empty() || appended.ticket.is_some() {
+                st.published += payloads.len() as u64;
                 return Ok(Published {
                     offsets,
                     backpressure: None,
                     fanout: 0,
+                    ticket: appended.ticket,
                 });
             }
             st.published += payloads.len() as u64;
-            let (mut dropped, mut disconnected) = (0u64, 0u64);
-            st.subs
-                .retain(|sub| match sub.offer(&self.name, offsets.start, payloads) {
-                    Offer::Queued { dropped: d, full } => {
-                        dropped += d;
-                        if full {
-                            blocked.push(sub.clone());
-                        }
-                        true
-                    }
-                    Offer::Disconnected => {
-                        disconnected += 1;
-                        false
-                    }
-                    Offer::Closed => false,
-                });
-            st.dropped += dropped;
-            st.disconnected += disconnected;
-            fanout = st.subs.len();
-            if disconnected > 0 {
-                tracing::info!(
-                    stream = %self.name,
-                    disconnected,
-                    "full queue: disconnected slow consumer(s)"
-                );
-            }
+            st.visible = offsets.end;
+            fanout = self.fanout(st, offsets.start, payloads, &mut blocked);
             offsets
         };
         self.append_notify.notify_waiters();
         Ok(Published {
             offsets,
             fanout,
-            backpressure: (!blocked.is_empty()).then(|| Backpressure {
-                subs: blocked,
-                timeout: self.config.block_timeout,
-            }),
+            backpressure: self.backpressure(blocked),
+            ticket: None,
+        })
+    }
+
+    /// Makes the records below `end` visible (a durable publish calls it after its ticket
+    /// resolved): fans out, in log order, every record from the visible watermark to `end`
+    /// that the log holds, and wakes readers. Records already visible are skipped, so
+    /// publishers whose tickets resolve out of order each call it with their own end.
+    pub fn make_visible(&self, end: u64) -> Visible {
+        let mut blocked: Vec<Arc<Subscriber>> = Vec::new();
+        let mut fanout = 0;
+        {
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let end = end.min(st.log.next_offset());
+            if end <= st.visible {
+                return Visible::default();
+            }
+            let mut from = st.visible;
+            while from < end {
+                let want = REPLAY_CHUNK.min((end - from) as usize);
+                let chunk = st.log.read(from, want).records;
+                let Some(&(first, _)) = chunk.first() else {
+                    break;
+                };
+                let last = chunk.last().map_or(first, |&(o, _)| o);
+                let payloads: Vec<Bytes> = chunk.into_iter().map(|(_, p)| p).collect();
+                fanout = self.fanout(st, first, &payloads, &mut blocked);
+                from = last + 1;
+            }
+            st.visible = end;
+        }
+        self.append_notify.notify_waiters();
+        Visible {
+            backpressure: self.backpressure(blocked),
+            fanout,
+        }
+    }
+
+    /// Offers consecutive records starting at `first` to every subscriber (under the stream
+    /// lock), detaching the ones their policy disconnects; returns the subscribers left.
+    fn fanout(
+        &self,
+        st: &mut StreamState,
+        first: u64,
+        payloads: &[Bytes],
+        blocked: &mut Vec<Arc<Subscriber>>,
+    ) -> usize {
+        let (mut dropped, mut disconnected) = (0u64, 0u64);
+        st.subs
+            .retain(|sub| match sub.offer(&self.name, first, payloads) {
+                Offer::Queued { dropped: d, full } => {
+                    dropped += d;
+                    if full {
+                        blocked.push(sub.clone());
+                    }
+                    true
+                }
+                Offer::Disconnected => {
+                    disconnected += 1;
+                    false
+                }
+                Offer::Closed => false,
+            });
+        st.dropped += dropped;
+        st.disconnected += disconnected;
+        if disconnected > 0 {
+            tracing::info!(
+                stream = %self.name,
+                disconnected,
+                "full queue: disconnected slow consumer(s)"
+            );
+        }
+        st.subs.len()
+    }
+
+    fn backpressure(&self, blocked: Vec<Arc<Subscriber>>) -> Option<Backpressure> {
+        (!blocked.is_empty()).then(|| Backpressure {
+            subs: blocked,
+            timeout: self.config.block_timeout,
         })
     }
 
@@ -338,7 +441,8 @@ impl Stream {
         let mut st = self.state.lock();
         st.subs.retain(|s| s.id() != sub.id());
         let first = st.log.first_offset();
-        let next = st.log.next_offset();
+        // Replay only what is visible; later records reach the subscriber by fanout.
+        let next = st.visible;
         let (mut from, gap) = match start {
             Start::Latest => (next, None),
             Start::Earliest => (first, None),
@@ -387,13 +491,20 @@ impl Stream {
         st.subs.len()
     }
 
-    /// Reads up to `max` records from `from` (for consumer groups).
+    /// Reads up to `max` visible records from `from` (for consumer groups).
     pub fn read(&self, from: u64, max: usize) -> ReadResult {
-        self.state.lock().log.read(from, max)
+        let st = self.state.lock();
+        let mut r = st.log.read(from, max);
+        if r.next_offset > st.visible {
+            r.records.retain(|&(o, _)| o < st.visible);
+            r.next_offset = st.visible;
+        }
+        r
     }
 
+    /// Offset after the last visible record (the log's next offset for an ephemeral stream).
     pub fn next_offset(&self) -> u64 {
-        self.state.lock().log.next_offset()
+        self.state.lock().visible
     }
 
     pub fn first_offset(&self) -> u64 {
@@ -420,4 +531,11 @@ impl Stream {
             next_offset: st.log.next_offset(),
         }
     }
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub fn unix_now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }

@@ -18,6 +18,7 @@ fn every_bound_has_a_row_with_its_default() {
         "transport",
         "quotas",
         "audit",
+        "storage",
     ] {
         let t = cfg[table].as_table().unwrap();
         // `quotas.tenants` holds the per-tenant overrides (a table, empty by default).

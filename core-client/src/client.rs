@@ -235,6 +235,9 @@ impl Client {
                 max_bytes: settings.max_bytes,
                 subscriber_buffer: settings.subscriber_buffer,
                 full_policy: settings.full_policy.map(|p| p.as_str().to_owned()),
+                durability: None,
+                fsync: None,
+                fsync_interval_ms: None,
             };
             Ok((json_frame(&m), 1))
         })

@@ -46,7 +46,7 @@ static const char *const EXPECT_REQUIRED[] = {"cache_get", "cache_get_many", "de
 static const char *const CODES[] = {"invalid_argument", "not_found", "already_exists", "conflict",
     "unauthorized", "forbidden", "overloaded", "frame_too_large", "unsupported", "timeout",
     "unavailable", "protocol", "slow_consumer", "cancelled", "closed", "internal",
-    "quota_exceeded", NULL};
+    "quota_exceeded", "storage", NULL};
 
 /* Keys each op takes besides COMMON_KEYS. */
 static const struct { const char *op; const char *keys[12]; } OPS[] = {

@@ -1,7 +1,7 @@
 //! Status codes and owned errors.
 //!
 //! Every export returns a [`FelixStatus`]: `FELIX_STATUS_OK` (0) or the stable error code
-//! number shared with the wire protocol and every binding (1..17). Callers that want details
+//! number shared with the wire protocol and every binding (1..18). Callers that want details
 //! pass a `FelixError**`; on failure it receives an owned [`FelixError`] (code, message,
 //! retryable) to release with `felix_error_free`. There is no thread-local "last error".
 //! Every export runs inside [`guard`], so a Rust panic becomes `FELIX_STATUS_INTERNAL` instead of
@@ -54,6 +54,9 @@ pub enum FelixStatus {
     /// The tenant is past one of its quotas; other tenants are unaffected. Retryable: rate
     /// quotas recover within a second, count quotas once the tenant's usage drops.
     QuotaExceeded = 17,
+    /// Durable storage could not do it (disk full, an I/O or fsync error, a quarantined log);
+    /// nothing the call asked for happened. See the error's retryable flag.
+    Storage = 18,
 }
 
 impl From<ErrorCode> for FelixStatus {
@@ -75,6 +78,7 @@ impl From<ErrorCode> for FelixStatus {
             ErrorCode::Cancelled => Self::Cancelled,
             ErrorCode::Closed => Self::Closed,
             ErrorCode::QuotaExceeded => Self::QuotaExceeded,
+            ErrorCode::Storage => Self::Storage,
             _ => Self::Internal,
         }
     }
@@ -246,6 +250,7 @@ fn name_z(c: ErrorCode) -> &'static [u8] {
         ErrorCode::Cancelled => b"cancelled\0",
         ErrorCode::Closed => b"closed\0",
         ErrorCode::QuotaExceeded => b"quota_exceeded\0",
+        ErrorCode::Storage => b"storage\0",
         _ => b"internal\0",
     }
 }

@@ -50,11 +50,16 @@ pub enum ErrorCode {
     /// cache bytes, queue depth); other tenants are unaffected. Retryable: rate quotas
     /// recover by themselves within a second, count quotas once the tenant's usage drops.
     QuotaExceeded = 17,
+    /// Durable storage could not do it (disk full, disk quota, an I/O or fsync error, a
+    /// quarantined log); nothing the request asked for happened. Retryable as a code (disk
+    /// space frees up, a failed log heals onto a new segment); the error's own `retryable`
+    /// field says `false` for the variants that need an operator (a quarantined log).
+    Storage = 18,
 }
 
 impl ErrorCode {
     /// Every code, in numeric order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::InvalidArgument,
         ErrorCode::NotFound,
         ErrorCode::AlreadyExists,
@@ -72,6 +77,7 @@ impl ErrorCode {
         ErrorCode::Closed,
         ErrorCode::Internal,
         ErrorCode::QuotaExceeded,
+        ErrorCode::Storage,
     ];
 
     /// The stable snake_case string carried on the wire.
@@ -94,6 +100,7 @@ impl ErrorCode {
             ErrorCode::Closed => "closed",
             ErrorCode::Internal => "internal",
             ErrorCode::QuotaExceeded => "quota_exceeded",
+            ErrorCode::Storage => "storage",
         }
     }
 
@@ -110,6 +117,7 @@ impl ErrorCode {
                 | ErrorCode::Timeout
                 | ErrorCode::Unavailable
                 | ErrorCode::QuotaExceeded
+                | ErrorCode::Storage
         )
     }
 

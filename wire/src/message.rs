@@ -407,6 +407,16 @@ pub enum Message {
         /// `block`, `drop_newest`, `drop_oldest` or `disconnect`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         full_policy: Option<String>,
+        /// `ephemeral` or `durable` (needs a broker with `storage.data_dir`); absent: the
+        /// broker's `stream_defaults.durability`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        durability: Option<String>,
+        /// Durable streams: `always`, `interval` or `os`; absent: `storage.default_fsync`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fsync: Option<String>,
+        /// Durable `interval` streams: fsync cadence in ms.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fsync_interval_ms: Option<u64>,
     },
     /// Create a cache with settings (admin extension).
     CacheCreate {

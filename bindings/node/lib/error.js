@@ -22,6 +22,7 @@ const ERROR_CODES = Object.freeze([
   'closed',
   'internal',
   'quota_exceeded',
+  'storage',
 ])
 
 class FelixError extends Error {

@@ -23,6 +23,7 @@ export type ErrorCode =
   | 'closed'
   | 'internal'
   | 'quota_exceeded'
+  | 'storage'
 
 export declare const ERROR_CODES: readonly ErrorCode[]
 

@@ -59,7 +59,7 @@ EXPECT_REQUIRED = ("cache_get", "cache_get_many", "dead_letters")
 CODES = {
     "invalid_argument", "not_found", "already_exists", "conflict", "unauthorized", "forbidden",
     "overloaded", "frame_too_large", "unsupported", "timeout", "unavailable", "protocol",
-    "slow_consumer", "cancelled", "closed", "internal", "quota_exceeded",
+    "slow_consumer", "cancelled", "closed", "internal", "quota_exceeded", "storage",
 }  # fmt: skip
 SELF_TIMED = ("expect_events", "expect_no_event", "wait_until_cache_miss")
 

@@ -24,7 +24,7 @@ fn cfg() -> GroupConfig {
 fn log_with(n: usize) -> MemoryLog {
     let mut log = MemoryLog::new(Retention::default());
     let payloads: Vec<Bytes> = (0..n).map(|i| Bytes::from(format!("m{i}"))).collect();
-    log.append(&payloads).unwrap();
+    log.append(&payloads, 0).unwrap();
     log
 }
 
@@ -300,10 +300,11 @@ fn retention_gap_is_skipped_and_counted_as_lost() {
     });
     let g = ConsumerGroup::new(cfg(), 0);
     let t = Instant::now();
-    log.append(&[Bytes::from("a"), Bytes::from("b")]).unwrap();
+    log.append(&[Bytes::from("a"), Bytes::from("b")], 0)
+        .unwrap();
     assert_eq!(offsets(&pull(&g, &log, 1, t)), vec![0]);
     let more: Vec<Bytes> = (0..5).map(|_| Bytes::from("x")).collect();
-    log.append(&more).unwrap(); // offsets 2..7; retention keeps 4..7
+    log.append(&more, 0).unwrap(); // offsets 2..7; retention keeps 4..7
     let ds = pull(&g, &log, 10, t);
     assert_eq!(offsets(&ds), vec![4, 5, 6]);
     let s = g.stats();
@@ -448,7 +449,7 @@ proptest! {
             match op {
                 Op::Append(n) => {
                     let p: Vec<Bytes> = (0..n).map(|_| Bytes::from("p")).collect();
-                    log.append(&p).unwrap();
+                    log.append(&p, 0).unwrap();
                 }
                 Op::Pull(max) => {
                     let ds = pull(&g, &log, max, now);

@@ -136,7 +136,7 @@ pub async fn binary(
     let reply = r.unwrap_or_else(|e| ExtFrame::Error {
         request_id,
         code: e.code,
-        retryable: e.code.retryable(),
+        retryable: e.retryable,
         message: e.message,
     });
     reply.encode(&mut ctx.out);

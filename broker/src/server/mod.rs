@@ -126,8 +126,11 @@ impl Broker {
         let auth: Arc<dyn Authenticator> = Arc::from(auth);
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         let memory = crate::budget::MemoryBudget::new(cfg.limits.max_memory_bytes);
+        let mut registry = Registry::new(cfg.clone(), memory.clone());
+        // Durable streams come back before anything is served (same epoch, same offsets).
+        let loaded = registry.open_storage().map_err(StartError)?;
         let shared = Arc::new(Shared {
-            registry: Registry::new(cfg.clone(), memory.clone()),
+            registry,
             cfg: cfg.clone(),
             metrics: Metrics::default(),
             auth,
@@ -152,6 +155,13 @@ impl Broker {
             }
             None => None,
         };
+        if let Some(l) = loaded {
+            shared
+                .metrics
+                .storage_recovery_ms
+                .set(l.elapsed.as_millis() as u64);
+            tasks.spawn(durable_retention(shared.clone()));
+        }
         tasks.spawn(sweep_caches(shared.clone()));
         if let Some(feed) = shared.auth.background() {
             tasks.spawn(feed);
@@ -224,6 +234,8 @@ impl Broker {
             .close(quinn::VarInt::from_u32(close_code::OK), b"shutdown");
         let _ = tokio::time::timeout(Duration::from_secs(1), self.endpoint.wait_idle()).await;
         self.tasks.abort_all();
+        // Final fsync and clean mark of every durable log.
+        self.shared.registry.close_durable();
         info!("shutdown complete");
     }
 }
@@ -276,6 +288,19 @@ async fn accept_loop(endpoint: quinn::Endpoint, shared: Arc<Shared>) {
             _ = shutdown.wait_for(|s| *s) => return,
         };
         tokio::spawn(conn::serve(incoming, shared.clone()));
+    }
+}
+
+/// Deletes the whole sealed segments retention condemns, every second, off the runtime
+/// threads (file deletions).
+async fn durable_retention(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let now = crate::stream::unix_now_ms();
+        let _ = tokio::task::spawn_blocking(move || s.registry.durable_retention(now)).await;
     }
 }
 

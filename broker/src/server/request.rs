@@ -256,7 +256,7 @@ async fn reject(
             felix_wire::ExtFrame::Error {
                 request_id: f.request_id(),
                 code: e.code,
-                retryable: e.code.retryable(),
+                retryable: e.retryable,
                 message: e.message.clone(),
             }
             .encode(&mut ctx.out);
@@ -330,6 +330,23 @@ pub fn memory_full(shared: &Shared, limit: usize) -> BrokerError {
     ))
 }
 
+/// The answer to a refused append: `overloaded` for the memory budget, `storage` for the disk.
+pub fn append_error(shared: &Shared, e: crate::log::AppendError) -> BrokerError {
+    match e {
+        crate::log::AppendError::MemoryFull(m) => memory_full(shared, m.limit),
+        crate::log::AppendError::Storage(s) => storage_error(shared, &s),
+        #[allow(unreachable_patterns)] // AppendError is non_exhaustive
+        other => BrokerError::new(ErrorCode::Internal, other.to_string()),
+    }
+}
+
+/// `storage` for a durable log that could not take or keep a write, counted; retryable as
+/// the variant says (a quarantined log needs an operator).
+pub fn storage_error(shared: &Shared, e: &crate::log::StorageError) -> BrokerError {
+    shared.metrics.storage_errors.inc();
+    BrokerError::storage(e)
+}
+
 /// `invalid_argument` unless `value <= cap`, naming the limit that caps it.
 pub fn check_cap(field: &str, value: u64, cap: usize, limit: &str) -> Result<usize, BrokerError> {
     match usize::try_from(value) {
@@ -354,10 +371,21 @@ pub async fn publish(
     }
     let entry = ctx.stream_entry(tenant, ns, stream)?;
     ctx.quota_publish(tenant, ns, stream, &entry, payloads)?;
-    let published = entry
+    let mut published = entry
         .stream
-        .publish(payloads)
-        .map_err(|e| memory_full(&ctx.shared, e.limit))?;
+        .publish_at(payloads, crate::stream::unix_now_ms())
+        .map_err(|e| append_error(&ctx.shared, e))?;
+    if let Some(ticket) = published.ticket.take() {
+        // Durable: acknowledge (and show subscribers) only what its fsync policy made safe.
+        let end = ticket.end();
+        ticket
+            .wait()
+            .await
+            .map_err(|e| storage_error(&ctx.shared, &e))?;
+        let visible = entry.stream.make_visible(end);
+        published.backpressure = visible.backpressure;
+        published.fanout = visible.fanout;
+    }
     let m = &ctx.shared.metrics;
     m.published.add(payloads.len() as u64);
     m.published_bytes
@@ -447,6 +475,9 @@ async fn json(
             max_bytes,
             subscriber_buffer,
             full_policy,
+            durability,
+            fsync,
+            fsync_interval_ms,
         } => {
             let r = (|| {
                 ctx.require(features::ADMIN, "stream_create")?;
@@ -483,6 +514,15 @@ async fn json(
                         BrokerError::invalid(format!("full_policy {p:?}: expected block, drop_newest, drop_oldest or disconnect"))
                     })?;
                 }
+                cfg.durability = ctx
+                    .shared
+                    .cfg
+                    .requested_durability(
+                        durability.as_deref(),
+                        fsync.as_deref(),
+                        fsync_interval_ms,
+                    )
+                    .map_err(BrokerError::invalid)?;
                 ctx.shared
                     .registry
                     .create_stream(&tenant_id, &namespace, &stream, cfg)?;
@@ -552,7 +592,7 @@ async fn publish_reply(
                 request_id: rid,
                 message: e.message.clone(),
                 code: codes.then(|| e.code.as_str().to_owned()),
-                retryable: codes.then(|| e.code.retryable()),
+                retryable: codes.then_some(e.retryable),
             };
             ctx.replier.msg(&m).await
         }

@@ -122,8 +122,13 @@ impl Replier {
         e: &BrokerError,
         request_id: Option<u64>,
     ) -> Result<(), quinn::WriteError> {
-        self.msg(&Message::error(e.code, &e.message, request_id, self.codes))
-            .await
+        let mut m = Message::error(e.code, &e.message, request_id, self.codes);
+        if let Message::Error { retryable, .. } = &mut m {
+            if retryable.is_some() {
+                *retryable = Some(e.retryable);
+            }
+        }
+        self.msg(&m).await
     }
 
     /// Writes a binary publish ack.
@@ -133,7 +138,7 @@ impl Replier {
             error: err.map(|e| AckError {
                 message: e.message.clone(),
                 code: Some(e.code),
-                retryable: e.code.retryable(),
+                retryable: e.retryable,
             }),
         }
         .encode(out, self.codes);

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod durable;
 pub mod process;
 
 use std::future::Future;

@@ -102,6 +102,9 @@ pub(crate) fn admin(v: &mut Vectors) {
             max_bytes: Some(1 << 30),
             subscriber_buffer: Some(4096),
             full_policy: Some(s("drop_oldest")),
+            durability: None,
+            fsync: None,
+            fsync_interval_ms: None,
         },
     );
     v.json(
@@ -115,6 +118,25 @@ pub(crate) fn admin(v: &mut Vectors) {
             max_bytes: None,
             subscriber_buffer: None,
             full_policy: None,
+            durability: None,
+            fsync: None,
+            fsync_interval_ms: None,
+        },
+    );
+    v.json(
+        "stream_create_durable",
+        Message::StreamCreate {
+            tenant_id: s(T),
+            namespace: s(NS),
+            stream: s("payments"),
+            request_id: 22,
+            max_records: None,
+            max_bytes: None,
+            subscriber_buffer: None,
+            full_policy: None,
+            durability: Some(s("durable")),
+            fsync: Some(s("interval")),
+            fsync_interval_ms: Some(50),
         },
     );
     v.json(

@@ -29,6 +29,7 @@ from .error import (
     ProtocolError,
     QuotaExceededError,
     SlowConsumerError,
+    StorageError,
     TimeoutError,
     UnauthorizedError,
     UnavailableError,
@@ -55,5 +56,6 @@ __all__ = [
     "UnauthorizedError", "ForbiddenError", "OverloadedError", "UnsupportedError",
     "TimeoutError", "UnavailableError", "ConnectionError", "ProtocolError",
     "SlowConsumerError", "OperationCancelledError", "ClosedError", "ForkedError",
-    "InternalError", "QuotaExceededError", "error_class", "FELIX_BROKER_CLIENT", "__version__",
+    "InternalError", "QuotaExceededError", "StorageError", "error_class", "FELIX_BROKER_CLIENT",
+    "__version__",
 ]  # fmt: skip

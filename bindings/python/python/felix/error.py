@@ -38,6 +38,7 @@ __all__ = [
     "ForkedError",
     "InternalError",
     "QuotaExceededError",
+    "StorageError",
 ]
 
 
@@ -187,6 +188,14 @@ class QuotaExceededError(FelixError):
     code, code_number, retryable = "quota_exceeded", 17, True
 
 
+class StorageError(FelixError):
+    """Durable storage could not do it (disk full, disk quota, an I/O or fsync error, a
+    quarantined log); nothing the request asked for happened. Retryable as a code; the error's
+    own retryable flag is false when an operator is needed (a quarantined log)."""
+
+    code, code_number, retryable = "storage", 18, True
+
+
 _BY_CODE: Dict[str, Type[FelixError]] = {
     c.code: c
     for c in (
@@ -207,6 +216,7 @@ _BY_CODE: Dict[str, Type[FelixError]] = {
         ClosedError,
         InternalError,
         QuotaExceededError,
+        StorageError,
     )
 }
 

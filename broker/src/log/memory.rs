@@ -1,89 +1,16 @@
-//! The one core log: an append-only sequence of records per stream, addressed by offset.
-//!
-//! Streams (fanout cursors), queues (shared group cursors with acks) and the cache
-//! (key -> latest value) are all projections over a [`Log`]. The trait is written for a
-//! durable implementation too (appends return the assigned offsets; reads are by offset and
-//! report what retention already removed), while [`MemoryLog`] is the ephemeral one: bounded
-//! by record count and by bytes, evicting the oldest records first, never touching disk.
+//! [`MemoryLog`]: the ephemeral log, in memory, bounded by [`Retention`], never touching disk.
 
 use std::collections::VecDeque;
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
 
+use super::{AppendError, Appended, Log, MemoryFull, ReadResult, Retention};
 use crate::budget::MemoryBudget;
 
 /// Bytes a [`MemoryLog`] charges its budget per record on top of the payload: the `Bytes`
 /// handle in the ring buffer (32 bytes) and its share of the allocation's header.
 pub const RECORD_OVERHEAD: usize = 48;
-
-/// The broker-wide memory budget cannot take an append; nothing was appended.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("broker memory budget full: {needed} more bytes needed, limit {limit} (limits.max_memory_bytes)")]
-#[non_exhaustive]
-pub struct MemoryFull {
-    /// Bytes the operation needed beyond what is held.
-    pub needed: usize,
-    /// The configured budget.
-    pub limit: usize,
-}
-
-/// Retention bounds of a log; whichever is reached first evicts the oldest records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retention {
-    /// Maximum number of records kept.
-    pub max_records: usize,
-    /// Maximum payload bytes kept.
-    pub max_bytes: usize,
-}
-
-impl Default for Retention {
-    fn default() -> Self {
-        Self {
-            max_records: 100_000,
-            max_bytes: 64 * 1024 * 1024,
-        }
-    }
-}
-
-/// What a read returned, and what retention had already removed before it.
-#[derive(Debug, Default, Clone)]
-pub struct ReadResult {
-    /// Records in offset order: (offset, payload).
-    pub records: Vec<(u64, Bytes)>,
-    /// First offset still held when the read ran; a `from` below this was a gap.
-    pub first_available: u64,
-    /// Offset the next append will get.
-    pub next_offset: u64,
-}
-
-/// An append-only log with offsets. Implementations must be cheap to call under a lock:
-/// callers (the stream) serialise appends so that fanout order equals log order.
-pub trait Log: Send + Sync + 'static {
-    /// Appends payloads atomically and returns the offsets they were given; a log with a
-    /// memory budget that cannot take the batch appends nothing and says so.
-    fn append(&mut self, payloads: &[Bytes]) -> Result<Range<u64>, MemoryFull>;
-    /// Reads up to `max_records` records starting at `from` (or the first held one).
-    fn read(&self, from: u64, max_records: usize) -> ReadResult;
-    /// Offset the next append will get.
-    fn next_offset(&self) -> u64;
-    /// Oldest offset still held (equals `next_offset` when empty).
-    fn first_offset(&self) -> u64;
-    /// Payload bytes currently held.
-    fn bytes(&self) -> usize;
-    /// Records currently held.
-    fn len(&self) -> usize;
-    /// Identity of this log's offset space. Offsets are only comparable within one epoch: an
-    /// ephemeral log that is recreated (broker restart) starts again at 0 with a new epoch, so
-    /// a resuming client can tell "offset 5 of the old log" from "offset 5 of the new one".
-    /// A durable log keeps its epoch across restarts.
-    fn epoch(&self) -> u64;
-    /// True when no record is held.
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// Ephemeral in-memory log bounded by [`Retention`]. Payloads are `Bytes`, so a record held
 /// here and in any number of subscriber queues exists once in memory.
@@ -171,16 +98,16 @@ impl MemoryLog {
 }
 
 impl Log for MemoryLog {
-    fn append(&mut self, payloads: &[Bytes]) -> Result<Range<u64>, MemoryFull> {
+    fn append(&mut self, payloads: &[Bytes], _now_unix_ms: u64) -> Result<Appended, AppendError> {
         let before = self.charge();
         if let Some(budget) = &self.budget {
             let (len, bytes) = self.after_append(payloads);
             let after = bytes + len * RECORD_OVERHEAD;
             if after > before && !budget.try_reserve(after - before) {
-                return Err(MemoryFull {
+                return Err(AppendError::MemoryFull(MemoryFull {
                     needed: after - before,
                     limit: budget.limit(),
-                });
+                }));
             }
         }
         let start = self.next_offset();
@@ -195,7 +122,10 @@ impl Log for MemoryLog {
                 budget.release(before - after);
             }
         }
-        Ok(start..start + payloads.len() as u64)
+        Ok(Appended {
+            offsets: start..start + payloads.len() as u64,
+            ticket: None,
+        })
     }
 
     fn read(&self, from: u64, max_records: usize) -> ReadResult {
@@ -245,11 +175,23 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    /// Appends and returns the offsets (a memory log never returns a ticket).
+    fn put(log: &mut MemoryLog, payloads: &[Bytes]) -> Result<std::ops::Range<u64>, MemoryFull> {
+        match log.append(payloads, 0) {
+            Ok(a) => {
+                assert!(a.ticket.is_none(), "an ephemeral append has no ticket");
+                Ok(a.offsets)
+            }
+            Err(AppendError::MemoryFull(e)) => Err(e),
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+
     #[test]
     fn append_assigns_consecutive_offsets() {
         let mut log = MemoryLog::new(Retention::default());
-        assert_eq!(log.append(&[b("a"), b("b")]), Ok(0..2));
-        assert_eq!(log.append(&[b("c")]), Ok(2..3));
+        assert_eq!(put(&mut log, &[b("a"), b("b")]), Ok(0..2));
+        assert_eq!(put(&mut log, &[b("c")]), Ok(2..3));
         let r = log.read(1, 10);
         assert_eq!(r.records, vec![(1, b("b")), (2, b("c"))]);
         assert_eq!(r.next_offset, 3);
@@ -261,7 +203,7 @@ mod tests {
             max_records: 2,
             max_bytes: 1 << 20,
         });
-        log.append(&[b("a"), b("b"), b("c")]).unwrap();
+        put(&mut log, &[b("a"), b("b"), b("c")]).unwrap();
         assert_eq!(log.first_offset(), 1);
         let r = log.read(0, 10);
         assert_eq!(r.first_available, 1);
@@ -274,7 +216,7 @@ mod tests {
             max_records: 100,
             max_bytes: 5,
         });
-        log.append(&[b("abc"), b("de"), b("f")]).unwrap();
+        put(&mut log, &[b("abc"), b("de"), b("f")]).unwrap();
         assert_eq!(log.bytes(), 3);
         assert_eq!(log.first_offset(), 1);
         assert_eq!(log.next_offset(), 3);
@@ -289,16 +231,16 @@ mod tests {
         };
         let mut log = MemoryLog::with_budget(retention, budget.clone());
         let ten = Bytes::from(vec![0u8; 10]);
-        log.append(&[ten.clone(), ten.clone()]).unwrap();
+        put(&mut log, &[ten.clone(), ten.clone()]).unwrap();
         assert_eq!(budget.used(), 2 * (RECORD_OVERHEAD + 10));
         // Retention evicts the oldest: the net charge stays at two records.
-        log.append(std::slice::from_ref(&ten)).unwrap();
+        put(&mut log, std::slice::from_ref(&ten)).unwrap();
         assert_eq!(budget.used(), 2 * (RECORD_OVERHEAD + 10));
         assert_eq!(log.first_offset(), 1);
         // A second log sharing the budget gets the one record left, then is refused whole.
         let mut other = MemoryLog::with_budget(Retention::default(), budget.clone());
-        other.append(std::slice::from_ref(&ten)).unwrap();
-        let err = other.append(std::slice::from_ref(&ten)).unwrap_err();
+        put(&mut other, std::slice::from_ref(&ten)).unwrap();
+        let err = put(&mut other, std::slice::from_ref(&ten)).unwrap_err();
         assert_eq!(err.limit, budget.limit());
         assert_eq!(other.len(), 1, "a refused append appends nothing");
         assert_eq!(other.next_offset(), 1);
@@ -308,7 +250,7 @@ mod tests {
             RECORD_OVERHEAD + 10,
             "dropping a log releases it"
         );
-        other.append(std::slice::from_ref(&ten)).unwrap();
+        put(&mut other, std::slice::from_ref(&ten)).unwrap();
         drop(other);
         assert_eq!(budget.used(), 0);
     }
