@@ -96,6 +96,15 @@ struct Inner {
     sync_guard: Mutex<Option<StorageError>>,
     /// The checkpoint file and the last checkpoint written (storage.md 3.4).
     checkpoint: Mutex<sync::Checkpoints>,
+    /// Bumped by each heal (under the sync guard, with the state locked): a flusher sync that
+    /// captured the active file before a heal must neither sync that stale file nor resolve
+    /// tickets with the watermark it captured (review r1, 5).
+    heal_gen: AtomicU64,
+    /// The failure mark `log.state` could not take: written again before a heal may cut.
+    unrecorded: Mutex<Option<(u64, u64, u64)>>,
+    /// Tests: called by the flusher's sync between capturing the file and taking the guard.
+    #[cfg(test)]
+    sync_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 struct State {
@@ -180,6 +189,10 @@ impl DurableLog {
             }),
             cfg,
             sync_guard: Mutex::new(None),
+            heal_gen: AtomicU64::new(0),
+            unrecorded: Mutex::new(None),
+            #[cfg(test)]
+            sync_hook: Mutex::new(None),
             checkpoint: Mutex::new(sync::Checkpoints::open(
                 fs_for_cp.as_ref(),
                 dir,
@@ -495,7 +508,13 @@ impl Inner {
             for p in seg.paths() {
                 let _ = self.fs.remove_file(p);
             }
-            return Err(StorageError::io(IoOp::Sync, &self.dir, &e));
+            // Never retried as if nothing happened (a failed directory fsync may have dropped
+            // the entries it covered, as a failed fdatasync drops pages): the log fails and
+            // heals onto a fresh segment, like after a failed data sync (review r1).
+            let e = StorageError::io(IoOp::Sync, &self.dir, &e);
+            self.mark_failed(st.synced_at, &e);
+            self.sp.fail(e.clone());
+            return Err(e);
         }
         st.synced_at = (seg.base(), seg.len(), st.next_offset);
         st.segments.push_back(seg);
@@ -600,3 +619,7 @@ mod sim_tests;
 #[cfg(test)]
 #[path = "log_process_tests.rs"]
 mod process_tests;
+
+#[cfg(test)]
+#[path = "log_review_tests.rs"]
+mod review_tests;

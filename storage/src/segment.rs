@@ -535,6 +535,12 @@ impl SegmentReader {
             }
             pos += it.position() as u64;
         }
+        if expected < upto && out.records.len() < max_records {
+            // The file ends before the records it must hold (a short or replaced segment):
+            // an error naming the first missing offset, never an empty success a catch-up
+            // reader would wait on forever (review r1, 7).
+            return done_or(out, corrupt(expected));
+        }
         Ok(out)
     }
 }
