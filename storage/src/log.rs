@@ -295,7 +295,7 @@ impl DurableLog {
         st.appended += flen;
         for (i, p) in payloads.iter().enumerate() {
             st.tail.push_back((start + i as u64, p.clone()));
-            st.tail_bytes += p.len();
+            st.tail_bytes += tail_cost(p);
         }
         inner.sp.wrote(end);
         let ticket = if inner.cfg.fsync == FsyncPolicy::Always {
@@ -517,6 +517,7 @@ impl Inner {
             return Err(e);
         }
         st.synced_at = (seg.base(), seg.len(), st.next_offset);
+        st.bytes += seg.len(); // its header: `bytes` is what the files hold
         st.segments.push_back(seg);
         let n = st.segments.len();
         st.segments[n - 2].release_file();
@@ -582,9 +583,17 @@ impl State {
     fn trim_tail(&mut self, max: usize, visible: u64) {
         while self.tail_bytes > max && self.tail.front().is_some_and(|r| r.0 < visible) {
             let (_, p) = self.tail.pop_front().expect("front checked");
-            self.tail_bytes -= p.len();
+            self.tail_bytes -= tail_cost(&p);
         }
     }
+}
+
+/// What one record costs the hot tail's bound: its payload plus the ring slot and the `Bytes`
+/// handle, so a stream of empty payloads is bounded too (review r1, 6).
+pub(crate) const TAIL_RECORD_OVERHEAD: usize = 64;
+
+pub(crate) fn tail_cost(p: &Bytes) -> usize {
+    p.len() + TAIL_RECORD_OVERHEAD
 }
 
 fn now_ms() -> u64 {

@@ -115,7 +115,7 @@ impl DurableLog {
         st.next_offset = upto;
         while st.tail.back().is_some_and(|r| r.0 >= upto) {
             let (_, p) = st.tail.pop_back().expect("back checked");
-            st.tail_bytes -= p.len();
+            st.tail_bytes -= super::tail_cost(&p);
         }
         st.unsynced.clear();
         st.synced_cum = st.appended;

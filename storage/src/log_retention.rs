@@ -44,7 +44,7 @@ impl DurableLog {
         let first = st.first_offset();
         while st.tail.front().is_some_and(|r| r.0 < first) {
             let (_, p) = st.tail.pop_front().expect("front checked");
-            st.tail_bytes -= p.len();
+            st.tail_bytes -= super::tail_cost(&p);
         }
         drop(st);
         if gone.is_empty() {

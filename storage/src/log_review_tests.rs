@@ -121,7 +121,7 @@ fn a_flipped_timestamp_in_a_sealed_segments_first_frame_deletes_nothing() {
     let t = wall_ms();
     let big = Bytes::from(vec![7u8; 1500]);
     for _ in 0..9 {
-        log.append(&[big.clone()], t)
+        log.append(std::slice::from_ref(&big), t)
             .unwrap()
             .ticket
             .wait_blocking()
@@ -291,7 +291,7 @@ fn a_missing_sealed_segment_is_an_error_or_a_gap_never_an_empty_read() {
     let (log, _) = DurableLog::open(fs.clone(), d.path(), c.clone()).unwrap();
     let big = Bytes::from(vec![7u8; 1500]);
     for i in 0..9 {
-        log.append(&[big.clone()], 10 + i)
+        log.append(std::slice::from_ref(&big), 10 + i)
             .unwrap()
             .ticket
             .wait_blocking()
@@ -325,7 +325,7 @@ fn retention_unlinks_oldest_first_with_a_directory_sync_after_each() {
     let (log, _) = DurableLog::open(fs, d.path(), c).unwrap();
     let big = Bytes::from(vec![7u8; 1500]);
     for i in 0..12 {
-        log.append(&[big.clone()], 10 + i)
+        log.append(std::slice::from_ref(&big), 10 + i)
             .unwrap()
             .ticket
             .wait_blocking()
@@ -361,7 +361,7 @@ fn retention_unlinks_oldest_first_with_a_directory_sync_after_each() {
                     synced_since,
                     "two segments unlinked without a sync: {ops:?}"
                 );
-                assert!(last_base.map_or(true, |l| l < *b), "{ops:?}");
+                assert!(last_base.is_none_or(|l| l < *b), "{ops:?}");
                 last_base = Some(*b);
                 synced_since = false;
             }
@@ -520,6 +520,110 @@ fn a_failure_mark_that_could_not_be_written_is_written_by_the_next_heal() {
     assert_eq!(log.next_offset(), 1);
     assert!(r.epoch_changed, "a visible record was dropped: {r:?}");
     assert_ne!(log.epoch(), epoch);
+}
+
+/// Finding 6: the hot tail's bound counted payload bytes only, so empty payloads were never
+/// trimmed (200 000 of them stayed in memory under a 1 KiB bound).
+#[test]
+fn the_hot_tail_bound_holds_for_empty_payloads() {
+    let fs = sim();
+    let c = LogConfig {
+        fsync: FsyncPolicy::Os,
+        hot_tail_bytes: 1024,
+        segment_bytes: 1 << 30,
+        ..LogConfig::default()
+    };
+    let (log, _) = sim_open(&fs, &c);
+    for i in 0..20_000u64 {
+        let _ = log.append(&[Bytes::new()], i).unwrap();
+    }
+    assert!(
+        log.memory_bytes() <= 1024 + TAIL_RECORD_OVERHEAD + 4096,
+        "{} bytes held",
+        log.memory_bytes()
+    );
+    let tail_len = log.inner.state.lock().tail.len();
+    assert!(
+        tail_len <= 1024 / TAIL_RECORD_OVERHEAD + 1,
+        "{tail_len} records held"
+    );
+    // Older records come from the file.
+    let r = log.read(0, 3, 1 << 20).unwrap();
+    assert_eq!(r.records.iter().map(|r| r.0).collect::<Vec<_>>(), [0, 1, 2]);
+}
+
+/// Found by the model test once it flipped bits and aged segments out: the only segment left
+/// (retention deleted the older ones) is empty and its header is damaged, or a heal that
+/// restarts it died between unlink and create. Recovery dropped it and started the log again
+/// at offset 0, handing out acked offsets a second time in the same epoch.
+#[test]
+fn a_lone_empty_segment_with_a_bad_header_keeps_the_logs_next_offset() {
+    let fs = sim();
+    let c = LogConfig {
+        segment_age: Some(Duration::from_millis(100)),
+        retention: Retention {
+            max_records: 0,
+            max_bytes: 0,
+            max_age: Some(Duration::from_millis(300)),
+        },
+        ..always()
+    };
+    let (log, _) = sim_open(&fs, &c);
+    for i in 0..3 {
+        let a = log.append(&[p(i)], 1000 + i).unwrap();
+        a.ticket.wait_blocking().unwrap();
+    }
+    // Rolls the quiet segment, then deletes it: one empty segment at base 3 is left.
+    assert_eq!(log.apply_retention(2000).unwrap().segments, 1);
+    assert_eq!((log.first_offset(), log.next_offset()), (3, 3));
+    let epoch = log.epoch();
+    let fs = fs.crash(Crash::ProcessKill);
+    drop(log);
+    fs.flip_bit(&seg(&sim_dir(), 3), 0);
+    let (log, _) = sim_open(&fs, &c);
+    assert_eq!(
+        log.next_offset(),
+        3,
+        "offsets 0..3 would be handed out again"
+    );
+    assert_eq!(log.epoch(), epoch);
+    assert_eq!(log.append(&[p(3)], 2001).unwrap().offsets, 3..4);
+}
+
+/// Found by the model test: when recovery drops an empty last segment (bad header), the one
+/// before it was sealed (fsynced whole) and is not covered by the checkpoint (which named the
+/// dropped one): a flipped bit in it was cut as a torn tail, losing acked records.
+#[test]
+fn damage_in_a_sealed_segment_left_last_is_corruption_never_a_torn_tail() {
+    let fs = sim();
+    let (log, _) = sim_open(&fs, &always());
+    for i in 0..3 {
+        let a = log.append(&[p(i)], 1000 + i).unwrap();
+        a.ticket.wait_blocking().unwrap();
+    }
+    // A failed sync, healed: segment 0 is cut back to offset 3 and sealed, an empty one follows.
+    fs.fail(FaultRule::sync(1, EIO).on_path(".seg"));
+    assert!(log
+        .append(&[p(3)], 1003)
+        .unwrap()
+        .ticket
+        .wait_blocking()
+        .is_err());
+    assert_eq!(log.heal(1004).unwrap().unwrap().next_offset, 3);
+    assert_eq!(log.segment_count(), 2);
+    let fs = fs.crash(Crash::ProcessKill);
+    drop(log);
+    // Two disk faults: a bit of record 2's frame, and the empty segment's header.
+    let fl = 40 + 6 + p(0).len() as u64;
+    fs.flip_bit(&seg(&sim_dir(), 0), (64 + 2 * fl + 45) * 8);
+    fs.flip_bit(&seg(&sim_dir(), 3), 0);
+    let (log, r) = sim_open(&fs, &always());
+    assert!(
+        matches!(r.damage, Some(Damage::Corrupt { offset: 2, .. })),
+        "{r:?}"
+    );
+    assert_eq!(r.truncated_bytes, 64, "only the empty segment goes: {r:?}");
+    assert_eq!(log.read(0, 10, 1 << 20).unwrap().records.len(), 2);
 }
 
 #[derive(Debug, Clone)]

@@ -91,7 +91,7 @@ impl Inner {
             let mut cp = self.checkpoint.lock();
             let due = cp
                 .written_at
-                .map_or(true, |t| t.elapsed() >= self.cfg.checkpoint_interval);
+                .is_none_or(|t| t.elapsed() >= self.cfg.checkpoint_interval);
             if !due {
                 return;
             }

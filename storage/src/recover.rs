@@ -194,7 +194,7 @@ pub(crate) fn recover(
     fs.create_dir_all(dir).map_err(io(IoOp::Open, dir))?;
     for a in dir.ancestors().skip(1) {
         fs.sync_dir(a).map_err(io(IoOp::Sync, a))?;
-        if existing.as_deref().map_or(true, |e| a == e) {
+        if existing.as_deref().is_none_or(|e| a == e) {
             break;
         }
     }
@@ -208,6 +208,9 @@ pub(crate) fn recover(
         }
     }
     bases.sort_unstable();
+    // The newest segment found: if recovery drops it (or a failure cut does), the segment left
+    // last had a successor, so it was sealed (fsynced whole) or cut back to a synced point.
+    let listed_last = bases.last().copied();
     let state = read_state(fs, dir);
     let cp = fs
         .open(&dir.join(CHECKPOINT_FILE), OpenMode::Read)
@@ -244,6 +247,10 @@ pub(crate) fn recover(
     }
 
     // A last segment whose header never completed (crash while creating it) holds nothing.
+    // Its name still says where the log goes on: if no segment is left (retention had
+    // deleted the older ones), the new one starts there, never back at 0 (offsets below it
+    // were handed out in this epoch).
+    let mut dropped_base = None;
     while let Some(&last) = bases.last() {
         let p = dir.join(SegmentFile::Segment.name(last));
         let f = fs.open(&p, OpenMode::Read).map_err(io(IoOp::Open, &p))?;
@@ -254,6 +261,7 @@ pub(crate) fn recover(
             let _ = fs.remove_file(&dir.join(SegmentFile::OffsetIndex.name(last)));
             rec.truncated_bytes += len;
             bases.pop();
+            dropped_base = Some(last);
         } else {
             break;
         }
@@ -326,6 +334,11 @@ pub(crate) fn recover(
                 // A checkpoint past the end vouches for bytes the file no longer has (a disk
                 // that lied about a flush): it cannot tell anything about what is left.
                 let cp_pos = cp_here.map_or(0, |c| if c.position <= len { c.position } else { 0 });
+                // A segment that had a successor is durable whole: any invalid frame in it is
+                // corruption, never a tear to cut (review r1, 2).
+                let sealed = listed_last.is_some_and(|l| l > base)
+                    || cp.is_some_and(|c| c.segment_base > base);
+                let cp_pos = if sealed { u64::MAX } else { cp_pos };
                 rec.scanned_bytes += len.saturating_sub(format::SEGMENT_HEADER_LEN);
                 scan_segment(f.as_ref(), base, ii, cp_pos).map_err(io(IoOp::Read, &p))?
             }
@@ -340,7 +353,7 @@ pub(crate) fn recover(
         if let Some((kind, pos, expected)) = s.bad {
             if kind != scan::Damage::Corrupt {
                 let position = pos;
-                rec.damage = Some(if kind == scan::Damage::PowerLossTear {
+                let tear = if kind == scan::Damage::PowerLossTear {
                     power_loss = true;
                     Damage::PowerLossTear {
                         path: path.clone(),
@@ -351,7 +364,11 @@ pub(crate) fn recover(
                         path: path.clone(),
                         position,
                     }
-                });
+                };
+                // Corruption found earlier (a damaged header) stays what is reported.
+                if !matches!(rec.damage, Some(Damage::Corrupt { .. })) {
+                    rec.damage = Some(tear);
+                }
                 drop(f);
                 let w = fs
                     .open(&p, OpenMode::ReadWrite)
@@ -401,7 +418,7 @@ pub(crate) fn recover(
         segments.push(seg);
     }
     if segments.is_empty() {
-        let base = 0;
+        let base = dropped_base.unwrap_or(0);
         let h = SegmentHeader {
             kind: cfg.kind,
             compacted: false,
