@@ -626,6 +626,120 @@ fn damage_in_a_sealed_segment_left_last_is_corruption_never_a_torn_tail() {
     assert_eq!(log.read(0, 10, 1 << 20).unwrap().records.len(), 2);
 }
 
+/// Smaller finding: a failed directory fsync in a roll was retried by the next append as if
+/// nothing happened; it now fails the log, which heals onto a fresh segment.
+#[test]
+fn a_failed_directory_fsync_in_a_roll_fails_the_log_until_healed() {
+    let fs = sim();
+    let c = LogConfig {
+        segment_bytes: 4096,
+        ..always()
+    };
+    let (log, _) = sim_open(&fs, &c);
+    let big = Bytes::from(vec![3u8; 3000]);
+    let a = log.append(std::slice::from_ref(&big), 1).unwrap();
+    a.ticket.wait_blocking().unwrap();
+    fs.fail(FaultRule::new(FaultOp::SyncDir, 1, EIO));
+    assert!(log.append(std::slice::from_ref(&big), 2).is_err());
+    assert!(
+        log.refusal().is_some(),
+        "the log goes on as if the entry were durable"
+    );
+    assert!(log.append(&[p(1)], 3).is_err());
+    let h = log.heal(4).unwrap().expect("failed");
+    assert_eq!((h.next_offset, h.dropped), (1, 0));
+    let a = log.append(&[p(1)], 5).unwrap();
+    assert_eq!(a.offsets, 1..2);
+    a.ticket.wait_blocking().unwrap();
+    drop(log);
+    let (log, r) = sim_open(&fs.crash(Crash::PowerLoss { seed: 9 }), &c);
+    assert_eq!((log.next_offset(), r.damage), (2, None));
+}
+
+/// Smaller finding: directories created with the log (tenant, namespace) were not fsynced, so a
+/// power cut could take the whole log with acked records.
+#[test]
+fn parents_created_with_the_log_survive_a_power_cut() {
+    let fs = sim(); // only /d is durable
+    let dir = Path::new("/d/tenant/ns/log");
+    let f: Arc<dyn Fs> = fs.clone();
+    let (log, _) = DurableLog::open(f, dir, always()).unwrap();
+    log.append(&[p(0)], 1)
+        .unwrap()
+        .ticket
+        .wait_blocking()
+        .unwrap();
+    let fs = fs.crash(Crash::PowerLoss { seed: 1 });
+    drop(log);
+    let f: Arc<dyn Fs> = fs.clone();
+    let (log, _) = DurableLog::open(f, dir, always()).unwrap();
+    assert_eq!(
+        log.next_offset(),
+        1,
+        "an acked record lost with its directory"
+    );
+}
+
+/// Smaller findings: a missing log.state gives a new epoch and says so; an empty segment after
+/// a roll keeps the log's last timestamp across a restart (timestamps never go back); heal
+/// writes the new epoch into the header of the segment it starts.
+#[test]
+fn epoch_and_timestamps_across_restarts_and_heals() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Fs> = RealFs::new();
+    let c = LogConfig {
+        segment_age: Some(Duration::from_millis(100)),
+        ..always()
+    };
+    let (log, _) = DurableLog::open(fs.clone(), d.path(), c.clone()).unwrap();
+    log.append(&[p(0)], 5_000)
+        .unwrap()
+        .ticket
+        .wait_blocking()
+        .unwrap();
+    log.apply_retention(6_000).unwrap(); // rolls: an empty active segment stamped 6000
+    assert_eq!(log.segment_count(), 2);
+    let epoch = log.epoch();
+    drop(log);
+    let (log, r) = DurableLog::open(fs.clone(), d.path(), c.clone()).unwrap();
+    assert!(!r.epoch_changed);
+    assert_eq!(log.inner.state.lock().last_ts, 6_000);
+    drop(log);
+    std::fs::remove_file(d.path().join("log.state")).unwrap();
+    let (log, r) = DurableLog::open(fs.clone(), d.path(), c).unwrap();
+    assert!(r.epoch_changed, "{r:?}");
+    assert_ne!(log.epoch(), epoch);
+
+    // Heal of an `os` log that drops a visible record: the new segment carries the new epoch.
+    let fs = sim();
+    let c = LogConfig {
+        fsync: FsyncPolicy::Os,
+        ..LogConfig::default()
+    };
+    let (log, _) = sim_open(&fs, &c);
+    log.append(&[p(0)], 1).unwrap();
+    log.close().unwrap(); // synced
+    drop(log);
+    let (log, _) = sim_open(&fs, &c);
+    let old = log.epoch();
+    log.append(&[p(1)], 4).unwrap();
+    // A roll with a failing seal, then heal: a visible record (1) dropped, epoch changes.
+    fs.fail(FaultRule::sync(1, EIO).on_path(".seg"));
+    let big = Bytes::from(vec![1u8; 64 << 20]);
+    assert!(log.append(&[big], 5).is_err());
+    let h = log.heal(6).unwrap().unwrap();
+    assert!(h.epoch_changed);
+    assert_ne!(log.epoch(), old);
+    let newest = log.inner.state.lock().segments.back().unwrap().base();
+    let head = fs.contents(&seg(&sim_dir(), newest)).unwrap();
+    let hdr = crate::format::SegmentHeader::decode(&head[..64]).unwrap();
+    assert_eq!(
+        hdr.epoch,
+        log.epoch(),
+        "the new segment carries the old epoch"
+    );
+}
+
 #[derive(Debug, Clone)]
 enum RecOp {
     RemoveSeg(u64),
