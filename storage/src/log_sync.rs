@@ -63,7 +63,9 @@ impl Inner {
             return;
         }
         let moved = match cp.last {
-            Some(l) => (at.0, at.1) > (l.segment_base, l.position) || clean != l.clean,
+            // A non-clean checkpoint never replaces a clean one at the same point (a flusher
+            // sync or deferred checkpoint finishing after `close`): only a later point does.
+            Some(l) => (at.0, at.1) > (l.segment_base, l.position) || (clean && !l.clean),
             None => true,
         };
         let behind = cp.last.is_some_and(|l| at.2 < l.next_offset);

@@ -382,7 +382,10 @@ pub fn load_index(fs: &dyn Fs, idx_path: &Path, base: u64, len: u64) -> Vec<Inde
     let Ok(f) = fs.open(idx_path, OpenMode::Read) else {
         return Vec::new();
     };
-    let n = f.len().unwrap_or(0) / 8;
+    // At most one entry per frame after the first: a damaged or foreign `.idx` of any size
+    // costs no more memory than a sound one (review r1).
+    let most = len.saturating_sub(format::SEGMENT_HEADER_LEN) / MIN_FRAME_LEN;
+    let n = (f.len().unwrap_or(0) / 8).min(most);
     let mut buf = vec![0u8; (n * 8) as usize];
     if read_exact_at(f.as_ref(), &mut buf, 0).is_err() {
         return Vec::new();
@@ -405,6 +408,9 @@ pub fn load_index(fs: &dyn Fs, idx_path: &Path, base: u64, len: u64) -> Vec<Inde
     }
     out
 }
+
+/// The smallest valid frame: its header and one record header.
+const MIN_FRAME_LEN: u64 = FRAME_HEADER_LEN as u64 + 6;
 
 /// A consistent view of a segment for one read: file, position and the extent valid then.
 pub struct SegmentReader {
