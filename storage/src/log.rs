@@ -356,6 +356,21 @@ impl DurableLog {
         let chunk = inner.cfg.read_chunk_bytes;
         drop(st);
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;
+        if let (true, Some(at)) = (r.records.is_empty(), r.short_at) {
+            // A hole: records [at, next segment's base) are in no file. The reader sees a gap
+            // (the next record it gets has a higher offset), as after `check --repair` cut a
+            // damaged frame out (storage.md 12).
+            let st = inner.state.lock();
+            let next = st.segments.iter().map(Segment::base).find(|&b| b > at);
+            let path = st.segments[i.min(st.segments.len() - 1)].path().clone();
+            drop(st);
+            tracing::error!(offset = at, next = ?next, file = %path,
+                "storage: records missing from a segment file; readers skip them");
+            return match next {
+                Some(b) if b < visible => self.read(b, max_records, max_bytes),
+                _ => Err(StorageError::Quarantined { offset: at, path }),
+            };
+        }
         out.records = r.records;
         Ok(out)
     }

@@ -431,6 +431,10 @@ pub struct SegmentRead {
     pub payload_bytes: usize,
     /// The offset after the last record returned (or `from` if none).
     pub next: u64,
+    /// The file ended before the records it must hold, at this offset (a short or missing
+    /// segment, or a hole `check --repair` left): the caller goes on at the next segment, and
+    /// its reader sees a gap.
+    pub short_at: Option<u64>,
 }
 
 impl SegmentReader {
@@ -542,10 +546,9 @@ impl SegmentReader {
             pos += it.position() as u64;
         }
         if expected < upto && out.records.len() < max_records {
-            // The file ends before the records it must hold (a short or replaced segment):
-            // an error naming the first missing offset, never an empty success a catch-up
-            // reader would wait on forever (review r1, 7).
-            return done_or(out, corrupt(expected));
+            // The file ends before the records it must hold (a short or missing segment): said,
+            // never an empty success a catch-up reader would wait on forever (review r1, 7).
+            out.short_at = Some(expected);
         }
         Ok(out)
     }
