@@ -750,6 +750,39 @@ fn epoch_and_timestamps_across_restarts_and_heals() {
     );
 }
 
+/// Smaller finding: a cold reader made before a heal cut the active segment back read past the
+/// new end and failed with UnexpectedEof, though every record it wanted was below the cut.
+#[test]
+fn a_cold_read_over_a_file_cut_back_meanwhile_returns_what_is_below_the_cut() {
+    let d = tempfile::tempdir().unwrap();
+    let fs: Arc<dyn Fs> = RealFs::new();
+    let c = LogConfig {
+        hot_tail_bytes: 0,
+        read_chunk_bytes: 1 << 20,
+        ..always()
+    };
+    let (log, _) = DurableLog::open(fs.clone(), d.path(), c).unwrap();
+    for i in 0..10 {
+        let a = log.append(&[p(i)], 1000 + i).unwrap();
+        a.ticket.wait_blocking().unwrap();
+    }
+    let reader = {
+        let st = log.inner.state.lock();
+        st.segments.back().unwrap().reader(fs.as_ref(), 0).unwrap()
+    };
+    // What a heal does to the file: cut back (here to the end of record 4).
+    let fl = 40 + 6 + p(0).len() as u64;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(seg(d.path(), 0))
+        .unwrap()
+        .set_len(64 + 5 * fl)
+        .unwrap();
+    let r = reader.read(0, 5, 100, usize::MAX, 1 << 20).unwrap();
+    assert_eq!(r.records.len(), 5);
+    assert_eq!(r.records[4], (4, p(4)));
+}
+
 #[derive(Debug, Clone)]
 enum RecOp {
     RemoveSeg(u64),

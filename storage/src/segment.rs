@@ -499,8 +499,15 @@ impl SegmentReader {
         while pos < self.end && expected < upto && out.records.len() < max_records {
             let want = chunk.min(self.end - pos);
             let mut buf = vec![0u8; want as usize];
-            read_exact_at(self.file.as_ref(), &mut buf, pos)
+            // The file may have been cut back since this reader was made (a heal cuts the
+            // active segment to its last synced point, which is at or past every visible
+            // record): a short read is fine, what it holds is checked frame by frame.
+            let got = read_up_to(self.file.as_ref(), &mut buf, pos)
                 .map_err(|e| StorageError::io(IoOp::Read, Path::new(&*self.path), &e))?;
+            if got == 0 {
+                break;
+            }
+            buf.truncate(got);
             // A frame longer than the chunk: read exactly it.
             if let Ok(h) = FrameHeader::decode(&buf) {
                 if h.total_len() > want && pos + h.total_len() <= self.end {
@@ -552,6 +559,20 @@ impl SegmentReader {
         }
         Ok(out)
     }
+}
+
+/// Reads into `buf` at `pos` until it is full or the file ends; the bytes read.
+fn read_up_to(file: &dyn FsFile, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 fn done_or(out: SegmentRead, err: StorageError) -> Result<SegmentRead, StorageError> {
