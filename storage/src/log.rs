@@ -353,6 +353,7 @@ impl DurableLog {
         // Cold: the segment holding `from`; read outside the lock (appends go on meanwhile).
         let i = st.segments.partition_point(|s| s.base() <= from).max(1) - 1;
         let reader = st.segments[i].reader(inner.fs.as_ref(), from)?;
+        let seg_base = st.segments[i].base();
         let chunk = inner.cfg.read_chunk_bytes;
         drop(st);
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;
@@ -360,15 +361,23 @@ impl DurableLog {
             // A hole: records [at, next segment's base) are in no file. The reader sees a gap
             // (the next record it gets has a higher offset), as after `check --repair` cut a
             // damaged frame out (storage.md 12).
+            // A file a heal cut back while this read ran ends where the next segment starts:
+            // no hole, the read just goes on there.
             let st = inner.state.lock();
-            let next = st.segments.iter().map(Segment::base).find(|&b| b > at);
+            let next = st
+                .segments
+                .iter()
+                .map(Segment::base)
+                .find(|&b| b > seg_base && b >= at);
             let path = st.segments[i.min(st.segments.len() - 1)].path().clone();
             drop(st);
-            tracing::error!(offset = at, next = ?next, file = %path,
-                "storage: records missing from a segment file; readers skip them");
+            if next != Some(at) {
+                tracing::error!(offset = at, next = ?next, file = %path,
+                    "storage: records missing from a segment file; readers skip them");
+            }
             return match next {
-                Some(b) if b < visible => self.read(b, max_records, max_bytes),
-                _ => Err(StorageError::Quarantined { offset: at, path }),
+                Some(b) => self.read(b, max_records, max_bytes),
+                None => Err(StorageError::Quarantined { offset: at, path }),
             };
         }
         out.records = r.records;
