@@ -282,7 +282,7 @@ fn an_unrecorded_fsync_failure_never_serves_dropped_pages_after_a_restart() {
 /// record has a higher offset, as after `check --repair` cut a hole), never as an empty
 /// success forever.
 #[test]
-fn a_missing_sealed_segment_is_an_error_or_a_gap_never_an_empty_read() {
+fn a_missing_sealed_segment_reads_as_a_gap_never_as_empty() {
     let d = tempfile::tempdir().unwrap();
     let fs: Arc<dyn Fs> = RealFs::new();
     let c = LogConfig {
