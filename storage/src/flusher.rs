@@ -330,6 +330,14 @@ pub trait Flushable: Send + Sync + 'static {
     fn sync_point(&self) -> &SyncPoint;
     /// Called when a sync failed, before its tickets are failed (the log records the failure).
     fn on_failure(&self, _err: &StorageError) {}
+    /// When the log wants [`Flushable::maintain`] called though nothing is written (a held-back
+    /// checkpoint of an idle log).
+    fn maintenance_due(&self) -> Option<Instant> {
+        None
+    }
+    /// Deferred work, on the flusher thread: called at each turn of the log, and when
+    /// `maintenance_due` has passed.
+    fn maintain(&self) {}
 }
 
 struct Entry {
@@ -428,7 +436,8 @@ impl Flushers {
             armed: AtomicBool::new(false),
             last_sync: Mutex::new(Instant::now()),
         });
-        if let FsyncPolicy::Interval(_) = policy {
+        // Interval logs for their timer, `always` logs for their deferred maintenance.
+        if policy != FsyncPolicy::Os {
             shared.state.lock().interval.push(Arc::downgrade(&entry));
         }
         FlushHandle { entry, shared }
@@ -490,13 +499,18 @@ fn run(shared: &Shared) {
                 let now = Instant::now();
                 let mut due: Option<(Instant, Arc<Entry>)> = None;
                 for e in st.interval.iter().filter_map(Weak::upgrade) {
-                    if !e.armed.load(Ordering::Acquire) {
-                        continue;
-                    }
-                    let FsyncPolicy::Interval(every) = e.policy else {
-                        continue;
+                    let at = match e.policy {
+                        FsyncPolicy::Interval(every) if e.armed.load(Ordering::Acquire) => {
+                            *e.last_sync.lock() + every
+                        }
+                        FsyncPolicy::Always => {
+                            match e.log.upgrade().and_then(|l| l.maintenance_due()) {
+                                Some(at) => at,
+                                None => continue,
+                            }
+                        }
+                        _ => continue,
                     };
-                    let at = *e.last_sync.lock() + every;
                     let earlier = match &due {
                         Some((d, _)) => at < *d,
                         None => true,
@@ -554,6 +568,7 @@ fn sync_one(shared: &Shared, entry: &Arc<Entry>) {
     let Some(log) = entry.log.upgrade() else {
         return;
     };
+    log.maintain();
     let sp = log.sync_point();
     if sp.failed().is_some() {
         return; // never a second fsync over bytes a failed one covered

@@ -50,6 +50,12 @@ pub trait FsFile: Send + Sync {
     fn sync_data(&self) -> io::Result<()>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;
+    /// Evicts this file's clean cached pages, so later reads come from the device. Recovery
+    /// calls it before trusting what it reads: after an fsync failed, Linux may keep pages it
+    /// will never write, marked clean, and serve them (fsyncgate across a restart). Advisory.
+    fn drop_cache(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// Held while a lock is held.
@@ -113,6 +119,16 @@ impl FsFile for RealFile {
     }
     fn len(&self) -> io::Result<u64> {
         Ok(self.0.metadata()?.len())
+    }
+    fn drop_cache(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; offset 0 and length 0 mean the whole file.
+        let rc =
+            unsafe { libc::posix_fadvise(self.0.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        Ok(())
     }
 }
 

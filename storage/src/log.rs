@@ -96,6 +96,15 @@ struct Inner {
     sync_guard: Mutex<Option<StorageError>>,
     /// The checkpoint file and the last checkpoint written (storage.md 3.4).
     checkpoint: Mutex<sync::Checkpoints>,
+    /// Bumped by each heal (under the sync guard, with the state locked): a flusher sync that
+    /// captured the active file before a heal must neither sync that stale file nor resolve
+    /// tickets with the watermark it captured (review r1, 5).
+    heal_gen: AtomicU64,
+    /// The failure mark `log.state` could not take: written again before a heal may cut.
+    unrecorded: Mutex<Option<(u64, u64, u64)>>,
+    /// Tests: called by the flusher's sync between capturing the file and taking the guard.
+    #[cfg(test)]
+    sync_hook: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
 }
 
 struct State {
@@ -180,6 +189,10 @@ impl DurableLog {
             }),
             cfg,
             sync_guard: Mutex::new(None),
+            heal_gen: AtomicU64::new(0),
+            unrecorded: Mutex::new(None),
+            #[cfg(test)]
+            sync_hook: Mutex::new(None),
             checkpoint: Mutex::new(sync::Checkpoints::open(
                 fs_for_cp.as_ref(),
                 dir,
@@ -282,7 +295,7 @@ impl DurableLog {
         st.appended += flen;
         for (i, p) in payloads.iter().enumerate() {
             st.tail.push_back((start + i as u64, p.clone()));
-            st.tail_bytes += p.len();
+            st.tail_bytes += tail_cost(p);
         }
         inner.sp.wrote(end);
         let ticket = if inner.cfg.fsync == FsyncPolicy::Always {
@@ -340,9 +353,33 @@ impl DurableLog {
         // Cold: the segment holding `from`; read outside the lock (appends go on meanwhile).
         let i = st.segments.partition_point(|s| s.base() <= from).max(1) - 1;
         let reader = st.segments[i].reader(inner.fs.as_ref(), from)?;
+        let seg_base = st.segments[i].base();
         let chunk = inner.cfg.read_chunk_bytes;
         drop(st);
         let r = reader.read(from, visible, max_records, max_bytes, chunk)?;
+        if let (true, Some(at)) = (r.records.is_empty(), r.short_at) {
+            // A hole: records [at, next segment's base) are in no file. The reader sees a gap
+            // (the next record it gets has a higher offset), as after `check --repair` cut a
+            // damaged frame out (storage.md 12).
+            // A file a heal cut back while this read ran ends where the next segment starts:
+            // no hole, the read just goes on there.
+            let st = inner.state.lock();
+            let next = st
+                .segments
+                .iter()
+                .map(Segment::base)
+                .find(|&b| b > seg_base && b >= at);
+            let path = st.segments[i.min(st.segments.len() - 1)].path().clone();
+            drop(st);
+            if next != Some(at) {
+                tracing::error!(offset = at, next = ?next, file = %path,
+                    "storage: records missing from a segment file; readers skip them");
+            }
+            return match next {
+                Some(b) => self.read(b, max_records, max_bytes),
+                None => Err(StorageError::Quarantined { offset: at, path }),
+            };
+        }
         out.records = r.records;
         Ok(out)
     }
@@ -495,9 +532,16 @@ impl Inner {
             for p in seg.paths() {
                 let _ = self.fs.remove_file(p);
             }
-            return Err(StorageError::io(IoOp::Sync, &self.dir, &e));
+            // Never retried as if nothing happened (a failed directory fsync may have dropped
+            // the entries it covered, as a failed fdatasync drops pages): the log fails and
+            // heals onto a fresh segment, like after a failed data sync (review r1).
+            let e = StorageError::io(IoOp::Sync, &self.dir, &e);
+            self.mark_failed(st.synced_at, &e);
+            self.sp.fail(e.clone());
+            return Err(e);
         }
         st.synced_at = (seg.base(), seg.len(), st.next_offset);
+        st.bytes += seg.len(); // its header: `bytes` is what the files hold
         st.segments.push_back(seg);
         let n = st.segments.len();
         st.segments[n - 2].release_file();
@@ -563,9 +607,17 @@ impl State {
     fn trim_tail(&mut self, max: usize, visible: u64) {
         while self.tail_bytes > max && self.tail.front().is_some_and(|r| r.0 < visible) {
             let (_, p) = self.tail.pop_front().expect("front checked");
-            self.tail_bytes -= p.len();
+            self.tail_bytes -= tail_cost(&p);
         }
     }
+}
+
+/// What one record costs the hot tail's bound: its payload plus the ring slot and the `Bytes`
+/// handle, so a stream of empty payloads is bounded too (review r1, 6).
+pub(crate) const TAIL_RECORD_OVERHEAD: usize = 64;
+
+pub(crate) fn tail_cost(p: &Bytes) -> usize {
+    p.len() + TAIL_RECORD_OVERHEAD
 }
 
 fn now_ms() -> u64 {
@@ -600,3 +652,7 @@ mod sim_tests;
 #[cfg(test)]
 #[path = "log_process_tests.rs"]
 mod process_tests;
+
+#[cfg(test)]
+#[path = "log_review_tests.rs"]
+mod review_tests;

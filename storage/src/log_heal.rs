@@ -44,8 +44,23 @@ impl DurableLog {
         }
         // An fsync still blocked in the kernel (failed by the watchdog) holds the guard: nothing
         // can be cut back under it. Answer at once rather than block the caller with it.
-        if inner.sync_guard.try_lock().is_none() {
-            return Err(StorageError::SyncTimeout);
+        match inner.sync_guard.try_lock() {
+            None => return Err(StorageError::SyncTimeout),
+            // Under the guard and the state lock: a flusher that captured the file before this
+            // point finds the generation changed and syncs nothing (review r1, 5).
+            Some(_g) => inner.heal_gen.fetch_add(1, Ordering::AcqRel),
+        };
+        // A failure mark log.state could not take is written before anything is cut: a
+        // process that dies mid-heal leaves the next open the point to cut back to (and,
+        // under interval/os, the reason to change the epoch).
+        let unrecorded = *inner.unrecorded.lock();
+        if let Some(at) = unrecorded {
+            let mark = rec::LogState {
+                failed_at: Some(at),
+                ..rec::LogState::open(inner.epoch.load(Ordering::Acquire))
+            };
+            rec::write_state(inner.fs.as_ref(), &inner.dir, &mark)?;
+            *inner.unrecorded.lock() = None;
         }
         let (base, pos, upto) = st.synced_at;
         let fs = inner.fs.as_ref();
@@ -58,6 +73,15 @@ impl DurableLog {
         );
         let old_len = active.len();
         let dropped = st.next_offset - upto;
+        // Times of the new segments: never below the last record's (retention judges a sealed
+        // segment by its successor's header time after a restart).
+        let now_unix_ms = now_unix_ms.max(st.last_ts);
+        // The epoch first: the new segment's header carries it.
+        let epoch_changed = dropped > 0 && inner.cfg.fsync != FsyncPolicy::Always;
+        let mut epoch = inner.epoch.load(Ordering::Acquire);
+        if epoch_changed {
+            epoch = rec::new_epoch(epoch);
+        }
         let healed = if pos <= format::SEGMENT_HEADER_LEN {
             // Nothing of it was durable: start the segment over.
             for p in active.paths() {
@@ -67,7 +91,7 @@ impl DurableLog {
                 kind: inner.cfg.kind,
                 compacted: false,
                 base_offset: base,
-                epoch: inner.epoch.load(Ordering::Acquire),
+                epoch,
                 created_unix_ms: now_unix_ms,
             };
             let seg = Segment::create(fs, &inner.dir, &h, ii)?;
@@ -91,24 +115,20 @@ impl DurableLog {
         st.next_offset = upto;
         while st.tail.back().is_some_and(|r| r.0 >= upto) {
             let (_, p) = st.tail.pop_back().expect("back checked");
-            st.tail_bytes -= p.len();
+            st.tail_bytes -= super::tail_cost(&p);
         }
         st.unsynced.clear();
         st.synced_cum = st.appended;
         st.synced_at = (base, pos.max(format::SEGMENT_HEADER_LEN), upto);
+        // In memory before the roll (its header carries it): if the write below fails, the
+        // next heal writes this epoch.
+        inner.epoch.store(epoch, Ordering::Release);
         *inner.sync_guard.lock() = None;
         inner.sp.reset(upto);
         if pos > format::SEGMENT_HEADER_LEN {
             // Continue on a new file, away from the pages the failed fsync left behind.
             inner.roll(&mut st, now_unix_ms)?;
         }
-        let epoch_changed = dropped > 0 && inner.cfg.fsync != FsyncPolicy::Always;
-        let mut epoch = inner.epoch.load(Ordering::Acquire);
-        if epoch_changed {
-            epoch = rec::new_epoch(epoch);
-        }
-        // In memory first: if the write below fails, the next heal writes this epoch.
-        inner.epoch.store(epoch, Ordering::Release);
         // Clears the failure mark: the cut it asked for is done. Until it is written the log
         // stays failed (a restart would cut back to the mark, which is still right).
         if let Err(e) = rec::write_state(fs, &inner.dir, &rec::LogState::open(epoch)) {

@@ -30,7 +30,7 @@ impl DurableLog {
             .map(|s| SegmentInfo {
                 base: s.base(),
                 bytes: s.len(),
-                first_ts: s.first_ts(),
+                last_ts: s.last_ts(),
             })
             .collect();
         let k = retention::condemned(&infos, st.next_offset, &inner.cfg.retention, now_unix_ms);
@@ -44,12 +44,15 @@ impl DurableLog {
         let first = st.first_offset();
         while st.tail.front().is_some_and(|r| r.0 < first) {
             let (_, p) = st.tail.pop_front().expect("front checked");
-            st.tail_bytes -= p.len();
+            st.tail_bytes -= super::tail_cost(&p);
         }
         drop(st);
         if gone.is_empty() {
             return Ok(out);
         }
+        // Oldest first, the directory synced after each: a crash keeps a suffix of the log,
+        // never an older segment without a newer one (a hole no reader could cross; review
+        // r1, 7). Usually one segment per pass, so one directory fsync.
         for s in &gone {
             for p in s.paths() {
                 if let Err(e) = inner.fs.remove_file(p) {
@@ -58,11 +61,11 @@ impl DurableLog {
                     }
                 }
             }
+            inner
+                .fs
+                .sync_dir(&inner.dir)
+                .map_err(|e| StorageError::io(IoOp::Sync, &inner.dir, &e))?;
         }
-        inner
-            .fs
-            .sync_dir(&inner.dir)
-            .map_err(|e| StorageError::io(IoOp::Sync, &inner.dir, &e))?;
         Ok(out)
     }
 }

@@ -22,6 +22,10 @@ pub(super) struct Checkpoints {
     file: Option<Box<dyn FsFile>>,
     last: Option<Checkpoint>,
     written_at: Option<Instant>,
+    /// A synced point whose checkpoint was held back by `checkpoint_interval`: written by the
+    /// flusher once the interval has passed, even if the log stays idle (so the last batch of
+    /// an `always` log is never left exposed to being cut as a torn tail; review r1, 2).
+    deferred: Option<(u64, u64, u64, u64)>,
 }
 
 impl Checkpoints {
@@ -39,6 +43,7 @@ impl Checkpoints {
             file,
             last,
             written_at: None,
+            deferred: None,
         }
     }
 }
@@ -54,10 +59,13 @@ impl Inner {
             .written_at
             .is_some_and(|t| t.elapsed() < self.cfg.checkpoint_interval);
         if recent && !force {
+            cp.deferred = Some(at);
             return;
         }
         let moved = match cp.last {
-            Some(l) => (at.0, at.1) > (l.segment_base, l.position) || clean != l.clean,
+            // A non-clean checkpoint never replaces a clean one at the same point (a flusher
+            // sync or deferred checkpoint finishing after `close`): only a later point does.
+            Some(l) => (at.0, at.1) > (l.segment_base, l.position) || (clean && !l.clean),
             None => true,
         };
         let behind = cp.last.is_some_and(|l| at.2 < l.next_offset);
@@ -65,6 +73,40 @@ impl Inner {
             return;
         }
         self.put_checkpoint(&mut cp, at, clean);
+    }
+
+    /// When the held-back checkpoint is due, if there is one.
+    pub(super) fn checkpoint_due(&self) -> Option<Instant> {
+        // Asked by the flusher with its queue locked: never wait here for a checkpoint write
+        // in progress (an fdatasync), which would hold up every appender waking that flusher.
+        let Some(cp) = self.checkpoint.try_lock() else {
+            return Some(Instant::now() + std::time::Duration::from_millis(10));
+        };
+        cp.deferred?;
+        Some(
+            cp.written_at
+                .map_or_else(Instant::now, |t| t + self.cfg.checkpoint_interval),
+        )
+    }
+
+    /// Writes the held-back checkpoint if it is due (flusher thread). Its point was covered by
+    /// a successful sync, and a heal only ever cuts back to the last synced point, which is at
+    /// or past it: it is still on disk.
+    pub(super) fn write_deferred_checkpoint(&self) {
+        let at = {
+            let mut cp = self.checkpoint.lock();
+            let due = cp
+                .written_at
+                .is_none_or(|t| t.elapsed() >= self.cfg.checkpoint_interval);
+            if !due {
+                return;
+            }
+            match cp.deferred.take() {
+                Some(at) => at,
+                None => return,
+            }
+        };
+        self.write_checkpoint(at, false, true);
     }
 
     /// At open: a checkpoint at what recovery found and synced, whatever the previous said.
@@ -88,6 +130,9 @@ impl Inner {
             Ok(()) => {
                 cp.last = Some(next);
                 cp.written_at = Some(Instant::now());
+                if cp.deferred.is_some_and(|d| d.2 <= at.2) {
+                    cp.deferred = None;
+                }
             }
             Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e,
                 "storage: checkpoint write failed; the previous one stays"),
@@ -118,8 +163,14 @@ impl Inner {
             failed_at: Some(synced_at),
             ..rec::LogState::open(self.epoch.load(Ordering::Acquire))
         };
-        if let Err(e) = rec::write_state(self.fs.as_ref(), &self.dir, &state) {
-            tracing::error!(error = %e, cause = %err, "storage: could not record a failed fsync");
+        match rec::write_state(self.fs.as_ref(), &self.dir, &state) {
+            Ok(()) => *self.unrecorded.lock() = None,
+            Err(e) => {
+                // Kept: heal writes it before cutting anything. Until then a restart finds no
+                // mark and relies on recovery's eviction of cached pages (review r1, 4).
+                tracing::error!(error = %e, cause = %err, "storage: could not record a failed fsync");
+                *self.unrecorded.lock() = Some(synced_at);
+            }
         }
     }
 }
@@ -128,18 +179,41 @@ impl Flushable for Inner {
     fn sync(&self) -> Result<u64, StorageError> {
         // Captured together: every record below `upto` is in this file or in a sealed (synced)
         // one, so syncing this file covers them all.
-        let (file, point, path) = {
+        let (file, point, path, gen) = {
             let st = self.state.lock();
             let a = st.segments.back().expect("active");
-            (a.file(), st.durable_point(), a.path().clone())
+            let gen = self.heal_gen.load(Ordering::Acquire);
+            (a.file(), st.durable_point(), a.path().clone(), gen)
         };
+        #[cfg(test)]
+        {
+            let hook = self.sync_hook.lock().clone();
+            if let Some(hook) = hook {
+                hook();
+            }
+        }
         let at = (point.0, point.1, point.2);
-        self.guarded_sync(|| {
-            file.sync_data()
-                .map_err(|e| StorageError::io(IoOp::Sync, Path::new(&*path), &e))
-        })?;
+        {
+            let mut g = self.sync_guard.lock();
+            if self.heal_gen.load(Ordering::Acquire) != gen {
+                // Healed since the capture: that file was cut back and replaced, and `at` may
+                // name offsets that now live, unsynced, in a new segment. Covers nothing.
+                return Ok(0);
+            }
+            if let Some(e) = &*g {
+                return Err(e.clone());
+            }
+            if let Err(e) = file.sync_data() {
+                let e = StorageError::io(IoOp::Sync, Path::new(&*path), &e);
+                *g = Some(e.clone());
+                return Err(e);
+            }
+        }
         {
             let mut st = self.state.lock();
+            if self.heal_gen.load(Ordering::Acquire) != gen {
+                return Ok(0);
+            }
             if st.synced_at.2 < at.2 {
                 st.synced_at = at;
             }
@@ -152,6 +226,14 @@ impl Flushable for Inner {
 
     fn sync_point(&self) -> &SyncPoint {
         &self.sp
+    }
+
+    fn maintenance_due(&self) -> Option<Instant> {
+        self.checkpoint_due()
+    }
+
+    fn maintain(&self) {
+        self.write_deferred_checkpoint();
     }
 
     fn on_failure(&self, err: &StorageError) {

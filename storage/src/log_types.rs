@@ -21,7 +21,8 @@ pub struct LogConfig {
     /// or retention pass), so a quiet log still ages out. Default 1 h.
     pub segment_age: Option<Duration>,
     pub retention: Retention,
-    /// Payload bytes of recent visible records kept in memory for reads without a syscall.
+    /// Bytes of recent visible records kept in memory for reads without a syscall: each
+    /// record counts its payload plus 64 bytes (its slot), so empty payloads are bounded too.
     /// Default 4 MiB. Records not yet visible are held too (bounded by `max_pending_bytes`).
     pub hot_tail_bytes: usize,
     /// `always` only: bytes written but not yet covered by an fsync. Past it, `append` fails with

@@ -25,6 +25,7 @@ use crate::flusher::FsyncPolicy;
 use crate::format::{self, FrameHeader, LogKind, SegmentFile, SegmentHeader, FRAME_HEADER_LEN};
 use crate::fs::{read_exact_at, Fs, FsFile, OpenMode};
 use crate::log::CHECKPOINT_FILE;
+use crate::retention;
 use crate::scan;
 use crate::segment::{self, IndexEntry, Segment};
 use crate::StorageError;
@@ -140,6 +141,9 @@ fn io(op: IoOp, path: &Path) -> impl Fn(std::io::Error) -> StorageError + '_ {
     move |e| StorageError::io(op, path, &e)
 }
 
+/// Timestamp of a sealed segment's first frame, CRC-checked (a flipped bit must not move a
+/// segment in time); 0 when it cannot be read or checked, which only makes `seek_time` look
+/// at that segment too. Frames above 1 MiB are not read whole here: 0 as well.
 fn first_ts_of(file: &dyn FsFile, len: u64) -> u64 {
     let mut head = [0u8; FRAME_HEADER_LEN];
     if len < format::SEGMENT_HEADER_LEN + FRAME_HEADER_LEN as u64
@@ -147,14 +151,32 @@ fn first_ts_of(file: &dyn FsFile, len: u64) -> u64 {
     {
         return 0;
     }
-    FrameHeader::decode(&head).map_or(0, |h| h.timestamp_ms)
+    let Ok(h) = FrameHeader::decode(&head) else {
+        return 0;
+    };
+    if h.total_len() > 1 << 20 || format::SEGMENT_HEADER_LEN + h.total_len() > len {
+        return 0;
+    }
+    let mut buf = vec![0u8; h.total_len() as usize];
+    if read_exact_at(file, &mut buf, format::SEGMENT_HEADER_LEN).is_err() {
+        return 0;
+    }
+    format::decode_frame(&buf).map_or(0, |f| f.header.timestamp_ms)
+}
+
+/// The segment's header, if it is whole, checks (CRC) and names `base`.
+fn header_of(file: &dyn FsFile, base: u64, len: u64) -> Option<SegmentHeader> {
+    let mut b = [0u8; format::SEGMENT_HEADER_LEN as usize];
+    if len < format::SEGMENT_HEADER_LEN || read_exact_at(file, &mut b, 0).is_err() {
+        return None;
+    }
+    SegmentHeader::decode(&b)
+        .ok()
+        .filter(|h| h.base_offset == base)
 }
 
 fn header_ok(file: &dyn FsFile, base: u64, len: u64) -> bool {
-    let mut b = [0u8; format::SEGMENT_HEADER_LEN as usize];
-    len >= format::SEGMENT_HEADER_LEN
-        && read_exact_at(file, &mut b, 0).is_ok()
-        && SegmentHeader::decode(&b).is_ok_and(|h| h.base_offset == base)
+    header_of(file, base, len).is_some()
 }
 
 /// Opens (creating if needed) the log in `dir`.
@@ -163,10 +185,18 @@ pub(crate) fn recover(
     dir: &Path,
     cfg: &RecoverConfig,
 ) -> Result<Recovered, StorageError> {
+    // The directory's own entry, and those of any parents created with it (tenant,
+    // namespace), must survive a power cut before anything in it is acked.
+    let existing = dir
+        .ancestors()
+        .find(|a| fs.list_dir(a).is_ok())
+        .map(Path::to_path_buf);
     fs.create_dir_all(dir).map_err(io(IoOp::Open, dir))?;
-    // The directory's own entry must survive a power cut before anything in it is acked.
-    if let Some(parent) = dir.parent() {
-        fs.sync_dir(parent).map_err(io(IoOp::Sync, parent))?;
+    for a in dir.ancestors().skip(1) {
+        fs.sync_dir(a).map_err(io(IoOp::Sync, a))?;
+        if existing.as_deref().is_none_or(|e| a == e) {
+            break;
+        }
     }
     let names = fs.list_dir(dir).map_err(io(IoOp::List, dir))?;
     let mut bases: Vec<u64> = Vec::new();
@@ -178,6 +208,9 @@ pub(crate) fn recover(
         }
     }
     bases.sort_unstable();
+    // The newest segment found: if recovery drops it (or a failure cut does), the segment left
+    // last had a successor, so it was sealed (fsynced whole) or cut back to a synced point.
+    let listed_last = bases.last().copied();
     let state = read_state(fs, dir);
     let cp = fs
         .open(&dir.join(CHECKPOINT_FILE), OpenMode::Read)
@@ -186,25 +219,38 @@ pub(crate) fn recover(
     let old_epoch = state.map_or(0, |s| s.epoch);
     let was_clean = state.is_some_and(|s| s.clean);
     let mut epoch = state.map_or_else(|| new_epoch(0), |s| s.epoch);
+    // Segments without a readable log.state: the epoch readers knew is gone with it (and a
+    // failure mark it held); the new random one is a change they must be told about.
+    let state_lost = state.is_none() && !bases.is_empty();
     let mut rec = Recovery {
         records: 0,
         truncated_bytes: 0,
         scanned_bytes: 0,
         damage: None,
         epoch,
-        epoch_changed: false,
+        epoch_changed: state_lost,
         was_clean,
     };
+    if state_lost {
+        tracing::warn!(dir = %dir.display(), "storage: log.state missing or damaged; new epoch");
+    }
 
     // A failed fsync the previous process never healed: nothing after the last durable point
     // can be trusted (the kernel may have dropped those pages and still return them).
     let mut cut_after_failure = 0;
+    // An unhealed failure under interval/os: whatever the cut, records past the durable point
+    // may have been read (the cut may be 0 bytes if the file was already shorter).
+    let failed_mark = state.is_some_and(|s| s.failed_at.is_some());
     if let Some(at) = state.and_then(|s| s.failed_at) {
         cut_after_failure = state::cut_back(fs, dir, &mut bases, at)?;
         rec.truncated_bytes += cut_after_failure;
     }
 
     // A last segment whose header never completed (crash while creating it) holds nothing.
+    // Its name still says where the log goes on: if no segment is left (retention had
+    // deleted the older ones), the new one starts there, never back at 0 (offsets below it
+    // were handed out in this epoch).
+    let mut dropped_base = None;
     while let Some(&last) = bases.last() {
         let p = dir.join(SegmentFile::Segment.name(last));
         let f = fs.open(&p, OpenMode::Read).map_err(io(IoOp::Open, &p))?;
@@ -215,9 +261,21 @@ pub(crate) fn recover(
             let _ = fs.remove_file(&dir.join(SegmentFile::OffsetIndex.name(last)));
             rec.truncated_bytes += len;
             bases.pop();
+            dropped_base = Some(last);
         } else {
             break;
         }
+    }
+
+    // Each segment's header time (CRC-checked): a roll stamps the new segment with a time never
+    // below the last record of the one it sealed, so it bounds that segment's newest record
+    // for retention's age rule (review r1, findings 1 and 3).
+    let mut created = Vec::with_capacity(bases.len());
+    for &base in &bases {
+        let p = dir.join(SegmentFile::Segment.name(base));
+        let f = fs.open(&p, OpenMode::Read).map_err(io(IoOp::Open, &p))?;
+        let len = f.len().map_err(io(IoOp::Read, &p))?;
+        created.push(header_of(f.as_ref(), base, len).map(|h| h.created_unix_ms));
     }
 
     let ii = cfg.index_interval;
@@ -242,14 +300,20 @@ pub(crate) fn recover(
         }
         if let Some(&next_base) = bases.get(i + 1) {
             // Sealed: fsynced at seal; frames are checked when read.
-            let ts = (first_ts_of(f.as_ref(), len), 0);
+            let last_ts = created[i + 1].unwrap_or(retention::UNKNOWN_TS);
+            let ts = (first_ts_of(f.as_ref(), len), last_ts);
             drop(f);
             segments.push(Segment::open(
                 fs, dir, base, len, next_base, ts, None, ii, false,
             )?);
             continue;
         }
-        // The last segment: scan it all (the checkpoint that would shorten this is track A's).
+        // The last segment. After an fsync failed, the kernel may still hold pages it will
+        // never write, marked clean, and a reader (this scan) would see them: evict them first
+        // so what is scanned, served and checkpointed is what the disk has (review r1, 4).
+        if let Err(e) = f.drop_cache() {
+            tracing::warn!(file = %path, error = %e, "storage: could not drop cached pages before the scan");
+        }
         let cp_here = cp.filter(|c| c.segment_base == base);
         let s = match cp_here {
             // Closed cleanly and untouched since: nothing to scan (storage.md 8.2 step 2).
@@ -270,15 +334,26 @@ pub(crate) fn recover(
                 // A checkpoint past the end vouches for bytes the file no longer has (a disk
                 // that lied about a flush): it cannot tell anything about what is left.
                 let cp_pos = cp_here.map_or(0, |c| if c.position <= len { c.position } else { 0 });
+                // A segment that had a successor is durable whole: any invalid frame in it is
+                // corruption, never a tear to cut (review r1, 2).
+                let sealed = listed_last.is_some_and(|l| l > base)
+                    || cp.is_some_and(|c| c.segment_base > base);
+                let cp_pos = if sealed { u64::MAX } else { cp_pos };
                 rec.scanned_bytes += len.saturating_sub(format::SEGMENT_HEADER_LEN);
                 scan_segment(f.as_ref(), base, ii, cp_pos).map_err(io(IoOp::Read, &p))?
             }
         };
+        let mut s = s;
+        if s.next_offset == base && i > 0 {
+            // An empty active segment after a roll: its header time bounds the last record
+            // before it, so timestamps never go back across a restart.
+            s.last_ts = s.last_ts.max(created[i].unwrap_or(0));
+        }
         let mut end = s.end;
         if let Some((kind, pos, expected)) = s.bad {
             if kind != scan::Damage::Corrupt {
                 let position = pos;
-                rec.damage = Some(if kind == scan::Damage::PowerLossTear {
+                let tear = if kind == scan::Damage::PowerLossTear {
                     power_loss = true;
                     Damage::PowerLossTear {
                         path: path.clone(),
@@ -289,7 +364,11 @@ pub(crate) fn recover(
                         path: path.clone(),
                         position,
                     }
-                });
+                };
+                // Corruption found earlier (a damaged header) stays what is reported.
+                if !matches!(rec.damage, Some(Damage::Corrupt { .. })) {
+                    rec.damage = Some(tear);
+                }
                 drop(f);
                 let w = fs
                     .open(&p, OpenMode::ReadWrite)
@@ -301,6 +380,9 @@ pub(crate) fn recover(
                     "storage: truncated a damaged tail");
             } else {
                 end = pos; // served up to here, never written again
+                           // Made durable before it is served, like a writable tail (what a killed
+                           // process left may still be only in the page cache).
+                f.sync_data().map_err(io(IoOp::Sync, &p))?;
                 tracing::error!(file = %path, position = pos, offset = expected,
                     "storage: corrupt frame in durable data; log quarantined, run felix-broker check --repair");
                 rec.damage = Some(Damage::Corrupt {
@@ -336,7 +418,7 @@ pub(crate) fn recover(
         segments.push(seg);
     }
     if segments.is_empty() {
-        let base = 0;
+        let base = dropped_base.unwrap_or(0);
         let h = SegmentHeader {
             kind: cfg.kind,
             compacted: false,
@@ -350,8 +432,8 @@ pub(crate) fn recover(
 
     // 5.2: records that may have been visible are gone (or may be, after a reboot).
     let visible_at_write = cfg.policy != FsyncPolicy::Always;
-    let lost_visible = visible_at_write
-        && (power_loss || cut_after_failure > 0 || (cfg.machine_restarted && !was_clean));
+    let lost_visible =
+        visible_at_write && (power_loss || failed_mark || (cfg.machine_restarted && !was_clean));
     if state.is_some() && lost_visible {
         epoch = new_epoch(old_epoch);
         rec.epoch_changed = true;

@@ -107,7 +107,13 @@ pub(crate) fn cut_back(
             if let Ok(f) = fs.open(&p, OpenMode::Read) {
                 cut += f.len().unwrap_or(0);
             }
-            let _ = fs.remove_file(&p);
+            // A segment that stays would come back at the next open with frames at offsets
+            // newer acked records own: the open fails instead (review r1, 8).
+            if let Err(e) = fs.remove_file(&p) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    return Err(StorageError::io(IoOp::Remove, &p, &e));
+                }
+            }
         }
     }
     if bases.last() == Some(&base) {

@@ -25,16 +25,23 @@ pub struct SegmentInfo {
     pub base: u64,
     /// Size of its file.
     pub bytes: u64,
-    /// Timestamp of its first frame, Unix ms (0 for an empty segment).
-    pub first_ts: u64,
+    /// Timestamp of its newest record, Unix ms: known exactly for a segment sealed by this
+    /// process; after a restart, the next segment's header `created_unix_ms` (CRC-checked, and
+    /// never below the last record's timestamp: a roll stamps the new segment with the clamped
+    /// time of the append or pass that caused it). [`UNKNOWN_TS`] when neither can be trusted:
+    /// such a segment is never old.
+    pub last_ts: u64,
 }
+
+/// A `last_ts` nobody can vouch for: the age rule never deletes such a segment.
+pub const UNKNOWN_TS: u64 = u64::MAX;
 
 /// How many of the oldest segments of `segments` (sorted by base, the last one active) to delete.
 ///
-/// `next_offset` is the log's next offset (the end of the active segment). A segment's last
-/// record's timestamp is taken as the next segment's first: it is never less (timestamps are
-/// non-decreasing in a log), so the age rule can only keep a segment a little longer, never
-/// delete one early.
+/// `next_offset` is the log's next offset (the end of the active segment). The age rule judges
+/// a segment by its own newest record (`last_ts`), never by its successor: a successor may be
+/// empty (just rolled) or its first frame damaged, and neither says anything about the age of
+/// the records before it (review r1, findings 1 and 3).
 pub fn condemned(
     segments: &[SegmentInfo],
     next_offset: u64,
@@ -57,8 +64,7 @@ pub fn condemned(
         let too_old = match bounds.max_age {
             Some(age) => {
                 let limit = now_unix_ms.saturating_sub(age.as_millis() as u64);
-                // `second.first_ts` bounds the oldest's last record from above.
-                second.first_ts < limit
+                oldest.last_ts != UNKNOWN_TS && oldest.last_ts < limit
             }
             None => false,
         };
@@ -77,10 +83,10 @@ mod tests {
 
     fn segs(spec: &[(u64, u64, u64)]) -> Vec<SegmentInfo> {
         spec.iter()
-            .map(|&(base, bytes, first_ts)| SegmentInfo {
+            .map(|&(base, bytes, last_ts)| SegmentInfo {
                 base,
                 bytes,
-                first_ts,
+                last_ts,
             })
             .collect()
     }
@@ -135,8 +141,8 @@ mod tests {
     }
 
     #[test]
-    fn age_uses_the_next_segments_first_timestamp() {
-        let s = segs(&[(0, 1, 1_000), (10, 1, 2_000), (20, 1, 3_000)]);
+    fn age_uses_each_segments_own_newest_record() {
+        let s = segs(&[(0, 1, 2_000), (10, 1, 3_000), (20, 1, 3_100)]);
         let a = Retention {
             max_age: Some(Duration::from_millis(500)),
             ..Default::default()
@@ -146,6 +152,11 @@ mod tests {
         assert_eq!(condemned(&s, 25, &a, 2_501), 1);
         assert_eq!(condemned(&s, 25, &a, 3_501), 2);
         assert_eq!(condemned(&s, 25, &a, u64::MAX), 2);
+        // An empty successor (just rolled, last_ts 0) or an unknown age never condemns.
+        let rolled = segs(&[(0, 1, 2_000), (10, 1, 0)]);
+        assert_eq!(condemned(&rolled, 10, &a, 2_400), 0);
+        let unknown = segs(&[(0, 1, UNKNOWN_TS), (10, 1, 0)]);
+        assert_eq!(condemned(&unknown, 10, &a, u64::MAX), 0);
     }
 
     proptest::proptest! {
@@ -162,7 +173,7 @@ mod tests {
             let mut s = Vec::new();
             for &(n, bytes, dt) in &sizes {
                 ts += dt;
-                s.push(SegmentInfo { base, bytes, first_ts: ts });
+                s.push(SegmentInfo { base, bytes, last_ts: ts });
                 base += n;
             }
             let next = base;
@@ -176,7 +187,7 @@ mod tests {
                 proptest::prop_assert!(max_bytes == 0 || bytes <= max_bytes);
                 proptest::prop_assert!(max_records == 0 || next - kept[1].base < max_records);
                 if let Some(a) = age {
-                    proptest::prop_assert!(kept[1].first_ts >= now.saturating_sub(a));
+                    proptest::prop_assert!(kept[0].last_ts >= now.saturating_sub(a));
                 }
             }
             if k > 0 {
@@ -185,7 +196,7 @@ mod tests {
                 let bytes: u64 = s[k - 1..].iter().map(|x| x.bytes).sum();
                 let broke = (max_bytes > 0 && bytes > max_bytes)
                     || (max_records > 0 && next - s[k].base >= max_records)
-                    || age.is_some_and(|a| s[k].first_ts < now.saturating_sub(a));
+                    || age.is_some_and(|a| gone.last_ts < now.saturating_sub(a));
                 proptest::prop_assert!(broke, "deleted {:?} without cause", gone);
             }
         }

@@ -382,7 +382,10 @@ pub fn load_index(fs: &dyn Fs, idx_path: &Path, base: u64, len: u64) -> Vec<Inde
     let Ok(f) = fs.open(idx_path, OpenMode::Read) else {
         return Vec::new();
     };
-    let n = f.len().unwrap_or(0) / 8;
+    // At most one entry per frame after the first: a damaged or foreign `.idx` of any size
+    // costs no more memory than a sound one (review r1).
+    let most = len.saturating_sub(format::SEGMENT_HEADER_LEN) / MIN_FRAME_LEN;
+    let n = (f.len().unwrap_or(0) / 8).min(most);
     let mut buf = vec![0u8; (n * 8) as usize];
     if read_exact_at(f.as_ref(), &mut buf, 0).is_err() {
         return Vec::new();
@@ -406,6 +409,9 @@ pub fn load_index(fs: &dyn Fs, idx_path: &Path, base: u64, len: u64) -> Vec<Inde
     out
 }
 
+/// The smallest valid frame: its header and one record header.
+const MIN_FRAME_LEN: u64 = FRAME_HEADER_LEN as u64 + 6;
+
 /// A consistent view of a segment for one read: file, position and the extent valid then.
 pub struct SegmentReader {
     base: u64,
@@ -425,6 +431,10 @@ pub struct SegmentRead {
     pub payload_bytes: usize,
     /// The offset after the last record returned (or `from` if none).
     pub next: u64,
+    /// The file ended before the records it must hold, at this offset (a short or missing
+    /// segment, or a hole `check --repair` left): the caller goes on at the next segment, and
+    /// its reader sees a gap.
+    pub short_at: Option<u64>,
 }
 
 impl SegmentReader {
@@ -489,8 +499,15 @@ impl SegmentReader {
         while pos < self.end && expected < upto && out.records.len() < max_records {
             let want = chunk.min(self.end - pos);
             let mut buf = vec![0u8; want as usize];
-            read_exact_at(self.file.as_ref(), &mut buf, pos)
+            // The file may have been cut back since this reader was made (a heal cuts the
+            // active segment to its last synced point, which is at or past every visible
+            // record): a short read is fine, what it holds is checked frame by frame.
+            let got = read_up_to(self.file.as_ref(), &mut buf, pos)
                 .map_err(|e| StorageError::io(IoOp::Read, Path::new(&*self.path), &e))?;
+            if got == 0 {
+                break;
+            }
+            buf.truncate(got);
             // A frame longer than the chunk: read exactly it.
             if let Ok(h) = FrameHeader::decode(&buf) {
                 if h.total_len() > want && pos + h.total_len() <= self.end {
@@ -535,8 +552,27 @@ impl SegmentReader {
             }
             pos += it.position() as u64;
         }
+        if expected < upto && out.records.len() < max_records {
+            // The file ends before the records it must hold (a short or missing segment): said,
+            // never an empty success a catch-up reader would wait on forever (review r1, 7).
+            out.short_at = Some(expected);
+        }
         Ok(out)
     }
+}
+
+/// Reads into `buf` at `pos` until it is full or the file ends; the bytes read.
+fn read_up_to(file: &dyn FsFile, buf: &mut [u8], pos: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], pos + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
 }
 
 fn done_or(out: SegmentRead, err: StorageError) -> Result<SegmentRead, StorageError> {

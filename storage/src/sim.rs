@@ -55,6 +55,8 @@ pub enum FaultOp {
     Sync,
     SyncDir,
     Rename,
+    /// `remove_file` (unlink).
+    Remove,
 }
 
 /// An injected failure: the `nth` matching operation from now (1-based) fails with `errno`.

@@ -114,6 +114,20 @@ impl FsFile for SimFile {
         Ok(())
     }
 
+    fn drop_cache(&self) -> io::Result<()> {
+        // Pages a failed fsync dropped from writeback are evicted: reads return what is on
+        // the platter (zeros past its end), as after POSIX_FADV_DONTNEED on clean pages.
+        let mut s = self.state.lock();
+        s.check()?;
+        let f = s.files.get_mut(&self.ino).expect("open inode");
+        for (a, b) in std::mem::take(&mut f.lost) {
+            for i in a..b.min(f.data.len() as u64) {
+                f.data[i as usize] = f.durable.get(i as usize).copied().unwrap_or(0);
+            }
+        }
+        Ok(())
+    }
+
     fn set_len(&self, new_len: u64) -> io::Result<()> {
         let mut s = self.state.lock();
         self.fault(&mut s, FaultOp::SetLen)?;
@@ -254,6 +268,9 @@ impl Fs for SimFs {
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut s = self.state.lock();
         s.check()?;
+        if let Some(rule) = s.fault(FaultOp::Remove, path) {
+            return Err(err(rule.errno));
+        }
         s.file(path)?;
         s.unlink(path);
         Ok(())
