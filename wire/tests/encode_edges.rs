@@ -1,5 +1,5 @@
-//! Encoding edges that a full `cargo mutants` run of wire/src/binary.rs showed no test could
-//! see (mutants/report.md).
+//! Encoding edges that full `cargo mutants` runs of wire/src/binary.rs and wire/src/error.rs
+//! showed no test could see (mutants/report.md).
 
 use bytes::{Bytes, BytesMut};
 use felix_wire::binary::truncate_utf8;
@@ -62,4 +62,20 @@ fn truncation_keeps_whole_characters_within_the_bound() {
         65_534,
         "the last whole character under 65 535 bytes"
     );
+}
+
+/// Every error code parses back from its wire string (the client maps a broker's JSON error
+/// to its code this way), and a string it does not know (a newer peer's) gives `None`.
+#[test]
+fn every_error_code_round_trips_through_its_wire_string() {
+    use felix_wire::ErrorCode;
+    for code in ErrorCode::ALL {
+        assert_eq!(ErrorCode::from_str_code(code.as_str()), Some(code));
+    }
+    assert_eq!(
+        ErrorCode::from_str_code("unauthorized"),
+        Some(ErrorCode::Unauthorized)
+    );
+    assert_eq!(ErrorCode::from_str_code("no_such_code"), None);
+    assert_eq!(ErrorCode::from_str_code(""), None);
 }
