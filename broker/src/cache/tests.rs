@@ -640,3 +640,6 @@ fn overwrite_of_equal_smaller_and_larger_size_moves_the_budget_by_the_difference
     assert_eq!(budget.used(), one + 1);
     assert_eq!(budget.used(), c.stats().bytes);
 }
+
+/// Edge cases found by mutation testing (mutants/report.md).
+mod edges;

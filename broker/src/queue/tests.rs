@@ -493,3 +493,6 @@ proptest! {
         }
     }
 }
+
+/// Edge cases found by mutation testing (mutants/report.md).
+mod edges;
