@@ -218,7 +218,7 @@ fn a_redrive_wakes_waiters_only_when_it_moved_something() {
 #[test]
 fn debug_shows_config_and_stats_but_no_payload() {
     let mut log = MemoryLog::new(Retention::default());
-    log.append(&[Bytes::from("secret-payload")]).unwrap();
+    log.append(&[Bytes::from("secret-payload")], 0).unwrap();
     let g = ConsumerGroup::new(cfg(), 0);
     pull(&g, &log, 1, Instant::now());
     let s = format!("{g:?}");
