@@ -2,9 +2,12 @@
 //! never rolled back, and with revoked token ids kept until their token could have expired.
 //!
 //! Three rules make a stale or replayed list harmless:
-//! * a list whose `revision` is lower than the applied one is refused whole ([`Rollback`]:
-//!   a stale control-plane replica, or a replayed response), so revoked subjects cannot be
-//!   un-revoked by it;
+//! * a list whose `revision` is lower than the applied one *of the same store* is refused
+//!   whole ([`Rollback`]: a stale control-plane replica, or a replayed response), so revoked
+//!   subjects cannot be un-revoked by it. The revision is the control plane store's counter,
+//!   which restarts when the store is recreated (or restored, which gives it a new
+//!   `store_id`): a list of another store re-arms the guard at its revision instead of
+//!   freezing the broker on the old store's revision forever;
 //! * a revoked `jti` stays revoked until the latest moment its token could still be accepted
 //!   (its entry's `exp` plus the broker's leeway; without an `exp`, the time it was seen plus
 //!   `auth.max_token_lifetime_s`), even when a later list leaves it out;
@@ -24,6 +27,10 @@ use serde::Deserialize;
 pub struct FeedList {
     /// Increases whenever the list changes.
     pub revision: u64,
+    /// The control plane store the revision counts in (absent: a control plane that does
+    /// not send it, taken as one store of its own).
+    #[serde(default)]
+    pub store_id: Option<String>,
     /// Revoked tokens.
     #[serde(default)]
     pub jtis: Vec<FeedJti>,
@@ -46,6 +53,7 @@ impl From<RevocationList> for FeedList {
     fn from(l: RevocationList) -> Self {
         Self {
             revision: l.revision,
+            store_id: (!l.store_id.is_empty()).then_some(l.store_id),
             jtis: l
                 .jtis
                 .into_iter()
@@ -86,6 +94,8 @@ pub struct Retention {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
     revision: u64,
+    /// The store `revision` counts in.
+    store_id: Option<Box<str>>,
     /// Revoked `jti` → until when it is kept (Unix seconds).
     jtis: HashMap<Box<str>, u64>,
     /// tenant → subject → tokens issued before this (Unix seconds) are revoked.
@@ -98,16 +108,27 @@ impl Revocations {
         self.revision
     }
 
+    /// The control plane store the applied revision counts in.
+    pub fn store_id(&self) -> Option<&str> {
+        self.store_id.as_deref()
+    }
+
+    /// Whether `list` comes from another store than the applied list (a recreated or
+    /// restored control plane store: its revision restarts).
+    pub fn other_store(&self, list: &FeedList) -> bool {
+        self.revision > 0 && self.store_id.as_deref() != list.store_id.as_deref()
+    }
+
     /// Revoked token ids held (the list's and the retained ones).
     pub fn jti_count(&self) -> usize {
         self.jtis.len()
     }
 
     /// What is in force after `list` arrives at `now_s`: the list, plus the token ids an
-    /// earlier list revoked that could still be accepted. A list older than this one is
-    /// refused.
+    /// earlier list revoked that could still be accepted. A list older than this one of the
+    /// same store is refused; one of another store re-arms the guard at its revision.
     pub fn next(&self, list: &FeedList, now_s: u64, r: Retention) -> Result<Self, Rollback> {
-        if list.revision < self.revision {
+        if !self.other_store(list) && list.revision < self.revision {
             return Err(Rollback {
                 got: list.revision,
                 applied: self.revision,
@@ -140,6 +161,7 @@ impl Revocations {
         }
         Ok(Self {
             revision: list.revision,
+            store_id: list.store_id.as_deref().map(Into::into),
             jtis,
             subjects,
         })
@@ -168,6 +190,7 @@ mod tests {
     fn list(revision: u64, jtis: &[(&str, Option<u64>)], subjects: &[(&str, u64)]) -> FeedList {
         FeedList {
             revision,
+            store_id: None,
             jtis: jtis
                 .iter()
                 .map(|&(jti, exp)| FeedJti {
@@ -199,6 +222,27 @@ mod tests {
         );
         // The same revision again (an unchanged list) is fine.
         assert!(r5.next(&list(5, &[], &[("mallory", 100)]), 12, R).is_ok());
+    }
+
+    #[test]
+    fn a_list_of_another_store_rearms_the_guard_and_the_same_store_is_still_guarded() {
+        let of = |store: &str, l: FeedList| FeedList {
+            store_id: Some(store.into()),
+            ..l
+        };
+        let r = Revocations::default()
+            .next(&of("a", list(500, &[("j1", Some(900))], &[])), 10, R)
+            .unwrap();
+        // The store was recreated: its counter restarted at 3. Accepted, guard re-armed.
+        let fresh = of("b", list(3, &[], &[("mallory", 100)]));
+        assert!(r.other_store(&fresh));
+        let r = r.next(&fresh, 11, R).unwrap();
+        assert_eq!((r.revision(), r.store_id()), (3, Some("b")));
+        assert!(r.revokes_token("acme", "mallory", 50, "x"));
+        assert!(r.revokes_token("acme", "a", 0, "j1"), "kept jtis survive");
+        // The new store's own older revision is refused.
+        let e = r.next(&of("b", list(2, &[], &[])), 12, R).unwrap_err();
+        assert_eq!((e.got, e.applied), (2, 3));
     }
 
     #[test]
