@@ -13,7 +13,8 @@ use crate::error::BrokerError;
 /// `limits.max_reauths_per_minute` per connection are looked at (past it: `overloaded`, the
 /// token in force stays, the connection is kept). Every `reauth` is audited (principal, the
 /// presented token's `kid`, outcome; never the token). A revived principal (its token had
-/// ended) takes its tenant's connection quota slot again first.
+/// ended) takes its tenant's connection quota slot again, right after its new token is in
+/// force (refused: the cell ends again).
 pub async fn reauth(ctx: &mut Ctx, request_id: u64, token: &str) -> Result<(), quinn::WriteError> {
     let mut kid = None;
     let r = ctx
@@ -38,13 +39,21 @@ pub async fn reauth(ctx: &mut Ctx, request_id: u64, token: &str) -> Result<(), q
             let fresh = cell
                 .check_reauth(&*ctx.shared.auth, token)
                 .map_err(BrokerError::from)?;
-            ctx.shared.quotas.admit_connection(
+            kid = fresh.kid.clone();
+            // Replace first, then take (or confirm) the slot: a cell that ended gave its
+            // slot back, and one that ends between a slot check and the replace would be
+            // revived without a slot. A refused slot ends the cell again.
+            cell.replace(fresh);
+            if let Err(e) = ctx.shared.quotas.admit_connection(
                 &ctx.conn_state.tenants,
                 cell.tenant(),
                 cell.subject(),
-            )?;
-            kid = fresh.kid.clone();
-            cell.replace(fresh);
+            ) {
+                ctx.conn_state
+                    .principals
+                    .end_cell(cell, "connection quota of the tenant reached");
+                return Err(e);
+            }
             ctx.shared.metrics.reauths.inc();
             Ok(())
         });
