@@ -197,6 +197,7 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
     let revoked = claims("acme", "alice", all(), 300);
     let token = key.sign(&revoked).unwrap();
     let dave = key.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    let dave_before = now_s() + 1;
     cp.set_revocations(&RevocationList {
         revision: 5,
         store_id: String::new(),
@@ -207,7 +208,7 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
         subjects: vec![RevokedSubject {
             tenant: "acme".into(),
             sub: "dave".into(),
-            before: now_s() + 1,
+            before: dave_before,
         }],
     });
     eventually(10, "revision 5 applied", || async {
@@ -251,8 +252,9 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
         "{metrics}"
     );
 
-    // A newer list that lifts dave's revocation and leaves alice's jti out: dave is accepted
-    // again, alice's token stays revoked until it could have expired anyway.
+    // A newer list that lifts dave's revocation and leaves alice's jti out: dave's tokens
+    // issued after the cutoff are accepted (they always were); his tokens from before it and
+    // alice's token stay revoked until they could have expired anyway.
     cp.set_revocations(&RevocationList {
         revision: 6,
         ..RevocationList::default()
@@ -262,9 +264,12 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
     })
     .await;
     assert_eq!(auth_details(&b)["feed"], "ok");
-    connect(&b, "acme", &dave)
+    assert_eq!(refused(dave).await, ErrorCode::Unauthorized);
+    eventually(5, "past dave's cutoff", || async { now_s() >= dave_before }).await;
+    let fresh = key.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    connect(&b, "acme", &fresh)
         .await
-        .expect("dave's revocation lifted by a newer list");
+        .expect("a token of dave issued after the cutoff");
     assert_eq!(refused(token).await, ErrorCode::Unauthorized);
     assert_eq!(auth_details(&b)["revoked_jtis"], 1);
     cp.stop().await;
@@ -359,7 +364,9 @@ async fn a_recreated_control_plane_store_rearms_the_rollback_guard_and_keys_alwa
     assert!(d["rollback"].is_null(), "{d}");
     assert_eq!(d["feed"], "ok", "{d}");
     assert_eq!(code(alice_token).await, Err(ErrorCode::Unauthorized));
-    assert_eq!(code(dave).await, Ok(()), "the new store's list is in force");
+    // dave's revocation is not in the new store's list: it is kept all the same while his
+    // token from before the cutoff could still be accepted.
+    assert_eq!(code(dave).await, Err(ErrorCode::Unauthorized));
     let (_, metrics) = http_get(b.broker.metrics_addr().unwrap(), "/metrics").await;
     assert!(
         metrics.contains("felix_auth_feed_rollback_active 0"),
@@ -374,6 +381,28 @@ async fn a_recreated_control_plane_store_rearms_the_rollback_guard_and_keys_alwa
     })
     .await;
     assert_eq!(auth_details(&b)["revocation_revision"], 2);
+    cp.stop().await;
+}
+
+/// A token living longer than `auth.max_token_lifetime_s` (`exp - iat`) is refused
+/// `unauthorized` with the reason: revocations are kept only that long, so such a token
+/// would outlive its revocation. On the old code it was accepted.
+#[tokio::test]
+async fn a_token_living_longer_than_max_token_lifetime_is_refused() {
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    let b = fed_broker("feed-lifetime", &cp, 100).await;
+    wait_keys(&b, 1).await;
+    let max = felix_broker::auth::AuthConfig::default().max_token_lifetime_s;
+    let long = key.sign(&claims("acme", "alice", all(), max + 1)).unwrap();
+    let e = connect(&b, "acme", &long)
+        .await
+        .map(|_| ())
+        .expect_err("too long-lived");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    assert!(e.to_string().contains("max_token_lifetime_s"), "{e}");
+    let ok = key.sign(&claims("acme", "alice", all(), max)).unwrap();
+    connect(&b, "acme", &ok).await.expect("at the limit");
     cp.stop().await;
 }
 

@@ -11,6 +11,9 @@
 //! * a revoked `jti` stays revoked until the latest moment its token could still be accepted
 //!   (its entry's `exp` plus the broker's leeway; without an `exp`, the time it was seen plus
 //!   `auth.max_token_lifetime_s`), even when a later list leaves it out;
+//! * a revoked subject stays revoked until no token issued before its cutoff can be accepted
+//!   (`before + auth.max_token_lifetime_s + leeway`; the broker refuses longer-lived tokens),
+//!   even when a later list leaves it out;
 //! * lookups are a hash probe by `jti` and one by (tenant, subject): every `auth` and every
 //!   feed re-check of the live principals pays O(1), not a scan of the list.
 //!
@@ -159,6 +162,23 @@ impl Revocations {
                 .or_insert(s.before);
             *e = (*e).max(s.before);
         }
+        // A revoked subject stays revoked while a token issued before its cutoff can still be
+        // accepted (`before + max_token_lifetime_s + leeway_s`), even when a later list (a
+        // restored or recreated store, a control plane that pruned early) leaves it out.
+        // Tokens issued after the cutoff are not affected by it anyway.
+        let keep_s = r.max_token_lifetime_s.saturating_add(r.leeway_s);
+        for (tenant, subs) in &self.subjects {
+            for (sub, &before) in subs {
+                if before.saturating_add(keep_s) > now_s {
+                    let e = subjects
+                        .entry(tenant.clone())
+                        .or_default()
+                        .entry(sub.clone())
+                        .or_insert(before);
+                    *e = (*e).max(before);
+                }
+            }
+        }
         Ok(Self {
             revision: list.revision,
             store_id: list.store_id.as_deref().map(Into::into),
@@ -266,6 +286,29 @@ mod tests {
         let r4 = r3.next(&list(4, &[], &[]), now + 3_661, R).unwrap();
         assert!(!r4.revokes_token("acme", "a", 0, "j2"));
         assert_eq!(r4.jti_count(), 0, "nothing kept past its time");
+    }
+
+    /// A subject entry a later list omits is kept until `before + max lifetime + leeway`. On
+    /// the old code the next list dropped it at once, un-revoking tokens still within their
+    /// lifetime.
+    #[test]
+    fn a_revoked_subject_is_kept_until_its_tokens_could_have_expired() {
+        let r1 = Revocations::default()
+            .next(&list(1, &[], &[("mallory", 1_000)]), 1_000, R)
+            .unwrap();
+        let r2 = r1.next(&list(2, &[], &[]), 1_010, R).unwrap();
+        assert!(r2.revokes_token("acme", "mallory", 999, "x"), "kept");
+        assert!(
+            !r2.revokes_token("acme", "mallory", 1_000, "x"),
+            "newer tokens pass"
+        );
+        let r3 = r2.next(&list(3, &[], &[]), 1_000 + 3_659, R).unwrap();
+        assert!(r3.revokes_token("acme", "mallory", 999, "x"), "not yet");
+        let r4 = r3.next(&list(4, &[], &[]), 1_000 + 3_660, R).unwrap();
+        assert!(
+            !r4.revokes_token("acme", "mallory", 999, "x"),
+            "past its time"
+        );
     }
 
     #[test]
