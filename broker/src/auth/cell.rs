@@ -205,7 +205,14 @@ struct Inner {
     tenant_ended: Option<TenantEnded>,
     /// `reauth`s of the connection, bounded by `limits.max_reauths_per_minute`.
     reauths: Mutex<Option<ReauthBucket>>,
+    /// Audit lines of rate-limited reauths: when the last was written, and how many were
+    /// left out since.
+    limited_audit: Mutex<(Option<Instant>, u64)>,
 }
+
+/// One audit line per connection per this window for reauths refused by the rate bound; the
+/// next line says how many were left out.
+pub const LIMITED_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Cells {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -287,6 +294,24 @@ impl Cells {
             .lock()
             .get_or_insert_with(|| ReauthBucket::new(per_minute, now))
             .take(per_minute, now)
+    }
+
+    /// A reauth (or token swap) refused by the rate bound at `now`: `Some(n)` when it gets an
+    /// audit line (the first in [`LIMITED_AUDIT_WINDOW`]; `n` were left out since the last
+    /// line), `None` when it is only counted. A client hammering `reauth` cannot flood the
+    /// audit log: refusals past the bound cost one line per connection per window.
+    pub fn limited_audit(&self, now: Instant) -> Option<u64> {
+        let mut g = self.inner.limited_audit.lock();
+        let due =
+            g.0.is_none_or(|t| now.saturating_duration_since(t) >= LIMITED_AUDIT_WINDOW);
+        if due {
+            let left_out = g.1;
+            *g = (Some(now), 0);
+            Some(left_out)
+        } else {
+            g.1 += 1;
+            None
+        }
     }
 
     /// Binds a freshly authenticated principal: joins the connection's cell for the same
@@ -543,6 +568,20 @@ mod tests {
             "in force stays"
         );
         assert!(!cells.take_reauth(2, t0), "one bucket for reauth and swaps");
+    }
+
+    /// Rate-limited reauths get one audit line per connection per window, which says how
+    /// many were left out. On the old code every refused reauth was a line.
+    #[test]
+    fn rate_limited_reauths_are_audited_once_per_window() {
+        let cells = Cells::default();
+        let t0 = Instant::now();
+        assert_eq!(cells.limited_audit(t0), Some(0));
+        for i in 1..=50 {
+            assert_eq!(cells.limited_audit(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(cells.limited_audit(t0 + LIMITED_AUDIT_WINDOW), Some(50));
+        assert_eq!(cells.limited_audit(t0 + LIMITED_AUDIT_WINDOW), None);
     }
 
     fn auth() -> Arc<dyn Authenticator> {

@@ -57,7 +57,21 @@ pub async fn reauth(ctx: &mut Ctx, request_id: u64, token: &str) -> Result<(), q
             ctx.shared.metrics.reauths.inc();
             Ok(())
         });
-    ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &r);
+    let limited = r.as_ref().is_err_and(|e| e.code == ErrorCode::Overloaded);
+    if !limited {
+        ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &r);
+    } else if let Some(left_out) = ctx.conn_state.principals.limited_audit(Instant::now()) {
+        // One line per connection per window for the rate bound's refusals (a client
+        // hammering `reauth` must not flood the audit log); it says how many it stands for.
+        let mut e = r.clone().unwrap_err();
+        if left_out > 0 {
+            e.message = format!(
+                "{} ({left_out} more refused by the rate bound since the last line)",
+                e.message
+            );
+        }
+        ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &Err(e));
+    }
     let refused = r.as_ref().is_err_and(|e| e.code == ErrorCode::Unauthorized);
     let reply = r.map(|_| Message::Ok {
         request_id: Some(request_id),

@@ -401,7 +401,9 @@ pub async fn authenticate(
                 sub: subject.as_deref(),
                 conn: state.id,
             };
-            shared.audit.reauth(who, kid.as_deref(), &Err(e.clone()));
+            if state.principals.limited_audit(Instant::now()).is_some() {
+                shared.audit.reauth(who, kid.as_deref(), &Err(e.clone()));
+            }
             let _ = replier.error(&e, None).await;
             replier.finish().await;
             return Err(());
