@@ -85,6 +85,11 @@ pub struct RevokedSubject {
 pub struct RevocationList {
     /// Changes whenever the list does, so a poller can tell it has nothing new.
     pub revision: u64,
+    /// Random identifier of the control plane's store, made with the store. `revision` is
+    /// that store's counter: it restarts when the store is recreated or restored, and a
+    /// poller compares revisions only between lists of the same store (empty: not sent).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub store_id: String,
     /// Revoked tokens.
     #[serde(default)]
     pub jtis: Vec<RevokedJti>,
@@ -133,6 +138,7 @@ mod tests {
     fn revocation_by_jti_and_by_subject_before_a_time() {
         let list = RevocationList {
             revision: 3,
+            store_id: String::new(),
             jtis: vec![RevokedJti {
                 jti: "j1".into(),
                 exp: 99,

@@ -197,8 +197,10 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
     let revoked = claims("acme", "alice", all(), 300);
     let token = key.sign(&revoked).unwrap();
     let dave = key.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    let dave_before = now_s() + 1;
     cp.set_revocations(&RevocationList {
         revision: 5,
+        store_id: String::new(),
         jtis: vec![RevokedJti {
             jti: revoked.jti.clone(),
             exp: revoked.exp,
@@ -206,7 +208,7 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
         subjects: vec![RevokedSubject {
             tenant: "acme".into(),
             sub: "dave".into(),
-            before: now_s() + 1,
+            before: dave_before,
         }],
     });
     eventually(10, "revision 5 applied", || async {
@@ -250,8 +252,9 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
         "{metrics}"
     );
 
-    // A newer list that lifts dave's revocation and leaves alice's jti out: dave is accepted
-    // again, alice's token stays revoked until it could have expired anyway.
+    // A newer list that lifts dave's revocation and leaves alice's jti out: dave's tokens
+    // issued after the cutoff are accepted (they always were); his tokens from before it and
+    // alice's token stay revoked until they could have expired anyway.
     cp.set_revocations(&RevocationList {
         revision: 6,
         ..RevocationList::default()
@@ -261,11 +264,145 @@ async fn a_stale_revocation_list_is_refused_and_revoked_jtis_are_kept() {
     })
     .await;
     assert_eq!(auth_details(&b)["feed"], "ok");
-    connect(&b, "acme", &dave)
+    assert_eq!(refused(dave).await, ErrorCode::Unauthorized);
+    eventually(5, "past dave's cutoff", || async { now_s() >= dave_before }).await;
+    let fresh = key.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    connect(&b, "acme", &fresh)
         .await
-        .expect("dave's revocation lifted by a newer list");
+        .expect("a token of dave issued after the cutoff");
     assert_eq!(refused(token).await, ErrorCode::Unauthorized);
     assert_eq!(auth_details(&b)["revoked_jtis"], 1);
+    cp.stop().await;
+}
+
+/// The revision is the control plane store's counter: it restarts when the store is
+/// recreated or restored. A list of another store (new `store_id`, low revision) re-arms the
+/// rollback guard and is applied; a lower revision of the same store is still refused; a
+/// refused poll's key set is applied all the same. On the old code the fresh store's list was
+/// refused forever (the broker frozen on the old revocations) and the refused poll's keys were
+/// dropped (a key added by a rotation never trusted).
+#[tokio::test]
+async fn a_recreated_control_plane_store_rearms_the_rollback_guard_and_keys_always_apply() {
+    let k1 = SigningKey::generate("k1");
+    let k2 = SigningKey::generate("k2");
+    let cp = FakeControlPlane::start(&jwks(&[&k1])).await;
+    let b = fed_broker("feed-store-id", &cp, 100).await;
+    wait_keys(&b, 1).await;
+    let dave = k1.sign(&claims("acme", "dave", all(), 300)).unwrap();
+    let alice = claims("acme", "alice", all(), 300);
+    let alice_token = k1.sign(&alice).unwrap();
+    let list = |store: &str, revision: u64| RevocationList {
+        revision,
+        store_id: store.into(),
+        ..RevocationList::default()
+    };
+    cp.set_revocations(&RevocationList {
+        subjects: vec![RevokedSubject {
+            tenant: "acme".into(),
+            sub: "dave".into(),
+            before: now_s() + 1,
+        }],
+        ..list("store-a", 500)
+    });
+    eventually(10, "store-a 500 applied", || async {
+        auth_details(&b)["revocation_revision"] == 500
+    })
+    .await;
+    let code = |t: String| {
+        let b = &b;
+        async move {
+            connect(b, "acme", &t)
+                .await
+                .map(|_| ())
+                .map_err(|e| e.code())
+        }
+    };
+    assert_eq!(code(dave.clone()).await, Err(ErrorCode::Unauthorized));
+
+    // Same store, lower revision (a stale replica) while a rotation adds k2: the list is
+    // refused, the keys are applied.
+    cp.set_revocations(&list("store-a", 400));
+    cp.set_keys(&jwks(&[&k1, &k2]));
+    eventually(10, "refused list, new keys", || async {
+        let d = auth_details(&b);
+        d["keys"] == 2 && d["rollbacks"].as_u64() >= Some(1)
+    })
+    .await;
+    let d = auth_details(&b);
+    assert_eq!(d["revocation_revision"], 500, "{d}");
+    assert!(
+        d["rollback"].as_str().is_some_and(|r| r.contains("400")),
+        "{d}"
+    );
+    let (_, metrics) = http_get(b.broker.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("felix_auth_feed_rollback_active 1"),
+        "{metrics}"
+    );
+    assert_eq!(code(dave.clone()).await, Err(ErrorCode::Unauthorized));
+    let carol = k2.sign(&claims("acme", "carol", all(), 300)).unwrap();
+    assert_eq!(
+        code(carol).await,
+        Ok(()),
+        "a key of the refused poll verifies"
+    );
+
+    // The store was recreated: new id, its counter restarted at 2. Applied.
+    cp.set_revocations(&RevocationList {
+        jtis: vec![RevokedJti {
+            jti: alice.jti.clone(),
+            exp: alice.exp,
+        }],
+        ..list("store-b", 2)
+    });
+    eventually(10, "store-b 2 applied", || async {
+        let d = auth_details(&b);
+        d["revocation_revision"] == 2 && d["store_id"] == "store-b"
+    })
+    .await;
+    let d = auth_details(&b);
+    assert!(d["rollback"].is_null(), "{d}");
+    assert_eq!(d["feed"], "ok", "{d}");
+    assert_eq!(code(alice_token).await, Err(ErrorCode::Unauthorized));
+    // dave's revocation is not in the new store's list: it is kept all the same while his
+    // token from before the cutoff could still be accepted.
+    assert_eq!(code(dave).await, Err(ErrorCode::Unauthorized));
+    let (_, metrics) = http_get(b.broker.metrics_addr().unwrap(), "/metrics").await;
+    assert!(
+        metrics.contains("felix_auth_feed_rollback_active 0"),
+        "{metrics}"
+    );
+
+    // The new store's own lower revision is refused.
+    let before = auth_details(&b)["rollbacks"].as_u64().unwrap();
+    cp.set_revocations(&list("store-b", 1));
+    eventually(10, "store-b 1 refused", || async {
+        auth_details(&b)["rollbacks"].as_u64() > Some(before)
+    })
+    .await;
+    assert_eq!(auth_details(&b)["revocation_revision"], 2);
+    cp.stop().await;
+}
+
+/// A token living longer than `auth.max_token_lifetime_s` (`exp - iat`) is refused
+/// `unauthorized` with the reason: revocations are kept only that long, so such a token
+/// would outlive its revocation. On the old code it was accepted.
+#[tokio::test]
+async fn a_token_living_longer_than_max_token_lifetime_is_refused() {
+    let key = SigningKey::generate("k1");
+    let cp = FakeControlPlane::start(&jwks(&[&key])).await;
+    let b = fed_broker("feed-lifetime", &cp, 100).await;
+    wait_keys(&b, 1).await;
+    let max = felix_broker::auth::AuthConfig::default().max_token_lifetime_s;
+    let long = key.sign(&claims("acme", "alice", all(), max + 1)).unwrap();
+    let e = connect(&b, "acme", &long)
+        .await
+        .map(|_| ())
+        .expect_err("too long-lived");
+    assert_eq!(e.code(), ErrorCode::Unauthorized, "{e}");
+    assert!(e.to_string().contains("max_token_lifetime_s"), "{e}");
+    let ok = key.sign(&claims("acme", "alice", all(), max)).unwrap();
+    connect(&b, "acme", &ok).await.expect("at the limit");
     cp.stop().await;
 }
 
@@ -303,6 +440,7 @@ async fn revocation_ends_live_principals_within_the_feed_interval() {
     let revoked_at = Instant::now();
     cp.set_revocations(&RevocationList {
         revision: 1,
+        store_id: String::new(),
         jtis: vec![RevokedJti {
             jti: doomed.jti.clone(),
             exp: doomed.exp,

@@ -397,6 +397,7 @@ async fn a_revoked_principal_gives_back_its_tenants_connection_slot() {
 
     cp.set_revocations(&RevocationList {
         revision: 1,
+        store_id: String::new(),
         jtis: vec![RevokedJti {
             jti: alice_claims.jti.clone(),
             exp: alice_claims.exp,

@@ -19,6 +19,10 @@ pub struct CpConfig {
     pub dev: bool,
     /// Directory of the durable store (mode 0700). None in dev: state kept in memory.
     pub data_dir: Option<PathBuf>,
+    /// Replace the store's identifier at start (`--new-store-id`, once, after restoring the
+    /// store from a backup): brokers compare revocation revisions only within one store id,
+    /// and a restored store's revision went back. Default false.
+    pub renew_store_id: bool,
     /// PEM certificate chain for HTTPS.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for HTTPS.
@@ -144,6 +148,7 @@ impl Default for CpConfig {
             listen: "127.0.0.1:7700".parse().expect("literal"),
             dev: true,
             data_dir: None,
+            renew_store_id: false,
             tls_cert: None,
             tls_key: None,
             admin_token_file: None,

@@ -42,10 +42,13 @@ pub async fn build_state(
         cfg.key_propagation_s,
     ));
     keys.ensure(now_s()).await.map_err(|e| e.to_string())?;
-    let revocations = Arc::new(revocations::Revocations::new(
-        store.clone(),
-        revocations::Retention::from_config(&cfg),
-    ));
+    let store_id = revocations::ensure_store_id(&*store, cfg.renew_store_id)
+        .await
+        .map_err(|e| e.to_string())?;
+    let revocations = Arc::new(
+        revocations::Revocations::new(store.clone(), revocations::Retention::from_config(&cfg))
+            .with_store_id(store_id),
+    );
     let fetcher = exchange::fetch::Fetcher::new(&cfg.oidc)?;
     let issuer_keys = Arc::new(exchange::issuers::IssuerKeys::new(
         fetcher, &cfg.oidc, cfg.dev,

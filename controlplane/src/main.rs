@@ -33,6 +33,10 @@ struct Args {
     /// Directory of the durable store (created with mode 0700).
     #[arg(long, env = "FELIX_CP_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Give the store a new identifier at start: once, after restoring it from a backup (its
+    /// revocation revision went back; brokers would refuse it under the old identifier).
+    #[arg(long)]
+    new_store_id: bool,
     /// PEM certificate chain (HTTPS).
     #[arg(long, env = "FELIX_CP_TLS_CERT")]
     tls_cert: Option<PathBuf>,
@@ -129,6 +133,9 @@ fn load(args: &Args) -> Result<CpConfig, String> {
     }
     if let Some(v) = &args.data_dir {
         cfg.data_dir = Some(v.clone());
+    }
+    if args.new_store_id {
+        cfg.renew_store_id = true;
     }
     if let Some(v) = &args.tls_cert {
         cfg.tls_cert = Some(v.clone());

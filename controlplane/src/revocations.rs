@@ -80,12 +80,59 @@ impl Retention {
 pub struct Revocations {
     store: Arc<dyn Store>,
     retention: Retention,
+    /// The store's identifier ([`ensure_store_id`]), sent with every list.
+    store_id: String,
+}
+
+/// Where the store's identifier is kept.
+pub const STORE_ID_KEY: &str = "meta/store_id";
+
+/// The store's random identifier, made with the store (the first start on it). The list's
+/// `revision` is the store's counter, which restarts when the store is recreated: brokers
+/// compare revisions only between lists of one store id, so a recreated store is not taken
+/// for a rollback. `renew` replaces it (after restoring a backup: the restored store's
+/// counter went back, under the id brokers already hold).
+pub async fn ensure_store_id(store: &dyn Store, renew: bool) -> Result<String, ApiError> {
+    loop {
+        let existing = store.get(STORE_ID_KEY).await?;
+        if let Some(v) = &existing {
+            if let (false, Some(id)) = (renew, v.value.as_str()) {
+                return Ok(id.to_owned());
+            }
+        }
+        let id = format!("{:032x}", rand::random::<u128>());
+        let compare = match existing {
+            Some(v) => Compare::ModRevision(STORE_ID_KEY.into(), v.mod_revision),
+            None => Compare::Absent(STORE_ID_KEY.into()),
+        };
+        let txn = Txn {
+            compare: vec![compare],
+            ops: vec![Op::Put(
+                STORE_ID_KEY.into(),
+                serde_json::Value::String(id.clone()),
+            )],
+        };
+        if store.txn(txn).await?.committed() {
+            tracing::info!(store_id = %id, "control plane store identifier created");
+            return Ok(id);
+        }
+    }
 }
 
 impl Revocations {
     /// Revocations kept as `retention` says.
     pub fn new(store: Arc<dyn Store>, retention: Retention) -> Self {
-        Revocations { store, retention }
+        Revocations {
+            store,
+            retention,
+            store_id: String::new(),
+        }
+    }
+
+    /// Sends `id` (the store's identifier) with every list.
+    pub fn with_store_id(mut self, id: String) -> Self {
+        self.store_id = id;
+        self
     }
 
     fn jti_listed(&self, r: &RevokedJti, now_s: u64) -> bool {
@@ -149,6 +196,7 @@ impl Revocations {
         let (_, subs) = self.store.list(SUB).await?;
         let mut out = RevocationList {
             revision,
+            store_id: self.store_id.clone(),
             ..RevocationList::default()
         };
         for (_, v) in jtis {
@@ -231,6 +279,34 @@ mod tests {
         broker_leeway_s: 60,
         subject_token_s: 100,
     };
+
+    /// The store id is made with the store, kept across restarts, different for a recreated
+    /// store, replaced on request, and sent with the list. On the old code the list carried
+    /// no store id: a broker could not tell a recreated store from a rollback.
+    #[tokio::test]
+    async fn the_store_id_is_made_with_the_store_and_sent_with_the_list() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("store");
+        let first = {
+            let store = FileStore::open(&dir).unwrap();
+            ensure_store_id(&store, false).await.unwrap()
+        };
+        assert_eq!(first.len(), 32);
+        let store: Arc<dyn Store> = Arc::new(FileStore::open(&dir).unwrap());
+        assert_eq!(ensure_store_id(&*store, false).await.unwrap(), first);
+        let r = Revocations::new(store.clone(), RET).with_store_id(first.clone());
+        let l = r.list(0).await.unwrap();
+        assert_eq!(l.store_id, first);
+        let json = serde_json::to_value(&l).unwrap();
+        assert_eq!(json["store_id"], first.as_str());
+        let renewed = ensure_store_id(&*store, true).await.unwrap();
+        assert_ne!(renewed, first);
+        assert_eq!(ensure_store_id(&*store, false).await.unwrap(), renewed);
+        let fresh = ensure_store_id(&FileStore::open(&tmp.path().join("other")).unwrap(), false)
+            .await
+            .unwrap();
+        assert_ne!(fresh, renewed, "a recreated store has a new id");
+    }
 
     #[tokio::test]
     async fn a_jti_entry_is_listed_until_exp_plus_the_broker_leeway() {

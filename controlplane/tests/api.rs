@@ -350,6 +350,18 @@ fn production_refuses_unsafe_setups_and_requires_the_admin_token_over_https() {
     let (s, v) = cp.get("/v1/revocations");
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["jtis"], json!([]), "the refused writes left nothing");
+    assert_eq!(cp.get("/v1/broker/definitions").0, 200);
+    // Nothing else of the admin API: 403 (it is a known credential, for other reads). On the
+    // old code the broker read token read every admin GET (tenants, issuers, keys).
+    for path in ["/v1/tenants", "/v1/tenants/acme", "/v1/keys"] {
+        let (s, v) = cp.get(path);
+        assert_eq!(
+            (s, v["error"].as_str()),
+            (403, Some("forbidden")),
+            "{path} {v}"
+        );
+    }
+    cp.admin = Some("env-admin-token-0123456789".into());
     assert_eq!(cp.get("/v1/tenants").0, 200);
     assert_eq!(cp.get("/v1/keys").1["keys"].as_array().unwrap().len(), 1);
     assert!(

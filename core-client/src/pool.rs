@@ -14,7 +14,7 @@ use tracing::{debug, warn};
 
 use crate::config::{ClientConfig, Tls};
 use crate::conn::{self, Live};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::refresh::{self, Tokens};
 use felix_wire::features;
 
@@ -265,17 +265,40 @@ impl Pool {
         let Some(token) = cur.token else { return };
         let (live, tokens) = (live.clone(), self.tokens.clone());
         tokio::spawn(async move {
-            match live.reauth(&token, grace).await {
-                Ok(()) => {
-                    live.set_token_gen(cur.gen);
-                    tokens.reauths.fetch_add(1, Ordering::Relaxed);
+            // A busy broker (`overloaded`: its per-connection reauth rate bound) or one that
+            // cannot decide now (`unavailable`, a timeout) is asked again on the same
+            // connection, backing off; only a refusal of the token (`unauthorized`,
+            // `forbidden`) or a dead connection retires it. Retiring on a busy answer would
+            // reconnect (a full handshake and `auth`) exactly when the broker asked for less.
+            let mut backoff = REAUTH_RETRY_MIN;
+            loop {
+                let e = match live.reauth(&token, grace).await {
+                    Ok(()) => {
+                        live.set_token_gen(cur.gen);
+                        tokens.reauths.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                    Err(e) => e,
+                };
+                tokens.reauth_failures.fetch_add(1, Ordering::Relaxed);
+                let busy = matches!(
+                    e.code(),
+                    ErrorCode::Overloaded | ErrorCode::Unavailable | ErrorCode::Timeout
+                );
+                if busy && !live.is_dead() {
+                    // A newer token supersedes this one (its own task moves the connection).
+                    if tokens.current().gen != cur.gen || live.token_gen() >= cur.gen {
+                        return;
+                    }
+                    warn!(error = %e, retry_in = ?backoff, "reauth not taken now; retrying on the same connection");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(REAUTH_RETRY_MAX);
+                    continue;
                 }
-                Err(e) => {
-                    warn!(error = %e, "reauth failed; replacing the connection");
-                    tokens.reauth_failures.fetch_add(1, Ordering::Relaxed);
-                    tokens.retired.fetch_add(1, Ordering::Relaxed);
-                    live.retire(grace);
-                }
+                warn!(error = %e, "reauth failed; replacing the connection");
+                tokens.retired.fetch_add(1, Ordering::Relaxed);
+                live.retire(grace);
+                return;
             }
         });
     }
@@ -285,6 +308,12 @@ impl Pool {
         Instant::now() + self.cfg.request_timeout + extra
     }
 }
+
+/// First wait before asking again after a `reauth` answered `overloaded`/`unavailable`; it
+/// doubles up to [`REAUTH_RETRY_MAX`] (the broker's reauth bucket refills over a minute).
+const REAUTH_RETRY_MIN: Duration = Duration::from_millis(250);
+/// Longest wait between `reauth` attempts on one connection.
+const REAUTH_RETRY_MAX: Duration = Duration::from_secs(8);
 
 async fn resolve(addr: &str) -> Result<SocketAddr> {
     if let Ok(a) = addr.parse() {

@@ -171,6 +171,38 @@ async fn reauth_carries_the_new_token_on_the_live_connection_when_granted() {
     client.ping().await.unwrap();
 }
 
+/// A `reauth` answered `overloaded` (the broker's reauth rate bound) is retried with backoff on
+/// the same connection, which is never retired. On the old code any failed reauth retired the
+/// connection: a reconnect (handshake, `auth`) exactly when the broker asked for less.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overloaded_reauth_is_retried_on_the_same_connection() {
+    let peer = RefreshPeer::start_overloading("reauth-overloaded", false, 2);
+    let (source, _calls) = counted(|n| Ok(format!("opaque-token-{n}")));
+    let client = Client::connect(ClientConfig {
+        token_source: Some(source),
+        token_refresh: TokenRefresh {
+            // One refresh within the test: the retries, not later refreshes, carry it.
+            interval: Some(Duration::from_millis(300)),
+            ..fast_refresh(300)
+        },
+        request_timeout: Duration::from_millis(500),
+        ..peer.client_config()
+    })
+    .await
+    .unwrap();
+    eventually(20, "a reauth taken after two overloaded", || {
+        client.token_stats().reauths >= 1
+    })
+    .await;
+    let stats = client.token_stats();
+    assert!(stats.reauth_failures >= 2, "{stats:?}");
+    assert_eq!(stats.retired_connections, 0, "{stats:?}");
+    client.ping().await.unwrap();
+    let log = peer.log.lock().unwrap();
+    assert_eq!(log.connections, 1, "never reconnected");
+    assert!(log.reauth_tokens.len() >= 3, "{:?}", log.reauth_tokens);
+}
+
 /// A refused `reauth` replaces the connection: the next call connects anew with the newest
 /// token.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

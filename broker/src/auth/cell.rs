@@ -205,7 +205,14 @@ struct Inner {
     tenant_ended: Option<TenantEnded>,
     /// `reauth`s of the connection, bounded by `limits.max_reauths_per_minute`.
     reauths: Mutex<Option<ReauthBucket>>,
+    /// Audit lines of rate-limited reauths: when the last was written, and how many were
+    /// left out since.
+    limited_audit: Mutex<(Option<Instant>, u64)>,
 }
+
+/// One audit line per connection per this window for reauths refused by the rate bound; the
+/// next line says how many were left out.
+pub const LIMITED_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 
 impl std::fmt::Debug for Cells {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -289,23 +296,70 @@ impl Cells {
             .take(per_minute, now)
     }
 
+    /// A reauth (or token swap) refused by the rate bound at `now`: `Some(n)` when it gets an
+    /// audit line (the first in [`LIMITED_AUDIT_WINDOW`]; `n` were left out since the last
+    /// line), `None` when it is only counted. A client hammering `reauth` cannot flood the
+    /// audit log: refusals past the bound cost one line per connection per window.
+    pub fn limited_audit(&self, now: Instant) -> Option<u64> {
+        let mut g = self.inner.limited_audit.lock();
+        let due =
+            g.0.is_none_or(|t| now.saturating_duration_since(t) >= LIMITED_AUDIT_WINDOW);
+        if due {
+            let left_out = g.1;
+            *g = (Some(now), 0);
+            Some(left_out)
+        } else {
+            g.1 += 1;
+            None
+        }
+    }
+
     /// Binds a freshly authenticated principal: joins the connection's cell for the same
-    /// (tenant, subject), putting this token in force for it, or makes a new cell (with its
-    /// watcher when the credentials expire or can be revoked).
-    pub fn bind(&self, principal: Principal, auth: &Arc<dyn Authenticator>) -> Arc<PrincipalCell> {
+    /// (tenant, subject), or makes a new cell (with its watcher when the credentials expire or
+    /// can be revoked). Joining with other credentials than the ones in force puts them in
+    /// force for every stream of the principal, as a `reauth` does: it is charged to the
+    /// connection's reauth bound (`per_minute`, 0: unbounded) and reported as a swap for the
+    /// audit log; past the bound nothing changes ([`SwapLimited`]). Joining with the same
+    /// credentials (the client's other streams after a refresh) swaps nothing and is free.
+    /// The caller takes (or confirms) the tenant's connection slot after this: a joined cell
+    /// may have ended and been revived here.
+    pub fn bind(
+        &self,
+        principal: Principal,
+        auth: &Arc<dyn Authenticator>,
+        per_minute: u32,
+        now: Instant,
+    ) -> Result<Bound, SwapLimited> {
         let mut cells = self.inner.cells.lock();
         cells.retain(|w| w.strong_count() > 0);
         for w in cells.iter() {
             if let Some(cell) = w.upgrade() {
-                let same = {
+                let (same, same_credentials) = {
                     let s = cell.state.borrow();
-                    s.principal.tenant == principal.tenant
-                        && s.principal.subject == principal.subject
+                    let p = &s.principal;
+                    let same = p.tenant == principal.tenant && p.subject == principal.subject;
+                    (
+                        same,
+                        same && s.ended.is_none() && p.same_credentials(&principal),
+                    )
                 };
-                if same {
-                    cell.replace(principal);
-                    return cell;
+                if !same {
+                    continue;
                 }
+                if same_credentials {
+                    return Ok(Bound {
+                        cell,
+                        swapped: false,
+                    });
+                }
+                if !self.take_reauth(per_minute, now) {
+                    return Err(SwapLimited);
+                }
+                cell.replace(principal);
+                return Ok(Bound {
+                    cell,
+                    swapped: true,
+                });
             }
         }
         let watched = principal.expires_at.is_some() || auth.changes().is_some();
@@ -319,9 +373,36 @@ impl Cells {
                 auth.clone(),
             ));
         }
-        cell
+        Ok(Bound {
+            cell,
+            swapped: false,
+        })
+    }
+
+    /// Ends `cell` (e.g. revived by a swap but refused its tenant's connection slot) and
+    /// tells the hook when it was the tenant's last live cell.
+    pub fn end_cell(&self, cell: &PrincipalCell, reason: &str) {
+        if cell.end(reason) {
+            self.inner.cell_ended(cell.tenant());
+        }
     }
 }
+
+/// What [`Cells::bind`] did.
+#[derive(Debug)]
+pub struct Bound {
+    /// The principal's cell on this connection.
+    pub cell: Arc<PrincipalCell>,
+    /// Whether other credentials were put in force for the principal (a swap, like `reauth`).
+    pub swapped: bool,
+}
+
+/// A stream `auth` would have put other credentials in force for a live principal past the
+/// connection's `limits.max_reauths_per_minute`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a new token for a live principal is a reauth, and this connection is past limits.max_reauths_per_minute; the token in force stays")]
+#[non_exhaustive]
+pub struct SwapLimited;
 
 /// When `exp + leeway` (Unix seconds) is, as a tokio instant.
 fn deadline_of(at_s: u64) -> tokio::time::Instant {
@@ -431,8 +512,8 @@ mod tests {
         let t = told.clone();
         let cells = Cells::with_hook(Box::new(move |tenant: &str| t.lock().push(tenant.into())));
         let p = |tok: &str| auth.authenticate("acme", Some(tok)).unwrap();
-        let a = cells.bind(p("a1"), &auth);
-        let b = cells.bind(p("b1"), &auth);
+        let a = cells.bind(p("a1"), &auth, 0, Instant::now()).unwrap().cell;
+        let b = cells.bind(p("b1"), &auth, 0, Instant::now()).unwrap().cell;
         let mut rx = a.watch();
         let only = |p: &Principal| p.jti.is_none() && p.perms.allows(Action::Publish, "ns", "s");
         let waiting = tokio::spawn(async move { until_withdrawn(&mut rx, only).await });
@@ -454,6 +535,55 @@ mod tests {
         assert_eq!(*told.lock(), vec!["acme".to_owned()]);
     }
 
+    /// A stream `auth` with another token for a live principal is a swap: charged to the
+    /// reauth bound (refused past it, the token in force stays) and reported; the same
+    /// credentials again swap nothing and are free. On the old code every such `auth`
+    /// replaced the principal's token, unbounded and unreported.
+    #[tokio::test]
+    async fn a_swap_by_auth_is_charged_to_the_reauth_bound() {
+        let auth = auth();
+        let cells = Cells::default();
+        let t0 = Instant::now();
+        let p = |t: &str, exp: u64| {
+            let mut p = auth.authenticate("acme", Some(t)).unwrap();
+            // Far ahead: the cell's watcher must not end it during the test.
+            p.expires_at = Some(4_000_000_000 + exp);
+            p
+        };
+        let first = cells.bind(p("a1", 100), &auth, 2, t0).unwrap();
+        assert!(!first.swapped);
+        for _ in 0..5 {
+            let same = cells.bind(p("a1", 100), &auth, 2, t0).unwrap();
+            assert!(!same.swapped && Arc::ptr_eq(&same.cell, &first.cell));
+        }
+        assert!(cells.bind(p("a1", 200), &auth, 2, t0).unwrap().swapped);
+        assert!(cells.bind(p("a1", 300), &auth, 2, t0).unwrap().swapped);
+        assert_eq!(
+            cells.bind(p("a1", 400), &auth, 2, t0).unwrap_err(),
+            SwapLimited
+        );
+        assert_eq!(
+            first.cell.principal().expires_at,
+            Some(4_000_000_300),
+            "in force stays"
+        );
+        assert!(!cells.take_reauth(2, t0), "one bucket for reauth and swaps");
+    }
+
+    /// Rate-limited reauths get one audit line per connection per window, which says how
+    /// many were left out. On the old code every refused reauth was a line.
+    #[test]
+    fn rate_limited_reauths_are_audited_once_per_window() {
+        let cells = Cells::default();
+        let t0 = Instant::now();
+        assert_eq!(cells.limited_audit(t0), Some(0));
+        for i in 1..=50 {
+            assert_eq!(cells.limited_audit(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(cells.limited_audit(t0 + LIMITED_AUDIT_WINDOW), Some(50));
+        assert_eq!(cells.limited_audit(t0 + LIMITED_AUDIT_WINDOW), None);
+    }
+
     fn auth() -> Arc<dyn Authenticator> {
         let e = |token: &str, subject: &str| TokenEntry {
             tenant: "acme".into(),
@@ -470,9 +600,10 @@ mod tests {
         let auth = auth();
         let cells = Cells::default();
         let p = |t: &str| auth.authenticate("acme", Some(t)).unwrap();
-        let a = cells.bind(p("a1"), &auth);
-        let a2 = cells.bind(p("a2"), &auth);
-        let b = cells.bind(p("b1"), &auth);
+        let bind = |t: &str| cells.bind(p(t), &auth, 0, Instant::now()).unwrap().cell;
+        let a = bind("a1");
+        let a2 = bind("a2");
+        let b = bind("b1");
         assert!(Arc::ptr_eq(&a, &a2), "same tenant and subject: one cell");
         assert!(!Arc::ptr_eq(&a, &b));
         assert!(a.reauth(&*auth, "a1").is_ok());
@@ -492,7 +623,7 @@ mod tests {
             .authorize(&*auth, Action::Publish, "acme", "ns", Resource::Exact("s"))
             .is_ok());
         drop((a, a2));
-        let _c = cells.bind(p("a1"), &auth);
+        let _c = bind("a1");
         assert_eq!(cells.inner.cells.lock().len(), 2, "dead cells are pruned");
     }
 }

@@ -12,8 +12,13 @@
 //! stale. A new key set replaces the verifier as a whole (one pointer swap), so during a
 //! rotation tokens of both keys verify as long as the control plane publishes both.
 //!
-//! A poll whose revocation list is older (lower `revision`) than the applied one is refused
-//! whole, its keys too: both come from the same stale replica (`revocations.rs`). A key left
+//! A poll whose revocation list is older (lower `revision`) than the applied one of the same
+//! control plane store is refused (`revocations.rs`); its key set is still applied: the
+//! rollback rule guards revocations only, and refusing keys would freeze a broker on
+//! withdrawn keys (a key rotated out stays trusted). A list from another store (the control
+//! plane's store was recreated or restored: a new `store_id`, its revision restarted) re-arms
+//! the guard at its revision, logged as an error. While the latest poll's list is refused,
+//! `/ready` details show `rollback` and `felix_auth_feed_rollback_active` is 1. A key left
 //! out of a new key set ends the live principals whose token it verified (`cell.rs`).
 
 use std::collections::HashSet;
@@ -74,6 +79,8 @@ struct Status {
     /// The latest poll failed (the feed is stale).
     failing: bool,
     last_error: Option<String>,
+    /// The latest poll's revocation list was refused as a rollback (why).
+    rollback: Option<String>,
 }
 
 /// Keys and revocations, swapped whole by the feed, read once per `auth`.
@@ -154,19 +161,25 @@ impl Feed {
     }
 
     /// [`Feed::apply`] at `now_s` (Unix seconds), for a list as the broker reads it. A list
-    /// older than the applied one refuses the whole copy (its keys too: they come from the
-    /// same stale source), counted as a failed poll and a rollback.
+    /// older than the applied one of the same store is refused (counted as a failed poll and
+    /// a rollback); the key set is applied either way.
     pub fn apply_at(&self, jwks: Jwks, list: FeedList, now_s: u64) -> Result<(), Rollback> {
-        let changed = {
+        let (changed, refused) = {
             let mut cur = self.current.write();
-            let revocations = match cur.revocations.next(&list, now_s, self.retention) {
-                Ok(r) => r,
-                Err(e) => {
-                    drop(cur);
-                    self.rollbacks.fetch_add(1, Ordering::Relaxed);
-                    self.failed(&FeedError(e.to_string()));
-                    return Err(e);
-                }
+            if cur.revocations.other_store(&list) {
+                tracing::error!(
+                    from_store = ?cur.revocations.store_id().map(crate::audit::loggable),
+                    from_revision = cur.revocations.revision(),
+                    to_store = ?list.store_id.as_deref().map(crate::audit::loggable),
+                    to_revision = list.revision,
+                    "auth feed: the control plane's store changed (recreated or restored \
+                     from a backup); the revocation rollback guard is re-armed at the new \
+                     store's revision"
+                );
+            }
+            let (revocations, refused) = match cur.revocations.next(&list, now_s, self.retention) {
+                Ok(r) => (r, None),
+                Err(e) => (cur.revocations.clone(), Some(e)),
             };
             let keys_changed = cur.jwks != jwks;
             let revs_changed = cur.revocations != revocations;
@@ -194,8 +207,17 @@ impl Feed {
                 };
                 *cur = Arc::new(next);
             }
-            keys_changed || revs_changed
+            (keys_changed || revs_changed, refused)
         };
+        if changed {
+            self.changes.send_modify(|n| *n += 1);
+        }
+        if let Some(e) = refused {
+            self.rollbacks.fetch_add(1, Ordering::Relaxed);
+            self.failed(&FeedError(e.to_string()));
+            self.status.lock().rollback = Some(e.to_string());
+            return Err(e);
+        }
         {
             let mut st = self.status.lock();
             if st.failing {
@@ -204,9 +226,7 @@ impl Feed {
             st.last_ok = Some(Instant::now());
             st.failing = false;
             st.last_error = None;
-        }
-        if changed {
-            self.changes.send_modify(|n| *n += 1);
+            st.rollback = None;
         }
         Ok(())
     }
@@ -298,6 +318,8 @@ impl Feed {
                 "age_s": age,
                 "keys": keys,
                 "revocation_revision": cur.revocations.revision(),
+                "store_id": cur.revocations.store_id().map(crate::audit::loggable),
+                "rollback": st.rollback,
                 "revoked_jtis": cur.revocations.jti_count(),
                 "rollbacks": self.rollbacks.load(Ordering::Relaxed),
                 "failures": self.failures.load(Ordering::Relaxed),
@@ -310,11 +332,11 @@ impl Feed {
     pub fn render_metrics(&self, out: &mut String) {
         use std::fmt::Write;
         let keys = self.current().verifier.key_count();
-        let age = self
-            .status
-            .lock()
-            .last_ok
-            .map_or(-1.0, |t| t.elapsed().as_secs_f64());
+        let (age, rollback) = {
+            let st = self.status.lock();
+            let age = st.last_ok.map_or(-1.0, |t| t.elapsed().as_secs_f64());
+            (age, u8::from(st.rollback.is_some()))
+        };
         let _ = writeln!(
             out,
             "# HELP felix_auth_feed_failures_total Failed polls of the control-plane key and revocation feed.\n\
@@ -324,7 +346,9 @@ impl Feed {
              # HELP felix_auth_keys Usable token signing keys in force.\n\
              # TYPE felix_auth_keys gauge\nfelix_auth_keys {keys}\n\
              # HELP felix_auth_feed_rollbacks_total Feed polls refused because their revocation list was older than the applied one.\n\
-             # TYPE felix_auth_feed_rollbacks_total counter\nfelix_auth_feed_rollbacks_total {}",
+             # TYPE felix_auth_feed_rollbacks_total counter\nfelix_auth_feed_rollbacks_total {}\n\
+             # HELP felix_auth_feed_rollback_active 1 while the latest poll's revocation list is refused as older than the applied one of the same store.\n\
+             # TYPE felix_auth_feed_rollback_active gauge\nfelix_auth_feed_rollback_active {rollback}",
             self.failures.load(Ordering::Relaxed),
             self.rollbacks.load(Ordering::Relaxed)
         );

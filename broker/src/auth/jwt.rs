@@ -21,6 +21,9 @@ use super::{now_s, AuthConfig, AuthError, AuthStatus, Authenticator, Principal};
 pub struct JwtAuth {
     feed: Arc<Feed>,
     leeway_s: u64,
+    /// `auth.max_token_lifetime_s`: tokens with `exp - iat` above it are refused (revocation
+    /// retention assumes no token lives longer).
+    max_token_lifetime_s: u64,
     poll: Option<Poll>,
     expired: AtomicU64,
     revoked: AtomicU64,
@@ -178,6 +181,7 @@ impl JwtAuth {
         let mut auth = Self::new(vcfg, keys, poll.is_some(), poll);
         let feed = Arc::into_inner(auth.feed).expect("the feed is not shared yet");
         auth.feed = Arc::new(feed.with_max_token_lifetime(cfg.max_token_lifetime_s));
+        auth.max_token_lifetime_s = cfg.max_token_lifetime_s;
         Ok(auth)
     }
 
@@ -191,6 +195,7 @@ impl JwtAuth {
         Self {
             feed: Arc::new(Feed::new(cfg, keys, polled)),
             leeway_s,
+            max_token_lifetime_s: super::config::DEFAULT_MAX_TOKEN_LIFETIME_S,
             poll,
             expired: AtomicU64::new(0),
             revoked: AtomicU64::new(0),
@@ -256,6 +261,16 @@ impl Authenticator for JwtAuth {
             .verifier
             .verify(token, now_s())
             .map_err(|e| AuthError::Unauthorized(e.to_string()))?;
+        // Revocations are kept only as long as a token can live: a longer-lived token (a
+        // misconfigured issuer, a stolen key) would outlive them.
+        let lifetime = claims.exp.saturating_sub(claims.iat);
+        if lifetime > self.max_token_lifetime_s {
+            return Err(AuthError::Unauthorized(format!(
+                "token lifetime (exp - iat) of {lifetime} s is over this broker's \
+                 auth.max_token_lifetime_s of {} s",
+                self.max_token_lifetime_s
+            )));
+        }
         // The same answer as any bad token: a token of one tenant never opens another.
         if claims.tenant != tenant {
             return Err(AuthError::Unauthorized(

@@ -58,6 +58,16 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Whether `other` carries the same credentials (the same token, as far as the broker
+    /// keeps it): putting it in force would change nothing.
+    pub fn same_credentials(&self, other: &Principal) -> bool {
+        self.jti == other.jti
+            && self.kid == other.kid
+            && self.expires_at == other.expires_at
+            && self.issued_at == other.issued_at
+            && (Arc::ptr_eq(&self.perms, &other.perms) || self.perms == other.perms)
+    }
+
     /// A principal with every permission in `tenant` and no expiry (dev mode, static tokens).
     pub fn unrestricted(tenant: String, subject: Option<String>) -> Self {
         Self {

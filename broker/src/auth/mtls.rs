@@ -64,6 +64,12 @@ impl IdentityBinding {
             _ => self.identity == id,
         }
     }
+
+    /// How specific a match is: an exact identity beats any prefix, a longer prefix a
+    /// shorter one.
+    fn specificity(&self) -> (bool, usize) {
+        (!self.identity.ends_with("/*"), self.identity.len())
+    }
 }
 
 impl MtlsConfig {
@@ -106,17 +112,27 @@ impl MtlsConfig {
         Ok(())
     }
 
-    /// The certificate-only principal of a token-less `auth` for `tenant`: the first entry
-    /// that matches the identity, lists the tenant and has grants.
+    /// The certificate-only principal of a token-less `auth` for `tenant`. The most specific
+    /// entry matching the identity decides (exact beats prefix, longer prefix beats shorter;
+    /// among equals the first): it must list the tenant and have grants. So an exact entry
+    /// without grants (the operator's "this one needs a token") is not overruled by a broad
+    /// prefix entry with grants, whatever their order in the file.
     pub fn certificate_principal(
         &self,
         identity: Option<&str>,
         tenant: &str,
     ) -> Option<super::Principal> {
         let id = identity?;
-        let b = self.identities.iter().find(|b| {
-            !b.grants.is_empty() && b.matches(id) && b.tenants.iter().any(|t| t == tenant)
-        })?;
+        let mut best: Option<&IdentityBinding> = None;
+        for b in self.identities.iter().filter(|b| b.matches(id)) {
+            if best.is_none_or(|x| b.specificity() > x.specificity()) {
+                best = Some(b);
+            }
+        }
+        let b = best?;
+        if b.grants.is_empty() || !b.tenants.iter().any(|t| t == tenant) {
+            return None;
+        }
         // Checked at start (validate); per `auth`, like a token's grants.
         let perms = felix_auth::Permissions::compile(&b.grants).ok()?;
         Some(super::Principal {
@@ -160,6 +176,7 @@ impl MtlsConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use felix_auth::Action;
     use felix_transport::ClientAuth;
 
     fn cfg() -> MtlsConfig {
@@ -227,6 +244,46 @@ mod tests {
             c.validate(ClientAuth::Required).is_err(),
             "grants outside the grammar"
         );
+    }
+
+    /// The most specific matching entry decides, not the first: an exact entry without grants
+    /// vetoes the token-less access a broader prefix entry listed before it would give, and a
+    /// longer prefix beats a shorter one. On the old code the first match (the broad prefix)
+    /// won in both cases.
+    #[test]
+    fn the_most_specific_entry_decides_certificate_only_access() {
+        let grant = |ns: &str| {
+            vec![felix_auth::Grant {
+                actions: vec!["subscribe".into()],
+                resources: vec![format!("{ns}/>")],
+            }]
+        };
+        let entry = |identity: &str, grants| IdentityBinding {
+            identity: identity.into(),
+            tenants: vec!["acme".into()],
+            grants,
+        };
+        let c = MtlsConfig {
+            identities: vec![
+                entry("spiffe://ex.org/ns/acme/*", grant("broad")),
+                entry("spiffe://ex.org/ns/acme/sa/billing", vec![]),
+                entry("spiffe://ex.org/ns/acme/sa/*", grant("narrow")),
+            ],
+        };
+        assert!(
+            c.certificate_principal(Some("spiffe://ex.org/ns/acme/sa/billing"), "acme")
+                .is_none(),
+            "the exact entry without grants vetoes"
+        );
+        let p = c
+            .certificate_principal(Some("spiffe://ex.org/ns/acme/sa/feed"), "acme")
+            .unwrap();
+        assert!(p.perms.allows(Action::Subscribe, "narrow", "s"));
+        assert!(!p.perms.allows(Action::Subscribe, "broad", "s"));
+        let p = c
+            .certificate_principal(Some("spiffe://ex.org/ns/acme/other"), "acme")
+            .unwrap();
+        assert!(p.perms.allows(Action::Subscribe, "broad", "s"));
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! never rolled back, and with revoked token ids kept until their token could have expired.
 //!
 //! Three rules make a stale or replayed list harmless:
-//! * a list whose `revision` is lower than the applied one is refused whole ([`Rollback`]:
-//!   a stale control-plane replica, or a replayed response), so revoked subjects cannot be
-//!   un-revoked by it;
+//! * a list whose `revision` is lower than the applied one *of the same store* is refused
+//!   whole ([`Rollback`]: a stale control-plane replica, or a replayed response), so revoked
+//!   subjects cannot be un-revoked by it. The revision is the control plane store's counter,
+//!   which restarts when the store is recreated (or restored, which gives it a new
+//!   `store_id`): a list of another store re-arms the guard at its revision instead of
+//!   freezing the broker on the old store's revision forever;
 //! * a revoked `jti` stays revoked until the latest moment its token could still be accepted
 //!   (its entry's `exp` plus the broker's leeway; without an `exp`, the time it was seen plus
 //!   `auth.max_token_lifetime_s`), even when a later list leaves it out;
+//! * a revoked subject stays revoked until no token issued before its cutoff can be accepted
+//!   (`before + auth.max_token_lifetime_s + leeway`; the broker refuses longer-lived tokens),
+//!   even when a later list leaves it out;
 //! * lookups are a hash probe by `jti` and one by (tenant, subject): every `auth` and every
 //!   feed re-check of the live principals pays O(1), not a scan of the list.
 //!
@@ -24,6 +30,10 @@ use serde::Deserialize;
 pub struct FeedList {
     /// Increases whenever the list changes.
     pub revision: u64,
+    /// The control plane store the revision counts in (absent: a control plane that does
+    /// not send it, taken as one store of its own).
+    #[serde(default)]
+    pub store_id: Option<String>,
     /// Revoked tokens.
     #[serde(default)]
     pub jtis: Vec<FeedJti>,
@@ -46,6 +56,7 @@ impl From<RevocationList> for FeedList {
     fn from(l: RevocationList) -> Self {
         Self {
             revision: l.revision,
+            store_id: (!l.store_id.is_empty()).then_some(l.store_id),
             jtis: l
                 .jtis
                 .into_iter()
@@ -86,6 +97,8 @@ pub struct Retention {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Revocations {
     revision: u64,
+    /// The store `revision` counts in.
+    store_id: Option<Box<str>>,
     /// Revoked `jti` → until when it is kept (Unix seconds).
     jtis: HashMap<Box<str>, u64>,
     /// tenant → subject → tokens issued before this (Unix seconds) are revoked.
@@ -98,16 +111,27 @@ impl Revocations {
         self.revision
     }
 
+    /// The control plane store the applied revision counts in.
+    pub fn store_id(&self) -> Option<&str> {
+        self.store_id.as_deref()
+    }
+
+    /// Whether `list` comes from another store than the applied list (a recreated or
+    /// restored control plane store: its revision restarts).
+    pub fn other_store(&self, list: &FeedList) -> bool {
+        self.revision > 0 && self.store_id.as_deref() != list.store_id.as_deref()
+    }
+
     /// Revoked token ids held (the list's and the retained ones).
     pub fn jti_count(&self) -> usize {
         self.jtis.len()
     }
 
     /// What is in force after `list` arrives at `now_s`: the list, plus the token ids an
-    /// earlier list revoked that could still be accepted. A list older than this one is
-    /// refused.
+    /// earlier list revoked that could still be accepted. A list older than this one of the
+    /// same store is refused; one of another store re-arms the guard at its revision.
     pub fn next(&self, list: &FeedList, now_s: u64, r: Retention) -> Result<Self, Rollback> {
-        if list.revision < self.revision {
+        if !self.other_store(list) && list.revision < self.revision {
             return Err(Rollback {
                 got: list.revision,
                 applied: self.revision,
@@ -138,8 +162,26 @@ impl Revocations {
                 .or_insert(s.before);
             *e = (*e).max(s.before);
         }
+        // A revoked subject stays revoked while a token issued before its cutoff can still be
+        // accepted (`before + max_token_lifetime_s + leeway_s`), even when a later list (a
+        // restored or recreated store, a control plane that pruned early) leaves it out.
+        // Tokens issued after the cutoff are not affected by it anyway.
+        let keep_s = r.max_token_lifetime_s.saturating_add(r.leeway_s);
+        for (tenant, subs) in &self.subjects {
+            for (sub, &before) in subs {
+                if before.saturating_add(keep_s) > now_s {
+                    let e = subjects
+                        .entry(tenant.clone())
+                        .or_default()
+                        .entry(sub.clone())
+                        .or_insert(before);
+                    *e = (*e).max(before);
+                }
+            }
+        }
         Ok(Self {
             revision: list.revision,
+            store_id: list.store_id.as_deref().map(Into::into),
             jtis,
             subjects,
         })
@@ -168,6 +210,7 @@ mod tests {
     fn list(revision: u64, jtis: &[(&str, Option<u64>)], subjects: &[(&str, u64)]) -> FeedList {
         FeedList {
             revision,
+            store_id: None,
             jtis: jtis
                 .iter()
                 .map(|&(jti, exp)| FeedJti {
@@ -202,6 +245,27 @@ mod tests {
     }
 
     #[test]
+    fn a_list_of_another_store_rearms_the_guard_and_the_same_store_is_still_guarded() {
+        let of = |store: &str, l: FeedList| FeedList {
+            store_id: Some(store.into()),
+            ..l
+        };
+        let r = Revocations::default()
+            .next(&of("a", list(500, &[("j1", Some(900))], &[])), 10, R)
+            .unwrap();
+        // The store was recreated: its counter restarted at 3. Accepted, guard re-armed.
+        let fresh = of("b", list(3, &[], &[("mallory", 100)]));
+        assert!(r.other_store(&fresh));
+        let r = r.next(&fresh, 11, R).unwrap();
+        assert_eq!((r.revision(), r.store_id()), (3, Some("b")));
+        assert!(r.revokes_token("acme", "mallory", 50, "x"));
+        assert!(r.revokes_token("acme", "a", 0, "j1"), "kept jtis survive");
+        // The new store's own older revision is refused.
+        let e = r.next(&of("b", list(2, &[], &[])), 12, R).unwrap_err();
+        assert_eq!((e.got, e.applied), (2, 3));
+    }
+
+    #[test]
     fn a_revoked_jti_is_kept_until_its_token_could_have_expired() {
         let now = 1_000;
         let r1 = Revocations::default()
@@ -222,6 +286,29 @@ mod tests {
         let r4 = r3.next(&list(4, &[], &[]), now + 3_661, R).unwrap();
         assert!(!r4.revokes_token("acme", "a", 0, "j2"));
         assert_eq!(r4.jti_count(), 0, "nothing kept past its time");
+    }
+
+    /// A subject entry a later list omits is kept until `before + max lifetime + leeway`. On
+    /// the old code the next list dropped it at once, un-revoking tokens still within their
+    /// lifetime.
+    #[test]
+    fn a_revoked_subject_is_kept_until_its_tokens_could_have_expired() {
+        let r1 = Revocations::default()
+            .next(&list(1, &[], &[("mallory", 1_000)]), 1_000, R)
+            .unwrap();
+        let r2 = r1.next(&list(2, &[], &[]), 1_010, R).unwrap();
+        assert!(r2.revokes_token("acme", "mallory", 999, "x"), "kept");
+        assert!(
+            !r2.revokes_token("acme", "mallory", 1_000, "x"),
+            "newer tokens pass"
+        );
+        let r3 = r2.next(&list(3, &[], &[]), 1_000 + 3_659, R).unwrap();
+        assert!(r3.revokes_token("acme", "mallory", 999, "x"), "not yet");
+        let r4 = r3.next(&list(4, &[], &[]), 1_000 + 3_660, R).unwrap();
+        assert!(
+            !r4.revokes_token("acme", "mallory", 999, "x"),
+            "past its time"
+        );
     }
 
     #[test]

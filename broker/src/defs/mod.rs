@@ -37,6 +37,9 @@ use crate::queue::GroupConfig;
 use crate::quota::{QuotaConfig, QuotaTable};
 use crate::stream::{Start, StreamConfig};
 
+/// Distinct definition messages remembered as logged (see `Definitions::log_once`).
+const MAX_LOGGED: usize = 1024;
+
 pub use map::quota_table;
 
 /// The control plane's answer (`GET /v1/broker/definitions`), as the broker reads it. Unknown
@@ -173,10 +176,23 @@ impl Definitions {
             .cloned()
     }
 
+    /// Logs `msg` once. The names in it come from the control plane's documents: escaped
+    /// and cut like any untrusted string (`audit::loggable`), and the set of messages seen
+    /// is bounded ([`MAX_LOGGED`]: past it, it starts over, so a message may be logged again
+    /// rather than the set growing with every name a control plane ever sent).
     fn log_once(&self, msg: String) {
-        if self.logged.lock().insert(msg.clone()) {
-            tracing::warn!("control-plane definitions: {msg}");
+        let mut logged = self.logged.lock();
+        if logged.contains(&msg) {
+            return;
         }
+        if logged.len() >= MAX_LOGGED {
+            logged.clear();
+        }
+        tracing::warn!(
+            "control-plane definitions: {}",
+            crate::audit::loggable(&msg)
+        );
+        logged.insert(msg);
     }
 
     /// Resolves a snapshot and puts it in force if its documents changed; answers whether
@@ -244,10 +260,10 @@ impl Definitions {
         self.failures.fetch_add(1, Ordering::Relaxed);
         let mut st = self.status.lock();
         if !st.failing {
-            tracing::warn!(error = %e, "definitions feed: poll failed; serving with the last good definitions and quotas");
+            tracing::warn!(error = %crate::audit::loggable(e), "definitions feed: poll failed; serving with the last good definitions and quotas");
         }
         st.failing = true;
-        st.last_error = Some(e.chars().take(300).collect());
+        st.last_error = Some(crate::audit::loggable(e).chars().take(300).collect());
     }
 
     /// The revision in force (0 before any snapshot).
@@ -319,4 +335,21 @@ pub fn apply(shared: &crate::server::Shared, snap: Snapshot) {
 /// The local quota configuration alone (no control plane, or before its first answer).
 pub fn local_quota_table(q: &QuotaConfig) -> QuotaTable {
     QuotaTable::from_config(q)
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::*;
+
+    /// The set of logged messages stays bounded whatever the control plane sends. On the old
+    /// code it grew by one entry per distinct message, for the broker's life.
+    #[test]
+    fn logged_messages_are_bounded() {
+        let d = Definitions::new(true);
+        for i in 0..(3 * MAX_LOGGED) {
+            d.log_once(format!("stream acme/s{i}: field x ignored"));
+        }
+        let n = d.logged.lock().len();
+        assert!(n > 0 && n <= MAX_LOGGED, "{n}");
+    }
 }

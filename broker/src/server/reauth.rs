@@ -13,7 +13,8 @@ use crate::error::BrokerError;
 /// `limits.max_reauths_per_minute` per connection are looked at (past it: `overloaded`, the
 /// token in force stays, the connection is kept). Every `reauth` is audited (principal, the
 /// presented token's `kid`, outcome; never the token). A revived principal (its token had
-/// ended) takes its tenant's connection quota slot again first.
+/// ended) takes its tenant's connection quota slot again, right after its new token is in
+/// force (refused: the cell ends again).
 pub async fn reauth(ctx: &mut Ctx, request_id: u64, token: &str) -> Result<(), quinn::WriteError> {
     let mut kid = None;
     let r = ctx
@@ -38,17 +39,39 @@ pub async fn reauth(ctx: &mut Ctx, request_id: u64, token: &str) -> Result<(), q
             let fresh = cell
                 .check_reauth(&*ctx.shared.auth, token)
                 .map_err(BrokerError::from)?;
-            ctx.shared.quotas.admit_connection(
+            kid = fresh.kid.clone();
+            // Replace first, then take (or confirm) the slot: a cell that ended gave its
+            // slot back, and one that ends between a slot check and the replace would be
+            // revived without a slot. A refused slot ends the cell again.
+            cell.replace(fresh);
+            if let Err(e) = ctx.shared.quotas.admit_connection(
                 &ctx.conn_state.tenants,
                 cell.tenant(),
                 cell.subject(),
-            )?;
-            kid = fresh.kid.clone();
-            cell.replace(fresh);
+            ) {
+                ctx.conn_state
+                    .principals
+                    .end_cell(cell, "connection quota of the tenant reached");
+                return Err(e);
+            }
             ctx.shared.metrics.reauths.inc();
             Ok(())
         });
-    ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &r);
+    let limited = r.as_ref().is_err_and(|e| e.code == ErrorCode::Overloaded);
+    if !limited {
+        ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &r);
+    } else if let Some(left_out) = ctx.conn_state.principals.limited_audit(Instant::now()) {
+        // One line per connection per window for the rate bound's refusals (a client
+        // hammering `reauth` must not flood the audit log); it says how many it stands for.
+        let mut e = r.clone().unwrap_err();
+        if left_out > 0 {
+            e.message = format!(
+                "{} ({left_out} more refused by the rate bound since the last line)",
+                e.message
+            );
+        }
+        ctx.shared.audit.reauth(ctx.who(), kid.as_deref(), &Err(e));
+    }
     let refused = r.as_ref().is_err_and(|e| e.code == ErrorCode::Unauthorized);
     let reply = r.map(|_| Message::Ok {
         request_id: Some(request_id),

@@ -379,7 +379,55 @@ pub async fn authenticate(
             return Err(());
         }
     };
-    super::guard::admit_stream(shared, state, &principal, replier).await?;
+    // Bind first, then take (or confirm) the tenant's connection slot: binding may revive a
+    // cell of the principal that ended (and gave its slot back) meanwhile, so the slot is
+    // checked after it, and the AuthOk is written only then. A refused slot ends the cell.
+    let kid = principal.kid.clone();
+    let (tenant, subject) = (principal.tenant.clone(), principal.subject.clone());
+    let per_minute = shared.cfg.limits.max_reauths_per_minute;
+    let bound = match state
+        .principals
+        .bind(principal, &shared.auth, per_minute, Instant::now())
+    {
+        Ok(b) => b,
+        Err(e) => {
+            // A new token for a live principal is a reauth: over the bound it is refused the
+            // same way (`overloaded`, retryable), and audited as one.
+            shared.metrics.reauths_limited.inc();
+            shared.metrics.overloaded.inc();
+            let e = BrokerError::overloaded(e.to_string());
+            let who = crate::audit::Who {
+                tenant: &tenant,
+                sub: subject.as_deref(),
+                conn: state.id,
+            };
+            if state.principals.limited_audit(Instant::now()).is_some() {
+                shared.audit.reauth(who, kid.as_deref(), &Err(e.clone()));
+            }
+            let _ = replier.error(&e, None).await;
+            replier.finish().await;
+            return Err(());
+        }
+    };
+    if bound.swapped {
+        shared.metrics.reauths.inc();
+        let who = crate::audit::Who {
+            tenant: &tenant,
+            sub: subject.as_deref(),
+            conn: state.id,
+        };
+        shared.audit.reauth(who, kid.as_deref(), &Ok(()));
+    }
+    let principal = bound.cell.principal();
+    if super::guard::admit_stream(shared, state, &principal, replier)
+        .await
+        .is_err()
+    {
+        state
+            .principals
+            .end_cell(&bound.cell, "connection quota of the tenant reached");
+        return Err(());
+    }
     // Extension frame kinds are usable only together with their feature.
     let mut supported = flags::V1_ALL;
     if negotiated_features & features::BINARY_EXT != 0 {
@@ -407,7 +455,7 @@ pub async fn authenticate(
         return Err(());
     }
     Ok(Session {
-        principal: state.principals.bind(principal, &shared.auth),
+        principal: bound.cell,
         flags: session_flags,
         features: negotiated_features,
     })

@@ -2,9 +2,9 @@
 //!
 //! Public: `GET /live`, `GET /ready`, `GET /metrics`, `GET /.well-known/jwks.json`,
 //! `POST /oauth/token`. Everything under `/v1/` needs `Authorization: Bearer <token>`
-//! whenever an admin token is configured (always in production): reads (`GET`, including the
-//! revocation feed brokers poll) take an admin or a broker read token, writes only an admin
-//! token.
+//! whenever an admin token is configured (always in production): writes and reads take an
+//! admin token; the broker read token reads only what brokers poll (`GET /v1/revocations`,
+//! `GET /v1/broker/definitions`; the JWKS is public) and gets `403 forbidden` elsewhere.
 //!
 //! Every request has a whole deadline (`request_timeout_ms`, body read included; long polls
 //! get `max_long_poll_s` on top). In dev mode on a loopback address only loopback `Host`
@@ -137,13 +137,29 @@ async fn require_admin(State(st): State<AppState>, req: Request, next: Next) -> 
     // Who first (401 before any other answer), then the content type.
     if !st.admin_digests.is_empty() {
         let presented = bearer_digest(req.headers());
-        let ok = presented.is_some_and(|d| {
+        let (admin, broker) = presented.map_or((false, false), |d| {
             // Both sets compared, whatever the first says.
-            let admin = one_of(&st.admin_digests, &d);
-            let broker = one_of(&st.broker_digests, &d);
-            admin | (read & broker)
+            (
+                one_of(&st.admin_digests, &d),
+                one_of(&st.broker_digests, &d),
+            )
         });
-        if !ok {
+        // The broker read token reads what brokers poll, nothing else of the admin API
+        // (tenants, issuers, keys' metadata): a leaked broker credential is not an admin read.
+        let broker_path = matches!(
+            req.uri().path(),
+            "/v1/revocations" | "/v1/broker/definitions"
+        );
+        if !admin && broker && read && !broker_path {
+            tracing::warn!(audit = "admin_denied", method = %req.method(), path = %req.uri().path(), "broker read token used outside the broker feed");
+            return ApiError::Forbidden(
+                "the broker read token reads only /v1/revocations and /v1/broker/definitions; \
+                 this needs an admin token"
+                    .into(),
+            )
+            .into_response();
+        }
+        if !(admin | (read & broker)) {
             tracing::warn!(audit = "admin_denied", method = %req.method(), path = %req.uri().path(), "request without a valid admin (or, for reads, broker) token");
             return ApiError::Unauthorized(if read {
                 "an admin or broker read bearer token is required".into()

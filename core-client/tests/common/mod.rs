@@ -130,6 +130,9 @@ pub struct PeerLog {
     pub auth_tokens: Vec<Option<String>>,
     /// Tokens of every `reauth`, in order.
     pub reauth_tokens: Vec<String>,
+    /// This many `reauth`s (the first ones) are answered `overloaded`, as the broker's
+    /// per-connection reauth rate bound does.
+    pub overload_reauths: u64,
 }
 
 /// A QUIC peer speaking the Felix wire protocol just enough for the token tests: it grants
@@ -146,6 +149,11 @@ pub struct RefreshPeer {
 
 impl RefreshPeer {
     pub fn start(name: &str, refuse_reauth: bool) -> Self {
+        Self::start_overloading(name, refuse_reauth, 0)
+    }
+
+    /// [`RefreshPeer::start`], answering the first `overload` reauths `overloaded`.
+    pub fn start_overloading(name: &str, refuse_reauth: bool, overload: u64) -> Self {
         let ca = scratch(name).join("ca.pem");
         let tls = felix_transport::ServerTls::generate_dev(&ca).unwrap();
         let endpoint = felix_transport::server_endpoint(
@@ -155,7 +163,10 @@ impl RefreshPeer {
         )
         .unwrap();
         let addr = endpoint.local_addr().unwrap();
-        let log = Arc::new(Mutex::new(PeerLog::default()));
+        let log = Arc::new(Mutex::new(PeerLog {
+            overload_reauths: overload,
+            ..PeerLog::default()
+        }));
         let (ep, lg) = (endpoint.clone(), log.clone());
         tokio::spawn(async move {
             while let Some(incoming) = ep.accept().await {
@@ -210,8 +221,21 @@ async fn serve_stream(
                 }
             }
             Ok(Decoded::Json(Message::Reauth { request_id, token })) => {
-                log.lock().unwrap().reauth_tokens.push(token);
-                if refuse_reauth {
+                let overloaded = {
+                    let mut l = log.lock().unwrap();
+                    l.reauth_tokens.push(token);
+                    let o = l.overload_reauths > 0;
+                    l.overload_reauths = l.overload_reauths.saturating_sub(1);
+                    o
+                };
+                if overloaded {
+                    Message::error(
+                        felix_wire::ErrorCode::Overloaded,
+                        "reauth rate bound",
+                        Some(request_id),
+                        true,
+                    )
+                } else if refuse_reauth {
                     Message::error(
                         felix_wire::ErrorCode::Unauthorized,
                         "reauth refused",
