@@ -164,6 +164,14 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
+// restartCtx is ctxT for a test that restarts a broker: stopping it, starting it again and
+// waiting up to 20 s for the client to come back fit in it on a loaded machine.
+func restartCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func unique(t *testing.T) string {
 	return strings.NewReplacer("/", "-", " ", "-").Replace(t.Name()) + fmt.Sprint(time.Now().UnixNano()%1e6)
 }

@@ -203,7 +203,9 @@ func TestReconnectsAfterBrokerRestart(t *testing.T) {
 	}
 	defer os.RemoveAll(b.dir)
 	defer b.stop()
-	c, ctx := connect(t, b), ctxT(t)
+	// Its own context, longer than ctxT's: a restart on a loaded machine plus the 20 s wait
+	// below must not run into a test-wide deadline that then fails every call.
+	c, ctx := connect(t, b), restartCtx(t)
 	if _, err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -212,6 +214,11 @@ func TestReconnectsAfterBrokerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("last error of the retried call: %v", lastErr)
+		}
+	}()
 	eventually(t, 20*time.Second, "cache put after restart", func() bool {
 		_, lastErr = c.CachePut(ctx, "default", "restart", "k", []byte("v"), 0)
 		return lastErr == nil
@@ -228,7 +235,7 @@ func TestBrokerRestartIsReportedAsResetGap(t *testing.T) {
 	}
 	defer os.RemoveAll(b.dir)
 	defer b.stop()
-	c, ctx, st := connect(t, b), ctxT(t), unique(t)
+	c, ctx, st := connect(t, b), restartCtx(t), unique(t)
 	sub, err := c.Subscribe(ctx, "default", st, felix.StartLatest)
 	if err != nil {
 		t.Fatal(err)
@@ -246,10 +253,20 @@ func TestBrokerRestartIsReportedAsResetGap(t *testing.T) {
 	if err := b.start(); err != nil {
 		t.Fatal(err)
 	}
+	var lastErr error
+	defer func() {
+		if t.Failed() {
+			t.Logf("last error of the retried publish: %v", lastErr)
+		}
+	}()
 	eventually(t, 20*time.Second, "publish after restart", func() bool {
-		return c.Publish(ctx, "default", st, []byte("new-0")) == nil
+		lastErr = c.Publish(ctx, "default", st, []byte("new-0"))
+		return lastErr == nil
 	})
-	ev, err := sub.Next(ctx)
+	// A deadline of its own for the first event: whatever the restart took of ctx.
+	nctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ev, err := sub.Next(nctx)
 	if err != nil || ev.Offset != 0 || string(ev.Payload) != "new-0" {
 		t.Fatalf("first event after the restart: %+v %v", ev, err)
 	}

@@ -22,13 +22,23 @@ function freePort() {
   })
 }
 
-/** Polls `cond` (sync or async) until it returns a truthy value or `timeoutMs` passes. */
+/**
+ * Polls `cond` (sync or async) until it returns a truthy value or `timeoutMs` passes.
+ * `what` may be a function, called at the deadline, so the failure can say what the last
+ * attempt saw (the error a retried call kept getting) instead of only that time ran out.
+ */
 async function waitFor(cond, { timeoutMs = 10000, intervalMs = 10, what = 'condition' } = {}) {
-  const deadline = Date.now() + timeoutMs
+  const started = Date.now()
+  const deadline = started + timeoutMs
+  let attempts = 0
   for (;;) {
     const v = await cond()
+    attempts++
     if (v) return v
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    if (Date.now() > deadline) {
+      const label = typeof what === 'function' ? what() : what
+      throw new Error(`timed out after ${Date.now() - started} ms (${attempts} attempts) waiting for ${label}`)
+    }
     await new Promise((r) => setTimeout(r, intervalMs))
   }
 }

@@ -108,6 +108,7 @@ test('the client reconnects after a broker restart on the same address', async (
     await first.stop()
     await assert.rejects(client.cacheGet(ns, 'c', 'k'), (e) => e.retryable === true)
     second = await startBroker({ port: first.port, dir: first.dir })
+    let last = 'none'
     await waitFor(
       async () => {
         try {
@@ -115,20 +116,37 @@ test('the client reconnects after a broker restart on the same address', async (
           return true
         } catch (e) {
           if (!e.retryable) throw e
+          last = `${e.code}: ${e.message}`
           return false
         }
       },
-      { timeoutMs: 20000, what: 'the client to reconnect' },
+      { timeoutMs: 20000, what: () => `the client to reconnect (last error ${last})` },
     )
-    // The subscription resubscribes on its own; publish until it sees an event again.
+    // The subscription resubscribes on its own; publish until it sees an event again. Only
+    // this loop's own 500 ms abort means "not yet": the subscription ending (null) or failing
+    // for good fails the test at once, with its reason, rather than as a timeout 20 s later.
     let got = null
+    last = 'none'
     await waitFor(
       async () => {
-        await client.publish(ns, 'events', 'after')
-        got = await sub.next({ signal: AbortSignal.timeout(500) }).catch(() => null)
+        try {
+          await client.publish(ns, 'events', 'after')
+        } catch (e) {
+          if (!e.retryable) throw e
+          last = `publish ${e.code}: ${e.message}`
+          return false
+        }
+        try {
+          got = await sub.next({ signal: AbortSignal.timeout(500) })
+        } catch (e) {
+          if (e.code !== 'cancelled') throw e
+          last = 'no event within 500 ms'
+          return false
+        }
+        assert.notEqual(got, null, 'the subscription ended instead of resuming')
         return got
       },
-      { timeoutMs: 20000, what: 'the subscription to resume' },
+      { timeoutMs: 20000, what: () => `the subscription to resume (last: ${last})` },
     )
     assert.equal(got.payload.toString(), 'after')
     client.close()
@@ -150,6 +168,7 @@ test('a broker restart is reported as a reset gap before the new log\'s first ev
     assert.deepEqual((await take(sub, 2)).map((e) => e.offset), [0, 1])
     await first.stop()
     second = await startBroker({ port: first.port, dir: first.dir })
+    let last = 'none'
     await waitFor(
       async () => {
         try {
@@ -157,10 +176,11 @@ test('a broker restart is reported as a reset gap before the new log\'s first ev
           return true
         } catch (e) {
           if (!e.retryable) throw e
+          last = `${e.code}: ${e.message}`
           return false
         }
       },
-      { timeoutMs: 20000, what: 'a publish after the restart' },
+      { timeoutMs: 20000, what: () => `a publish after the restart (last error ${last})` },
     )
     const ev = await sub.next({ signal: AbortSignal.timeout(20000) })
     assert.equal(ev.offset, 0)

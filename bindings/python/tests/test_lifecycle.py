@@ -29,13 +29,17 @@ def test_client_reconnects_after_broker_restart(own_broker, ns):
         assert _retry(lambda: c.cache_get(ns, "c", "k")) is None
         c.cache_put(ns, "c", "k", b"after")
         assert c.cache_get(ns, "c", "k").value == b"after"
-        # The subscription resumed on its own: a new event reaches it.
+        # The subscription resumed on its own: a new event reaches it. Only the 0.2 s timeout
+        # means "not yet": a subscription that ended (None) fails at once, with that reason,
+        # not as a timeout 20 s later.
         def delivered():
             c.publish(ns, "r", b"x")
             try:
-                return sub.next(timeout=0.2)
+                ev = sub.next(timeout=0.2)
             except felix.TimeoutError:
                 return None
+            assert ev is not None, "the subscription ended instead of resuming"
+            return ev
         assert wait_until(delivered, 20, "the resumed subscription").payload == b"x"
 
 
