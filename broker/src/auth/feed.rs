@@ -244,24 +244,8 @@ impl Feed {
 
     /// Polls the control plane every `poll.interval` for the broker's life.
     pub(super) async fn run(self: Arc<Self>, poll: super::jwt::Poll) {
-        let mut config = ureq::Agent::config_builder()
-            .timeout_global(Some(poll.timeout))
-            .max_redirects(0)
-            // The feed goes straight to the control plane, never through an environment
-            // proxy that could see the read token.
-            .proxy(None);
-        if let Some(ca) = &poll.ca {
-            let certs: Vec<ureq::tls::Certificate<'static>> = ca
-                .iter()
-                .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
-                .collect();
-            config = config.tls_config(
-                ureq::tls::TlsConfig::builder()
-                    .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                    .build(),
-            );
-        }
-        let agent: ureq::Agent = config.build().into();
+        let agent =
+            super::jwt::control_plane_agent(poll.timeout, poll.ca.as_deref().map(|c| &c[..]), true);
         let base = poll.url.trim_end_matches('/').to_owned();
         let auth = poll.token.map(|t| format!("Bearer {}", t.0));
         let (interval, max) = (poll.interval, poll.max_bytes);

@@ -89,6 +89,34 @@ pub(crate) fn read_feed_token(
 }
 
 /// Reads PEM CA certificates as DER.
+/// The HTTP client of the control-plane feeds (keys and revocations, definitions): one deadline
+/// for the whole request, no redirects, and never an environment proxy (it would see the read
+/// token); with `ca`, those roots replace the public ones. `statuses_as_errors = false` lets a
+/// caller read a 304 as an answer.
+pub(crate) fn control_plane_agent(
+    timeout: std::time::Duration,
+    ca: Option<&[Vec<u8>]>,
+    statuses_as_errors: bool,
+) -> ureq::Agent {
+    let mut config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .max_redirects(0)
+        .http_status_as_error(statuses_as_errors)
+        .proxy(None);
+    if let Some(ca) = ca {
+        let certs: Vec<ureq::tls::Certificate<'static>> = ca
+            .iter()
+            .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
+            .collect();
+        config = config.tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
+                .build(),
+        );
+    }
+    config.build().into()
+}
+
 pub(crate) fn read_ca(path: &std::path::Path) -> Result<Vec<Vec<u8>>, String> {
     let shown = path.display();
     let pem = std::fs::read(path).map_err(|e| format!("auth.controlplane_ca_file {shown}: {e}"))?;

@@ -33,7 +33,7 @@ pub use dev::DevAuth;
 pub use felix_auth::{Action, Permissions};
 pub use jwt::{unverified_kid, JwtAuth};
 // The control-plane read token and CA, read the same way for the definitions feed (`defs`).
-pub(crate) use jwt::{read_ca, read_feed_token};
+pub(crate) use jwt::{control_plane_agent, read_ca, read_feed_token};
 pub use static_tokens::{StaticTokenAuth, TokenConfigError, TokenEntry};
 
 /// Who a stream acts as, once authenticated.

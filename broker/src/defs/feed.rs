@@ -68,26 +68,8 @@ enum Polled {
 }
 
 fn agent(p: &Poll) -> ureq::Agent {
-    let mut config = ureq::Agent::config_builder()
-        .timeout_global(Some(p.timeout))
-        .max_redirects(0)
-        // A 304 is an answer, not an error.
-        .http_status_as_error(false)
-        // Straight to the control plane, never through an environment proxy that could see
-        // the read token.
-        .proxy(None);
-    if let Some(ca) = &p.ca {
-        let certs: Vec<ureq::tls::Certificate<'static>> = ca
-            .iter()
-            .map(|der| ureq::tls::Certificate::from_der(der).to_owned())
-            .collect();
-        config = config.tls_config(
-            ureq::tls::TlsConfig::builder()
-                .root_certs(ureq::tls::RootCerts::new_with_certs(&certs))
-                .build(),
-        );
-    }
-    config.build().into()
+    // A 304 is an answer, not an error.
+    crate::auth::control_plane_agent(p.timeout, p.ca.as_deref().map(|c| &c[..]), false)
 }
 
 fn fetch(agent: &ureq::Agent, p: &Poll, since: Option<u64>) -> Result<Polled, String> {
