@@ -42,7 +42,9 @@ func jwtBroker() (*broker, error) {
 			jwtErr = err
 			return
 		}
-		jwtShared, jwtErr = startBroker("--jwt-keys-file", keys, "--auth-issuer", "felix-scenarios")
+		// The fixture tokens live until 2100 (tests/scenarios/auth/principals.json).
+		jwtShared, jwtErr = startBroker("--jwt-keys-file", keys, "--auth-issuer", "felix-scenarios",
+			"--auth-max-token-lifetime-s", "4000000000")
 	})
 	return jwtShared, jwtErr
 }

@@ -95,6 +95,9 @@ struct Args {
     /// JWT mode: required `aud` of tokens (default felix).
     #[arg(long, env = "FELIX_AUTH_AUDIENCE")]
     auth_audience: Option<String>,
+    /// JWT mode: longest token lifetime (`exp - iat`) accepted, in seconds (default 86400).
+    #[arg(long, env = "FELIX_AUTH_MAX_TOKEN_LIFETIME_S")]
+    auth_max_token_lifetime_s: Option<u64>,
     /// This broker's region; tokens for another region are refused (default local).
     #[arg(long, env = "FELIX_REGION")]
     region: Option<String>,
@@ -189,6 +192,9 @@ fn load(args: &Args) -> Result<BrokerConfig, String> {
     }
     if let Some(v) = &args.auth_audience {
         cfg.auth.audience = v.clone();
+    }
+    if let Some(v) = args.auth_max_token_lifetime_s {
+        cfg.auth.max_token_lifetime_s = v;
     }
     if let Some(v) = &args.region {
         cfg.auth.region = v.clone();

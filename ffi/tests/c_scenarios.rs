@@ -57,6 +57,9 @@ fn c_scenario_runner_passes_every_scenario_and_fails_wrong_ones() {
             keys.to_str().unwrap(),
             "--auth-issuer",
             "felix-scenarios",
+            // The fixture tokens live until 2100 (tests/scenarios/auth/principals.json).
+            "--auth-max-token-lifetime-s",
+            "4000000000",
         ],
     );
     let run = |extra: Option<std::path::PathBuf>| {

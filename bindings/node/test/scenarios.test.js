@@ -39,7 +39,9 @@ test.after(async () => {
 // started on first use with the auth fixture's key.
 const authDir = path.join(dir, 'auth')
 async function jwt() {
-  jwtBroker ??= startBroker({ args: ['--jwt-keys-file', path.join(authDir, 'jwks.json'), '--auth-issuer', 'felix-scenarios'] })
+  jwtBroker ??= startBroker({ args: ['--jwt-keys-file', path.join(authDir, 'jwks.json'), '--auth-issuer', 'felix-scenarios',
+    // The fixture tokens live until 2100 (tests/scenarios/auth/principals.json).
+    '--auth-max-token-lifetime-s', '4000000000'] })
   const b = await jwtBroker
   return { addr: b.addr, ca: b.ca }
 }

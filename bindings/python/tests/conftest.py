@@ -147,7 +147,11 @@ def broker() -> Iterator[Broker]:
 
 # The JWT fixture of the auth scenarios (tests/scenarios/auth/, README "Brokers").
 AUTH_FIXTURE = REPO / "tests" / "scenarios" / "auth"
-JWT_ARGS = ["--jwt-keys-file", str(AUTH_FIXTURE / "jwks.json"), "--auth-issuer", "felix-scenarios"]
+# The fixture tokens live until 2100 (tests/scenarios/auth/principals.json).
+JWT_ARGS = [
+    "--jwt-keys-file", str(AUTH_FIXTURE / "jwks.json"), "--auth-issuer", "felix-scenarios",
+    "--auth-max-token-lifetime-s", "4000000000",
+]
 
 
 @pytest.fixture(scope="session")

@@ -83,6 +83,8 @@ impl Brokers {
                         let mut cfg = common::test_config(&format!("{}-jwt", self.name));
                         cfg.auth.jwt_keys_file = Some(auth_fixture::dir().join("jwks.json"));
                         cfg.auth.issuer = Some(auth_fixture::ISSUER.into());
+                        // The fixture tokens live until 2100 (principals.json).
+                        cfg.auth.max_token_lifetime_s = 4_000_000_000;
                         TestBroker::with_config(cfg).await
                     })
                     .await
