@@ -23,6 +23,7 @@ from conftest import AUTH_FIXTURE
 TOKENS = json.loads((AUTH_FIXTURE / "tokens.json").read_text())["tokens"]
 TENANTS = ["alpha", "beta"]
 PRINCIPALS = ["admin", "orders", "reader"]
+GROUP = "g"
 
 # Resources: (kind, name). Streams: `orders.eu` is granted to `orders` through the wildcard
 # pattern `orders.*`; `payments` is granted to nobody but admin and reader (`>`). Caches:
@@ -79,7 +80,9 @@ def run_action(c: felix.Client, ns: str, tenant: str, action: str, resource: str
     if action == "subscribe":
         return outcome(lambda: c.subscribe(ns, resource).close())
     if action == "consume":
-        return outcome(lambda: c.consumer(ns, resource, "g-" + uuid.uuid4().hex[:6]).pull(max=1))
+        # The group exists (admin made it): creating one by use needs admin, and the cell is
+        # about `consume`, not about creating.
+        return outcome(lambda: c.consumer(ns, resource, GROUP).pull(max=1))
     if action == "cache.read":
         return outcome(lambda: c.cache_get(ns, resource, "k"))
     if action == "cache.write":
@@ -99,6 +102,7 @@ def test_rbac_matrix_and_no_cross_tenant_access(jwt_broker):
             admin = clients[(t, "admin")]
             for s in STREAMS:
                 admin.publish(ns, s, f"{t}:{s}:seed".encode())
+                admin.create_group(ns, s, GROUP)
             for cache in CACHES:
                 admin.cache_put(ns, cache, "k", f"{t}:{cache}:seed".encode())
 
