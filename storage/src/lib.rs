@@ -33,3 +33,6 @@ pub mod segment;
 pub mod sim;
 
 pub use error::{IoOp, StorageError};
+
+#[cfg(test)]
+mod test_util;

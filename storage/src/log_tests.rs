@@ -26,18 +26,7 @@ fn payload(i: u64) -> Bytes {
 }
 
 fn read_all(log: &DurableLog, from: u64) -> Vec<(u64, Bytes)> {
-    let mut out = Vec::new();
-    let mut at = from;
-    loop {
-        let r = log.read(at, 7, 300).unwrap();
-        match r.records.last() {
-            Some(&(last, _)) => {
-                at = last + 1;
-                out.extend(r.records);
-            }
-            None => return out,
-        }
-    }
+    crate::test_util::read_all(log, from, 7, 300)
 }
 
 #[test]

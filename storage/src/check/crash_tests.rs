@@ -40,18 +40,7 @@ fn payload(i: u64, len: usize) -> Bytes {
 }
 
 fn read_all(log: &DurableLog) -> Vec<(u64, Bytes)> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    loop {
-        let r = log.read(at, 64, 1 << 20).unwrap();
-        match r.records.last() {
-            Some(&(last, _)) => {
-                at = last + 1;
-                out.extend(r.records);
-            }
-            None => return out,
-        }
-    }
+    crate::test_util::read_all(log, 0, 64, 1 << 20)
 }
 
 fn check(fs: &SimFs, repair: bool) -> CheckRun {

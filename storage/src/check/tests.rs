@@ -93,18 +93,7 @@ fn flip(path: &Path, at: u64) {
 
 /// Every record `DurableLog` serves from `from` on, skipping nothing.
 fn read_all(log: &DurableLog, from: u64) -> Vec<(u64, Bytes)> {
-    let mut out = Vec::new();
-    let mut at = from;
-    loop {
-        let r = log.read(at, 50, 1 << 20).unwrap();
-        match r.records.last() {
-            Some(&(last, _)) => {
-                at = last + 1;
-                out.extend(r.records);
-            }
-            None => return out,
-        }
-    }
+    crate::test_util::read_all(log, from, 50, 1 << 20)
 }
 
 fn reopen(dir: &Path) -> DurableLog {
