@@ -6,8 +6,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -90,7 +89,7 @@ impl Broker {
             if let Some(status) = child.try_wait().unwrap() {
                 panic!("felix-broker exited: {status}");
             }
-            if let Some((200, body)) = http_get(&http, "/ready") {
+            if let Some((200, body)) = common::http_get(&http, "/ready") {
                 let v: serde_json::Value = serde_json::from_str(&body).unwrap();
                 if v["auth"]["feed"] == "ok" {
                     break;
@@ -121,25 +120,6 @@ impl Broker {
             ..ClientConfig::default()
         }
     }
-}
-
-/// A plain HTTP/1.1 GET: (status, body), or `None` while nothing listens.
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reader = BufReader::new(s);
-    let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
-    let code = status.split_whitespace().nth(1)?.parse().ok()?;
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest).ok()?;
-    let body = rest.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
 }
 
 fn exchange(cp: &Cp, id_token: &str) -> String {
@@ -284,7 +264,7 @@ async fn oidc_login_to_broker_request_with_rbac_and_revocation() {
     .await
     .expect("other principals unaffected");
 
-    let (_, ready) = http_get(&broker.http, "/ready").unwrap();
+    let (_, ready) = common::http_get(&broker.http, "/ready").unwrap();
     assert!(ready.contains("\"feed\":\"ok\""), "{ready}");
 }
 

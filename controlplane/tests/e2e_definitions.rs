@@ -13,8 +13,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, UdpSocket};
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -103,7 +102,7 @@ impl Broker {
     }
 
     fn ready(&self) -> Option<Value> {
-        let (status, body) = http_get(&self.http, "/ready")?;
+        let (status, body) = common::http_get(&self.http, "/ready")?;
         (status == 200).then(|| serde_json::from_str(&body).ok())?
     }
 
@@ -131,24 +130,6 @@ impl Broker {
             ..ClientConfig::default()
         }
     }
-}
-
-fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut reader = BufReader::new(s);
-    let mut status = String::new();
-    reader.read_line(&mut status).ok()?;
-    let code = status.split_whitespace().nth(1)?.parse().ok()?;
-    let mut rest = String::new();
-    reader.read_to_string(&mut rest).ok()?;
-    let body = rest.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((code, body))
 }
 
 async fn within<T>(secs: u64, what: &str, f: impl std::future::Future<Output = T>) -> T {
@@ -292,7 +273,7 @@ async fn definitions_and_quotas_flow_from_the_control_plane_and_survive_its_loss
     assert_eq!(v["status"], "ready", "{v}");
     assert!(v["definitions"]["loaded"].as_bool().unwrap(), "{v}");
     assert!(v["definitions"]["last_error"].is_string(), "{v}");
-    let (_, metrics) = http_get(&broker.http, "/metrics").unwrap();
+    let (_, metrics) = common::http_get(&broker.http, "/metrics").unwrap();
     assert!(
         metrics.contains("felix_definitions_feed_age_seconds "),
         "{metrics}"

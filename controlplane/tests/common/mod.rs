@@ -580,3 +580,22 @@ pub fn data_dir(root: &Path) -> PathBuf {
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
     d
 }
+
+/// A plain HTTP/1.1 GET: (status, body), or `None` while nothing listens.
+pub fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut reader = BufReader::new(s);
+    let mut status = String::new();
+    reader.read_line(&mut status).ok()?;
+    let code = status.split_whitespace().nth(1)?.parse().ok()?;
+    let mut rest = String::new();
+    reader.read_to_string(&mut rest).ok()?;
+    let body = rest.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((code, body))
+}
